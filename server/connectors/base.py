@@ -1,0 +1,159 @@
+"""The contract every store implements. The API and the sync engine see stores only through it.
+
+Records are returned in the API's shape (API.md): camelCase fields, `createdAt`/`updatedAt`
+as ISO-8601 UTC with `Z`. Every method that writes says so, and every such write appends a
+change (see `changes_since`) atomically with the write: either both happen or neither.
+
+Errors: `NotFound` (with a code such as `course_not_found`), `Conflict` (409), and
+`StoreUnavailable` when the store cannot be reached. Driver exceptions never escape.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+Cursor = dict[str, int]  # origin -> last sequence number seen
+Change = dict[str, Any]
+
+
+class DatabaseConnector(ABC):
+    device_id: str  # the origin stamped on this store's own changes
+    user_id: str  # every read and write is scoped to this user
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the store, create or upgrade its schema/indexes (idempotent), load the clock.
+        Raises StoreUnavailable if the store cannot be reached."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """True when the store answers a trivial query; False otherwise. Never raises."""
+
+    # --- reads -----------------------------------------------------------------------------
+    @abstractmethod
+    def get_user(self) -> dict[str, Any]:
+        """The user record. A user never written yet reads as defaults (no change is written).
+        `focusCourseId` reads as null when it names a course that no longer exists."""
+
+    @abstractmethod
+    def get_courses(self) -> list[dict[str, Any]]:
+        """Every live course, oldest first, each with its live `lectures` (by `order`) and
+        `assignments` (by `createdAt`)."""
+
+    @abstractmethod
+    def get_course(self, course_id: str) -> dict[str, Any]:
+        """One live course with its lectures and assignments. NotFound(course_not_found)."""
+
+    # --- writes (each appends one change) ------------------------------------------------
+    @abstractmethod
+    def update_user_profile(self, display_name: str) -> dict[str, Any]:
+        """Set `displayName`. Writes a change. Returns the user."""
+
+    @abstractmethod
+    def set_focus_course(self, course_id: str | None) -> dict[str, Any]:
+        """Set or clear `focusCourseId`. NotFound(course_not_found) for an unknown or deleted
+        course. Writes a change. Returns the user."""
+
+    @abstractmethod
+    def create_course(self, new_course: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create a course from validated fields (an optional client `id`). Returns (course,
+        created). The same id with the same fields again returns (existing, False) and writes
+        nothing; the same id with other fields, or the id of a deleted record: Conflict."""
+
+    @abstractmethod
+    def update_course(self, course_id: str, updates: dict[str, Any]) -> dict[str, Any]:
+        """Apply validated updates. NotFound(course_not_found). Writes a change unless
+        `updates` is empty. Returns the course."""
+
+    @abstractmethod
+    def create_lecture(self, course_id: str, new_lecture: dict[str, Any]) -> tuple[dict, bool]:
+        """As create_course, under a live course (NotFound(course_not_found))."""
+
+    @abstractmethod
+    def update_lecture(self, course_id: str, lecture_id: str, updates: dict) -> dict[str, Any]:
+        """NotFound(course_not_found | lecture_not_found), also for a lecture of another course."""
+
+    @abstractmethod
+    def create_assignment(self, course_id: str, new_assignment: dict) -> tuple[dict, bool]:
+        """As create_lecture."""
+
+    @abstractmethod
+    def update_assignment(self, course_id: str, assignment_id: str, updates: dict) -> dict:
+        """As update_lecture, with assignment_not_found."""
+
+    @abstractmethod
+    def delete_course(self, course_id: str) -> None:
+        """Tombstone the course and its lectures and assignments; one change. NotFound when
+        unknown or already deleted."""
+
+    @abstractmethod
+    def delete_lecture(self, course_id: str, lecture_id: str) -> None:
+        """Tombstone a lecture; one change. NotFound as update_lecture."""
+
+    @abstractmethod
+    def delete_assignment(self, course_id: str, assignment_id: str) -> None:
+        """Tombstone an assignment; one change. NotFound as update_assignment."""
+
+    # --- sync primitives ------------------------------------------------------------------
+    @abstractmethod
+    def changes_since(
+        self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None
+    ) -> list[Change]:
+        """Changes of this user with `seq > cursor.get(origin, 0)`, tombstones included,
+        ordered by (origin, seq), at most `limit`. Within each origin the result is a gapless
+        run starting right after the cursor, so a reader can move its cursor to the last seq it
+        got per origin. A change: {origin, seq, hlc, kind, id, courseId, op: upsert|delete,
+        fields: {name: value}, bases: {name: clock}}."""
+
+    @abstractmethod
+    def apply_changes(
+        self, changes: list[Change], *, state: dict[str, Any] | None = None
+    ) -> dict[str, int]:
+        """Merge foreign changes by the merge rule (merge.py), store them so they can be
+        exported again, record every losing value as a conflict, and advance the clock past
+        them. Idempotent: a change already stored (same origin, seq and hlc) is not applied
+        again. `state` (key -> JSON value) is saved atomically with the batch where the store
+        allows it (SQLite: same transaction). Returns {"received", "applied", "conflicts"}."""
+
+    @abstractmethod
+    def pending_since(self, cursor: Cursor, origin: str | None = None) -> tuple[int, str | None]:
+        """(count, oldest hlc) of changes after the cursor (only `origin`'s when given)."""
+
+    @abstractmethod
+    def list_conflicts(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Recorded conflicts, newest first."""
+
+    @abstractmethod
+    def count_conflicts(self) -> int:
+        """How many conflicts are recorded."""
+
+    @abstractmethod
+    def get_state(self, key: str) -> Any:
+        """A small JSON value kept by the sync engine (cursors, epoch); None when unset."""
+
+    @abstractmethod
+    def set_state(self, key: str, value: Any) -> None:
+        """Store a sync-engine value."""
+
+    @abstractmethod
+    def hub_epoch(self) -> str:
+        """An id that changes whenever this store is wiped and re-seeded."""
+
+    @abstractmethod
+    def dump_records(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every record of the user, tombstones included, as merge states keyed by (kind, id):
+        what convergence checks compare."""
+
+    @abstractmethod
+    def is_empty(self) -> bool:
+        """True when the store holds no record and no change of any user."""
+
+    @abstractmethod
+    def wipe(self) -> dict[str, int]:
+        """Remove all records, changes, conflicts and sync state of every user, and start a new
+        epoch. Returns counts removed per collection/table. Used by the seeders' reset."""

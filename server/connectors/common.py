@@ -1,0 +1,312 @@
+"""What both connectors share: the domain operations of the contract, written once on top of a
+handful of storage primitives that each connector implements in its own store.
+
+A local write is: inside the store's writer section, load the record, check it, build one change
+(next sequence number, a new HLC, the fields written and the clocks they replace), then merge it
+and persist it exactly as a foreign change would be. The same merge code (merge.py) decides for
+both stores; each store makes the result atomic in its own way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import abstractmethod
+from contextlib import AbstractContextManager
+from typing import Any
+
+from server import merge
+from server.clock import ZERO, HybridClock, stamp_ms
+from server.connectors.base import Change, Cursor, DatabaseConnector
+from server.errors import Conflict, NotFound
+from server.records import ASSIGNMENT, CHILD_KINDS, COURSE, KINDS, LECTURE, USER, iso_now_from_ms
+
+Key = tuple[str, str]
+EPOCH_START = "1970-01-01T00:00:00Z"
+
+
+class RetryMerge(Exception):
+    """A record changed under us between load and save (Mongo's optimistic check): redo."""
+
+
+class MergingConnector(DatabaseConnector):
+    clock: HybridClock
+
+    # --- primitives each store implements -------------------------------------------------
+    @abstractmethod
+    def _writer(self) -> AbstractContextManager:
+        """Exclusive section for this store's own writes (one writer per origin)."""
+
+    @abstractmethod
+    def _reader(self) -> AbstractContextManager:
+        """A consistent view for multi-query reads."""
+
+    @abstractmethod
+    def _load(self, keys: set[Key]) -> dict[Key, dict[str, Any]]:
+        """Merge states of these records (tombstones too); missing ones are absent."""
+
+    @abstractmethod
+    def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
+        """Merge states of the lectures and assignments of these courses, tombstones too."""
+
+    @abstractmethod
+    def _load_live(self) -> list[dict[str, Any]]:
+        """Merge states of every live course, lecture and assignment of the user."""
+
+    @abstractmethod
+    def _next_seq(self) -> int:
+        """The next sequence number of this store's own origin (inside `_writer`)."""
+
+    @abstractmethod
+    def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
+        """(origin, seq) -> hlc for those of these changes already stored."""
+
+    @abstractmethod
+    def _persist(self, changes: list[Change], states: list[dict], conflicts: list[dict],
+                 *, own: bool, state: dict[str, Any] | None) -> None:
+        """Store changes, merged records, conflicts (deduplicated by id), sync state and the
+        clock, atomically or in a crash-safe order. Raise RetryMerge on a lost race."""
+
+    # --- helpers --------------------------------------------------------------------------
+    def _now_iso(self, hlc: str) -> str:
+        return iso_now_from_ms(stamp_ms(hlc))
+
+    def _live(self, kind: str, record_id: str, course_id: str | None = None) -> dict[str, Any]:
+        key = (kind, record_id)
+        wanted = {key} | ({(COURSE, course_id)} if course_id else set())
+        found = self._load(wanted)
+        if course_id:
+            course = found.get((COURSE, course_id))
+            if course is None or course["deleted"]:
+                raise NotFound("No such course.", code=KINDS[COURSE].not_found_code)
+        state = found.get(key)
+        if (
+            state is None
+            or state["deleted"]
+            or (course_id and state.get("courseId") != course_id)
+        ):
+            raise NotFound(f"No such {kind}.", code=KINDS[kind].not_found_code)
+        return state
+
+    def _write(self, state: dict[str, Any] | None, kind: str, record_id: str,
+               course_id: str | None, op: str, fields: dict[str, Any],
+               delete_base: str = ZERO) -> Change:
+        hlc = self.clock.now()
+        if op == "upsert":
+            fields = {**fields, "updatedAt": self._now_iso(hlc)}
+            if state is None or "createdAt" not in state["fields"]:
+                fields.setdefault("createdAt", fields["updatedAt"])
+            clocks = state["clocks"] if state else {}
+            bases = {name: clocks.get(name, ZERO) for name in fields}
+        else:
+            bases = {"*": delete_base}
+        change = {
+            "origin": self.device_id, "seq": self._next_seq(), "hlc": hlc, "kind": kind,
+            "id": record_id, "courseId": course_id, "op": op, "fields": fields, "bases": bases,
+        }
+        self._merge_and_persist([change], own=True)
+        return change
+
+    def _merge(self, changes: list[Change]) -> tuple[list[dict], list[dict], int]:
+        keys = {(c["kind"], c["id"]) for c in changes}
+        keys |= {(COURSE, c["courseId"]) for c in changes if c["kind"] in CHILD_KINDS and c["courseId"]}
+        cache = self._load(keys)
+        deleted_courses = {c["id"] for c in changes if c["kind"] == COURSE and c["op"] == "delete"}
+        if deleted_courses:
+            cache.update(self._load_children(deleted_courses))
+        dirty: set[Key] = set()
+        conflicts: list[dict] = []
+        for ch in changes:
+            key = (ch["kind"], ch["id"])
+            parent = cache.get((COURSE, ch["courseId"])) if ch["kind"] in CHILD_KINDS else None
+            out = merge.apply_change(cache.get(key), ch, parent)
+            conflicts += [self._stamp_conflict(c, ch) for c in out.conflicts]
+            if out.changed:
+                cache[key], _ = out.state, dirty.add(key)
+            if ch["kind"] == COURSE and ch["op"] == "delete":
+                course = cache[key]
+                for ckey, child in list(cache.items()):
+                    if ckey[0] in CHILD_KINDS and child.get("courseId") == ch["id"]:
+                        sub = merge.cascade_delete(child, course)
+                        conflicts += [self._stamp_conflict(c, ch) for c in sub.conflicts]
+                        if sub.changed:
+                            cache[ckey], _ = sub.state, dirty.add(ckey)
+        return [cache[k] for k in dirty], conflicts, len(changes)
+
+    def _stamp_conflict(self, conflict: dict, change: Change) -> dict:
+        ident = "|".join(str(conflict[k]) for k in ("kind", "recordId", "field", "localHlc", "remoteHlc"))
+        return {
+            **conflict,
+            "id": hashlib.sha256(ident.encode()).hexdigest()[:24],
+            "remoteOrigin": change["origin"],
+            "detectedAt": iso_now_from_ms(stamp_ms(self.clock.now())),
+        }
+
+    def _merge_and_persist(self, changes: list[Change], *, own: bool,
+                           state: dict[str, Any] | None = None) -> list[dict]:
+        for _ in range(20):
+            states, conflicts, _n = self._merge(changes)
+            try:
+                self._persist(changes, states, conflicts, own=own, state=state)
+                return conflicts
+            except RetryMerge:
+                continue
+        raise Conflict("The hub kept changing under this batch; try again.", code="busy")
+
+    # --- shaping --------------------------------------------------------------------------
+    @staticmethod
+    def _shape(state: dict[str, Any]) -> dict[str, Any]:
+        kind = state["kind"]
+        out: dict[str, Any] = {"id": state["id"]}
+        if kind in CHILD_KINDS:
+            out["courseId"] = state["courseId"]
+        out.update(KINDS[kind].defaults())
+        out.update({k: v for k, v in state["fields"].items() if k in out or k in ("createdAt", "updatedAt")})
+        out.setdefault("createdAt", EPOCH_START)
+        out.setdefault("updatedAt", out["createdAt"])
+        return out
+
+    def _course_tree(self, course: dict, children: list[dict]) -> dict[str, Any]:
+        shaped = self._shape(course)
+        lectures = [self._shape(c) for c in children if c["kind"] == LECTURE]
+        assignments = [self._shape(c) for c in children if c["kind"] == ASSIGNMENT]
+        shaped["lectures"] = sorted(lectures, key=lambda r: (r["order"], r["createdAt"], r["id"]))
+        shaped["assignments"] = sorted(assignments, key=lambda r: (r["createdAt"], r["id"]))
+        return shaped
+
+    # --- reads ----------------------------------------------------------------------------
+    def get_user(self) -> dict[str, Any]:
+        with self._reader():
+            state = self._load({(USER, self.user_id)}).get((USER, self.user_id))
+            user = self._shape(state or merge.new_state(USER, self.user_id, None))
+            focus = user.get("focusCourseId")
+            if focus:
+                course = self._load({(COURSE, focus)}).get((COURSE, focus))
+                if course is None or course["deleted"]:
+                    user["focusCourseId"] = None
+        return user
+
+    def get_courses(self) -> list[dict[str, Any]]:
+        with self._reader():
+            live = self._load_live()
+        children: dict[str, list[dict]] = {}
+        for s in live:
+            if s["kind"] in CHILD_KINDS:
+                children.setdefault(s["courseId"], []).append(s)
+        courses = [self._course_tree(s, children.get(s["id"], [])) for s in live if s["kind"] == COURSE]
+        return sorted(courses, key=lambda c: (c["createdAt"], c["id"]))
+
+    def get_course(self, course_id: str) -> dict[str, Any]:
+        with self._reader():
+            course = self._live(COURSE, course_id)
+            children = self._load_children({course_id}).values()
+        return self._course_tree(course, [c for c in children if not c["deleted"]])
+
+    def _get_child(self, kind: str, course_id: str, record_id: str) -> dict[str, Any]:
+        with self._reader():
+            return self._shape(self._live(kind, record_id, course_id))
+
+    # --- writes ---------------------------------------------------------------------------
+    def update_user_profile(self, display_name: str) -> dict[str, Any]:
+        with self._writer():
+            state = self._load({(USER, self.user_id)}).get((USER, self.user_id))
+            self._write(state, USER, self.user_id, None, "upsert", {"displayName": display_name})
+        return self.get_user()
+
+    def set_focus_course(self, course_id: str | None) -> dict[str, Any]:
+        with self._writer():
+            if course_id is not None:
+                self._live(COURSE, course_id)
+            state = self._load({(USER, self.user_id)}).get((USER, self.user_id))
+            self._write(state, USER, self.user_id, None, "upsert", {"focusCourseId": course_id})
+        return self.get_user()
+
+    def _create(self, kind: str, course_id: str | None, new: dict[str, Any]) -> tuple[dict, bool]:
+        import uuid
+
+        fields = dict(new)
+        record_id = fields.pop("id", None) or str(uuid.uuid4())
+        with self._writer():
+            if course_id:
+                self._live(COURSE, course_id)
+            existing = self._load({(kind, record_id)}).get((kind, record_id))
+            if existing is not None:
+                same_parent = existing.get("courseId") == course_id or kind == COURSE
+                current = self._shape(existing) if not existing["deleted"] else None
+                if current and same_parent and all(current.get(k) == v for k, v in fields.items()):
+                    return current, False
+                raise Conflict(
+                    f"A {kind} with id {record_id!r} already exists"
+                    + (" and was deleted." if existing["deleted"] else " with other values."),
+                    code="id_conflict",
+                )
+            self._write(None, kind, record_id, course_id, "upsert", fields)
+        return self._read_back(kind, course_id, record_id), True
+
+    def _update(self, kind: str, course_id: str | None, record_id: str, updates: dict) -> dict:
+        with self._writer():
+            state = self._live(kind, record_id, course_id)
+            if updates:
+                self._write(state, kind, record_id, course_id, "upsert", updates)
+        return self._read_back(kind, course_id, record_id)
+
+    def _read_back(self, kind: str, course_id: str | None, record_id: str) -> dict:
+        return self.get_course(record_id) if kind == COURSE else self._get_child(kind, course_id, record_id)
+
+    def _delete(self, kind: str, course_id: str | None, record_id: str) -> None:
+        with self._writer():
+            state = self._live(kind, record_id, course_id)
+            base = merge.max_clock(state)
+            if kind == COURSE:
+                base = max([base, *map(merge.max_clock, self._load_children({record_id}).values())])
+            self._write(state, kind, record_id, course_id, "delete", {}, delete_base=base)
+
+    def create_course(self, new_course):
+        return self._create(COURSE, None, new_course)
+
+    def update_course(self, course_id, updates):
+        return self._update(COURSE, None, course_id, updates)
+
+    def delete_course(self, course_id):
+        self._delete(COURSE, None, course_id)
+
+    def create_lecture(self, course_id, new_lecture):
+        return self._create(LECTURE, course_id, new_lecture)
+
+    def update_lecture(self, course_id, lecture_id, updates):
+        return self._update(LECTURE, course_id, lecture_id, updates)
+
+    def delete_lecture(self, course_id, lecture_id):
+        self._delete(LECTURE, course_id, lecture_id)
+
+    def create_assignment(self, course_id, new_assignment):
+        return self._create(ASSIGNMENT, course_id, new_assignment)
+
+    def update_assignment(self, course_id, assignment_id, updates):
+        return self._update(ASSIGNMENT, course_id, assignment_id, updates)
+
+    def delete_assignment(self, course_id, assignment_id):
+        self._delete(ASSIGNMENT, course_id, assignment_id)
+
+    # --- sync -----------------------------------------------------------------------------
+    def apply_changes(self, changes: list[Change], *, state: dict[str, Any] | None = None) -> dict:
+        for ch in changes:
+            self.clock.observe(ch["hlc"])
+        known = self._known(changes) if changes else {}
+        fresh = []
+        for ch in changes:
+            stored = known.get((ch["origin"], ch["seq"]))
+            if stored is None:
+                fresh.append(ch)
+            elif stored != ch["hlc"]:
+                raise Conflict(
+                    f"Change {ch['origin']}#{ch['seq']} is already stored with other content: "
+                    "two stores are using the same device id.",
+                    code="origin_reused",
+                )
+        conflicts = self._merge_and_persist(fresh, own=False, state=state) if (fresh or state) else []
+        return {"received": len(changes), "applied": len(fresh), "conflicts": len(conflicts)}
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,25 @@
+"""Builds a connector by kind. The only place that knows both classes."""
+
+from __future__ import annotations
+
+from server.config import Settings
+from server.connectors.base import DatabaseConnector
+
+
+def get_db_connector(kind: str, settings: Settings | None = None, **overrides) -> DatabaseConnector:
+    """A new, not yet connected connector of `kind` ('sql' or 'mongo'), configured from
+    `settings` (defaults when None); keyword overrides win (tests pass `client=` for Mongo)."""
+    settings = settings or Settings()
+    if kind == "sql":
+        from server.connectors.sql import SqlConnector
+
+        kw = {"user_id": settings.user_id, "device_id": settings.device_id, **overrides}
+        return SqlConnector(kw.pop("path", settings.sqlite_path), **kw)
+    if kind == "mongo":
+        from server.connectors.mongo import MongoConnector
+
+        kw = {"user_id": settings.user_id, "device_id": settings.device_id,
+              "timeout_ms": settings.hub_timeout_ms, **overrides}
+        return MongoConnector(kw.pop("uri", settings.mongo_uri or "mongodb://127.0.0.1:27017"),
+                              kw.pop("db_name", settings.mongo_db), **kw)
+    raise ValueError(f"Unsupported database connector type: {kind}")

@@ -1,0 +1,301 @@
+"""MongoDB connector: the hub that all devices share, and a store the API can run on directly.
+
+No transactions or replica set are needed. Safety comes from ordering and from optimistic
+checks: every record carries a version `v`, each save is conditional on the version it was
+loaded at, and a lost race reloads and merges again (merging is idempotent). Own writes log the
+change before touching records, so a crash between the two is repaired at the next connect;
+foreign changes touch records first and are logged after, so a pusher that retries repairs it.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import uuid
+from contextlib import nullcontext
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from server.clock import ZERO, HybridClock
+from server.config import redact_uri
+from server.connectors.base import Change, Cursor
+from server.connectors.common import Key, MergingConnector, RetryMerge
+from server.errors import StoreUnavailable
+from server.records import CHILD_KINDS, COURSE
+
+NO_ID = {"_id": False}
+STATE_FIELDS = ("kind", "id", "courseId", "fields", "clocks", "bases", "deleted", "dclock", "dbase", "v")
+CHANGE_FIELDS = ("origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases")
+INDEXES = {
+    "records": [
+        ([("userId", ASCENDING), ("kind", ASCENDING), ("id", ASCENDING)], True),
+        ([("userId", ASCENDING), ("courseId", ASCENDING), ("kind", ASCENDING)], False),
+        ([("userId", ASCENDING), ("deleted", ASCENDING), ("kind", ASCENDING)], False),
+    ],
+    "changes": [
+        ([("userId", ASCENDING), ("origin", ASCENDING), ("seq", ASCENDING)], True),
+        ([("userId", ASCENDING), ("hlc", DESCENDING)], False),
+    ],
+    "origins": [([("userId", ASCENDING), ("origin", ASCENDING)], True)],
+    "conflicts": [
+        ([("userId", ASCENDING), ("id", ASCENDING)], True),
+        ([("userId", ASCENDING), ("detectedAt", DESCENDING)], False),
+    ],
+    "state": [([("userId", ASCENDING), ("key", ASCENDING)], True)],
+}
+SEEDED = ("records", "changes", "origins", "conflicts", "state")
+
+
+def _translated(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"The MongoDB hub failed: {self._scrub(exc)}") from None
+    return wrapper
+
+
+class MongoConnector(MergingConnector):
+    def __init__(self, uri: str = "mongodb://127.0.0.1:27017", db_name: str = "coursesync", *,
+                 user_id: str | None = None, device_id: str | None = None,
+                 client: Any = None, timeout_ms: int = 3000) -> None:
+        self.uri, self.db_name = uri, db_name
+        self._client, self._own_client = client, client is None
+        self.timeout_ms = timeout_ms
+        self._want_user = user_id
+        self.user_id = user_id or ""
+        # One origin per process unless pinned: two processes must never share a sequence.
+        self.device_id = device_id or f"m{uuid.uuid4().hex[:12]}"
+        self._write_lock = threading.RLock()
+        self._seq = 0
+        self.db = None
+
+    def _scrub(self, exc: BaseException) -> str:
+        text = f"{exc.__class__.__name__}: {exc}"[:300]
+        return text.replace(self.uri, redact_uri(self.uri)) if self.uri else text
+
+    @property
+    def safe_uri(self) -> str:
+        return redact_uri(self.uri)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    @_translated
+    def connect(self) -> None:
+        if self._client is None:
+            t = self.timeout_ms
+            self._client = MongoClient(self.uri, serverSelectionTimeoutMS=t, connectTimeoutMS=t,
+                                       socketTimeoutMS=max(t * 3, 10_000), retryWrites=True,
+                                       appname="coursesync")
+        self.db = self._client[self.db_name]
+        for name, specs in INDEXES.items():
+            for keys, unique in specs:
+                self.db[name].create_index(keys, unique=unique)
+        self.db.meta.update_one({"_id": "epoch"}, {"$setOnInsert": {"value": uuid.uuid4().hex}}, upsert=True)
+        owner = self.db.meta.find_one({"_id": "owner"})
+        self.user_id = self._want_user or (owner or {}).get("value") or "me"
+        newest = self.db.changes.find_one({"userId": self.user_id}, {"hlc": 1}, sort=[("hlc", DESCENDING)])
+        self.clock = HybridClock(self.device_id, (newest or {}).get("hlc", ZERO))
+        self._repair_tail()
+        own = self.db.origins.find_one({"userId": self.user_id, "origin": self.device_id})
+        self._seq = (own or {}).get("maxSeq", 0)
+
+    def _repair_tail(self) -> None:
+        """A writer that died between logging a change and finishing with it left at most its
+        newest change half done: the record not saved, or `maxSeq` not moved. Redo both."""
+        tails = []
+        for doc in self.db.origins.find({"userId": self.user_id}, NO_ID):
+            last = self.db.changes.find_one({"userId": self.user_id, "origin": doc["origin"]},
+                                            NO_ID, sort=[("seq", DESCENDING)])
+            if last:
+                tails.append(self._change_from_doc(last))
+                if last["seq"] > doc["maxSeq"]:
+                    self.db.origins.update_one({"userId": self.user_id, "origin": doc["origin"]},
+                                               {"$max": {"maxSeq": last["seq"]}})
+        if tails:
+            with self._write_lock:
+                self._merge_and_persist(tails, own=False)
+
+    def close(self) -> None:
+        if self._client is not None and self._own_client:
+            self._client.close()
+        self._client = None if self._own_client else self._client
+
+    def ping(self) -> bool:
+        try:
+            self._client.admin.command("ping")
+            return True
+        except Exception:
+            return False
+
+    def set_owner(self, user_id: str) -> None:
+        self.db.meta.update_one({"_id": "owner"}, {"$set": {"value": user_id}}, upsert=True)
+
+    # --- primitives -----------------------------------------------------------------------
+    def _writer(self):
+        return self._write_lock
+
+    def _reader(self):
+        return nullcontext()
+
+    @staticmethod
+    def _state_from_doc(doc: dict) -> dict[str, Any]:
+        return {k: doc.get(k) for k in STATE_FIELDS}
+
+    @staticmethod
+    def _change_from_doc(doc: dict) -> Change:
+        return {k: doc.get(k) for k in CHANGE_FIELDS}
+
+    def _find_states(self, query: dict) -> dict[Key, dict[str, Any]]:
+        docs = self.db.records.find({"userId": self.user_id, **query}, NO_ID)
+        return {(d["kind"], d["id"]): self._state_from_doc(d) for d in docs}
+
+    def _load(self, keys: set[Key]) -> dict[Key, dict[str, Any]]:
+        if not keys:
+            return {}
+        wanted: dict[str, list[str]] = {}
+        for kind, rid in keys:
+            wanted.setdefault(kind, []).append(rid)
+        return self._find_states({"$or": [{"kind": k, "id": {"$in": ids}} for k, ids in wanted.items()]})
+
+    def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
+        return self._find_states({"courseId": {"$in": sorted(course_ids)}, "kind": {"$in": list(CHILD_KINDS)}})
+
+    def _load_live(self) -> list[dict[str, Any]]:
+        return list(self._find_states({"deleted": False, "kind": {"$in": [COURSE, *CHILD_KINDS]}}).values())
+
+    def _next_seq(self) -> int:
+        # Only this process writes this origin (see __init__), so a counter in memory is exact;
+        # it moves when the change is logged, so a failed write leaves no gap.
+        return self._seq + 1
+
+    def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
+        by_origin: dict[str, list[int]] = {}
+        for c in changes:
+            by_origin.setdefault(c["origin"], []).append(c["seq"])
+        docs = self.db.changes.find(
+            {"userId": self.user_id, "$or": [{"origin": o, "seq": {"$in": s}} for o, s in by_origin.items()]},
+            {"_id": 0, "origin": 1, "seq": 1, "hlc": 1},
+        )
+        return {(d["origin"], d["seq"]): d["hlc"] for d in docs}
+
+    def _persist(self, changes, states, conflicts, *, own, state) -> None:
+        uid = self.user_id
+        if own:
+            self.db.origins.update_one({"userId": uid, "origin": self.device_id},
+                                       {"$setOnInsert": {"maxSeq": 0}}, upsert=True)
+            self._log(changes)
+            self._seq = max(self._seq, *(c["seq"] for c in changes))
+        if states:
+            ops = [ReplaceOne({"userId": uid, "kind": s["kind"], "id": s["id"], "v": s.get("v") or 0},
+                              {**s, "userId": uid, "v": (s.get("v") or 0) + 1}, upsert=True)
+                   for s in states]
+            try:
+                self.db.records.bulk_write(ops, ordered=False)
+            except BulkWriteError as exc:
+                if all(e.get("code") == 11000 for e in exc.details.get("writeErrors", [])):
+                    raise RetryMerge() from None
+                raise
+        if not own:
+            self._log(changes)
+        if conflicts:
+            self.db.conflicts.bulk_write(
+                [UpdateOne({"userId": uid, "id": c["id"]}, {"$setOnInsert": {**c, "userId": uid}}, upsert=True)
+                 for c in conflicts], ordered=False)
+        for key, value in (state or {}).items():
+            self.db.state.update_one({"userId": uid, "key": key}, {"$set": {"value": value}}, upsert=True)
+
+    def _log(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        uid = self.user_id
+        ops = [UpdateOne({"userId": uid, "origin": c["origin"], "seq": c["seq"]},
+                         {"$setOnInsert": {**c, "userId": uid}}, upsert=True) for c in changes]
+        for _ in range(3):
+            try:
+                self.db.changes.bulk_write(ops, ordered=True)
+                break
+            except (BulkWriteError, DuplicateKeyError):
+                continue  # a concurrent relay inserted the same change: the upsert now matches
+        tops: dict[str, int] = {}
+        for c in changes:
+            tops[c["origin"]] = max(tops.get(c["origin"], 0), c["seq"])
+        for origin, top in tops.items():
+            try:
+                self.db.origins.update_one({"userId": uid, "origin": origin}, {"$max": {"maxSeq": top}}, upsert=True)
+            except DuplicateKeyError:
+                self.db.origins.update_one({"userId": uid, "origin": origin}, {"$max": {"maxSeq": top}})
+
+    # --- sync reads -----------------------------------------------------------------------
+    def _origins(self) -> list[dict]:
+        return list(self.db.origins.find({"userId": self.user_id}, NO_ID).sort("origin", ASCENDING))
+
+    def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None) -> list[Change]:
+        out: list[Change] = []
+        for doc in self._origins():
+            origin, after = doc["origin"], cursor.get(doc["origin"], 0)
+            if origin == exclude_origin or doc["maxSeq"] <= after or len(out) >= limit:
+                continue
+            docs = self.db.changes.find({"userId": self.user_id, "origin": origin, "seq": {"$gt": after}},
+                                        NO_ID).sort("seq", ASCENDING).limit(limit - len(out))
+            expected = after + 1
+            for d in docs:
+                if d["seq"] != expected:
+                    break  # a slot reserved but not written yet: stop here, never skip it
+                out.append(self._change_from_doc(d))
+                expected += 1
+        return out
+
+    def pending_since(self, cursor: Cursor, origin: str | None = None) -> tuple[int, str | None]:
+        count, oldest = 0, None
+        for doc in self._origins():
+            o, after = doc["origin"], cursor.get(doc["origin"], 0)
+            if (origin and o != origin) or doc["maxSeq"] <= after:
+                continue
+            query = {"userId": self.user_id, "origin": o, "seq": {"$gt": after}}
+            count += self.db.changes.count_documents(query)
+            first = self.db.changes.find_one(query, {"hlc": 1}, sort=[("seq", ASCENDING)])
+            if first and (oldest is None or first["hlc"] < oldest):
+                oldest = first["hlc"]
+        return count, oldest
+
+    def list_conflicts(self, limit: int = 100) -> list[dict[str, Any]]:
+        docs = self.db.conflicts.find({"userId": self.user_id}, {"_id": 0, "userId": 0})
+        return list(docs.sort([("detectedAt", DESCENDING), ("id", ASCENDING)]).limit(limit))
+
+    def count_conflicts(self) -> int:
+        return self.db.conflicts.count_documents({"userId": self.user_id})
+
+    def get_state(self, key: str) -> Any:
+        doc = self.db.state.find_one({"userId": self.user_id, "key": key})
+        return doc["value"] if doc else None
+
+    def set_state(self, key: str, value: Any) -> None:
+        self.db.state.update_one({"userId": self.user_id, "key": key}, {"$set": {"value": value}}, upsert=True)
+
+    def hub_epoch(self) -> str:
+        return self.db.meta.find_one({"_id": "epoch"})["value"]
+
+    def dump_records(self) -> dict[Key, dict[str, Any]]:
+        return self._find_states({})
+
+    def is_empty(self) -> bool:
+        return self.db.records.find_one({}) is None and self.db.changes.find_one({}) is None
+
+    def wipe(self) -> dict[str, int]:
+        removed = {name: self.db[name].delete_many({}).deleted_count for name in SEEDED}
+        self.db.meta.delete_one({"_id": "owner"})
+        self.db.meta.update_one({"_id": "epoch"}, {"$set": {"value": uuid.uuid4().hex}}, upsert=True)
+        return removed
+
+
+for _name in (
+    "get_user", "get_courses", "get_course", "update_user_profile", "set_focus_course",
+    "create_course", "update_course", "delete_course", "create_lecture", "update_lecture",
+    "delete_lecture", "create_assignment", "update_assignment", "delete_assignment",
+    "changes_since", "apply_changes", "pending_since", "list_conflicts", "count_conflicts",
+    "get_state", "set_state", "hub_epoch", "dump_records", "is_empty", "wipe", "set_owner",
+):
+    setattr(MongoConnector, _name, _translated(getattr(MongoConnector, _name)))

@@ -1,0 +1,346 @@
+"""SQLite connector: the device's own store. WAL, a busy timeout, one connection per thread,
+one `atomic()` that owns every transaction, and schema steps recorded in the database."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from server.clock import ZERO, HybridClock
+from server.connectors.base import Change, Cursor
+from server.connectors.common import Key, MergingConnector, canonical_json
+from server.errors import StoreUnavailable
+from server.records import CHILD_KINDS, COURSE
+
+# Numbered, idempotent schema steps. Never edit a shipped step; append a new one.
+SCHEMA_STEPS: list[tuple[int, str]] = [
+    (1, """
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS records (
+            user_id TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, course_id TEXT,
+            fields TEXT NOT NULL, clocks TEXT NOT NULL, bases TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0, dclock TEXT NOT NULL DEFAULT '',
+            dbase TEXT NOT NULL DEFAULT '', v INTEGER NOT NULL DEFAULT 1,
+            PRIMARY KEY (user_id, kind, id)) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS records_by_course ON records (user_id, course_id, kind);
+        CREATE INDEX IF NOT EXISTS records_live ON records (user_id, deleted, kind);
+        CREATE TABLE IF NOT EXISTS changes (
+            user_id TEXT NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL,
+            hlc TEXT NOT NULL, kind TEXT NOT NULL, record_id TEXT NOT NULL, course_id TEXT,
+            op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+            fields TEXT NOT NULL, bases TEXT NOT NULL,
+            PRIMARY KEY (user_id, origin, seq)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS origins (
+            user_id TEXT NOT NULL, origin TEXT NOT NULL, max_seq INTEGER NOT NULL,
+            PRIMARY KEY (user_id, origin)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS conflicts (
+            user_id TEXT NOT NULL, id TEXT NOT NULL, detected_at TEXT NOT NULL,
+            body TEXT NOT NULL, PRIMARY KEY (user_id, id));
+        CREATE INDEX IF NOT EXISTS conflicts_newest ON conflicts (user_id, detected_at);
+        CREATE TABLE IF NOT EXISTS sync_state (
+            user_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+            PRIMARY KEY (user_id, key));
+    """),
+]
+
+RECORD_COLS = "kind, id, course_id, fields, clocks, bases, deleted, dclock, dbase, v"
+CHANGE_COLS = "origin, seq, hlc, kind, record_id, course_id, op, fields, bases"
+
+
+def _row_to_state(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "kind": row[0], "id": row[1], "courseId": row[2], "fields": json.loads(row[3]),
+        "clocks": json.loads(row[4]), "bases": json.loads(row[5]), "deleted": bool(row[6]),
+        "dclock": row[7], "dbase": row[8], "v": row[9],
+    }
+
+
+def _row_to_change(row: sqlite3.Row) -> Change:
+    return {
+        "origin": row[0], "seq": row[1], "hlc": row[2], "kind": row[3], "id": row[4],
+        "courseId": row[5], "op": row[6], "fields": json.loads(row[7]), "bases": json.loads(row[8]),
+    }
+
+
+class SqlConnector(MergingConnector):
+    def __init__(self, path: str, *, user_id: str | None = None, device_id: str | None = None,
+                 busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self._want_user, self._want_device = user_id, device_id
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._write_lock = threading.RLock()  # queue our own threads here, not in SQLite's busy loop
+        self.user_id = user_id or ""
+        self.device_id = device_id or ""
+
+    # --- connection and transactions -----------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
+                                       isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"Cannot open the SQLite store: {exc}") from exc
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def atomic(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        """The one owner of transactions: BEGIN/COMMIT/ROLLBACK, a SAVEPOINT when nested.
+        sqlite3 errors are translated here, once, into the project's errors."""
+        conn = self._conn()
+        nested = conn.in_transaction
+        name = f"sp_{uuid.uuid4().hex[:8]}"
+        try:
+            conn.execute(f"SAVEPOINT {name}" if nested else ("BEGIN IMMEDIATE" if immediate else "BEGIN"))
+            try:
+                yield conn
+            except BaseException:
+                conn.execute(f"ROLLBACK TO {name}" if nested else "ROLLBACK")
+                if nested:
+                    conn.execute(f"RELEASE {name}")
+                raise
+            conn.execute(f"RELEASE {name}" if nested else "COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction and not nested:
+                conn.execute("ROLLBACK")
+            raise StoreUnavailable(f"The SQLite store failed: {exc.__class__.__name__}") from exc
+
+    @contextmanager
+    def _writer(self) -> Iterator[None]:
+        with self._write_lock, self.atomic(immediate=True):
+            yield
+
+    def _reader(self):
+        return self.atomic()
+
+    def connect(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        with self._write_lock:
+            self.migrate()
+            with self.atomic(immediate=True) as conn:
+                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+                device = self._want_device or json.loads(meta.get("device_id", "null")) or f"d{uuid.uuid4().hex[:12]}"
+                self._set_meta(conn, "device_id", device)
+                if "epoch" not in meta:
+                    self._set_meta(conn, "epoch", uuid.uuid4().hex)
+                self.device_id = device
+                self.user_id = self._want_user or json.loads(meta.get("owner", "null")) or "me"
+                last = json.loads(meta.get("hlc", '""'))
+                row = conn.execute("SELECT MAX(hlc) FROM changes").fetchone()
+                self.clock = HybridClock(device, max(last, row[0] or ZERO))
+
+    def migrate(self) -> list[int]:
+        """Apply the schema steps not yet recorded. Running it twice is harmless."""
+        applied: list[int] = []
+        with self.atomic(immediate=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_steps (step INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            done = {r[0] for r in conn.execute("SELECT step FROM schema_steps")}
+            for step, sql in SCHEMA_STEPS:
+                if step in done:
+                    continue
+                for statement in filter(str.strip, sql.split(";")):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_steps VALUES (?, datetime('now'))", (step,))
+                applied.append(step)
+        return applied
+
+    def close(self) -> None:
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+    def ping(self) -> bool:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+            return True
+        except Exception:
+            return False
+
+    @staticmethod
+    def _set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def set_owner(self, user_id: str) -> None:
+        """Remember whose data this store holds (the seeder does), for a server without USER_ID."""
+        with self._writer():
+            self._set_meta(self._conn(), "owner", user_id)
+
+    # --- primitives -----------------------------------------------------------------------
+    def _load(self, keys: set[Key]) -> dict[Key, dict[str, Any]]:
+        if not keys:
+            return {}
+        rows = self._conn().execute(
+            f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND (kind, id) IN "
+            "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+            (self.user_id, json.dumps(sorted(keys))),
+        )
+        return {(r[0], r[1]): _row_to_state(r) for r in rows}
+
+    def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
+        rows = self._conn().execute(
+            f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND kind IN (?, ?) AND "
+            "course_id IN (SELECT value FROM json_each(?))",
+            (self.user_id, *CHILD_KINDS, json.dumps(sorted(course_ids))),
+        )
+        return {(r[0], r[1]): _row_to_state(r) for r in rows}
+
+    def _load_live(self) -> list[dict[str, Any]]:
+        rows = self._conn().execute(
+            f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND deleted = 0 AND kind IN (?, ?, ?)",
+            (self.user_id, COURSE, *CHILD_KINDS),
+        )
+        return [_row_to_state(r) for r in rows]
+
+    def _next_seq(self) -> int:
+        row = self._conn().execute(
+            "SELECT max_seq FROM origins WHERE user_id = ? AND origin = ?", (self.user_id, self.device_id)
+        ).fetchone()
+        return (row[0] if row else 0) + 1
+
+    def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
+        rows = self._conn().execute(
+            "SELECT origin, seq, hlc FROM changes WHERE user_id = ? AND (origin, seq) IN "
+            "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+            (self.user_id, json.dumps([[c["origin"], c["seq"]] for c in changes])),
+        )
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def _persist(self, changes, states, conflicts, *, own, state) -> None:
+        conn = self._conn()
+        uid = self.user_id
+        conn.executemany(
+            f"INSERT OR IGNORE INTO changes (user_id, {CHANGE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(uid, c["origin"], c["seq"], c["hlc"], c["kind"], c["id"], c.get("courseId"), c["op"],
+              canonical_json(c["fields"]), canonical_json(c["bases"])) for c in changes],
+        )
+        tops: dict[str, int] = {}
+        for c in changes:
+            tops[c["origin"]] = max(tops.get(c["origin"], 0), c["seq"])
+        conn.executemany(
+            "INSERT INTO origins VALUES (?, ?, ?) ON CONFLICT (user_id, origin) "
+            "DO UPDATE SET max_seq = max(max_seq, excluded.max_seq)",
+            [(uid, o, s) for o, s in tops.items()],
+        )
+        conn.executemany(
+            f"INSERT INTO records (user_id, {RECORD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,1) "
+            "ON CONFLICT (user_id, kind, id) DO UPDATE SET course_id = excluded.course_id, "
+            "fields = excluded.fields, clocks = excluded.clocks, bases = excluded.bases, "
+            "deleted = excluded.deleted, dclock = excluded.dclock, dbase = excluded.dbase, v = v + 1",
+            [(uid, s["kind"], s["id"], s.get("courseId"), canonical_json(s["fields"]),
+              canonical_json(s["clocks"]), canonical_json(s["bases"]), int(s["deleted"]),
+              s["dclock"], s["dbase"]) for s in states],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO conflicts VALUES (?, ?, ?, ?)",
+            [(uid, c["id"], c["detectedAt"], canonical_json(c)) for c in conflicts],
+        )
+        for key, value in (state or {}).items():
+            conn.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?)", (uid, key, json.dumps(value)))
+        self._set_meta(conn, "hlc", self.clock.last)
+
+    def apply_changes(self, changes, *, state=None):
+        with self._writer():
+            return super().apply_changes(changes, state=state)
+
+    # --- sync reads -----------------------------------------------------------------------
+    def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None) -> list[Change]:
+        out: list[Change] = []
+        with self._reader() as conn:
+            origins = conn.execute(
+                "SELECT origin, max_seq FROM origins WHERE user_id = ? ORDER BY origin", (self.user_id,)
+            ).fetchall()
+            for origin, top in origins:
+                after = cursor.get(origin, 0)
+                if origin == exclude_origin or top <= after or len(out) >= limit:
+                    continue
+                rows = conn.execute(
+                    f"SELECT {CHANGE_COLS} FROM changes WHERE user_id = ? AND origin = ? AND seq > ? "
+                    "ORDER BY seq LIMIT ?", (self.user_id, origin, after, limit - len(out)),
+                )
+                out.extend(_row_to_change(r) for r in rows)
+        return out
+
+    def pending_since(self, cursor: Cursor, origin: str | None = None) -> tuple[int, str | None]:
+        count, oldest = 0, None
+        with self._reader() as conn:
+            origins = conn.execute("SELECT origin, max_seq FROM origins WHERE user_id = ?", (self.user_id,)).fetchall()
+            for o, top in origins:
+                after = cursor.get(o, 0)
+                if (origin and o != origin) or top <= after:
+                    continue
+                n, first = conn.execute(
+                    "SELECT COUNT(*), MIN(hlc) FROM changes WHERE user_id = ? AND origin = ? AND seq > ?",
+                    (self.user_id, o, after),
+                ).fetchone()
+                count += n
+                oldest = first if oldest is None or (first and first < oldest) else oldest
+        return count, oldest
+
+    def list_conflicts(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._conn().execute(
+            "SELECT body FROM conflicts WHERE user_id = ? ORDER BY detected_at DESC, id LIMIT ?",
+            (self.user_id, limit),
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    def count_conflicts(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM conflicts WHERE user_id = ?", (self.user_id,)).fetchone()[0]
+
+    def get_state(self, key: str) -> Any:
+        row = self._conn().execute(
+            "SELECT value FROM sync_state WHERE user_id = ? AND key = ?", (self.user_id, key)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_state(self, key: str, value: Any) -> None:
+        with self._writer():
+            self._conn().execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?)",
+                                 (self.user_id, key, json.dumps(value)))
+
+    def hub_epoch(self) -> str:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+        return json.loads(row[0])
+
+    def dump_records(self) -> dict[Key, dict[str, Any]]:
+        rows = self._conn().execute(f"SELECT {RECORD_COLS} FROM records WHERE user_id = ?", (self.user_id,))
+        return {(r[0], r[1]): _row_to_state(r) for r in rows}
+
+    def is_empty(self) -> bool:
+        conn = self._conn()
+        return not any(conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in ("records", "changes"))
+
+    def wipe(self) -> dict[str, int]:
+        removed: dict[str, int] = {}
+        with self._writer():
+            conn = self._conn()
+            for table in ("records", "changes", "origins", "conflicts", "sync_state"):
+                removed[table] = conn.execute(f"DELETE FROM {table}").rowcount
+            conn.execute("DELETE FROM meta WHERE key IN ('owner', 'hlc')")
+            self._set_meta(conn, "epoch", uuid.uuid4().hex)
+            if not self._want_device:
+                # Sequence numbers restart at 1, so the device must not reuse its old origin.
+                self.device_id = f"d{uuid.uuid4().hex[:12]}"
+                self._set_meta(conn, "device_id", self.device_id)
+                self.clock = HybridClock(self.device_id, self.clock.last)
+        return removed

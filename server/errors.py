@@ -1,0 +1,50 @@
+"""The project's own error hierarchy. Connectors translate driver errors into these in one
+place each; the API maps them to HTTP once."""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.fields = fields
+
+
+class ValidationError(AppError):
+    status = 400
+    code = "invalid_fields"
+
+    def __init__(self, fields: dict[str, str], message: str = "Some fields are invalid."):
+        super().__init__(message, fields=fields)
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+
+
+class PreconditionFailed(AppError):
+    status = 412
+    code = "precondition_failed"
+
+    def __init__(self, message: str, current: dict | None = None):
+        super().__init__(message)
+        self.current = current
+
+
+class StoreUnavailable(AppError):
+    """The store (or the hub) cannot be reached or answered with an error."""
+
+    status = 503
+    code = "store_unavailable"

@@ -1,0 +1,261 @@
+"""Record kinds, their fields and validation: one set of definitions shared by the API, the
+seeders and (later) the OpenAPI document. Pure: no I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from server.errors import ValidationError
+
+USER, COURSE, LECTURE, ASSIGNMENT = "user", "course", "lecture", "assignment"
+CHILD_KINDS = (LECTURE, ASSIGNMENT)
+
+COURSE_STATUS = ("active", "completed", "parked")
+LECTURE_STATUS = ("not_started", "in_progress", "completed")
+ASSIGNMENT_STATUS = ("not_started", "in_progress", "submitted", "skipped")
+
+# Ids travel in URLs: unreserved characters only, so a slash, a percent sign or a `$` can never
+# reach a store query or a path segment.
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~:-]{0,127}$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+MAX_INT = 1_000_000
+
+# Written with every change but never reported as conflicts: they follow the edit they stamp.
+META_FIELDS = ("createdAt", "updatedAt")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # string | text | url | int | enum | date | tags | ref | email | timestamp
+    required: bool = False  # on create
+    nullable: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    max_length: int = 10_000
+    on_create: bool = True
+    on_update: bool = True
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    fields: tuple[Field, ...]
+    not_found_code: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def by_name(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
+
+    def defaults(self) -> dict[str, Any]:
+        return {f.name: _copy(f.default) for f in self.fields}
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+KINDS: dict[str, Kind] = {
+    USER: Kind(
+        USER,
+        (
+            Field("email", "email", default="", max_length=320, on_create=False, on_update=False),
+            Field("displayName", "string", required=True, default="Learner", max_length=200),
+            Field("focusCourseId", "ref", nullable=True, on_create=False, on_update=False),
+        ),
+        "user_not_found",
+    ),
+    COURSE: Kind(
+        COURSE,
+        (
+            Field("title", "string", required=True, max_length=500),
+            Field("description", "text", default=""),
+            Field("source", "url", required=True),
+            Field("status", "enum", default="active", choices=COURSE_STATUS),
+            Field("tags", "tags", default=[]),
+            Field("notes", "text", default="", max_length=100_000),
+        ),
+        "course_not_found",
+    ),
+    LECTURE: Kind(
+        LECTURE,
+        (
+            Field("order", "int", required=True),
+            Field("title", "string", required=True, max_length=500),
+            Field("videoUrl", "url", required=True),
+            Field("durationMinutes", "int", nullable=True),
+            Field("status", "enum", default="not_started", choices=LECTURE_STATUS),
+            Field("note", "text", default="", max_length=100_000),
+        ),
+        "lecture_not_found",
+    ),
+    ASSIGNMENT: Kind(
+        ASSIGNMENT,
+        (
+            Field("title", "string", required=True, max_length=500),
+            Field("status", "enum", default="not_started", choices=ASSIGNMENT_STATUS),
+            Field("dueDate", "date", nullable=True),
+            Field("link", "url", nullable=True),
+            Field("note", "text", default="", max_length=100_000),
+        ),
+        "assignment_not_found",
+    ),
+}
+
+
+def check_value(f: Field, value: Any) -> tuple[Any, str | None]:
+    """Validate one value; return (normalised value, None) or (None, reason)."""
+    if value is None:
+        return (None, None) if f.nullable else (None, "must not be null")
+    t = f.type
+    if t in ("string", "text", "url", "email", "ref", "date", "timestamp"):
+        if not isinstance(value, str):
+            return None, "must be a string"
+        problem = _string_problem(value, f.max_length)
+        if problem:
+            return None, problem
+        if t == "string" and not value.strip():
+            return None, "must be a non-empty string"
+        if t == "url" and not is_http_url(value):
+            return None, "must be an http or https URL"
+        if t == "date" and not is_date(value):
+            return None, "must be a calendar date as YYYY-MM-DD"
+        if t == "timestamp" and not is_timestamp(value):
+            return None, "must be an ISO-8601 UTC timestamp ending in Z"
+        if t == "ref" and not ID_RE.match(value):
+            return None, "must be a record id"
+        return value, None
+    if t == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None, "must be an integer"
+        if value < 1:
+            return None, "must be at least 1"
+        if value > MAX_INT:
+            return None, f"must be at most {MAX_INT}"
+        return value, None
+    if t == "enum":
+        if not isinstance(value, str) or value not in f.choices:
+            return None, "must be one of: " + ", ".join(f.choices)
+        return value, None
+    if t == "tags":
+        if not isinstance(value, list) or len(value) > 100:
+            return None, "must be a list of at most 100 strings"
+        for tag in value:
+            if not isinstance(tag, str):
+                return None, "must be a list of strings"
+            problem = _string_problem(tag, 100)
+            if problem:
+                return None, "each tag " + problem
+        return list(value), None
+    raise AssertionError(f"unknown field type {t}")
+
+
+def _string_problem(value: str, max_length: int) -> str | None:
+    if len(value) > max_length:
+        return f"must be at most {max_length} characters"
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode (no lone surrogates)"
+    return None
+
+
+def is_http_url(value: str) -> bool:
+    if len(value) > 2048 or any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def is_date(value: str) -> bool:
+    if not DATE_RE.match(value):
+        return False
+    try:
+        dt.date.fromisoformat(value)
+        return True
+    except ValueError:
+        return False
+
+
+def is_timestamp(value: str) -> bool:
+    if not TIMESTAMP_RE.match(value):
+        return False
+    try:
+        dt.datetime.fromisoformat(value[:-1])
+        return True
+    except ValueError:
+        return False
+
+
+def validate(kind: str, body: Any, mode: str) -> dict[str, Any]:
+    """Check a request body for `create` or `update`; return the clean fields (with defaults on
+    create, plus a client-supplied `id` when given) or raise ValidationError naming every bad
+    field. Nothing about the store is consulted here."""
+    if not isinstance(body, dict):
+        raise ValidationError({"body": "must be a JSON object"})
+    spec = KINDS[kind]
+    allowed = {f.name: f for f in spec.fields if (f.on_create if mode == "create" else f.on_update)}
+    errors: dict[str, str] = {}
+    clean: dict[str, Any] = {}
+    for key, value in body.items():
+        if mode == "create" and key == "id":
+            if not isinstance(value, str) or not ID_RE.match(value):
+                errors["id"] = "must be 1-128 letters, digits or . _ ~ : - (not starting with a symbol)"
+            else:
+                clean["id"] = value
+            continue
+        f = allowed.get(key)
+        if f is None:
+            errors[_field_label(key)] = "unknown field"
+            continue
+        value, problem = check_value(f, value)
+        if problem:
+            errors[key] = problem
+        else:
+            clean[key] = value
+    if mode == "create":
+        for f in allowed.values():
+            if f.name in clean or f.name in errors:
+                continue
+            if f.required:
+                errors[f.name] = "is required"
+            else:
+                clean[f.name] = _copy(f.default)
+    if errors:
+        raise ValidationError(errors)
+    return clean
+
+
+def _field_label(key: str) -> str:
+    # Keys are echoed back in `fields`; keep them printable and short.
+    label = key if len(key) <= 100 else key[:100] + "..."
+    return label.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def iso_now_from_ms(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f"
+    )[:-3] + "Z"
+
+
+def ms_from_iso(value: str) -> int:
+    parsed = dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=dt.timezone.utc)
+    return int(parsed.timestamp() * 1000)
+
+
+def is_finite_json(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
