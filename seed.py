@@ -1,0 +1,54 @@
+"""Fill the local SQLite store from a seed file: python seed.py [PATH] [--reset] [--if-empty]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from server.config import ConfigError, load_settings
+from server.connectors.factory import get_db_connector
+from server.seeding import SeedError, load_seed_file, validate_seed
+from server.seeding_run import StoreNotEmpty, seed_store
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("path", nargs="?", default="data/seed.json", help="seed file (default: data/seed.json)")
+    parser.add_argument("--db", help="SQLite file (default: SQLITE_PATH)")
+    parser.add_argument("--reset", action="store_true", help="replace whatever the store holds")
+    parser.add_argument("--if-empty", action="store_true", help="seed only an empty store, else do nothing")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    connector = get_db_connector("sql", settings, **({"path": args.db} if args.db else {}))
+    try:
+        seed = validate_seed(load_seed_file(args.path))  # the whole file, before touching the store
+        connector.connect()
+        done = seed_store(connector, seed, reset=args.reset, if_empty=args.if_empty)
+    except SeedError as exc:
+        print(f"error: {args.path} is not a valid seed file; nothing was written:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except StoreNotEmpty as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        connector.close()
+    if done["skipped"]:
+        print(f"{connector.path} already holds data; left as it is.")
+        return 0
+    if settings.user_id and settings.user_id != done["userId"]:
+        print(f"warning: USER_ID={settings.user_id} but the file's user is {done['userId']}", file=sys.stderr)
+    removed = sum(done["removed"].values())
+    print(f"seeded {connector.path} for user {done['userId']}: {done['courses']} courses, "
+          f"{done['inserted']['records']} records, {done['inserted']['changes']} changes"
+          + (f"; removed {removed} rows first" if removed else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

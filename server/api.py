@@ -1,0 +1,189 @@
+"""The Flask app factory and the routes of API.md. Views parse, make one connector call and
+shape the answer; no SQL, no pymongo and no sync logic here."""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, current_app
+
+from server import http
+from server.config import Settings, load_settings
+from server.connectors.base import DatabaseConnector
+from server.connectors.factory import get_db_connector
+from server.errors import ValidationError
+from server.http import envelope, json_object
+from server.records import ASSIGNMENT, COURSE, LECTURE, USER, check_value, validate
+
+API_VERSION = "v1"
+EXPORT_VERSION = 1
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def store() -> DatabaseConnector:
+    return current_app.extensions["store"]
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Defaults, then settings from the environment (or `test_config["SETTINGS"]`), then the
+    rest of the test mapping. `test_config["STORE"]` may supply an already built connector."""
+    app = Flask(__name__)
+    test_config = dict(test_config or {})
+    settings: Settings = test_config.pop("SETTINGS", None) or load_settings()
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=1024 * 1024, START_SYNC=True)
+    app.config.update(test_config)
+    connector = app.config.pop("STORE", None)
+    if connector is None:
+        connector = get_db_connector(settings.db_connector, settings)
+        connector.connect()
+        atexit.register(connector.close)
+    app.extensions["store"] = connector
+    http.install(app)
+    app.register_blueprint(bp)
+    from server import cli, sync_routes
+
+    sync_routes.install(app)
+    cli.install(app)
+    return app
+
+
+# --- health and the user -----------------------------------------------------------------
+@bp.get("/health")
+def health():
+    ok = store().ping()
+    body = {"status": "ok" if ok else "degraded", "store": {"kind": current_app.config["SETTINGS"].db_connector,
+                                                             "ok": ok}}
+    sync = current_app.extensions.get("sync")
+    body["hub"] = sync.health() if sync else {"enabled": False}
+    if not ok:
+        return http.error(503, "store_unavailable", "The local store does not answer.")
+    return envelope(body)
+
+
+@bp.get("/users/me")
+def get_me():
+    return envelope(store().get_user())
+
+
+@bp.patch("/users/me")
+def patch_me():
+    body = json_object()
+    unknown = {k: "unknown field" for k in body if k != "displayName"}
+    if "displayName" not in body:
+        unknown["displayName"] = "is required"
+    else:
+        _, problem = check_value(_user_field("displayName"), body["displayName"])
+        if problem:
+            unknown["displayName"] = problem
+    if unknown:
+        raise ValidationError(unknown)
+    return envelope(store().update_user_profile(body["displayName"]))
+
+
+@bp.patch("/users/me/focus-course")
+def patch_focus():
+    body = json_object()
+    problems = {k: "unknown field" for k in body if k != "courseId"}
+    if "courseId" not in body:
+        problems["courseId"] = "is required (a course id or null)"
+    else:
+        _, problem = check_value(_user_field("focusCourseId"), body["courseId"])
+        if problem:
+            problems["courseId"] = problem
+    if problems:
+        raise ValidationError(problems)
+    return envelope(store().set_focus_course(body["courseId"]))
+
+
+def _user_field(name: str):
+    from server.records import KINDS
+
+    return KINDS[USER].by_name[name]
+
+
+@bp.get("/users/me/export")
+def export_me():
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return envelope({"user": store().get_user(), "courses": store().get_courses(),
+                     "exportedAt": now, "version": EXPORT_VERSION})
+
+
+# --- courses -----------------------------------------------------------------------------
+def _created(record: dict, created: bool, location: str):
+    return envelope(record, 201 if created else 200, {"Location": location} if created else None)
+
+
+def _deleted(record_id: str):
+    return envelope({"id": record_id, "deleted": True})
+
+
+@bp.get("/courses")
+def list_courses():
+    return envelope(store().get_courses())
+
+
+@bp.post("/courses")
+def create_course():
+    course, created = store().create_course(validate(COURSE, json_object(), "create"))
+    return _created(course, created, f"/api/v1/courses/{course['id']}")
+
+
+@bp.get("/courses/<course_id>")
+def get_course(course_id: str):
+    return envelope(store().get_course(course_id))
+
+
+@bp.patch("/courses/<course_id>")
+def patch_course(course_id: str):
+    return envelope(store().update_course(course_id, validate(COURSE, json_object(), "update")))
+
+
+@bp.delete("/courses/<course_id>")
+def delete_course(course_id: str):
+    store().delete_course(course_id)
+    return _deleted(course_id)
+
+
+# --- lectures and assignments -------------------------------------------------------------
+@bp.post("/courses/<course_id>/lectures")
+def create_lecture(course_id: str):
+    lecture, created = store().create_lecture(course_id, validate(LECTURE, json_object(), "create"))
+    return _created(lecture, created, f"/api/v1/courses/{course_id}/lectures/{lecture['id']}")
+
+
+@bp.patch("/courses/<course_id>/lectures/<lecture_id>")
+def patch_lecture(course_id: str, lecture_id: str):
+    updates = validate(LECTURE, json_object(), "update")
+    return envelope(store().update_lecture(course_id, lecture_id, updates))
+
+
+@bp.delete("/courses/<course_id>/lectures/<lecture_id>")
+def delete_lecture(course_id: str, lecture_id: str):
+    store().delete_lecture(course_id, lecture_id)
+    return _deleted(lecture_id)
+
+
+@bp.post("/courses/<course_id>/assignments")
+def create_assignment(course_id: str):
+    new = validate(ASSIGNMENT, json_object(), "create")
+    assignment, created = store().create_assignment(course_id, new)
+    return _created(assignment, created, f"/api/v1/courses/{course_id}/assignments/{assignment['id']}")
+
+
+@bp.patch("/courses/<course_id>/assignments/<assignment_id>")
+def patch_assignment(course_id: str, assignment_id: str):
+    updates = validate(ASSIGNMENT, json_object(), "update")
+    return envelope(store().update_assignment(course_id, assignment_id, updates))
+
+
+@bp.delete("/courses/<course_id>/assignments/<assignment_id>")
+def delete_assignment(course_id: str, assignment_id: str):
+    store().delete_assignment(course_id, assignment_id)
+    return _deleted(assignment_id)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -1,0 +1,169 @@
+"""HTTP plumbing shared by every route: the envelope, strict JSON bodies, request ids, the
+Host and CORS allowlists, the optional bearer token and the one log line per request."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from server.errors import AppError, PreconditionFailed
+
+log = logging.getLogger("server.http")
+TRACE_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 412: "precondition_failed", 413: "payload_too_large",
+    415: "unsupported_media_type", 500: "internal_error", 503: "store_unavailable",
+}
+PUBLIC_PATHS = ("/api/v1/health",)
+
+
+def envelope(data: Any, status: int = 200, headers: dict | None = None) -> Response:
+    body = {"data": data, "meta": {"traceId": g.get("trace_id", "")}}
+    resp = current_app.response_class(_dumps(body), status=status, mimetype="application/json")
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    return resp
+
+
+def error(status: int, code: str, message: str, fields: dict | None = None,
+          extra: dict | None = None) -> Response:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        err["fields"] = fields
+    if extra:
+        err.update(extra)
+    body = {"error": err, "meta": {"traceId": g.get("trace_id", "")}}
+    return current_app.response_class(_dumps(body), status=status, mimetype="application/json")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class BadBody(AppError):
+    status = 400
+    code = "invalid_body"
+
+
+class UnsupportedMedia(AppError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def json_body(required: bool = True) -> Any:
+    """The request body parsed strictly: JSON media type, UTF-8, no NaN/Infinity, no duplicate
+    keys, bounded depth. Raises BadBody/UnsupportedMedia; size is capped by MAX_CONTENT_LENGTH."""
+    raw = request.get_data(cache=True)
+    if not raw and not required:
+        return None
+    if request.mimetype != "application/json":
+        raise UnsupportedMedia("Send the body as application/json.")
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    except UnicodeDecodeError:
+        raise BadBody("The body is not valid UTF-8.") from None
+    except RecursionError:
+        raise BadBody("The body is nested too deeply.") from None
+    except ValueError as exc:
+        raise BadBody(f"The body is not valid JSON: {str(exc)[:120]}") from None
+
+
+def json_object(required: bool = True) -> dict:
+    body = json_body(required)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise BadBody("The body must be a JSON object.")
+    return body
+
+
+def install(app: Flask) -> None:
+    settings = app.config["SETTINGS"]
+    allowed_hosts = {h.lower() for h in settings.allowed_hosts}
+    cors = set(settings.cors_origins)
+
+    @app.before_request
+    def _start() -> Response | None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.trace_id = incoming if TRACE_RE.match(incoming) else str(uuid.uuid4())
+        host = (request.host or "").lower()
+        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if hostname not in allowed_hosts and host not in allowed_hosts:
+            return error(400, "invalid_host", "This Host header is not allowed (see ALLOWED_HOSTS).")
+        if request.method == "OPTIONS":
+            return current_app.response_class(status=204)
+        token = settings.api_token
+        if token and request.path not in PUBLIC_PATHS:
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {token}"
+            if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
+                resp = error(401, "unauthorized", "A valid bearer token is required.")
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="coursesync"'
+                return resp
+        return None
+
+    @app.after_request
+    def _finish(resp: Response) -> Response:
+        trace = g.get("trace_id", "")
+        resp.headers["X-Request-ID"] = trace
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers.setdefault("Cache-Control", "no-store")
+        origin = request.headers.get("Origin")
+        if origin and origin in cors:
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Vary"] = "Origin"
+            resp.headers["Access-Control-Expose-Headers"] = "ETag, X-Request-ID, Location"
+            if request.method == "OPTIONS":
+                resp.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
+                resp.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization, If-Match, X-Request-ID"
+                resp.headers["Access-Control-Max-Age"] = "600"
+        elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        log.info("%s %s %s %.1fms trace=%s", request.method, request.path[:200], resp.status_code, elapsed, trace)
+        return resp
+
+    @app.errorhandler(AppError)
+    def _app_error(exc: AppError) -> Response:
+        extra = {"current": exc.current} if isinstance(exc, PreconditionFailed) and exc.current else None
+        return error(exc.status, exc.code, exc.message, exc.fields, extra)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = HTTP_CODES.get(status, "http_error")
+        messages = {
+            404: "No such route.", 405: "This method is not allowed on this route.",
+            413: "The body is larger than 1 MiB.",
+        }
+        resp = error(status, code, messages.get(status, exc.description or exc.name))
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            resp.headers["Allow"] = exc.get_response().headers["Allow"]
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error trace=%s", g.get("trace_id", ""))
+        return error(500, "internal_error", "Something went wrong on the server; see its log.")

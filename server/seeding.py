@@ -1,0 +1,154 @@
+"""Seed files: validation of the whole file (every problem named by its path) and its
+translation into changes. Both stores are seeded by applying the same changes, from an origin
+named after the file's content, so two stores seeded from one file hold identical records and
+identical change logs: a later sync between them finds nothing to do."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from server.clock import encode
+from server.connectors.base import Change
+from server.connectors.common import canonical_json
+from server.records import (
+    ASSIGNMENT, COURSE, ID_RE, KINDS, LECTURE, USER, check_value, is_timestamp, ms_from_iso,
+)
+
+EPOCH_START = "1970-01-01T00:00:00Z"
+TOP_KEYS = {"user", "courses"}
+USER_EXTRA = {"id", "createdAt", "updatedAt"}
+RECORD_EXTRA = {"id", "createdAt", "updatedAt"}
+
+
+class SeedError(ValueError):
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems[:20]))
+        self.problems = problems
+
+
+def load_seed_file(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    except FileNotFoundError:
+        raise SeedError([f"{path}: no such file"]) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SeedError([f"{path}: not valid JSON ({exc})"]) from None
+
+
+def _record(kind: str, raw: Any, path: str, problems: list[str], extra: set[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: must be an object")
+        return {}
+    spec = KINDS[kind].by_name
+    clean: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in ("lectures", "assignments", "courseId") and kind != USER:
+            continue  # handled by the caller
+        if key == "id":
+            if not isinstance(value, str) or not ID_RE.match(value):
+                problems.append(f"{path}.id: must be 1-128 letters, digits or . _ ~ : -")
+            clean["id"] = value
+        elif key in ("createdAt", "updatedAt"):
+            if not isinstance(value, str) or not is_timestamp(value):
+                problems.append(f"{path}.{key}: must be an ISO-8601 UTC timestamp ending in Z")
+            clean[key] = value
+        elif key in spec:
+            value, problem = check_value(spec[key], value)
+            if problem:
+                problems.append(f"{path}.{key}: {problem}")
+            clean[key] = value
+        else:
+            problems.append(f"{path}.{key}: unknown field")
+    if "id" not in raw:
+        problems.append(f"{path}.id: is required")
+    for f in KINDS[kind].fields:
+        if f.name not in clean:
+            if f.required:
+                problems.append(f"{path}.{f.name}: is required")
+            clean[f.name] = f.default if not isinstance(f.default, list) else list(f.default)
+    clean.setdefault("createdAt", clean.get("updatedAt", EPOCH_START))
+    clean.setdefault("updatedAt", clean["createdAt"])
+    return clean
+
+
+def validate_seed(data: Any) -> dict[str, Any]:
+    """The whole file checked; raises SeedError listing every problem by path."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise SeedError(["$: must be an object with 'user' and 'courses'"])
+    for key in data:
+        if key not in TOP_KEYS:
+            problems.append(f"{key}: unknown field")
+    user = _record(USER, data.get("user"), "user", problems, USER_EXTRA) if "user" in data else {}
+    if "user" not in data:
+        problems.append("user: is required")
+    courses_raw = data.get("courses", [])
+    if not isinstance(courses_raw, list):
+        problems.append("courses: must be a list")
+        courses_raw = []
+    seen: dict[str, set[str]] = {COURSE: set(), LECTURE: set(), ASSIGNMENT: set()}
+    courses = []
+    for i, raw in enumerate(courses_raw):
+        path = f"courses[{i}]"
+        course = _record(COURSE, raw, path, problems, RECORD_EXTRA)
+        if not course:
+            continue
+        _unique(seen[COURSE], course.get("id"), f"{path}.id", problems)
+        for child_kind, key in ((LECTURE, "lectures"), (ASSIGNMENT, "assignments")):
+            children = raw.get(key, [])
+            if not isinstance(children, list):
+                problems.append(f"{path}.{key}: must be a list")
+                children = []
+            course[key] = []
+            for j, child_raw in enumerate(children):
+                cpath = f"{path}.{key}[{j}]"
+                child = _record(child_kind, child_raw, cpath, problems, RECORD_EXTRA)
+                if not child:
+                    continue
+                parent = child_raw.get("courseId", course.get("id"))
+                if parent != course.get("id"):
+                    problems.append(f"{cpath}.courseId: must be the id of the course it is in")
+                _unique(seen[child_kind], child.get("id"), f"{cpath}.id", problems)
+                course[key].append(child)
+        courses.append(course)
+    focus = user.get("focusCourseId")
+    if focus is not None and focus not in seen[COURSE]:
+        problems.append("user.focusCourseId: must be null or the id of a course in this file")
+    if problems:
+        raise SeedError(problems)
+    return {"user": user, "courses": courses}
+
+
+def _unique(seen: set[str], value: Any, path: str, problems: list[str]) -> None:
+    if isinstance(value, str):
+        if value in seen:
+            problems.append(f"{path}: duplicate id {value!r}")
+        seen.add(value)
+
+
+def seed_changes(seed: dict[str, Any]) -> tuple[str, list[Change]]:
+    """(origin, changes) for a validated seed: one upsert per record, user first, each course
+    before its lectures and assignments, stamped with the record's own updatedAt."""
+    origin = "seed-" + hashlib.sha256(canonical_json(seed).encode()).hexdigest()[:12]
+    changes: list[Change] = []
+
+    def add(kind: str, record: dict[str, Any], course_id: str | None) -> None:
+        fields = {k: v for k, v in record.items() if k not in ("id", "lectures", "assignments")}
+        hlc = encode(ms_from_iso(record["updatedAt"]), 0, origin)
+        changes.append({
+            "origin": origin, "seq": len(changes) + 1, "hlc": hlc, "kind": kind, "id": record["id"],
+            "courseId": course_id, "op": "upsert", "fields": fields,
+            "bases": {name: "" for name in fields},
+        })
+
+    add(USER, seed["user"], None)
+    for course in seed["courses"]:
+        add(COURSE, course, None)
+        for lecture in course["lectures"]:
+            add(LECTURE, lecture, course["id"])
+        for assignment in course["assignments"]:
+            add(ASSIGNMENT, assignment, course["id"])
+    return origin, changes

@@ -1,0 +1,109 @@
+"""One sync round between a local store and a hub, through DatabaseConnector only.
+
+The device keeps, per hub epoch, one cursor: origin -> the last sequence number the hub is known
+to hold (because we pushed it and the hub acknowledged, or because we pulled it). Push sends
+local changes after the cursor; pull fetches the hub's changes after it. The cursor moves only
+after the other side took the batch; for a pull, in the same SQLite transaction as the apply.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from server.connectors.base import Change, Cursor, DatabaseConnector
+from server.errors import AppError
+
+log = logging.getLogger("server.sync")
+STATE_KEY = "hub"
+Progress = Callable[[str, int], None]  # (phase, changes moved so far in that phase)
+
+
+@dataclass
+class RoundReport:
+    pushed: int = 0  # changes the hub did not have before
+    pushed_sent: int = 0  # changes sent, including ones the hub already had
+    pulled: int = 0
+    conflicts: int = 0
+    duration_ms: float = 0.0
+    hub_reset: bool = False
+    error: str | None = None
+    error_code: str | None = None
+    batches: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out.pop("batches")
+        return {
+            "pushed": out["pushed"], "pushedSent": out["pushed_sent"], "pulled": out["pulled"],
+            "conflicts": out["conflicts"], "durationMs": round(out["duration_ms"], 1),
+            "hubReset": out["hub_reset"], "error": out["error"],
+        }
+
+
+def _advance(cursor: Cursor, batch: list[Change]) -> Cursor:
+    moved = dict(cursor)
+    for ch in batch:
+        if ch["seq"] > moved.get(ch["origin"], 0):
+            moved[ch["origin"]] = ch["seq"]
+    return moved
+
+
+def stored_cursor(local: DatabaseConnector) -> tuple[str | None, Cursor]:
+    """(hub epoch, cursor) as last stored by a round."""
+    state = local.get_state(STATE_KEY) or {}
+    return state.get("epoch"), dict(state.get("cursor") or {})
+
+
+def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int = 500,
+              progress: Progress | None = None) -> RoundReport:
+    """Push, then pull. A store error (StoreUnavailable for a lost hub) ends the round early
+    and is reported in `error`; nothing half-done is recorded, so whatever was not acknowledged
+    is simply sent again next time. Other exceptions propagate."""
+    started = time.perf_counter()
+    report = RoundReport()
+    try:
+        epoch = hub.hub_epoch()
+        state = local.get_state(STATE_KEY) or {}
+        resets = list(state.get("resets") or [])
+        cursor: Cursor = dict(state.get("cursor") or {})
+        if state.get("epoch") != epoch:
+            if state.get("epoch") is not None:
+                # The hub was wiped or re-seeded: what it held is gone, so send it everything we
+                # hold (our unsynced work included) and take everything it has now.
+                report.hub_reset = True
+                resets = [*resets[-9:], {"from": state["epoch"], "to": epoch, "at": time.time()}]
+                log.warning("hub epoch changed (%s -> %s): full resync", state["epoch"], epoch)
+            cursor = {}
+            local.set_state(STATE_KEY, {"epoch": epoch, "cursor": cursor, "resets": resets})
+
+        while True:  # push
+            batch = local.changes_since(cursor, batch_size)
+            if not batch:
+                break
+            result = hub.apply_changes(batch)
+            cursor = _advance(cursor, batch)
+            local.set_state(STATE_KEY, {"epoch": epoch, "cursor": cursor, "resets": resets})
+            report.pushed += result["applied"]
+            report.pushed_sent += len(batch)
+            if progress:
+                progress("push", report.pushed_sent)
+
+        while True:  # pull
+            batch = hub.changes_since(cursor, batch_size, exclude_origin=local.device_id)
+            if not batch:
+                break
+            cursor = _advance(cursor, batch)
+            new_state = {"epoch": epoch, "cursor": cursor, "resets": resets}
+            result = local.apply_changes(batch, state={STATE_KEY: new_state})
+            report.pulled += result["applied"]
+            report.conflicts += result["conflicts"]
+            if progress:
+                progress("pull", report.pulled)
+    except AppError as exc:
+        report.error, report.error_code = exc.message, exc.code
+    finally:
+        report.duration_ms = (time.perf_counter() - started) * 1000
+    return report

@@ -1,0 +1,193 @@
+"""The background worker and the status record around sync rounds.
+
+One lock serialises rounds, whoever asks (the APScheduler job or `POST /api/v1/sync`). Hub
+errors back off exponentially with jitter up to a cap; the first success resets it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+import time
+from typing import Any, Callable
+
+from server.config import Settings, redact_uri
+from server.connectors.base import DatabaseConnector
+from server.errors import AppError, Conflict, StoreUnavailable
+from server.sync.engine import Progress, RoundReport, run_round, stored_cursor
+
+log = logging.getLogger("server.sync")
+BACKOFF_CAP_SECONDS = 300.0
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class SyncBusy(Conflict):
+    code = "sync_running"
+
+
+class SyncService:
+    def __init__(self, settings: Settings, local: DatabaseConnector,
+                 hub_factory: Callable[[], DatabaseConnector], *,
+                 rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.time):
+        self.settings, self.local, self._hub_factory = settings, local, hub_factory
+        self.hub: DatabaseConnector | None = None
+        self._rng, self._clock = rng, clock
+        self._lock = threading.Lock()
+        self._meta_lock = threading.Lock()
+        self.running = False
+        self.last_attempt: float | None = None
+        self.last_success: float | None = None
+        self.last_error: str | None = None
+        self.last_report: RoundReport | None = None
+        self.failures = 0
+        self.backoff_until: float | None = None
+        self.totals = {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}
+        self.scheduler = None
+
+    # --- rounds ---------------------------------------------------------------------------
+    def _ensure_hub(self) -> DatabaseConnector:
+        if self.hub is None:
+            hub = self._hub_factory()
+            hub.connect()
+            self.hub = hub
+        return self.hub
+
+    def run_once(self, *, wait_seconds: float = 30.0, progress: Progress | None = None) -> RoundReport:
+        """Run one round now. Raises SyncBusy if another round holds the lock longer than
+        `wait_seconds`; hub trouble is reported in the returned report, not raised."""
+        got = self._lock.acquire(timeout=wait_seconds) if wait_seconds > 0 else self._lock.acquire(blocking=False)
+        if not got:
+            raise SyncBusy("A sync round is already running.")
+        try:
+            self.running = True
+            self.last_attempt = self._clock()
+            try:
+                report = run_round(self.local, self._ensure_hub(), self.settings.sync_batch_size, progress)
+            except AppError as exc:  # the hub could not even be reached to connect
+                report = RoundReport(error=exc.message, error_code=exc.code)
+            except Exception as exc:
+                log.exception("sync round crashed")
+                report = RoundReport(error=f"internal error: {exc.__class__.__name__}", error_code="internal_error")
+                self._record(report)
+                raise
+            self._record(report)
+            return report
+        finally:
+            self.running = False
+            self._lock.release()
+
+    def _record(self, report: RoundReport) -> None:
+        with self._meta_lock:
+            self.last_report = report
+            self.totals["pushed"] += report.pushed
+            self.totals["pulled"] += report.pulled
+            self.totals["conflicts"] += report.conflicts
+            self.totals["rounds"] += 1
+            now = self._clock()
+            if report.error:
+                self.failures += 1
+                self.last_error = report.error
+                ceiling = min(BACKOFF_CAP_SECONDS, self.settings.sync_interval_seconds * 2 ** self.failures)
+                # Full jitter keeps a fleet of devices from retrying in lockstep after an outage.
+                delay = max(self.settings.sync_interval_seconds, ceiling * (0.5 + self._rng() / 2))
+                self.backoff_until = now + delay
+                log.warning("sync round failed (%s); next try in %.1fs", report.error, delay)
+            else:
+                self.failures = 0
+                self.backoff_until = None
+                self.last_success = now
+                self.last_error = None
+
+    def tick(self) -> None:
+        """The scheduled job: skip while backing off or while a manual round runs."""
+        if self.backoff_until is not None and self._clock() < self.backoff_until:
+            return
+        try:
+            self.run_once(wait_seconds=0)
+        except SyncBusy:
+            pass
+        except Exception:
+            pass  # already logged and recorded; the job must survive to run again
+
+    # --- worker ---------------------------------------------------------------------------
+    def start(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        if self.scheduler is not None:
+            return
+        self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC")
+        self.scheduler.add_job(self.tick, "interval", id="sync-round",
+                               seconds=self.settings.sync_interval_seconds, max_instances=1,
+                               coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc))
+        self.scheduler.start()
+        log.info("sync worker started: every %ss to %s", self.settings.sync_interval_seconds,
+                 redact_uri(self.settings.mongo_uri))
+
+    def shutdown(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        if self.hub is not None:
+            self.hub.close()
+            self.hub = None
+
+    # --- status ---------------------------------------------------------------------------
+    def state(self) -> str:
+        if self.running:
+            return "running"
+        if self.backoff_until is not None and self._clock() < self.backoff_until:
+            return "backing_off"
+        return "idle"
+
+    def next_run(self) -> float | None:
+        candidates = []
+        if self.scheduler is not None:
+            job = self.scheduler.get_job("sync-round")
+            if job and job.next_run_time:
+                candidates.append(job.next_run_time.timestamp())
+        if self.backoff_until is not None:
+            candidates = [max([self.backoff_until, *candidates])]
+        return candidates[0] if candidates else None
+
+    def status(self) -> dict[str, Any]:
+        epoch, cursor = stored_cursor(self.local)
+        count, oldest = self.local.pending_since(cursor)
+        oldest_ms = int(oldest.split("-", 1)[0]) if oldest else None
+        state = self.local.get_state("hub") or {}
+        resets = state.get("resets") or []
+        return {
+            "enabled": True,
+            "deviceId": self.local.device_id,
+            "userId": self.local.user_id,
+            "hub": redact_uri(self.settings.mongo_uri),
+            "state": self.state(),
+            "lastAttempt": _iso(self.last_attempt),
+            "lastSuccess": _iso(self.last_success),
+            "lastError": self.last_error,
+            "nextRun": _iso(self.next_run()),
+            "consecutiveFailures": self.failures,
+            "pending": {
+                "count": count,
+                "oldestAt": _iso(oldest_ms / 1000) if oldest_ms else None,
+                "oldestAgeSeconds": round(self._clock() - oldest_ms / 1000, 1) if oldest_ms else None,
+            },
+            "totals": dict(self.totals),
+            "openConflicts": self.local.count_conflicts(),
+            "hubEpoch": epoch,
+            "hubResets": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"])} for r in resets],
+            "lastRound": self.last_report.as_dict() if self.last_report else None,
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {"enabled": True, "state": self.state(), "lastSuccess": _iso(self.last_success),
+                "lastError": self.last_error}
+
+
+def hub_unavailable(report: RoundReport) -> StoreUnavailable:
+    return StoreUnavailable(f"The sync round did not finish: {report.error}", code=report.error_code or None)
