@@ -72,12 +72,16 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
+NO_BODY = object()
+
+
 def json_body(required: bool = True) -> Any:
     """The request body parsed strictly: JSON media type, UTF-8, no NaN/Infinity, no duplicate
-    keys, bounded depth. Raises BadBody/UnsupportedMedia; size is capped by MAX_CONTENT_LENGTH."""
+    keys, bounded depth. Raises BadBody/UnsupportedMedia; size is capped by MAX_CONTENT_LENGTH.
+    An empty body where none is required gives NO_BODY."""
     raw = request.get_data(cache=True)
     if not raw and not required:
-        return None
+        return NO_BODY
     if request.mimetype != "application/json":
         raise UnsupportedMedia("Send the body as application/json.")
     try:
@@ -93,7 +97,7 @@ def json_body(required: bool = True) -> Any:
 
 def json_object(required: bool = True) -> dict:
     body = json_body(required)
-    if body is None:
+    if body is NO_BODY:
         return {}
     if not isinstance(body, dict):
         raise BadBody("The body must be a JSON object.")

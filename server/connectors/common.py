@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from abc import abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any
@@ -72,6 +73,11 @@ class MergingConnector(DatabaseConnector):
         return iso_now_from_ms(stamp_ms(hlc))
 
     def _live(self, kind: str, record_id: str, course_id: str | None = None) -> dict[str, Any]:
+        # Only plain strings ever reach a query: a dict here could be an operator like {"$ne": ...}.
+        if course_id is not None and not isinstance(course_id, str):
+            raise NotFound("No such course.", code=KINDS[COURSE].not_found_code)
+        if not isinstance(record_id, str):
+            raise NotFound(f"No such {kind}.", code=KINDS[kind].not_found_code)
         key = (kind, record_id)
         wanted = {key} | ({(COURSE, course_id)} if course_id else set())
         found = self._load(wanted)
@@ -222,8 +228,6 @@ class MergingConnector(DatabaseConnector):
         return self.get_user()
 
     def _create(self, kind: str, course_id: str | None, new: dict[str, Any]) -> tuple[dict, bool]:
-        import uuid
-
         fields = dict(new)
         record_id = fields.pop("id", None) or str(uuid.uuid4())
         with self._writer():
@@ -234,7 +238,7 @@ class MergingConnector(DatabaseConnector):
                 same_parent = existing.get("courseId") == course_id or kind == COURSE
                 current = self._shape(existing) if not existing["deleted"] else None
                 if current and same_parent and all(current.get(k) == v for k, v in fields.items()):
-                    return current, False
+                    return self._read_back(kind, course_id, record_id), False
                 raise Conflict(
                     f"A {kind} with id {record_id!r} already exists"
                     + (" and was deleted." if existing["deleted"] else " with other values."),

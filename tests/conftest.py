@@ -1,0 +1,121 @@
+"""Shared fixtures. Every test builds its own data: a temporary SQLite file per store, a fresh
+mongomock-ng client per hub, and, when MONGO_URI is set, a throwaway database on that server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import mongomock_ng
+import pytest
+
+from server.api import create_app
+from server.config import Settings
+from server.connectors.factory import get_db_connector
+
+REAL_MONGO_URI = os.environ.get("MONGO_URI")
+MONGO_KINDS = ["mongomock"] + (["mongo-real"] if REAL_MONGO_URI else [])
+STORE_KINDS = ["sql"] + MONGO_KINDS
+
+
+class MongoFactory:
+    """Builds MongoConnectors on one hub (one mongomock client, or one database of a real
+    server). Several connectors built from it share the hub like devices share a real one."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.db_name = f"test_{uuid.uuid4().hex[:10]}"
+        self.client = mongomock_ng.MongoClient() if kind == "mongomock" else None
+        self.built = []
+
+    def __call__(self, name: str = "hub", **kw):
+        """A connector on database `name`: the same name is the same store."""
+        if self.kind == "mongomock":
+            kw.setdefault("client", self.client)
+        else:
+            kw.setdefault("uri", REAL_MONGO_URI)
+        conn = get_db_connector("mongo", Settings(), db_name=f"{self.db_name}_{name}", **kw)
+        self.built.append(conn)
+        return conn
+
+    def drop(self):
+        for conn in self.built:
+            try:
+                if self.kind == "mongo-real" and conn.db is not None:
+                    conn._client.drop_database(conn.db_name)
+                conn.close()
+            except Exception:
+                pass
+
+
+@pytest.fixture(params=MONGO_KINDS)
+def mongo_factory(request):
+    factory = MongoFactory(request.param)
+    yield factory
+    factory.drop()
+
+
+@pytest.fixture
+def sql_factory(tmp_path):
+    built = []
+
+    def make(name: str = "device", **kw):
+        conn = get_db_connector("sql", Settings(), path=str(tmp_path / f"{name}.sqlite3"), **kw)
+        built.append(conn)
+        return conn
+
+    yield make
+    for conn in built:
+        conn.close()
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_factory(request, tmp_path):
+    """Builds connectors of one kind (parametrized over every kind): the contract suite."""
+    if request.param == "sql":
+        mf = None
+        made = []
+
+        def make(name: str = "device", **kw):
+            conn = get_db_connector("sql", Settings(), path=str(tmp_path / f"{name}.sqlite3"), **kw)
+            made.append(conn)
+            return conn
+    else:
+        mf = MongoFactory(request.param)
+        make = mf
+    make.kind = request.param  # type: ignore[attr-defined]
+    yield make
+    if mf:
+        mf.drop()
+    else:
+        for conn in made:
+            conn.close()
+
+
+@pytest.fixture
+def connector(store_factory):
+    conn = store_factory(user_id="learner")
+    conn.connect()
+    return conn
+
+
+@pytest.fixture
+def app(connector, tmp_path):
+    settings = Settings(db_connector="sql" if connector.__class__.__name__ == "SqlConnector" else "mongo",
+                        sqlite_path=str(tmp_path / "unused.sqlite3"))
+    return create_app({"SETTINGS": settings, "STORE": connector, "TESTING": True, "START_SYNC": False})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+COURSE = {"title": "18.06 Linear Algebra", "source": "https://ocw.mit.edu/courses/18-06/"}
+LECTURE = {"title": "Elimination", "order": 1, "videoUrl": "https://ocw.mit.edu/v/2"}
+ASSIGNMENT = {"title": "Problem set 1", "dueDate": "2026-12-01"}

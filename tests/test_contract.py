@@ -1,0 +1,304 @@
+"""The connector contract, run against every store: SQLite, mongomock-ng, and a real MongoDB
+when MONGO_URI is set. Both must decide alike, so every assertion here holds for both."""
+
+from __future__ import annotations
+
+import pytest
+from freezegun import freeze_time
+
+from server.connectors.base import DatabaseConnector
+from server.connectors.factory import get_db_connector
+from server.errors import Conflict, NotFound
+from server.records import validate
+from tests.conftest import ASSIGNMENT, COURSE, LECTURE
+
+
+def new_course(conn, **extra):
+    return conn.create_course(validate("course", {**COURSE, **extra}, "create"))[0]
+
+
+def new_lecture(conn, course_id, **extra):
+    return conn.create_lecture(course_id, validate("lecture", {**LECTURE, **extra}, "create"))[0]
+
+
+def new_assignment(conn, course_id, **extra):
+    return conn.create_assignment(course_id, validate("assignment", {**ASSIGNMENT, **extra}, "create"))[0]
+
+
+class TestFactory:
+    def test_an_unknown_kind_is_refused_with_the_documented_message(self):
+        with pytest.raises(ValueError, match="^Unsupported database connector type: redis$"):
+            get_db_connector("redis")
+
+    def test_a_connector_missing_a_method_cannot_be_built(self):
+        class Half(DatabaseConnector):
+            def connect(self):
+                pass
+
+        with pytest.raises(TypeError):
+            Half()
+
+    def test_ping_answers_true_on_a_live_store(self, connector):
+        assert connector.ping() is True
+
+
+class TestCrud:
+    def test_a_new_user_reads_as_defaults_without_writing(self, connector):
+        user = connector.get_user()
+        assert user["id"] == "learner" and user["focusCourseId"] is None
+        assert connector.changes_since({}, 10) == []
+
+    def test_creating_a_course_returns_the_canonical_record(self, connector):
+        with freeze_time("2026-03-01T12:00:00Z"):
+            course = new_course(connector, tags=["math"])
+        assert course["title"] == COURSE["title"] and course["status"] == "active"
+        assert course["tags"] == ["math"] and course["lectures"] == [] and course["assignments"] == []
+        assert course["createdAt"] == course["updatedAt"] == "2026-03-01T12:00:00.000Z"
+        assert connector.get_course(course["id"]) == course
+
+    def test_lectures_come_back_by_order_and_assignments_by_creation(self, connector):
+        with freeze_time("2026-01-01"):
+            course = new_course(connector)
+        with freeze_time("2026-02-01"):
+            first = new_assignment(connector, course["id"], title="zz first")
+        with freeze_time("2026-03-01"):
+            second = new_assignment(connector, course["id"], title="aa second")
+        new_lecture(connector, course["id"], order=3, title="c")
+        new_lecture(connector, course["id"], order=1, title="a")
+        got = connector.get_course(course["id"])
+        assert [lec["order"] for lec in got["lectures"]] == [1, 3]
+        assert [a["id"] for a in got["assignments"]] == [first["id"], second["id"]]
+
+    def test_updates_change_only_the_given_fields(self, connector):
+        course = new_course(connector, notes="keep")
+        lecture = new_lecture(connector, course["id"])
+        updated = connector.update_lecture(course["id"], lecture["id"], {"status": "completed"})
+        assert updated["status"] == "completed" and updated["title"] == LECTURE["title"]
+        assert connector.update_course(course["id"], {"title": "new"})["notes"] == "keep"
+
+    def test_user_profile_and_focus_course(self, connector):
+        course = new_course(connector)
+        assert connector.update_user_profile("Ada")["displayName"] == "Ada"
+        assert connector.set_focus_course(course["id"])["focusCourseId"] == course["id"]
+        assert connector.set_focus_course(None)["focusCourseId"] is None
+
+    def test_a_focus_course_that_is_deleted_reads_as_null(self, connector):
+        course = new_course(connector)
+        connector.set_focus_course(course["id"])
+        connector.delete_course(course["id"])
+        assert connector.get_user()["focusCourseId"] is None
+
+    def test_a_client_id_makes_create_idempotent(self, connector):
+        fields = validate("course", {**COURSE, "id": "c-1"}, "create")
+        first, created = connector.create_course(fields)
+        again, created_again = connector.create_course(fields)
+        assert created and not created_again and first == again
+        assert len(connector.changes_since({}, 10)) == 1
+
+    def test_the_same_id_with_another_body_is_a_conflict(self, connector):
+        connector.create_course(validate("course", {**COURSE, "id": "c-1"}, "create"))
+        with pytest.raises(Conflict):
+            connector.create_course(validate("course", {**COURSE, "id": "c-1", "title": "x"}, "create"))
+
+
+class TestChanges:
+    def test_every_write_appends_one_change_with_gapless_sequence(self, connector):
+        course = new_course(connector)
+        lecture = new_lecture(connector, course["id"])
+        connector.update_lecture(course["id"], lecture["id"], {"note": "n"})
+        connector.delete_lecture(course["id"], lecture["id"])
+        changes = connector.changes_since({}, 100)
+        assert [c["seq"] for c in changes] == [1, 2, 3, 4]
+        assert {c["origin"] for c in changes} == {connector.device_id}
+        assert [c["op"] for c in changes] == ["upsert", "upsert", "upsert", "delete"]
+        assert changes[2]["fields"].keys() == {"note", "updatedAt"}
+        assert changes == sorted(changes, key=lambda c: c["hlc"])
+
+    def test_changes_since_respects_the_cursor_and_the_limit(self, connector):
+        for i in range(5):
+            new_course(connector, title=f"c{i}")
+        origin = connector.device_id
+        assert [c["seq"] for c in connector.changes_since({origin: 2}, 2)] == [3, 4]
+        assert connector.changes_since({origin: 5}, 10) == []
+        assert connector.changes_since({}, 10, exclude_origin=origin) == []
+
+    def test_an_update_records_the_clock_it_replaced(self, connector):
+        course = new_course(connector)
+        connector.update_course(course["id"], {"title": "t2"})
+        create, update = connector.changes_since({}, 10)
+        assert update["bases"]["title"] == create["hlc"]
+
+    def test_pending_counts_changes_after_the_cursor(self, connector):
+        for i in range(3):
+            new_course(connector, title=f"c{i}")
+        count, oldest = connector.pending_since({connector.device_id: 1})
+        assert count == 2 and oldest == connector.changes_since({}, 10)[1]["hlc"]
+
+
+class TestTombstones:
+    def test_deleting_a_course_tombstones_its_lectures_and_assignments(self, connector):
+        course = new_course(connector)
+        lecture = new_lecture(connector, course["id"])
+        assignment = new_assignment(connector, course["id"])
+        connector.delete_course(course["id"])
+        records = connector.dump_records()
+        for key in [("course", course["id"]), ("lecture", lecture["id"]), ("assignment", assignment["id"])]:
+            assert records[key]["deleted"] is True
+            assert records[key]["fields"] == {}  # a tombstone keeps id, clock and flag only
+        assert connector.get_courses() == []
+
+    def test_the_delete_itself_is_exported_as_a_change(self, connector):
+        course = new_course(connector)
+        connector.delete_course(course["id"])
+        last = connector.changes_since({}, 10)[-1]
+        assert last["op"] == "delete" and last["id"] == course["id"] and last["kind"] == "course"
+
+    def test_a_deleted_id_cannot_be_created_again(self, connector):
+        fields = validate("course", {**COURSE, "id": "gone"}, "create")
+        connector.create_course(fields)
+        connector.delete_course("gone")
+        with pytest.raises(Conflict):
+            connector.create_course(fields)
+
+
+class TestErrors:
+    def test_unknown_ids_are_not_found_with_their_codes(self, connector):
+        course = new_course(connector)
+        cases = [
+            (lambda: connector.get_course("nope"), "course_not_found"),
+            (lambda: connector.update_course("nope", {"title": "x"}), "course_not_found"),
+            (lambda: connector.update_lecture(course["id"], "nope", {}), "lecture_not_found"),
+            (lambda: connector.delete_assignment(course["id"], "nope"), "assignment_not_found"),
+            (lambda: connector.create_lecture("nope", validate("lecture", LECTURE, "create")), "course_not_found"),
+            (lambda: connector.set_focus_course("nope"), "course_not_found"),
+        ]
+        for call, code in cases:
+            with pytest.raises(NotFound) as info:
+                call()
+            assert info.value.code == code
+        assert len(connector.changes_since({}, 100)) == 1
+
+    def test_a_lecture_under_the_wrong_course_is_not_found(self, connector):
+        a, b = new_course(connector, title="a"), new_course(connector, title="b")
+        lecture = new_lecture(connector, a["id"])
+        with pytest.raises(NotFound):
+            connector.update_lecture(b["id"], lecture["id"], {"title": "x"})
+        with pytest.raises(NotFound):
+            connector.delete_lecture(b["id"], lecture["id"])
+
+    def test_deleting_twice_is_not_found(self, connector):
+        course = new_course(connector)
+        connector.delete_course(course["id"])
+        with pytest.raises(NotFound):
+            connector.delete_course(course["id"])
+
+    def test_dollar_keys_in_ids_match_nothing(self, connector):
+        new_course(connector)
+        with pytest.raises(NotFound):
+            connector.get_course("$ne")
+        with pytest.raises(NotFound):
+            connector.get_course({"$ne": None})  # type: ignore[arg-type]
+
+
+class TestApply:
+    def _peer(self, store_factory):
+        peer = store_factory("peer", user_id="learner")
+        peer.connect()
+        return peer
+
+    def test_applying_a_batch_twice_changes_nothing(self, connector, store_factory):
+        peer = self._peer(store_factory)
+        course = new_course(peer)
+        new_lecture(peer, course["id"])
+        batch = peer.changes_since({}, 10)
+        assert connector.apply_changes(batch)["applied"] == 2
+        before = connector.dump_records()
+        assert connector.apply_changes(batch) == {"received": 2, "applied": 0, "conflicts": 0}
+        assert connector.dump_records() == before
+        assert connector.get_courses() == peer.get_courses()
+
+    def test_applied_changes_are_exported_again_for_other_readers(self, connector, store_factory):
+        peer = self._peer(store_factory)
+        new_course(peer)
+        connector.apply_changes(peer.changes_since({}, 10))
+        assert connector.changes_since({}, 10, exclude_origin=connector.device_id) == peer.changes_since({}, 10)
+
+    def test_the_later_write_of_a_field_wins_and_the_loser_is_recorded(self, connector, store_factory):
+        peer = self._peer(store_factory)
+        course = new_course(connector, id="shared")
+        peer.apply_changes(connector.changes_since({}, 10))
+        with freeze_time("2030-01-01"):
+            connector.update_course("shared", {"title": "mine"})
+        with freeze_time("2030-01-02"):
+            peer.update_course("shared", {"title": "theirs"})
+        connector.apply_changes(peer.changes_since({peer.device_id: 0}, 10, exclude_origin=connector.device_id))
+        assert connector.get_course(course["id"])["title"] == "theirs"
+        [conflict] = connector.list_conflicts()
+        assert conflict["field"] == "title" and conflict["localValue"] == "mine"
+        assert conflict["remoteValue"] == "theirs" and conflict["winner"] == "remote"
+
+    def test_an_older_remote_value_loses_and_is_recorded(self, connector, store_factory):
+        peer = self._peer(store_factory)
+        new_course(connector, id="shared")
+        peer.apply_changes(connector.changes_since({}, 10))
+        with freeze_time("2030-01-01"):
+            peer.update_course("shared", {"notes": "old"})
+        with freeze_time("2030-01-02"):
+            connector.update_course("shared", {"notes": "new"})
+        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
+        assert connector.get_course("shared")["notes"] == "new"
+        [conflict] = connector.list_conflicts()
+        assert conflict["winner"] == "local" and conflict["remoteValue"] == "old"
+
+    def test_different_fields_edited_on_two_stores_both_survive(self, connector, store_factory):
+        peer = self._peer(store_factory)
+        new_course(connector, id="shared")
+        peer.apply_changes(connector.changes_since({}, 10))
+        connector.update_course("shared", {"title": "local title"})
+        peer.update_course("shared", {"notes": "peer notes"})
+        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
+        got = connector.get_course("shared")
+        assert got["title"] == "local title" and got["notes"] == "peer notes"
+        assert connector.list_conflicts() == []
+
+    def test_a_remote_update_to_a_deleted_record_is_dropped_and_recorded(self, connector, store_factory):
+        peer = self._peer(store_factory)
+        new_course(connector, id="shared")
+        peer.apply_changes(connector.changes_since({}, 10))
+        peer.update_course("shared", {"title": "edited elsewhere"})
+        connector.delete_course("shared")
+        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
+        assert connector.get_courses() == []
+        assert [c["reason"] for c in connector.list_conflicts()] == ["deleted"]
+
+    def test_a_lecture_created_under_a_course_deleted_here_is_dropped(self, connector, store_factory):
+        peer = self._peer(store_factory)
+        new_course(connector, id="shared")
+        peer.apply_changes(connector.changes_since({}, 10))
+        new_lecture(peer, "shared", id="late")
+        connector.delete_course("shared")
+        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
+        assert connector.dump_records()[("lecture", "late")]["deleted"] is True
+        assert connector.list_conflicts(), "the dropped lecture must leave a trace"
+
+    def test_a_sequential_overwrite_is_not_a_conflict(self, connector, store_factory):
+        peer = self._peer(store_factory)
+        new_course(connector, id="shared")
+        connector.update_course("shared", {"title": "first"})
+        peer.apply_changes(connector.changes_since({}, 10))
+        peer.update_course("shared", {"title": "second"})  # peer had seen "first"
+        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
+        assert connector.get_course("shared")["title"] == "second"
+        assert connector.list_conflicts() == []
+
+    def test_a_reused_device_id_is_refused_not_silently_dropped(self, connector, store_factory):
+        peer = self._peer(store_factory)
+        new_course(peer, title="one")
+        connector.apply_changes(peer.changes_since({}, 10))
+        forged = [{**peer.changes_since({}, 10)[0], "hlc": "000000000000001-000000-x"}]
+        with pytest.raises(Conflict):
+            connector.apply_changes(forged)
+
+    def test_sync_state_is_kept_with_the_batch(self, connector):
+        connector.apply_changes([], state={"hub": {"epoch": "e1", "cursor": {"a": 3}}})
+        assert connector.get_state("hub") == {"epoch": "e1", "cursor": {"a": 3}}
