@@ -6,7 +6,7 @@ import json
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from server.seeding import SeedError, load_seed_file, validate_seed
 from server.seeding_run import StoreNotEmpty, seed_store
@@ -17,6 +17,7 @@ sync_cli = AppGroup("sync", help="Run a sync round or show the sync status.")
 
 
 @click.command("seed")
+@with_appcontext
 @click.argument("path", default="data/seed.json")
 @click.option("--reset", is_flag=True, help="Replace whatever the store holds.")
 def seed_command(path: str, reset: bool) -> None:

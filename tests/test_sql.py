@@ -1,0 +1,169 @@
+"""What only the SQLite store has to prove: schema steps, WAL, atomic writes (also under kill -9),
+concurrent writers, and a clock and device id that survive restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from freezegun import freeze_time
+
+from server.errors import StoreUnavailable
+from server.records import validate
+from tests.conftest import COURSE, LECTURE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(sql_factory):
+    conn = sql_factory(user_id="learner")
+    conn.connect()
+    return conn
+
+
+def test_schema_steps_are_recorded_and_running_them_twice_is_harmless(store):
+    assert store.migrate() == []
+    store.connect()
+    rows = store._conn().execute("SELECT step FROM schema_steps").fetchall()
+    assert rows == [(1,)]
+
+
+def test_the_store_runs_in_wal_mode_with_a_busy_timeout(store):
+    conn = store._conn()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+
+
+def test_an_interrupted_write_leaves_neither_the_record_nor_its_change(store, monkeypatch):
+    original = store._persist
+
+    def persist_then_crash(*args, **kwargs):
+        original(*args, **kwargs)  # record and change rows are written...
+        raise RuntimeError("power cut")  # ...and the transaction never commits
+
+    monkeypatch.setattr(store, "_persist", persist_then_crash)
+    with pytest.raises(RuntimeError):
+        store.create_course(validate("course", COURSE, "create"))
+    monkeypatch.undo()
+    assert store.dump_records() == {} and store.changes_since({}, 10) == []
+    course = store.create_course(validate("course", COURSE, "create"))[0]
+    assert [c["seq"] for c in store.changes_since({}, 10)] == [1], "no sequence number was burnt"
+    assert store.get_course(course["id"])["title"] == COURSE["title"]
+
+
+def test_a_process_killed_inside_a_write_leaves_nothing_behind(tmp_path):
+    db = tmp_path / "killed.sqlite3"
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from server.connectors.sql import SqlConnector
+        from server.records import validate
+        store = SqlConnector({str(db)!r}, user_id="learner")
+        store.connect()
+        store.create_course(validate("course", {{"title": "kept", "source": "https://a.b"}}, "create"))
+        original = store._persist
+        def slow(*a, **k):
+            original(*a, **k)
+            print("inside", flush=True)
+            time.sleep(60)
+        store._persist = slow
+        store.create_course(validate("course", {{"title": "lost", "source": "https://a.b"}}, "create"))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "inside"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    from server.connectors.sql import SqlConnector
+
+    store = SqlConnector(str(db), user_id="learner")
+    store.connect()
+    assert [c["title"] for c in store.get_courses()] == ["kept"]
+    assert len(store.changes_since({}, 10)) == 1
+    store.close()
+
+
+def test_eight_threads_writing_at_once_all_succeed(store):
+    course = store.create_course(validate("course", COURSE, "create"))[0]
+    errors: list[Exception] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(25):
+                lecture = store.create_lecture(course["id"], validate("lecture", {**LECTURE, "order": n * 100 + i + 1}, "create"))[0]
+                store.update_lecture(course["id"], lecture["id"], {"status": "completed"})
+                store.get_courses()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    lectures = store.get_course(course["id"])["lectures"]
+    assert len(lectures) == 200 and all(lec["status"] == "completed" for lec in lectures)
+    assert [c["seq"] for c in store.changes_since({}, 1000)] == list(range(1, 402))
+
+
+def test_device_id_and_clock_survive_a_restart_even_when_the_wall_clock_goes_back(sql_factory):
+    first = sql_factory("dev", user_id="learner")
+    first.connect()
+    with freeze_time("2030-01-01"):
+        first.create_course(validate("course", COURSE, "create"))
+    stamp = first.changes_since({}, 10)[-1]["hlc"]
+    device = first.device_id
+    first.close()
+    again = sql_factory("dev", user_id="learner")
+    with freeze_time("2020-01-01"):  # the wall clock was set back ten years
+        again.connect()
+        again.create_course(validate("course", {**COURSE, "title": "later"}, "create"))
+    assert again.device_id == device
+    assert again.changes_since({}, 10)[-1]["hlc"] > stamp
+
+
+def test_an_unwritable_path_is_a_store_error(tmp_path):
+    from server.connectors.sql import SqlConnector
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    store = SqlConnector(str(blocker / "db.sqlite3"))
+    with pytest.raises((StoreUnavailable, OSError)):
+        store.connect()
+    assert store.ping() is False
+
+
+def test_reset_gives_the_device_a_new_origin(store):
+    store.create_course(validate("course", COURSE, "create"))
+    old = store.device_id
+    store.wipe()
+    assert store.device_id != old and store.changes_since({}, 10) == []
+    store.create_course(validate("course", COURSE, "create"))
+    assert store.changes_since({}, 10)[0]["origin"] == store.device_id
+
+
+def test_busy_database_from_another_process_waits_instead_of_failing(store, tmp_path):
+    # Hold the write lock from a second connection for a moment; the write waits and succeeds.
+    import sqlite3
+
+    other = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    started = time.monotonic()
+    store.create_course(validate("course", COURSE, "create"))
+    release.join()
+    other.close()
+    assert len(store.get_courses()) == 1 and time.monotonic() - started >= 0.2
