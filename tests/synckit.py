@@ -1,0 +1,130 @@
+"""A small world for sync tests: devices (SQLite files), one hub (Mongo or SQLite), rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from server.config import Settings
+from server.connectors.base import DatabaseConnector
+from server.connectors.factory import get_db_connector
+from server.errors import StoreUnavailable
+from server.records import validate
+from server.sync.engine import RoundReport, run_round
+from tests.conftest import MongoFactory
+
+USER = "learner"
+
+
+class World:
+    def __init__(self, tmp_path: Path, hub_kind: str, batch_size: int = 500):
+        self.tmp_path, self.hub_kind, self.batch_size = tmp_path, hub_kind, batch_size
+        self.mongo = MongoFactory(hub_kind) if hub_kind != "sqlite" else None
+        self.devices: dict[str, DatabaseConnector] = {}
+        self.hubs: dict[str, DatabaseConnector] = {}
+        self.built: list[DatabaseConnector] = []
+
+    def new_hub_connector(self, **kw) -> DatabaseConnector:
+        if self.mongo:
+            conn = self.mongo("hub", user_id=kw.pop("user_id", USER), **kw)
+        else:
+            conn = get_db_connector("sql", Settings(), path=str(self.tmp_path / "hub.sqlite3"),
+                                    user_id=kw.pop("user_id", USER), **kw)
+            self.built.append(conn)
+        conn.connect()
+        return conn
+
+    @property
+    def hub(self) -> DatabaseConnector:
+        if "_view" not in self.hubs:
+            self.hubs["_view"] = self.new_hub_connector()
+        return self.hubs["_view"]
+
+    def device(self, name: str) -> DatabaseConnector:
+        if name not in self.devices:
+            conn = get_db_connector("sql", Settings(), path=str(self.tmp_path / f"{name}.sqlite3"),
+                                    user_id=USER, device_id=name)
+            conn.connect()
+            self.devices[name] = conn
+            self.built.append(conn)
+        return self.devices[name]
+
+    def hub_for(self, name: str) -> DatabaseConnector:
+        if name not in self.hubs:
+            self.hubs[name] = self.new_hub_connector()
+        return self.hubs[name]
+
+    def sync(self, name: str) -> RoundReport:
+        report = run_round(self.device(name), self.hub_for(name), self.batch_size)
+        return report
+
+    def settle(self, names: list[str] | None = None, rounds: int = 2) -> None:
+        for _ in range(rounds):
+            for name in names or list(self.devices):
+                report = self.sync(name)
+                assert report.error is None, report.error
+
+    def close(self) -> None:
+        for conn in self.built:
+            conn.close()
+        if self.mongo:
+            self.mongo.drop()
+
+
+def visible(store: DatabaseConnector) -> dict:
+    """What a user can see, plus which ids are tombstones: what convergence compares."""
+    records = store.dump_records()
+    return {
+        "user": store.get_user(),
+        "courses": store.get_courses(),
+        "tombstones": sorted(k for k, s in records.items() if s["deleted"]),
+        "fields": {k: (s["fields"], s["clocks"]) for k, s in records.items() if not s["deleted"]},
+    }
+
+
+def assert_converged(world: World) -> None:
+    hub_view = visible(world.hub)
+    for name, dev in world.devices.items():
+        assert visible(dev) == hub_view, f"device {name} differs from the hub"
+
+
+def course(store, **extra):
+    return store.create_course(validate("course", {"title": "Course", "source": "https://a.b", **extra}, "create"))[0]
+
+
+def lecture(store, course_id, **extra):
+    body = {"title": "Lecture", "order": 1, "videoUrl": "https://a.b/v", **extra}
+    return store.create_lecture(course_id, validate("lecture", body, "create"))[0]
+
+
+class FlakyHub:
+    """Wraps a hub connector; while `down` is true every call raises StoreUnavailable, and
+    `fail_after(n, method)` raises once after the n-th successful call of `method`."""
+
+    def __init__(self, inner: DatabaseConnector):
+        self.inner, self.down = inner, False
+        self._trap: tuple[str, int, bool] | None = None
+
+    def fail_after(self, method: str, calls: int, after_call: bool = True) -> None:
+        self._trap = (method, calls, after_call)
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            if self.down:
+                raise StoreUnavailable("The MongoDB hub failed: ServerSelectionTimeoutError (test)")
+            trap = self._trap
+            if trap and trap[0] == name and trap[1] <= 1 and not trap[2]:
+                self._trap = None
+                raise StoreUnavailable("hub dropped the connection before the call (test)")
+            result = attr(*args, **kwargs)
+            if trap and trap[0] == name:
+                if trap[1] <= 1:
+                    self._trap = None
+                    raise StoreUnavailable("hub dropped the connection after the call (test)")
+                self._trap = (trap[0], trap[1] - 1, trap[2])
+            return result
+
+        return call
