@@ -95,6 +95,13 @@ class TestCrud:
         assert created and not created_again and first == again
         assert len(connector.changes_since({}, 10)) == 1
 
+    def test_the_same_child_id_under_two_courses_names_two_records(self, connector):
+        a, b = new_course(connector, title="a"), new_course(connector, title="b")
+        new_lecture(connector, a["id"], id="l1", title="in a")
+        new_lecture(connector, b["id"], id="l1", title="in b")
+        connector.delete_course(a["id"])
+        assert connector.get_course(b["id"])["lectures"][0]["title"] == "in b"
+
     def test_the_same_id_with_another_body_is_a_conflict(self, connector):
         connector.create_course(validate("course", {**COURSE, "id": "c-1"}, "create"))
         with pytest.raises(Conflict):
@@ -142,7 +149,8 @@ class TestTombstones:
         assignment = new_assignment(connector, course["id"])
         connector.delete_course(course["id"])
         records = connector.dump_records()
-        for key in [("course", course["id"]), ("lecture", lecture["id"]), ("assignment", assignment["id"])]:
+        cid = course["id"]
+        for key in [("course", cid), ("lecture", f"{cid}/{lecture['id']}"), ("assignment", f"{cid}/{assignment['id']}")]:
             assert records[key]["deleted"] is True
             assert records[key]["fields"] == {}  # a tombstone keeps id, clock and flag only
         assert connector.get_courses() == []
@@ -278,7 +286,7 @@ class TestApply:
         new_lecture(peer, "shared", id="late")
         connector.delete_course("shared")
         connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
-        assert connector.dump_records()[("lecture", "late")]["deleted"] is True
+        assert connector.dump_records()[("lecture", "shared/late")]["deleted"] is True
         assert connector.list_conflicts(), "the dropped lecture must leave a trace"
 
     def test_a_sequential_overwrite_is_not_a_conflict(self, connector, store_factory):

@@ -89,7 +89,7 @@ class TestMergeRule:
         world.settle(["a", "b"])
         for dev in (a, b):
             assert dev.get_courses() == []
-            assert dev.dump_records()[("lecture", "orphan")]["deleted"]
+            assert dev.dump_records()[("lecture", "shared/orphan")]["deleted"]
         lost = [c for c in a.list_conflicts() if c["recordId"] == "orphan"]
         assert lost and {c["remoteValue"] for c in lost} >= {"made on b"}
         assert_converged(world)
@@ -200,6 +200,18 @@ class TestFaults:
         assert world.sync("a").error is not None
         world.settle(["a", "b"])
         assert [ch["seq"] for ch in world.hub.changes_since({}, 100)] == [1, 2, 3]
+        assert_converged(world)
+
+    def test_a_hub_error_before_it_took_a_batch_loses_nothing(self, world):
+        a = world.device("a")
+        c = course(a)
+        lecture(a, c["id"])
+        flaky = FlakyHub(world.hub_for("a"))
+        world.hubs["a"] = flaky
+        flaky.fail_after("apply_changes", 1, after_call=False)
+        assert world.sync("a").error is not None
+        world.settle(["a", "b"])
+        assert world.device("b").get_course(c["id"])["lectures"]
         assert_converged(world)
 
     def test_a_hub_down_for_several_rounds_while_writes_continue(self, world):

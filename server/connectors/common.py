@@ -26,6 +26,16 @@ Key = tuple[str, str]
 EPOCH_START = "1970-01-01T00:00:00Z"
 
 
+def record_key(kind: str, course_id: str | None, record_id: str) -> str:
+    """How stores key a record. A lecture or assignment is keyed within its course, so the same
+    client-chosen id under two courses names two records, never one record with two parents."""
+    return f"{course_id}/{record_id}" if kind in CHILD_KINDS else record_id
+
+
+def state_key(state: dict[str, Any]) -> Key:
+    return state["kind"], record_key(state["kind"], state.get("courseId"), state["id"])
+
+
 class RetryMerge(Exception):
     """A record changed under us between load and save (Mongo's optimistic check): redo."""
 
@@ -78,7 +88,7 @@ class MergingConnector(DatabaseConnector):
             raise NotFound("No such course.", code=KINDS[COURSE].not_found_code)
         if not isinstance(record_id, str):
             raise NotFound(f"No such {kind}.", code=KINDS[kind].not_found_code)
-        key = (kind, record_id)
+        key = (kind, record_key(kind, course_id, record_id))
         wanted = {key} | ({(COURSE, course_id)} if course_id else set())
         found = self._load(wanted)
         if course_id:
@@ -86,11 +96,7 @@ class MergingConnector(DatabaseConnector):
             if course is None or course["deleted"]:
                 raise NotFound("No such course.", code=KINDS[COURSE].not_found_code)
         state = found.get(key)
-        if (
-            state is None
-            or state["deleted"]
-            or (course_id and state.get("courseId") != course_id)
-        ):
+        if state is None or state["deleted"]:
             raise NotFound(f"No such {kind}.", code=KINDS[kind].not_found_code)
         return state
 
@@ -114,7 +120,7 @@ class MergingConnector(DatabaseConnector):
         return change
 
     def _merge(self, changes: list[Change]) -> tuple[list[dict], list[dict], int]:
-        keys = {(c["kind"], c["id"]) for c in changes}
+        keys = {(c["kind"], record_key(c["kind"], c["courseId"], c["id"])) for c in changes}
         keys |= {(COURSE, c["courseId"]) for c in changes if c["kind"] in CHILD_KINDS and c["courseId"]}
         cache = self._load(keys)
         deleted_courses = {c["id"] for c in changes if c["kind"] == COURSE and c["op"] == "delete"}
@@ -123,7 +129,7 @@ class MergingConnector(DatabaseConnector):
         dirty: set[Key] = set()
         conflicts: list[dict] = []
         for ch in changes:
-            key = (ch["kind"], ch["id"])
+            key = (ch["kind"], record_key(ch["kind"], ch["courseId"], ch["id"]))
             parent = cache.get((COURSE, ch["courseId"])) if ch["kind"] in CHILD_KINDS else None
             out = merge.apply_change(cache.get(key), ch, parent)
             conflicts += [self._stamp_conflict(c, ch) for c in out.conflicts]
@@ -233,11 +239,11 @@ class MergingConnector(DatabaseConnector):
         with self._writer():
             if course_id:
                 self._live(COURSE, course_id)
-            existing = self._load({(kind, record_id)}).get((kind, record_id))
+            key = (kind, record_key(kind, course_id, record_id))
+            existing = self._load({key}).get(key)
             if existing is not None:
-                same_parent = existing.get("courseId") == course_id or kind == COURSE
                 current = self._shape(existing) if not existing["deleted"] else None
-                if current and same_parent and all(current.get(k) == v for k, v in fields.items()):
+                if current and all(current.get(k) == v for k, v in fields.items()):
                     return self._read_back(kind, course_id, record_id), False
                 raise Conflict(
                     f"A {kind} with id {record_id!r} already exists"

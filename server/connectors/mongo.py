@@ -21,7 +21,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from server.clock import ZERO, HybridClock
 from server.config import redact_uri
 from server.connectors.base import Change, Cursor
-from server.connectors.common import Key, MergingConnector, RetryMerge
+from server.connectors.common import Key, MergingConnector, RetryMerge, state_key
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 
@@ -30,7 +30,7 @@ STATE_FIELDS = ("kind", "id", "courseId", "fields", "clocks", "bases", "deleted"
 CHANGE_FIELDS = ("origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases")
 INDEXES = {
     "records": [
-        ([("userId", ASCENDING), ("kind", ASCENDING), ("id", ASCENDING)], True),
+        ([("userId", ASCENDING), ("kind", ASCENDING), ("key", ASCENDING)], True),
         ([("userId", ASCENDING), ("courseId", ASCENDING), ("kind", ASCENDING)], False),
         ([("userId", ASCENDING), ("deleted", ASCENDING), ("kind", ASCENDING)], False),
     ],
@@ -150,7 +150,7 @@ class MongoConnector(MergingConnector):
 
     def _find_states(self, query: dict) -> dict[Key, dict[str, Any]]:
         docs = self.db.records.find({"userId": self.user_id, **query}, NO_ID)
-        return {(d["kind"], d["id"]): self._state_from_doc(d) for d in docs}
+        return {(d["kind"], d["key"]): self._state_from_doc(d) for d in docs}
 
     def _load(self, keys: set[Key]) -> dict[Key, dict[str, Any]]:
         if not keys:
@@ -158,7 +158,7 @@ class MongoConnector(MergingConnector):
         wanted: dict[str, list[str]] = {}
         for kind, rid in keys:
             wanted.setdefault(kind, []).append(rid)
-        return self._find_states({"$or": [{"kind": k, "id": {"$in": ids}} for k, ids in wanted.items()]})
+        return self._find_states({"$or": [{"kind": k, "key": {"$in": ids}} for k, ids in wanted.items()]})
 
     def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
         return self._find_states({"courseId": {"$in": sorted(course_ids)}, "kind": {"$in": list(CHILD_KINDS)}})
@@ -189,8 +189,9 @@ class MongoConnector(MergingConnector):
             self._log(changes)
             self._seq = max(self._seq, *(c["seq"] for c in changes))
         if states:
-            ops = [ReplaceOne({"userId": uid, "kind": s["kind"], "id": s["id"], "v": s.get("v") or 0},
-                              {**s, "userId": uid, "v": (s.get("v") or 0) + 1}, upsert=True)
+            ops = [ReplaceOne({"userId": uid, "kind": s["kind"], "key": state_key(s)[1], "v": s.get("v") or 0},
+                              {**s, "userId": uid, "key": state_key(s)[1], "v": (s.get("v") or 0) + 1},
+                              upsert=True)
                    for s in states]
             try:
                 self.db.records.bulk_write(ops, ordered=False)

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from server.clock import ZERO, HybridClock
 from server.connectors.base import Change, Cursor
-from server.connectors.common import Key, MergingConnector, canonical_json
+from server.connectors.common import Key, MergingConnector, canonical_json, state_key
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 
@@ -22,11 +22,12 @@ SCHEMA_STEPS: list[tuple[int, str]] = [
     (1, """
         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS records (
-            user_id TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, course_id TEXT,
+            user_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL,
+            course_id TEXT,
             fields TEXT NOT NULL, clocks TEXT NOT NULL, bases TEXT NOT NULL,
             deleted INTEGER NOT NULL DEFAULT 0, dclock TEXT NOT NULL DEFAULT '',
             dbase TEXT NOT NULL DEFAULT '', v INTEGER NOT NULL DEFAULT 1,
-            PRIMARY KEY (user_id, kind, id)) WITHOUT ROWID;
+            PRIMARY KEY (user_id, kind, key)) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS records_by_course ON records (user_id, course_id, kind);
         CREATE INDEX IF NOT EXISTS records_live ON records (user_id, deleted, kind);
         CREATE TABLE IF NOT EXISTS changes (
@@ -48,7 +49,7 @@ SCHEMA_STEPS: list[tuple[int, str]] = [
     """),
 ]
 
-RECORD_COLS = "kind, id, course_id, fields, clocks, bases, deleted, dclock, dbase, v"
+RECORD_COLS = "kind, id, course_id, fields, clocks, bases, deleted, dclock, dbase, v, key"
 CHANGE_COLS = "origin, seq, hlc, kind, record_id, course_id, op, fields, bases"
 
 
@@ -191,11 +192,11 @@ class SqlConnector(MergingConnector):
         if not keys:
             return {}
         rows = self._conn().execute(
-            f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND (kind, id) IN "
+            f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND (kind, key) IN "
             "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
             (self.user_id, json.dumps(sorted(keys))),
         )
-        return {(r[0], r[1]): _row_to_state(r) for r in rows}
+        return {(r[0], r[10]): _row_to_state(r) for r in rows}
 
     def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
         rows = self._conn().execute(
@@ -203,7 +204,7 @@ class SqlConnector(MergingConnector):
             "course_id IN (SELECT value FROM json_each(?))",
             (self.user_id, *CHILD_KINDS, json.dumps(sorted(course_ids))),
         )
-        return {(r[0], r[1]): _row_to_state(r) for r in rows}
+        return {(r[0], r[10]): _row_to_state(r) for r in rows}
 
     def _load_live(self) -> list[dict[str, Any]]:
         rows = self._conn().execute(
@@ -243,13 +244,13 @@ class SqlConnector(MergingConnector):
             [(uid, o, s) for o, s in tops.items()],
         )
         conn.executemany(
-            f"INSERT INTO records (user_id, {RECORD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,1) "
-            "ON CONFLICT (user_id, kind, id) DO UPDATE SET course_id = excluded.course_id, "
+            f"INSERT INTO records (user_id, {RECORD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,1,?) "
+            "ON CONFLICT (user_id, kind, key) DO UPDATE SET course_id = excluded.course_id, "
             "fields = excluded.fields, clocks = excluded.clocks, bases = excluded.bases, "
             "deleted = excluded.deleted, dclock = excluded.dclock, dbase = excluded.dbase, v = v + 1",
             [(uid, s["kind"], s["id"], s.get("courseId"), canonical_json(s["fields"]),
               canonical_json(s["clocks"]), canonical_json(s["bases"]), int(s["deleted"]),
-              s["dclock"], s["dbase"]) for s in states],
+              s["dclock"], s["dbase"], state_key(s)[1]) for s in states],
         )
         conn.executemany(
             "INSERT OR IGNORE INTO conflicts VALUES (?, ?, ?, ?)",
@@ -324,7 +325,7 @@ class SqlConnector(MergingConnector):
 
     def dump_records(self) -> dict[Key, dict[str, Any]]:
         rows = self._conn().execute(f"SELECT {RECORD_COLS} FROM records WHERE user_id = ?", (self.user_id,))
-        return {(r[0], r[1]): _row_to_state(r) for r in rows}
+        return {(r[0], r[10]): _row_to_state(r) for r in rows}
 
     def is_empty(self) -> bool:
         conn = self._conn()
