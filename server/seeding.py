@@ -13,7 +13,15 @@ from server.clock import encode
 from server.connectors.base import Change
 from server.connectors.common import canonical_json
 from server.records import (
-    ASSIGNMENT, COURSE, ID_RE, KINDS, LECTURE, USER, check_value, is_timestamp, ms_from_iso,
+    ASSIGNMENT,
+    COURSE,
+    ID_RE,
+    KINDS,
+    LECTURE,
+    USER,
+    check_value,
+    is_timestamp,
+    ms_from_iso,
 )
 
 EPOCH_START = "1970-01-01T00:00:00Z"

@@ -77,7 +77,7 @@ def sync_now():
     service = _service()
     if service is None:
         raise Conflict("No hub is configured: set MONGO_URI to enable sync.", code="sync_disabled")
-    report = service.run_once(wait_seconds=10)
+    report = service.run_once(wait_seconds=current_app.config.get("SYNC_WAIT_SECONDS", 10))
     if report.error:
         return error(503, report.error_code or "store_unavailable",
                      f"The sync round did not finish: {report.error}", extra={"report": report.as_dict()})

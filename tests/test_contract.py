@@ -150,7 +150,8 @@ class TestTombstones:
         connector.delete_course(course["id"])
         records = connector.dump_records()
         cid = course["id"]
-        for key in [("course", cid), ("lecture", f"{cid}/{lecture['id']}"), ("assignment", f"{cid}/{assignment['id']}")]:
+        keys = [("course", cid), ("lecture", f"{cid}/{lecture['id']}"), ("assignment", f"{cid}/{assignment['id']}")]
+        for key in keys:
             assert records[key]["deleted"] is True
             assert records[key]["fields"] == {}  # a tombstone keeps id, clock and flag only
         assert connector.get_courses() == []

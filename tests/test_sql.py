@@ -101,7 +101,8 @@ def test_eight_threads_writing_at_once_all_succeed(store):
     def writer(n: int) -> None:
         try:
             for i in range(25):
-                lecture = store.create_lecture(course["id"], validate("lecture", {**LECTURE, "order": n * 100 + i + 1}, "create"))[0]
+                body = validate("lecture", {**LECTURE, "order": n * 100 + i + 1}, "create")
+                lecture = store.create_lecture(course["id"], body)[0]
                 store.update_lecture(course["id"], lecture["id"], {"status": "completed"})
                 store.get_courses()
         except Exception as exc:  # pragma: no cover - reported below

@@ -60,7 +60,7 @@ FIELD_CASES = [
     ("/api/v1/courses/c1/lectures/l1", "patch", {"courseId": "c2"}, "courseId", "unknown"),
     ("/api/v1/courses/c1/assignments", "post", {**ASSIGNMENT, "dueDate": "2026-02-30"}, "dueDate", "calendar"),
     ("/api/v1/courses/c1/assignments", "post", {**ASSIGNMENT, "dueDate": "2026-2-3"}, "dueDate", "calendar"),
-    ("/api/v1/courses/c1/assignments", "post", {**ASSIGNMENT, "dueDate": "2026-02-03T00:00:00Z"}, "dueDate", "calendar"),
+    ("/api/v1/courses/c1/assignments", "post", {**ASSIGNMENT, "dueDate": "2026-02-03T00:00Z"}, "dueDate", "calendar"),
     ("/api/v1/courses/c1/assignments", "post", {**ASSIGNMENT, "link": "mailto:x@y.z"}, "link", "http"),
     ("/api/v1/courses/c1/assignments", "post", {**ASSIGNMENT, "status": "done"}, "status", "one of"),
     ("/api/v1/courses/c1/assignments/a1", "patch", {"title": ""}, "title", "non-empty"),

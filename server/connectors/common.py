@@ -18,7 +18,7 @@ from typing import Any
 
 from server import merge
 from server.clock import ZERO, HybridClock, stamp_ms
-from server.connectors.base import Change, Cursor, DatabaseConnector
+from server.connectors.base import Change, DatabaseConnector
 from server.errors import Conflict, NotFound
 from server.records import ASSIGNMENT, CHILD_KINDS, COURSE, KINDS, LECTURE, USER, iso_now_from_ms
 

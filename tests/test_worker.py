@@ -1,0 +1,225 @@
+"""The sync worker and its routes: when it starts, back-off, one lock, status, CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import mongomock_ng
+import pytest
+
+from server.api import create_app
+from server.config import Settings
+from server.connectors.factory import get_db_connector
+from server.sync.service import SyncBusy, SyncService
+from server.sync_routes import _workers, should_start_worker
+from tests.synckit import FlakyHub, course
+
+HUB_URI = "mongodb://sync:hunter2@hub.invalid:27017/"
+
+
+@pytest.fixture
+def hub_client():
+    return mongomock_ng.MongoClient()
+
+
+@pytest.fixture
+def device(sql_factory):
+    conn = sql_factory("dev", user_id="learner", device_id="dev")
+    conn.connect()
+    return conn
+
+
+def make_app(device, hub_client, tmp_path, flaky: list | None = None, **config):
+    def factory():
+        hub = get_db_connector("mongo", Settings(), client=hub_client, db_name="hub", user_id=device.user_id)
+        if flaky is not None:
+            hub = FlakyHub(hub)
+            flaky.append(hub)
+        return hub
+
+    settings = Settings(sqlite_path=str(tmp_path / "x"), mongo_uri=HUB_URI, sync_interval_seconds=60)
+    return create_app({"SETTINGS": settings, "STORE": device, "HUB_FACTORY": factory,
+                       "START_SYNC": False, **config})
+
+
+def test_post_sync_runs_a_round_and_reports_it(device, hub_client, tmp_path):
+    app = make_app(device, hub_client, tmp_path)
+    course(device)
+    body = app.test_client().post("/api/v1/sync").get_json()["data"]
+    assert (body["pushed"], body["pulled"], body["conflicts"], body["error"]) == (1, 0, 0, None)
+    assert body["durationMs"] >= 0
+    assert hub_client["hub"].records.count_documents({"kind": "course"}) == 1
+
+
+def test_status_answers_every_field_and_hides_the_password(device, hub_client, tmp_path):
+    app = make_app(device, hub_client, tmp_path)
+    course(device)
+    client = app.test_client()
+    before = client.get("/api/v1/sync/status").get_json()["data"]
+    assert before["pending"]["count"] == 1 and before["pending"]["oldestAt"]
+    client.post("/api/v1/sync")
+    status = client.get("/api/v1/sync/status").get_json()["data"]
+    for key in ["enabled", "deviceId", "userId", "hub", "state", "lastAttempt", "lastSuccess", "lastError",
+                "nextRun", "pending", "totals", "openConflicts", "hubEpoch"]:
+        assert key in status
+    assert status["enabled"] and status["state"] == "idle" and status["deviceId"] == "dev"
+    assert status["pending"]["count"] == 0 and status["totals"]["pushed"] == 1 and status["hubEpoch"]
+    assert status["hub"] == "mongodb://sync:***@hub.invalid:27017/"
+    assert "hunter2" not in json.dumps(status)
+
+
+def test_a_hub_that_is_down_answers_503_in_the_envelope_and_backs_off(device, hub_client, tmp_path):
+    flaky: list = []
+    app = make_app(device, hub_client, tmp_path, flaky=flaky)
+    client = app.test_client()
+    client.post("/api/v1/sync")
+    flaky[0].down = True
+    resp = client.post("/api/v1/sync")
+    assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "store_unavailable"
+    status = client.get("/api/v1/sync/status").get_json()["data"]
+    assert status["state"] == "backing_off" and status["lastError"] and status["consecutiveFailures"] == 1
+    assert client.post("/api/v1/courses", json={"title": "t", "source": "https://a.b"}).status_code == 201
+    flaky[0].down = False
+    assert client.post("/api/v1/sync").status_code == 200
+    status = client.get("/api/v1/sync/status").get_json()["data"]
+    assert status["state"] == "idle" and status["consecutiveFailures"] == 0 and status["lastError"] is None
+
+
+def test_a_real_unreachable_hub_fails_fast_with_the_configured_timeout(device, tmp_path):
+    settings = Settings(sqlite_path=str(tmp_path / "x"), mongo_uri="mongodb://u:hunter2@127.0.0.1:1/",
+                        hub_timeout_ms=300)
+    app = create_app({"SETTINGS": settings, "STORE": device, "START_SYNC": False})
+    resp = app.test_client().post("/api/v1/sync")
+    assert resp.status_code == 503 and "hunter2" not in resp.get_data(as_text=True)
+    hub = app.extensions["sync"]._hub_factory()
+    assert hub.timeout_ms == 300
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_back_off_grows_exponentially_with_jitter_up_to_a_cap_and_resets(device, hub_client):
+    clock = Clock()
+    flaky = FlakyHub(get_db_connector("mongo", Settings(), client=hub_client, db_name="hub"))
+    flaky.down = True
+    svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=10), device, lambda: flaky,
+                      rng=lambda: 1.0, clock=clock)
+    delays = []
+    for _ in range(8):
+        svc.run_once()
+        delays.append(svc.backoff_until - clock.now)
+    assert delays == [20, 40, 80, 160, 300, 300, 300, 300]
+    jittered = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=10), device, lambda: flaky,
+                           rng=lambda: 0.0, clock=clock)
+    jittered.run_once()
+    jittered.run_once()
+    assert jittered.backoff_until - clock.now == 20  # half of 40, never under the interval
+    flaky.down = False
+    svc.run_once()
+    assert svc.backoff_until is None and svc.failures == 0
+
+
+def test_the_scheduled_job_skips_while_backing_off(device, hub_client):
+    clock = Clock()
+    flaky = FlakyHub(get_db_connector("mongo", Settings(), client=hub_client, db_name="hub"))
+    flaky.down = True
+    svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=10), device, lambda: flaky,
+                      rng=lambda: 1.0, clock=clock)
+    svc.tick()
+    assert svc.totals["rounds"] == 1 and svc.state() == "backing_off"
+    clock.now += 5
+    svc.tick()
+    assert svc.totals["rounds"] == 1
+    clock.now += 20
+    flaky.down = False
+    svc.tick()
+    assert svc.totals["rounds"] == 2 and svc.state() == "idle"
+
+
+def test_a_manual_round_and_the_scheduled_one_share_one_lock(device, hub_client, tmp_path):
+    app = make_app(device, hub_client, tmp_path, SYNC_WAIT_SECONDS=0.2)
+    svc = app.extensions["sync"]
+    entered, release = threading.Event(), threading.Event()
+    original = svc._ensure_hub
+
+    def slow_hub():
+        entered.set()
+        release.wait(10)
+        return original()
+
+    svc._ensure_hub = slow_hub
+    scheduled = threading.Thread(target=svc.tick)
+    scheduled.start()
+    assert entered.wait(10)
+    resp = app.test_client().post("/api/v1/sync")
+    assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "sync_running"
+    svc.tick()  # a second scheduled run while one is running is skipped, not queued
+    release.set()
+    scheduled.join()
+    assert svc.totals["rounds"] == 1
+    with pytest.raises(SyncBusy):
+        with svc._lock:
+            svc.run_once(wait_seconds=0)
+
+
+def test_the_worker_starts_once_per_store_and_only_with_a_hub(device, hub_client, tmp_path, monkeypatch):
+    monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
+    no_hub = create_app({"SETTINGS": Settings(sqlite_path=str(tmp_path / "x")), "STORE": device, "START_SYNC": True})
+    assert "sync" not in no_hub.extensions
+    first = make_app(device, hub_client, tmp_path, START_SYNC=True)
+    second = make_app(device, hub_client, tmp_path, START_SYNC=True)
+    try:
+        svc = first.extensions["sync"]
+        assert svc.scheduler is not None and second.extensions["sync"] is svc
+        [job] = svc.scheduler.get_jobs()
+        assert (job.max_instances, job.coalesce, job.trigger.interval.total_seconds()) == (1, True, 60)
+    finally:
+        _workers.pop(device.device_id).shutdown()
+
+
+def test_no_worker_in_the_reloader_watcher_or_cli_commands(monkeypatch):
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "true")
+    monkeypatch.delenv("WERKZEUG_RUN_MAIN", raising=False)
+    monkeypatch.setattr("sys.argv", ["flask", "run", "--debug"])
+    assert should_start_worker() is False  # the watcher process
+    monkeypatch.setenv("WERKZEUG_RUN_MAIN", "true")
+    assert should_start_worker() is True  # the serving child
+    monkeypatch.delenv("WERKZEUG_RUN_MAIN")
+    monkeypatch.setattr("sys.argv", ["flask", "run", "--no-reload"])
+    assert should_start_worker() is True
+    monkeypatch.setattr("sys.argv", ["flask", "sync", "once"])
+    assert should_start_worker() is False
+    monkeypatch.delenv("FLASK_RUN_FROM_CLI")
+    assert should_start_worker() is True  # python -m server
+
+
+def test_flask_sync_once_and_status(device, hub_client, tmp_path):
+    app = make_app(device, hub_client, tmp_path)
+    course(device)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["sync", "once"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["pushed"] == 1
+    status = json.loads(runner.invoke(args=["sync", "status"]).output)
+    assert status["pending"]["count"] == 0 and "hunter2" not in json.dumps(status)
+
+
+def test_flask_sync_once_shows_progress_for_a_big_round(device, hub_client, tmp_path, monkeypatch):
+    monkeypatch.setattr("server.cli.PROGRESS_THRESHOLD", 50)
+    app = make_app(device, hub_client, tmp_path)
+    for i in range(60):
+        course(device, title=f"c{i}")
+    result = app.test_cli_runner().invoke(args=["sync", "once"])
+    assert result.exit_code == 0 and "pushing" in result.output
+
+
+def test_flask_sync_without_a_hub_says_so(device, tmp_path):
+    app = create_app({"SETTINGS": Settings(sqlite_path=str(tmp_path / "x")), "STORE": device, "START_SYNC": False})
+    result = app.test_cli_runner().invoke(args=["sync", "once"])
+    assert result.exit_code != 0 and "MONGO_URI" in result.output
