@@ -16,6 +16,7 @@ run: install
 	$(BIN)/python -m server
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: install

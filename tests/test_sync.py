@@ -303,3 +303,37 @@ def test_the_hub_is_unreachable_error_names_no_password():
     with pytest.raises(StoreUnavailable) as info:
         hub.connect()
     assert "hunter2" not in info.value.message
+
+
+@pytest.mark.parametrize("laptop_deletes", [False, True])
+def test_the_readme_example_of_the_merge_rule(world, laptop_deletes):
+    laptop, phone = world.device("laptop"), world.device("phone")
+    day = dt.datetime(2030, 5, 1, tzinfo=dt.timezone.utc)
+    with freeze_time(day.replace(hour=8)):
+        c = shared_course(world, "laptop", "phone")
+        lecture(laptop, c["id"], id="l3", title="Lecture 3")
+        world.settle(["laptop", "phone"])
+    with freeze_time(day.replace(hour=9)):
+        laptop.update_lecture(c["id"], "l3", {"status": "completed"})
+    with freeze_time(day.replace(hour=9, minute=5)):
+        phone.update_lecture(c["id"], "l3", {"note": "phone note"})
+    with freeze_time(day.replace(hour=9, minute=10)):
+        phone.update_lecture(c["id"], "l3", {"title": "phone title"})
+    with freeze_time(day.replace(hour=9, minute=20)):
+        if laptop_deletes:
+            laptop.delete_lecture(c["id"], "l3")
+        else:
+            laptop.update_lecture(c["id"], "l3", {"title": "laptop title"})
+        world.settle(["laptop", "phone"])
+    for dev in (laptop, phone):
+        lectures = dev.get_course(c["id"])["lectures"]
+        if laptop_deletes:
+            assert lectures == []
+            assert {x["field"] for x in dev.list_conflicts()} == {"note", "title"}
+        else:
+            [got] = lectures
+            assert (got["status"], got["note"], got["title"]) == ("completed", "phone note", "laptop title")
+            [conflict] = dev.list_conflicts()
+            assert conflict["field"] == "title"
+            assert {conflict["localValue"], conflict["remoteValue"]} == {"phone title", "laptop title"}
+    assert_converged(world)
