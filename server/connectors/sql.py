@@ -75,7 +75,7 @@ class SqlConnector(MergingConnector):
         self._want_user, self._want_device = user_id, device_id
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self._write_lock = threading.RLock()  # queue our own threads here, not in SQLite's busy loop
         self.user_id = user_id or ""
@@ -96,7 +96,7 @@ class SqlConnector(MergingConnector):
                 raise StoreUnavailable(f"Cannot open the SQLite store: {exc}") from exc
             self._local.conn = conn
             with self._conns_lock:
-                self._conns.append(conn)
+                self._conns.append((threading.current_thread(), conn))
         return conn
 
     @contextmanager
@@ -162,9 +162,14 @@ class SqlConnector(MergingConnector):
         return applied
 
     def close(self) -> None:
+        """Close this thread's connection and those of threads that have ended. A connection
+        another live thread may be using right now is left to be freed with that thread:
+        closing it under a running statement can crash the interpreter."""
+        me = threading.current_thread()
         with self._conns_lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
+            closing = [c for t, c in self._conns if t is me or not t.is_alive()]
+            self._conns = [(t, c) for t, c in self._conns if not (t is me or not t.is_alive())]
+        for conn in closing:
             try:
                 conn.close()
             except sqlite3.Error:

@@ -131,7 +131,7 @@ class SyncService:
 
     def shutdown(self) -> None:
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=True)  # let a running round finish before stores close
             self.scheduler = None
         if self.hub is not None:
             self.hub.close()
