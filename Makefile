@@ -1,5 +1,8 @@
 # `make run` and `make test` work on a fresh machine: they build .venv from requirements.txt first.
 PY ?= python3
+# The wire tier's hub server (mongoeco) needs Python 3.13; pyenv installs are looked up too.
+PY313 ?= $(shell for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3 python3.13; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -8,14 +11,25 @@ $(BIN)/.installed: requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-.PHONY: install run test lint
+.wirehub/bin/.installed: tests/wire/requirements.txt
+	@if [ -z "$(PY313)" ]; then \
+		echo "no Python 3.13 found: the wire tier runs only with MONGO_URI (or set PY313=...)"; \
+	else \
+		$(PY313) -m venv .wirehub && \
+		.wirehub/bin/pip install --quiet --disable-pip-version-check -r tests/wire/requirements.txt && \
+		touch $@; \
+	fi
+
+.PHONY: install wirehub run test lint
 install: $(BIN)/.installed
+
+wirehub: .wirehub/bin/.installed
 
 run: install
 	$(BIN)/python seed.py --if-empty
 	$(BIN)/python -m server
 
-test: install
+test: install wirehub
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

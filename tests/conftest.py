@@ -12,18 +12,37 @@ import pytest
 from server.api import create_app
 from server.config import Settings
 from server.connectors.factory import get_db_connector
+from tests.wire.hub import WireHub, unavailable_reason
 
 REAL_MONGO_URI = os.environ.get("MONGO_URI")
-MONGO_KINDS = ["mongomock"] + (["mongo-real"] if REAL_MONGO_URI else [])
-STORE_KINDS = ["sql"] + MONGO_KINDS
+# "wire": a real MongoDB-wire-protocol server in its own process (MONGO_URI, or mongoeco's).
+WIRE = pytest.param("wire", marks=pytest.mark.wire)
+MONGO_KINDS = ["mongomock", WIRE]
+STORE_KINDS = ["sql", *MONGO_KINDS]
+
+
+@pytest.fixture(scope="session")
+def wire_uri(tmp_path_factory):
+    """The hub URI of the wire tier, shared by the session (each test uses its own database)."""
+    if REAL_MONGO_URI:
+        yield REAL_MONGO_URI
+        return
+    reason = unavailable_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"wire tier unavailable under CI: {reason}")
+        pytest.skip(reason)
+    hub = WireHub(tmp_path_factory.mktemp("wirehub")).start()
+    yield hub.uri
+    hub.stop()
 
 
 class MongoFactory:
     """Builds MongoConnectors on one hub (one mongomock client, or one database of a real
     server). Several connectors built from it share the hub like devices share a real one."""
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: str, uri: str | None = None):
+        self.kind, self.uri = kind, uri
         self.db_name = f"test_{uuid.uuid4().hex[:10]}"
         self.client = mongomock_ng.MongoClient() if kind == "mongomock" else None
         self.built = []
@@ -33,7 +52,7 @@ class MongoFactory:
         if self.kind == "mongomock":
             kw.setdefault("client", self.client)
         else:
-            kw.setdefault("uri", REAL_MONGO_URI)
+            kw.setdefault("uri", self.uri)
         conn = get_db_connector("mongo", Settings(), db_name=f"{self.db_name}_{name}", **kw)
         self.built.append(conn)
         return conn
@@ -41,16 +60,20 @@ class MongoFactory:
     def drop(self):
         for conn in self.built:
             try:
-                if self.kind == "mongo-real" and conn.db is not None:
+                if self.kind == "wire" and conn.db is not None:
                     conn._client.drop_database(conn.db_name)
                 conn.close()
             except Exception:
                 pass
 
 
+def mongo_factory_for(request, kind: str) -> MongoFactory:
+    return MongoFactory(kind, request.getfixturevalue("wire_uri") if kind == "wire" else None)
+
+
 @pytest.fixture(params=MONGO_KINDS)
 def mongo_factory(request):
-    factory = MongoFactory(request.param)
+    factory = mongo_factory_for(request, request.param)
     yield factory
     factory.drop()
 
@@ -81,7 +104,7 @@ def store_factory(request, tmp_path):
             made.append(conn)
             return conn
     else:
-        mf = MongoFactory(request.param)
+        mf = mongo_factory_for(request, request.param)
         make = mf
     make.kind = request.param  # type: ignore[attr-defined]
     yield make

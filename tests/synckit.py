@@ -16,9 +16,9 @@ USER = "learner"
 
 
 class World:
-    def __init__(self, tmp_path: Path, hub_kind: str, batch_size: int = 500):
+    def __init__(self, tmp_path: Path, hub_kind: str, batch_size: int = 500, wire_uri: str | None = None):
         self.tmp_path, self.hub_kind, self.batch_size = tmp_path, hub_kind, batch_size
-        self.mongo = MongoFactory(hub_kind) if hub_kind != "sqlite" else None
+        self.mongo = MongoFactory(hub_kind, wire_uri) if hub_kind != "sqlite" else None
         self.devices: dict[str, DatabaseConnector] = {}
         self.hubs: dict[str, DatabaseConnector] = {}
         self.built: list[DatabaseConnector] = []

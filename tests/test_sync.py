@@ -20,7 +20,8 @@ T0 = dt.datetime(2030, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 @pytest.fixture(params=MONGO_KINDS + ["sqlite"])
 def world(request, tmp_path):
-    w = World(tmp_path, request.param)
+    uri = request.getfixturevalue("wire_uri") if request.param == "wire" else None
+    w = World(tmp_path, request.param, wire_uri=uri)
     yield w
     w.close()
 

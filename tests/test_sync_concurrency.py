@@ -14,7 +14,8 @@ from tests.synckit import World, assert_converged, course, lecture
 
 @pytest.fixture(params=MONGO_KINDS)
 def world(request, tmp_path):
-    w = World(tmp_path, request.param, batch_size=25)
+    uri = request.getfixturevalue("wire_uri") if request.param == "wire" else None
+    w = World(tmp_path, request.param, wire_uri=uri, batch_size=25)
     yield w
     w.close()
 
