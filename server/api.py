@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import json
 import logging
 from typing import Any
 
@@ -14,9 +15,9 @@ from server import http
 from server.config import Settings, load_settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
-from server.errors import ValidationError
-from server.http import envelope, json_object
-from server.records import ASSIGNMENT, COURSE, LECTURE, USER, check_value, validate
+from server.http import envelope, if_match, json_object, record_answer
+from server.openapi import build_document
+from server.records import ASSIGNMENT, COURSE, LECTURE, validate, validate_user_body
 
 API_VERSION = "v1"
 EXPORT_VERSION = 1
@@ -50,6 +51,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+@bp.get("/openapi.json")
+def openapi_document():
+    doc = current_app.extensions.get("openapi")
+    if doc is None:
+        doc = current_app.extensions["openapi"] = build_document(
+            token_required=bool(current_app.config["SETTINGS"].api_token))
+    return current_app.response_class(json.dumps(doc), mimetype="application/json")
+
+
 # --- health and the user -----------------------------------------------------------------
 @bp.get("/health")
 def health():
@@ -65,43 +75,19 @@ def health():
 
 @bp.get("/users/me")
 def get_me():
-    return envelope(store().get_user())
+    return record_answer(store().get_user())
 
 
 @bp.patch("/users/me")
 def patch_me():
-    body = json_object()
-    unknown = {k: "unknown field" for k in body if k != "displayName"}
-    if "displayName" not in body:
-        unknown["displayName"] = "is required"
-    else:
-        _, problem = check_value(_user_field("displayName"), body["displayName"])
-        if problem:
-            unknown["displayName"] = problem
-    if unknown:
-        raise ValidationError(unknown)
-    return envelope(store().update_user_profile(body["displayName"]))
+    name = validate_user_body(json_object(), "profile")
+    return record_answer(store().update_user_profile(name, if_match=if_match()))
 
 
 @bp.patch("/users/me/focus-course")
 def patch_focus():
-    body = json_object()
-    problems = {k: "unknown field" for k in body if k != "courseId"}
-    if "courseId" not in body:
-        problems["courseId"] = "is required (a course id or null)"
-    else:
-        _, problem = check_value(_user_field("focusCourseId"), body["courseId"])
-        if problem:
-            problems["courseId"] = problem
-    if problems:
-        raise ValidationError(problems)
-    return envelope(store().set_focus_course(body["courseId"]))
-
-
-def _user_field(name: str):
-    from server.records import KINDS
-
-    return KINDS[USER].by_name[name]
+    course_id = validate_user_body(json_object(), "focus")
+    return record_answer(store().set_focus_course(course_id, if_match=if_match()))
 
 
 @bp.get("/users/me/export")
@@ -113,7 +99,7 @@ def export_me():
 
 # --- courses -----------------------------------------------------------------------------
 def _created(record: dict, created: bool, location: str):
-    return envelope(record, 201 if created else 200, {"Location": location} if created else None)
+    return record_answer(record, 201 if created else 200, {"Location": location} if created else None)
 
 
 def _deleted(record_id: str):
@@ -133,17 +119,18 @@ def create_course():
 
 @bp.get("/courses/<course_id>")
 def get_course(course_id: str):
-    return envelope(store().get_course(course_id))
+    return record_answer(store().get_course(course_id))
 
 
 @bp.patch("/courses/<course_id>")
 def patch_course(course_id: str):
-    return envelope(store().update_course(course_id, validate(COURSE, json_object(), "update")))
+    updates = validate(COURSE, json_object(), "update")
+    return record_answer(store().update_course(course_id, updates, if_match=if_match()))
 
 
 @bp.delete("/courses/<course_id>")
 def delete_course(course_id: str):
-    store().delete_course(course_id)
+    store().delete_course(course_id, if_match=if_match())
     return _deleted(course_id)
 
 
@@ -157,12 +144,12 @@ def create_lecture(course_id: str):
 @bp.patch("/courses/<course_id>/lectures/<lecture_id>")
 def patch_lecture(course_id: str, lecture_id: str):
     updates = validate(LECTURE, json_object(), "update")
-    return envelope(store().update_lecture(course_id, lecture_id, updates))
+    return record_answer(store().update_lecture(course_id, lecture_id, updates, if_match=if_match()))
 
 
 @bp.delete("/courses/<course_id>/lectures/<lecture_id>")
 def delete_lecture(course_id: str, lecture_id: str):
-    store().delete_lecture(course_id, lecture_id)
+    store().delete_lecture(course_id, lecture_id, if_match=if_match())
     return _deleted(lecture_id)
 
 
@@ -176,12 +163,12 @@ def create_assignment(course_id: str):
 @bp.patch("/courses/<course_id>/assignments/<assignment_id>")
 def patch_assignment(course_id: str, assignment_id: str):
     updates = validate(ASSIGNMENT, json_object(), "update")
-    return envelope(store().update_assignment(course_id, assignment_id, updates))
+    return record_answer(store().update_assignment(course_id, assignment_id, updates, if_match=if_match()))
 
 
 @bp.delete("/courses/<course_id>/assignments/<assignment_id>")
 def delete_assignment(course_id: str, assignment_id: str):
-    store().delete_assignment(course_id, assignment_id)
+    store().delete_assignment(course_id, assignment_id, if_match=if_match())
     return _deleted(assignment_id)
 
 

@@ -15,6 +15,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from server.errors import AppError, PreconditionFailed
+from server.records import etag_of
 
 log = logging.getLogger("server.http")
 TRACE_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -32,6 +33,21 @@ def envelope(data: Any, status: int = 200, headers: dict | None = None) -> Respo
     for key, value in (headers or {}).items():
         resp.headers[key] = value
     return resp
+
+
+def record_answer(record: dict, status: int = 200, headers: dict | None = None) -> Response:
+    """A single record, with its ETag so a client can send it back in If-Match."""
+    return envelope(record, status, {**(headers or {}), "ETag": etag_of(record)})
+
+
+def if_match() -> list[str] | None:
+    """The If-Match header as a list of entity tags (or ["*"]); None when absent."""
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    # Anything but `*` or a current tag fails the precondition (412), malformed values included:
+    # a client that sent a condition must never have it silently ignored.
+    return [tag.strip() for tag in raw.split(",") if tag.strip()] or [""]
 
 
 def error(status: int, code: str, message: str, fields: dict | None = None,
@@ -151,8 +167,11 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(AppError)
     def _app_error(exc: AppError) -> Response:
-        extra = {"current": exc.current} if isinstance(exc, PreconditionFailed) and exc.current else None
-        return error(exc.status, exc.code, exc.message, exc.fields, extra)
+        if isinstance(exc, PreconditionFailed) and exc.current:
+            resp = error(exc.status, exc.code, exc.message, extra={"current": exc.current})
+            resp.headers["ETag"] = etag_of(exc.current)
+            return resp
+        return error(exc.status, exc.code, exc.message, exc.fields)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

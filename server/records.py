@@ -4,11 +4,11 @@ seeders and (later) the OpenAPI document. Pure: no I/O."""
 from __future__ import annotations
 
 import datetime as dt
-import math
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from server.errors import ValidationError
 
@@ -23,6 +23,20 @@ ASSIGNMENT_STATUS = ("not_started", "in_progress", "submitted", "skipped")
 # reach a store query or a path segment.
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~:-]{0,127}$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Text may hold anything but NUL; "blank" means ASCII whitespace only. These patterns are also
+# the OpenAPI document's, so the document and the validation cannot disagree. (Lone surrogates
+# are refused too: they are not Unicode text at all, so no schema string can contain one.)
+SAFE_TEXT_RE = re.compile(r"^[^\x00]*$")
+NONBLANK_RE = re.compile(r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$")
+URL_RE = re.compile(
+    r"^[Hh][Tt][Tt][Pp][Ss]?://"
+    r"(?:[A-Za-z0-9._~%!$&'()*+,;=-]+(?::[A-Za-z0-9._~%!$&'()*+,;=-]*)?@)?"  # user[:password]@
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"  # host
+    r"(?::[0-9]{1,5})?"  # port
+    r"(?:[/?#][!-~]*)?$"  # path, query, fragment: printable ASCII, no spaces
+)
+URL_MAX = 2048
+IF_MATCH_RE = re.compile(r'^(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*)$')  # RFC 9110 entity tags
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 MAX_INT = 1_000_000
 
@@ -121,10 +135,10 @@ def check_value(f: Field, value: Any) -> tuple[Any, str | None]:
         problem = _string_problem(value, f.max_length)
         if problem:
             return None, problem
-        if t == "string" and not value.strip():
+        if t == "string" and not NONBLANK_RE.match(value):
             return None, "must be a non-empty string"
         if t == "url" and not is_http_url(value):
-            return None, "must be an http or https URL"
+            return None, "must be an http or https URL (spaces and non-ASCII characters percent-encoded)"
         if t == "date" and not is_date(value):
             return None, "must be a calendar date as YYYY-MM-DD"
         if t == "timestamp" and not is_timestamp(value):
@@ -160,7 +174,7 @@ def check_value(f: Field, value: Any) -> tuple[Any, str | None]:
 def _string_problem(value: str, max_length: int) -> str | None:
     if len(value) > max_length:
         return f"must be at most {max_length} characters"
-    if "\x00" in value:
+    if not SAFE_TEXT_RE.match(value):
         return "must not contain NUL characters"
     try:
         value.encode("utf-8")
@@ -170,13 +184,9 @@ def _string_problem(value: str, max_length: int) -> str | None:
 
 
 def is_http_url(value: str) -> bool:
-    if len(value) > 2048 or any(c.isspace() for c in value):
-        return False
-    try:
-        parts = urlsplit(value)
-        return parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        return False
+    """An absolute http(s) URL with a host name, in printable ASCII (non-ASCII characters must
+    be percent-encoded, as the URL standard serialises them)."""
+    return len(value) <= URL_MAX and URL_RE.match(value) is not None
 
 
 def is_date(value: str) -> bool:
@@ -238,6 +248,28 @@ def validate(kind: str, body: Any, mode: str) -> dict[str, Any]:
     return clean
 
 
+# The two user bodies: the key the client sends, and the user field it sets.
+USER_BODIES = {"profile": ("displayName", "displayName"), "focus": ("courseId", "focusCourseId")}
+
+
+def validate_user_body(body: Any, which: str) -> Any:
+    """`{"displayName": ...}` (profile) or `{"courseId": ...}` (focus): the one key required,
+    nothing else allowed. Returns the value or raises ValidationError."""
+    key, field_name = USER_BODIES[which]
+    if not isinstance(body, dict):
+        raise ValidationError({"body": "must be a JSON object"})
+    errors = {_field_label(k): "unknown field" for k in body if k != key}
+    if key not in body:
+        errors[key] = "is required" + (" (a course id or null)" if which == "focus" else "")
+    else:
+        value, problem = check_value(KINDS[USER].by_name[field_name], body[key])
+        if problem:
+            errors[key] = problem
+    if errors:
+        raise ValidationError(errors)
+    return value
+
+
 def _field_label(key: str) -> str:
     # Keys are echoed back in `fields`; keep them printable and short.
     label = key if len(key) <= 100 else key[:100] + "..."
@@ -255,7 +287,17 @@ def ms_from_iso(value: str) -> int:
     return int(parsed.timestamp() * 1000)
 
 
-def is_finite_json(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return True
+def etag_of(record: dict[str, Any]) -> str:
+    """A strong ETag of a record's own fields. A course's lectures and assignments carry their
+    own ETags, so editing a lecture does not invalidate what a client holds of its course."""
+    own = {k: v for k, v in record.items() if k not in ("lectures", "assignments")}
+    digest = hashlib.sha256(json.dumps(own, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+    return f'"{digest[:24]}"'
+
+
+def etag_matches(if_match: list[str] | None, record: dict[str, Any]) -> bool:
+    """RFC 9110 If-Match: absent matches, `*` matches any existing record, otherwise one of the
+    listed tags must equal the record's (weak tags never match a strong comparison)."""
+    if if_match is None or "*" in if_match:
+        return True
+    return etag_of(record) in if_match

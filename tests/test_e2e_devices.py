@@ -104,9 +104,9 @@ def test_an_edit_on_one_device_appears_on_the_other(network):
     a, b = network.device("A"), network.device("B")
     cid = create(a, "/api/v1/courses", {"title": "Shared", "source": "https://a.b"})["id"]
     create(a, f"/api/v1/courses/{cid}/lectures", {"title": "L1", "order": 1, "videoUrl": "https://a.b/1"})
-    assert network.sync("A")["pushed"] == 2
-    assert network.sync("B")["pulled"] == 2
-    assert courses(b) == courses(a)
+    network.sync("A")  # the worker's first round, at start-up, may have moved some of it already
+    network.sync("B")
+    assert courses(b) == courses(a) and len(courses(b)[0]["lectures"]) == 1
     status, body, _ = b.request("PATCH", f"/api/v1/courses/{cid}", {"notes": "from B"})
     assert status == 200
     network.sync("B")

@@ -44,6 +44,7 @@ FIELD_CASES = [
     ("/api/v1/courses", "post", {**COURSE, "id": {"$ne": None}}, "id", "letters"),
     ("/api/v1/courses", "post", {**COURSE, "title": {"$ne": None}}, "title", "string"),
     ("/api/v1/courses", "post", {**COURSE, "notes": "a\x00b"}, "notes", "NUL"),
+    ("/api/v1/courses", "post", {**COURSE, "notes": "a\ud800b"}, "notes", "surrogate"),
     ("/api/v1/courses/c1", "patch", {"title": None}, "title", "null"),
     ("/api/v1/courses/c1", "patch", {"status": "parked", "lectures": []}, "lectures", "unknown"),
     ("/api/v1/courses/c1", "patch", {"id": "c9"}, "id", "unknown"),
@@ -102,6 +103,25 @@ BODY_CASES = [
     (json.dumps(COURSE).encode(), "text/plain", 415, "unsupported_media_type"),
     (json.dumps(COURSE).encode(), "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     (json.dumps({**COURSE, "notes": "x" * (1024 * 1024)}).encode(), "application/json", 413, "payload_too_large"),
+    (b"{" + b'"a":' * 1 + b"1}" + b" " * (10 * 1024 * 1024), "application/json", 413, "payload_too_large"),
+    (b'{"title": Infinity, "source": "https://a.b"}', "application/json", 400, "invalid_body"),
+    (b'{"title": -Infinity, "source": "https://a.b"}', "application/json", 400, "invalid_body"),
+    (b'{"title": "t", "source": "https://a.b", "tags": ["a"], "tags": []}', "application/json", 400, "invalid_body"),
+    (rb'{"title": "t\u0000", "source": "https://a.b"}', "application/json", 400, "invalid_fields"),
+    (rb'{"title": "\ud800", "source": "https://a.b"}', "application/json", 400, "invalid_fields"),
+    (b'{"title": "' + "é".encode("latin-1") + b'", "source": "https://a.b"}', "application/json", 400,
+     "invalid_body"),
+    (b'{"title": ' + b"[" * 1000 + b"]" * 1000 + b', "source": "https://a.b"}', "application/json", 400,
+     "invalid_body"),
+    (b'{"title": ' + b"[" * 100 + b"]" * 100 + b', "source": "https://a.b"}', "application/json", 400,
+     "invalid_fields"),
+    (b'{"title": "t", "source": "https://a.b", "tags": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json",
+     400, "invalid_body"),
+    (b'{"title": "t", "source": "https://a.b", "order": 1e400}', "application/json", 400, "invalid_fields"),
+    (b'{"title": "t", "source": "https://a.b", "notes": 99999999999999999999999999999}', "application/json", 400,
+     "invalid_fields"),
+    (json.dumps(COURSE).encode(), None, 415, "unsupported_media_type"),
+    (json.dumps(COURSE).encode(), "application/json-patch+json", 415, "unsupported_media_type"),
 ]
 
 
@@ -109,7 +129,8 @@ BODY_CASES = [
 def test_malformed_bodies_are_refused_and_nothing_is_written(client, app, seeded, raw, ctype, status, code):
     before = snapshot(app)
     for path, method in [("/api/v1/courses", "post"), ("/api/v1/courses/c1", "patch")]:
-        resp = getattr(client, method)(path, data=raw, content_type=ctype)
+        headers = {"Content-Type": ctype} if ctype else {}
+        resp = getattr(client, method)(path, data=raw, headers=headers)
         assert resp.status_code == status, resp.get_data(as_text=True)[:300]
         assert resp.get_json()["error"]["code"] == code
     assert snapshot(app) == before
@@ -128,6 +149,11 @@ UNKNOWN_ID_CASES = [
     ("patch", "/api/v1/courses/c2/assignments/a1", {"title": "x"}, "assignment_not_found"),
     ("delete", "/api/v1/courses/c1/assignments/nope", None, "assignment_not_found"),
     ("get", "/api/v1/courses/%24ne", None, "course_not_found"),
+    ("get", "/api/v1/courses/%24where", None, "course_not_found"),
+    ("get", "/api/v1/courses/c1%00", None, "course_not_found"),
+    ("get", "/api/v1/courses/%E2%80%AE", None, "course_not_found"),
+    ("delete", "/api/v1/courses/..%2F..%2Fetc", None, "not_found"),
+    ("get", "/api/v1/courses/" + "a" * 5000, None, "course_not_found"),
     ("get", "/api/v1/courses/..", None, "course_not_found"),
     ("get", "/api/v1/courses/%2e%2e", None, "course_not_found"),
     ("patch", "/api/v1/users/me/focus-course", {"courseId": "nope"}, "course_not_found"),

@@ -6,6 +6,11 @@ change (see `changes_since`) atomically with the write: either both happen or ne
 
 Errors: `NotFound` (with a code such as `course_not_found`), `Conflict` (409), and
 `StoreUnavailable` when the store cannot be reached. Driver exceptions never escape.
+
+Every update and delete takes `if_match`: None, or the entity tags of RFC 9110's If-Match
+(`records.etag_of`); when the record's current tag is not among them the method raises
+`PreconditionFailed` carrying the current record, and writes nothing. The check and the write
+happen in one writer section, so two clients holding the same tag cannot both win.
 """
 
 from __future__ import annotations
@@ -51,11 +56,11 @@ class DatabaseConnector(ABC):
 
     # --- writes (each appends one change) ------------------------------------------------
     @abstractmethod
-    def update_user_profile(self, display_name: str) -> dict[str, Any]:
+    def update_user_profile(self, display_name: str, *, if_match: list[str] | None = None) -> dict[str, Any]:
         """Set `displayName`. Writes a change. Returns the user."""
 
     @abstractmethod
-    def set_focus_course(self, course_id: str | None) -> dict[str, Any]:
+    def set_focus_course(self, course_id: str | None, *, if_match: list[str] | None = None) -> dict[str, Any]:
         """Set or clear `focusCourseId`. NotFound(course_not_found) for an unknown or deleted
         course. Writes a change. Returns the user."""
 
@@ -66,7 +71,7 @@ class DatabaseConnector(ABC):
         nothing; the same id with other fields, or the id of a deleted record: Conflict."""
 
     @abstractmethod
-    def update_course(self, course_id: str, updates: dict[str, Any]) -> dict[str, Any]:
+    def update_course(self, course_id: str, updates: dict[str, Any], *, if_match=None) -> dict[str, Any]:
         """Apply validated updates. NotFound(course_not_found). Writes a change unless
         `updates` is empty. Returns the course."""
 
@@ -75,7 +80,7 @@ class DatabaseConnector(ABC):
         """As create_course, under a live course (NotFound(course_not_found))."""
 
     @abstractmethod
-    def update_lecture(self, course_id: str, lecture_id: str, updates: dict) -> dict[str, Any]:
+    def update_lecture(self, course_id: str, lecture_id: str, updates: dict, *, if_match=None) -> dict[str, Any]:
         """NotFound(course_not_found | lecture_not_found), also for a lecture of another course."""
 
     @abstractmethod
@@ -83,20 +88,20 @@ class DatabaseConnector(ABC):
         """As create_lecture."""
 
     @abstractmethod
-    def update_assignment(self, course_id: str, assignment_id: str, updates: dict) -> dict:
+    def update_assignment(self, course_id: str, assignment_id: str, updates: dict, *, if_match=None) -> dict:
         """As update_lecture, with assignment_not_found."""
 
     @abstractmethod
-    def delete_course(self, course_id: str) -> None:
+    def delete_course(self, course_id: str, *, if_match=None) -> None:
         """Tombstone the course and its lectures and assignments; one change. NotFound when
         unknown or already deleted."""
 
     @abstractmethod
-    def delete_lecture(self, course_id: str, lecture_id: str) -> None:
+    def delete_lecture(self, course_id: str, lecture_id: str, *, if_match=None) -> None:
         """Tombstone a lecture; one change. NotFound as update_lecture."""
 
     @abstractmethod
-    def delete_assignment(self, course_id: str, assignment_id: str) -> None:
+    def delete_assignment(self, course_id: str, assignment_id: str, *, if_match=None) -> None:
         """Tombstone an assignment; one change. NotFound as update_assignment."""
 
     # --- sync primitives ------------------------------------------------------------------

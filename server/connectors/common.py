@@ -19,8 +19,17 @@ from typing import Any
 from server import merge
 from server.clock import ZERO, HybridClock, stamp_ms
 from server.connectors.base import Change, DatabaseConnector
-from server.errors import Conflict, NotFound
-from server.records import ASSIGNMENT, CHILD_KINDS, COURSE, KINDS, LECTURE, USER, iso_now_from_ms
+from server.errors import Conflict, NotFound, PreconditionFailed
+from server.records import (
+    ASSIGNMENT,
+    CHILD_KINDS,
+    COURSE,
+    KINDS,
+    LECTURE,
+    USER,
+    etag_matches,
+    iso_now_from_ms,
+)
 
 Key = tuple[str, str]
 EPOCH_START = "1970-01-01T00:00:00Z"
@@ -219,19 +228,21 @@ class MergingConnector(DatabaseConnector):
             return self._shape(self._live(kind, record_id, course_id))
 
     # --- writes ---------------------------------------------------------------------------
-    def update_user_profile(self, display_name: str) -> dict[str, Any]:
+    def _write_user(self, fields: dict[str, Any], if_match: list[str] | None) -> dict[str, Any]:
         with self._writer():
+            if fields.get("focusCourseId") is not None:
+                self._live(COURSE, fields["focusCourseId"])
+            if not etag_matches(if_match, self.get_user()):
+                raise PreconditionFailed("The user changed since it was read.", current=self.get_user())
             state = self._load({(USER, self.user_id)}).get((USER, self.user_id))
-            self._write(state, USER, self.user_id, None, "upsert", {"displayName": display_name})
+            self._write(state, USER, self.user_id, None, "upsert", fields)
         return self.get_user()
 
-    def set_focus_course(self, course_id: str | None) -> dict[str, Any]:
-        with self._writer():
-            if course_id is not None:
-                self._live(COURSE, course_id)
-            state = self._load({(USER, self.user_id)}).get((USER, self.user_id))
-            self._write(state, USER, self.user_id, None, "upsert", {"focusCourseId": course_id})
-        return self.get_user()
+    def update_user_profile(self, display_name: str, *, if_match: list[str] | None = None) -> dict[str, Any]:
+        return self._write_user({"displayName": display_name}, if_match)
+
+    def set_focus_course(self, course_id: str | None, *, if_match: list[str] | None = None) -> dict[str, Any]:
+        return self._write_user({"focusCourseId": course_id}, if_match)
 
     def _create(self, kind: str, course_id: str | None, new: dict[str, Any]) -> tuple[dict, bool]:
         fields = dict(new)
@@ -253,9 +264,16 @@ class MergingConnector(DatabaseConnector):
             self._write(None, kind, record_id, course_id, "upsert", fields)
         return self._read_back(kind, course_id, record_id), True
 
-    def _update(self, kind: str, course_id: str | None, record_id: str, updates: dict) -> dict:
+    def _check_if_match(self, kind: str, course_id: str | None, state: dict, if_match: list[str] | None) -> None:
+        if not etag_matches(if_match, self._shape(state)):
+            raise PreconditionFailed(f"The {kind} changed since it was read.",
+                                     current=self._read_back(kind, course_id, state["id"]))
+
+    def _update(self, kind: str, course_id: str | None, record_id: str, updates: dict,
+                if_match: list[str] | None = None) -> dict:
         with self._writer():
             state = self._live(kind, record_id, course_id)
+            self._check_if_match(kind, course_id, state, if_match)
             if updates:
                 self._write(state, kind, record_id, course_id, "upsert", updates)
         return self._read_back(kind, course_id, record_id)
@@ -263,9 +281,10 @@ class MergingConnector(DatabaseConnector):
     def _read_back(self, kind: str, course_id: str | None, record_id: str) -> dict:
         return self.get_course(record_id) if kind == COURSE else self._get_child(kind, course_id, record_id)
 
-    def _delete(self, kind: str, course_id: str | None, record_id: str) -> None:
+    def _delete(self, kind: str, course_id: str | None, record_id: str, if_match: list[str] | None = None) -> None:
         with self._writer():
             state = self._live(kind, record_id, course_id)
+            self._check_if_match(kind, course_id, state, if_match)
             base = merge.max_clock(state)
             if kind == COURSE:
                 base = max([base, *map(merge.max_clock, self._load_children({record_id}).values())])
@@ -274,29 +293,29 @@ class MergingConnector(DatabaseConnector):
     def create_course(self, new_course):
         return self._create(COURSE, None, new_course)
 
-    def update_course(self, course_id, updates):
-        return self._update(COURSE, None, course_id, updates)
+    def update_course(self, course_id, updates, *, if_match=None):
+        return self._update(COURSE, None, course_id, updates, if_match)
 
-    def delete_course(self, course_id):
-        self._delete(COURSE, None, course_id)
+    def delete_course(self, course_id, *, if_match=None):
+        self._delete(COURSE, None, course_id, if_match)
 
     def create_lecture(self, course_id, new_lecture):
         return self._create(LECTURE, course_id, new_lecture)
 
-    def update_lecture(self, course_id, lecture_id, updates):
-        return self._update(LECTURE, course_id, lecture_id, updates)
+    def update_lecture(self, course_id, lecture_id, updates, *, if_match=None):
+        return self._update(LECTURE, course_id, lecture_id, updates, if_match)
 
-    def delete_lecture(self, course_id, lecture_id):
-        self._delete(LECTURE, course_id, lecture_id)
+    def delete_lecture(self, course_id, lecture_id, *, if_match=None):
+        self._delete(LECTURE, course_id, lecture_id, if_match)
 
     def create_assignment(self, course_id, new_assignment):
         return self._create(ASSIGNMENT, course_id, new_assignment)
 
-    def update_assignment(self, course_id, assignment_id, updates):
-        return self._update(ASSIGNMENT, course_id, assignment_id, updates)
+    def update_assignment(self, course_id, assignment_id, updates, *, if_match=None):
+        return self._update(ASSIGNMENT, course_id, assignment_id, updates, if_match)
 
-    def delete_assignment(self, course_id, assignment_id):
-        self._delete(ASSIGNMENT, course_id, assignment_id)
+    def delete_assignment(self, course_id, assignment_id, *, if_match=None):
+        self._delete(ASSIGNMENT, course_id, assignment_id, if_match)
 
     # --- sync -----------------------------------------------------------------------------
     def apply_changes(self, changes: list[Change], *, state: dict[str, Any] | None = None) -> dict:

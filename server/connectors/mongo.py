@@ -10,6 +10,7 @@ foreign changes touch records first and are logged after, so a pusher that retri
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import uuid
 from contextlib import nullcontext
@@ -25,6 +26,7 @@ from server.connectors.common import Key, MergingConnector, RetryMerge, state_ke
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 
+log = logging.getLogger("server.mongo")
 NO_ID = {"_id": False}
 STATE_FIELDS = ("kind", "id", "courseId", "fields", "clocks", "bases", "deleted", "dclock", "dbase", "v")
 CHANGE_FIELDS = ("origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases")
@@ -54,7 +56,10 @@ def _translated(method):
         try:
             return method(self, *args, **kwargs)
         except PyMongoError as exc:
-            raise StoreUnavailable(f"The MongoDB hub failed: {self._scrub(exc)}") from None
+            # The details (hosts, driver text) go to the log, scrubbed of the password; answers
+            # and the status carry only the kind of failure.
+            log.warning("MongoDB call %s failed: %s", method.__name__, self._scrub(exc))
+            raise StoreUnavailable(f"The MongoDB hub failed ({exc.__class__.__name__}).") from None
     return wrapper
 
 
