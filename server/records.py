@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,9 +278,9 @@ def _field_label(key: str) -> str:
 
 
 def iso_now_from_ms(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%S.%f"
-    )[:-3] + "Z"
+    """ISO-8601 UTC with milliseconds and a Z, e.g. 2026-11-26T10:12:35.123Z."""
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 def ms_from_iso(value: str) -> int:

@@ -11,7 +11,6 @@ from typing import Any
 
 from server.clock import encode
 from server.connectors.base import Change
-from server.connectors.common import canonical_json
 from server.records import (
     ASSIGNMENT,
     COURSE,
@@ -140,7 +139,8 @@ def _unique(seen: set[str], value: Any, path: str, problems: list[str]) -> None:
 def seed_changes(seed: dict[str, Any]) -> tuple[str, list[Change]]:
     """(origin, changes) for a validated seed: one upsert per record, user first, each course
     before its lectures and assignments, stamped with the record's own updatedAt."""
-    origin = "seed-" + hashlib.sha256(canonical_json(seed).encode()).hexdigest()[:12]
+    content = json.dumps(seed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    origin = "seed-" + hashlib.sha256(content.encode()).hexdigest()[:12]
     changes: list[Change] = []
 
     def add(kind: str, record: dict[str, Any], course_id: str | None) -> None:

@@ -238,6 +238,27 @@ class TestFaults:
         assert report.error_code == "store_unavailable" and report.pushed == 0
 
 
+def test_writes_during_a_round_wait_for_the_next_one(world, monkeypatch):
+    world.batch_size = 2
+    a = world.device("a")
+    c = course(a)
+    for i in range(5):
+        lecture(a, c["id"], order=i + 1)
+    original = a.changes_since
+    calls = {"n": 0}
+
+    def busy_writer(cursor, limit, **kw):
+        calls["n"] += 1
+        lecture(a, c["id"], order=100 + calls["n"])  # the API keeps writing while the round pushes
+        return original(cursor, limit, **kw)
+
+    monkeypatch.setattr(a, "changes_since", busy_writer)
+    report = world.sync("a")
+    assert report.pushed == 6 and calls["n"] == 3, "the round pushed what was pending when it began"
+    monkeypatch.undo()
+    assert world.sync("a").pushed == 3
+
+
 class TestHubReset:
     def test_a_wiped_and_reseeded_hub_keeps_every_unsynced_edit(self, world):
         a, b = world.device("a"), world.device("b")

@@ -45,6 +45,10 @@ def state_key(state: dict[str, Any]) -> Key:
     return state["kind"], record_key(state["kind"], state.get("courseId"), state["id"])
 
 
+SHAPE_DEFAULTS = {kind: spec.defaults() for kind, spec in KINDS.items()}
+SHAPE_KEYS = {kind: frozenset(spec.by_name) | {"createdAt", "updatedAt"} for kind, spec in KINDS.items()}
+
+
 class RetryMerge(Exception):
     """A record changed under us between load and save (Mongo's optimistic check): redo."""
 
@@ -71,7 +75,8 @@ class MergingConnector(DatabaseConnector):
 
     @abstractmethod
     def _load_live(self) -> list[dict[str, Any]]:
-        """Merge states of every live course, lecture and assignment of the user."""
+        """Every live course, lecture and assignment of the user, as states that carry only what
+        shaping an answer needs (kind, id, courseId, fields): the read path skips the clocks."""
 
     @abstractmethod
     def _next_seq(self) -> int:
@@ -92,6 +97,10 @@ class MergingConnector(DatabaseConnector):
         return iso_now_from_ms(stamp_ms(hlc))
 
     def _live(self, kind: str, record_id: str, course_id: str | None = None) -> dict[str, Any]:
+        return self._live_found(kind, record_id, course_id)[0]
+
+    def _live_found(self, kind: str, record_id: str, course_id: str | None = None) -> tuple[dict, dict]:
+        """The live record and everything loaded with it (its course), for reuse by a write."""
         # Only plain strings ever reach a query: a dict here could be an operator like {"$ne": ...}.
         if course_id is not None and not isinstance(course_id, str):
             raise NotFound("No such course.", code=KINDS[COURSE].not_found_code)
@@ -107,11 +116,12 @@ class MergingConnector(DatabaseConnector):
         state = found.get(key)
         if state is None or state["deleted"]:
             raise NotFound(f"No such {kind}.", code=KINDS[kind].not_found_code)
-        return state
+        return state, found
 
     def _write(self, state: dict[str, Any] | None, kind: str, record_id: str,
                course_id: str | None, op: str, fields: dict[str, Any],
-               delete_base: str = ZERO) -> Change:
+               delete_base: str = ZERO, preloaded: dict[Key, dict | None] | None = None) -> dict:
+        """Write one change of this store's own; return the record's merged state."""
         hlc = self.clock.now()
         if op == "upsert":
             fields = {**fields, "updatedAt": self._now_iso(hlc)}
@@ -125,13 +135,17 @@ class MergingConnector(DatabaseConnector):
             "origin": self.device_id, "seq": self._next_seq(), "hlc": hlc, "kind": kind,
             "id": record_id, "courseId": course_id, "op": op, "fields": fields, "bases": bases,
         }
-        self._merge_and_persist([change], own=True)
-        return change
+        states, _ = self._merge_and_persist([change], own=True, preloaded=preloaded)
+        key = (kind, record_key(kind, course_id, record_id))
+        return next(s for s in states if state_key(s) == key)
 
-    def _merge(self, changes: list[Change]) -> tuple[list[dict], list[dict], int]:
+    def _merge(self, changes: list[Change], preloaded: dict[Key, dict | None] | None = None,
+               ) -> tuple[list[dict], list[dict], int]:
         keys = {(c["kind"], record_key(c["kind"], c["courseId"], c["id"])) for c in changes}
         keys |= {(COURSE, c["courseId"]) for c in changes if c["kind"] in CHILD_KINDS and c["courseId"]}
-        cache = self._load(keys)
+        preloaded = preloaded or {}
+        cache = {k: v for k, v in preloaded.items() if v is not None}
+        cache.update(self._load(keys - preloaded.keys()))
         deleted_courses = {c["id"] for c in changes if c["kind"] == COURSE and c["op"] == "delete"}
         if deleted_courses:
             cache.update(self._load_children(deleted_courses))
@@ -163,13 +177,16 @@ class MergingConnector(DatabaseConnector):
             "detectedAt": iso_now_from_ms(stamp_ms(self.clock.now())),
         }
 
-    def _merge_and_persist(self, changes: list[Change], *, own: bool,
-                           state: dict[str, Any] | None = None) -> list[dict]:
+    def _merge_and_persist(self, changes: list[Change], *, own: bool, state: dict[str, Any] | None = None,
+                           preloaded: dict[Key, dict | None] | None = None) -> tuple[list[dict], list[dict]]:
+        """Merge and store; returns (changed states, conflicts). What the caller loaded in the
+        same writer section may be passed in; a retry after a lost race loads afresh."""
         for _ in range(20):
-            states, conflicts, _n = self._merge(changes)
+            states, conflicts, _n = self._merge(changes, preloaded)
+            preloaded = None
             try:
                 self._persist(changes, states, conflicts, own=own, state=state)
-                return conflicts
+                return states, conflicts
             except RetryMerge:
                 continue
         raise Conflict("The hub kept changing under this batch; try again.", code="busy")
@@ -177,14 +194,22 @@ class MergingConnector(DatabaseConnector):
     # --- shaping --------------------------------------------------------------------------
     @staticmethod
     def _shape(state: dict[str, Any]) -> dict[str, Any]:
-        kind = state["kind"]
-        out: dict[str, Any] = {"id": state["id"]}
-        if kind in CHILD_KINDS:
-            out["courseId"] = state["courseId"]
-        out.update(KINDS[kind].defaults())
-        out.update({k: v for k, v in state["fields"].items() if k in out or k in ("createdAt", "updatedAt")})
-        out.setdefault("createdAt", EPOCH_START)
-        out.setdefault("updatedAt", out["createdAt"])
+        kind, fields = state["kind"], state["fields"]
+        out: dict[str, Any] = {"id": state["id"], "courseId": state["courseId"]} if kind in CHILD_KINDS \
+            else {"id": state["id"]}
+        allowed = SHAPE_KEYS[kind]
+        if fields.keys() <= allowed:
+            out.update(SHAPE_DEFAULTS[kind])
+            out.update(fields)
+        else:  # written by a newer version with fields this one does not know: leave them out
+            out.update(SHAPE_DEFAULTS[kind])
+            out.update({k: v for k, v in fields.items() if k in allowed})
+        if "tags" in out and "tags" not in fields:
+            out["tags"] = []  # never share the default list between answers
+        if "createdAt" not in out:
+            out["createdAt"] = EPOCH_START
+        if "updatedAt" not in out:
+            out["updatedAt"] = out["createdAt"]
         return out
 
     def _course_tree(self, course: dict, children: list[dict]) -> dict[str, Any]:
@@ -223,10 +248,6 @@ class MergingConnector(DatabaseConnector):
             children = self._load_children({course_id}).values()
         return self._course_tree(course, [c for c in children if not c["deleted"]])
 
-    def _get_child(self, kind: str, course_id: str, record_id: str) -> dict[str, Any]:
-        with self._reader():
-            return self._shape(self._live(kind, record_id, course_id))
-
     # --- writes ---------------------------------------------------------------------------
     def _write_user(self, fields: dict[str, Any], if_match: list[str] | None) -> dict[str, Any]:
         with self._writer():
@@ -235,7 +256,8 @@ class MergingConnector(DatabaseConnector):
             if not etag_matches(if_match, self.get_user()):
                 raise PreconditionFailed("The user changed since it was read.", current=self.get_user())
             state = self._load({(USER, self.user_id)}).get((USER, self.user_id))
-            self._write(state, USER, self.user_id, None, "upsert", fields)
+            self._write(state, USER, self.user_id, None, "upsert", fields,
+                        preloaded={(USER, self.user_id): state})
         return self.get_user()
 
     def update_user_profile(self, display_name: str, *, if_match: list[str] | None = None) -> dict[str, Any]:
@@ -248,47 +270,52 @@ class MergingConnector(DatabaseConnector):
         fields = dict(new)
         record_id = fields.pop("id", None) or str(uuid.uuid4())
         with self._writer():
-            if course_id:
-                self._live(COURSE, course_id)
             key = (kind, record_key(kind, course_id, record_id))
-            existing = self._load({key}).get(key)
+            wanted = {key} | ({(COURSE, course_id)} if course_id else set())
+            found: dict[Key, dict | None] = {k: None for k in wanted}
+            found.update(self._load(wanted))
+            if course_id and (found[(COURSE, course_id)] is None or found[(COURSE, course_id)]["deleted"]):
+                raise NotFound("No such course.", code=KINDS[COURSE].not_found_code)
+            existing = found[key]
             if existing is not None:
                 current = self._shape(existing) if not existing["deleted"] else None
                 if current and all(current.get(k) == v for k, v in fields.items()):
-                    return self._read_back(kind, course_id, record_id), False
+                    return self._answer(existing), False
                 raise Conflict(
                     f"A {kind} with id {record_id!r} already exists"
                     + (" and was deleted." if existing["deleted"] else " with other values."),
                     code="id_conflict",
                 )
-            self._write(None, kind, record_id, course_id, "upsert", fields)
-        return self._read_back(kind, course_id, record_id), True
+            return self._answer(self._write(None, kind, record_id, course_id, "upsert", fields, preloaded=found)), True
+
+    def _answer(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The API answer for a record just written (a course with its lectures and assignments)."""
+        if state["kind"] != COURSE:
+            return self._shape(state)
+        children = self._load_children({state["id"]}).values()
+        return self._course_tree(state, [c for c in children if not c["deleted"]])
 
     def _check_if_match(self, kind: str, course_id: str | None, state: dict, if_match: list[str] | None) -> None:
         if not etag_matches(if_match, self._shape(state)):
-            raise PreconditionFailed(f"The {kind} changed since it was read.",
-                                     current=self._read_back(kind, course_id, state["id"]))
+            raise PreconditionFailed(f"The {kind} changed since it was read.", current=self._answer(state))
 
     def _update(self, kind: str, course_id: str | None, record_id: str, updates: dict,
                 if_match: list[str] | None = None) -> dict:
         with self._writer():
-            state = self._live(kind, record_id, course_id)
+            state, found = self._live_found(kind, record_id, course_id)
             self._check_if_match(kind, course_id, state, if_match)
             if updates:
-                self._write(state, kind, record_id, course_id, "upsert", updates)
-        return self._read_back(kind, course_id, record_id)
-
-    def _read_back(self, kind: str, course_id: str | None, record_id: str) -> dict:
-        return self.get_course(record_id) if kind == COURSE else self._get_child(kind, course_id, record_id)
+                state = self._write(state, kind, record_id, course_id, "upsert", updates, preloaded=found)
+            return self._answer(state)
 
     def _delete(self, kind: str, course_id: str | None, record_id: str, if_match: list[str] | None = None) -> None:
         with self._writer():
-            state = self._live(kind, record_id, course_id)
+            state, found = self._live_found(kind, record_id, course_id)
             self._check_if_match(kind, course_id, state, if_match)
             base = merge.max_clock(state)
             if kind == COURSE:
                 base = max([base, *map(merge.max_clock, self._load_children({record_id}).values())])
-            self._write(state, kind, record_id, course_id, "delete", {}, delete_base=base)
+            self._write(state, kind, record_id, course_id, "delete", {}, delete_base=base, preloaded=found)
 
     def create_course(self, new_course):
         return self._create(COURSE, None, new_course)
@@ -333,9 +360,13 @@ class MergingConnector(DatabaseConnector):
                     "two stores are using the same device id.",
                     code="origin_reused",
                 )
-        conflicts = self._merge_and_persist(fresh, own=False, state=state) if (fresh or state) else []
+        conflicts = self._merge_and_persist(fresh, own=False, state=state)[1] if (fresh or state) else []
         return {"received": len(changes), "applied": len(fresh), "conflicts": len(conflicts)}
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def compact_json(value: Any) -> str:
+    """Compact JSON for storage (key order is irrelevant: stored values are compared decoded)."""
+    return _compact(value)
+
+
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

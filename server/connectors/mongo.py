@@ -169,7 +169,9 @@ class MongoConnector(MergingConnector):
         return self._find_states({"courseId": {"$in": sorted(course_ids)}, "kind": {"$in": list(CHILD_KINDS)}})
 
     def _load_live(self) -> list[dict[str, Any]]:
-        return list(self._find_states({"deleted": False, "kind": {"$in": [COURSE, *CHILD_KINDS]}}).values())
+        docs = self.db.records.find({"userId": self.user_id, "deleted": False, "kind": {"$in": [COURSE, *CHILD_KINDS]}},
+                                    {"_id": 0, "kind": 1, "id": 1, "courseId": 1, "fields": 1})
+        return [{"kind": d["kind"], "id": d["id"], "courseId": d.get("courseId"), "fields": d["fields"]} for d in docs]
 
     def _next_seq(self) -> int:
         # Only this process writes this origin (see __init__), so a counter in memory is exact;

@@ -8,12 +8,12 @@ import os
 import sqlite3
 import threading
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator
 
 from server.clock import ZERO, HybridClock
 from server.connectors.base import Change, Cursor
-from server.connectors.common import Key, MergingConnector, canonical_json, state_key
+from server.connectors.common import Key, MergingConnector, compact_json, state_key
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 
@@ -24,7 +24,7 @@ SCHEMA_STEPS: list[tuple[int, str]] = [
         CREATE TABLE IF NOT EXISTS records (
             user_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL,
             course_id TEXT,
-            fields TEXT NOT NULL, clocks TEXT NOT NULL, bases TEXT NOT NULL,
+            fields TEXT NOT NULL, clocks TEXT NOT NULL,  -- clocks: {"c": field clocks, "b": bases}
             deleted INTEGER NOT NULL DEFAULT 0, dclock TEXT NOT NULL DEFAULT '',
             dbase TEXT NOT NULL DEFAULT '', v INTEGER NOT NULL DEFAULT 1,
             PRIMARY KEY (user_id, kind, key)) WITHOUT ROWID;
@@ -49,15 +49,16 @@ SCHEMA_STEPS: list[tuple[int, str]] = [
     """),
 ]
 
-RECORD_COLS = "kind, id, course_id, fields, clocks, bases, deleted, dclock, dbase, v, key"
+RECORD_COLS = "kind, id, course_id, fields, clocks, deleted, dclock, dbase, v, key"
 CHANGE_COLS = "origin, seq, hlc, kind, record_id, course_id, op, fields, bases"
 
 
 def _row_to_state(row: sqlite3.Row) -> dict[str, Any]:
+    meta = json.loads(row[4])
     return {
         "kind": row[0], "id": row[1], "courseId": row[2], "fields": json.loads(row[3]),
-        "clocks": json.loads(row[4]), "bases": json.loads(row[5]), "deleted": bool(row[6]),
-        "dclock": row[7], "dbase": row[8], "v": row[9],
+        "clocks": meta["c"], "bases": meta["b"], "deleted": bool(row[5]),
+        "dclock": row[6], "dbase": row[7], "v": row[8],
     }
 
 
@@ -66,6 +67,49 @@ def _row_to_change(row: sqlite3.Row) -> Change:
         "origin": row[0], "seq": row[1], "hlc": row[2], "kind": row[3], "id": row[4],
         "courseId": row[5], "op": row[6], "fields": json.loads(row[7]), "bases": json.loads(row[8]),
     }
+
+
+class _Writer:
+    """The writer section: this process's write lock, then BEGIN IMMEDIATE ... COMMIT (a SAVEPOINT
+    when already inside one). A class rather than a generator: it is on every write's path."""
+
+    __slots__ = ("store", "nested")
+
+    def __init__(self, store: "SqlConnector"):
+        self.store = store
+
+    def __enter__(self) -> None:
+        store = self.store
+        store._write_lock.acquire()
+        conn = store._conn()
+        self.nested = conn.in_transaction
+        try:
+            conn.execute("SAVEPOINT writer" if self.nested else "BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            store._write_lock.release()
+            raise StoreUnavailable(f"The SQLite store failed: {exc.__class__.__name__}") from exc
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        conn = self.store._conn()
+        try:
+            if exc_type is not None and issubclass(exc_type, sqlite3.Error):
+                conn.execute("ROLLBACK TO writer" if self.nested else "ROLLBACK")
+                if self.nested:
+                    conn.execute("RELEASE writer")
+                raise StoreUnavailable(f"The SQLite store failed: {exc_type.__name__}") from exc
+            if exc_type is None:
+                conn.execute("RELEASE writer" if self.nested else "COMMIT")
+            elif self.nested:
+                conn.execute("ROLLBACK TO writer")
+                conn.execute("RELEASE writer")
+            else:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            if conn.in_transaction and not self.nested:
+                conn.execute("ROLLBACK")
+            raise StoreUnavailable(f"The SQLite store failed: {error.__class__.__name__}") from error
+        finally:
+            self.store._write_lock.release()
 
 
 class SqlConnector(MergingConnector):
@@ -105,7 +149,7 @@ class SqlConnector(MergingConnector):
         sqlite3 errors are translated here, once, into the project's errors."""
         conn = self._conn()
         nested = conn.in_transaction
-        name = f"sp_{uuid.uuid4().hex[:8]}"
+        name = f"sp_{uuid.uuid4().hex[:8]}" if nested else ""
         try:
             conn.execute(f"SAVEPOINT {name}" if nested else ("BEGIN IMMEDIATE" if immediate else "BEGIN"))
             try:
@@ -121,13 +165,12 @@ class SqlConnector(MergingConnector):
                 conn.execute("ROLLBACK")
             raise StoreUnavailable(f"The SQLite store failed: {exc.__class__.__name__}") from exc
 
-    @contextmanager
-    def _writer(self) -> Iterator[None]:
-        with self._write_lock, self.atomic(immediate=True):
-            yield
+    def _writer(self) -> "_Writer":
+        return _Writer(self)
 
     def _reader(self):
-        return self.atomic()
+        # A read inside a write already sees one snapshot; only a bare read needs a transaction.
+        return nullcontext() if self._conn().in_transaction else self.atomic()
 
     def connect(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -142,8 +185,11 @@ class SqlConnector(MergingConnector):
                     self._set_meta(conn, "epoch", uuid.uuid4().hex)
                 self.device_id = device
                 self.user_id = self._want_user or json.loads(meta.get("owner", "null")) or "me"
+                # The newest stamp seen: own writes are in the change log, foreign ones in meta.
                 last = json.loads(meta.get("hlc", '""'))
-                row = conn.execute("SELECT MAX(hlc) FROM changes").fetchone()
+                row = conn.execute(
+                    "SELECT MAX(c.hlc) FROM origins o JOIN changes c ON c.user_id = o.user_id AND "
+                    "c.origin = o.origin AND c.seq = o.max_seq WHERE o.origin = ?", (device,)).fetchone()
                 self.clock = HybridClock(device, max(last, row[0] or ZERO))
 
     def migrate(self) -> list[int]:
@@ -196,12 +242,17 @@ class SqlConnector(MergingConnector):
     def _load(self, keys: set[Key]) -> dict[Key, dict[str, Any]]:
         if not keys:
             return {}
-        rows = self._conn().execute(
-            f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND (kind, key) IN "
-            "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
-            (self.user_id, json.dumps(sorted(keys))),
-        )
-        return {(r[0], r[10]): _row_to_state(r) for r in rows}
+        if len(keys) <= 50:  # the common case (one write, a small batch): plain placeholders
+            where = " OR ".join(["(kind = ? AND key = ?)"] * len(keys))
+            params = [self.user_id, *(part for k in keys for part in k)]
+            rows = self._conn().execute(f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND ({where})", params)
+        else:
+            rows = self._conn().execute(
+                f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND (kind, key) IN "
+                "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+                (self.user_id, json.dumps(sorted(keys))),
+            )
+        return {(r[0], r[9]): _row_to_state(r) for r in rows}
 
     def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
         rows = self._conn().execute(
@@ -209,20 +260,21 @@ class SqlConnector(MergingConnector):
             "course_id IN (SELECT value FROM json_each(?))",
             (self.user_id, *CHILD_KINDS, json.dumps(sorted(course_ids))),
         )
-        return {(r[0], r[10]): _row_to_state(r) for r in rows}
+        return {(r[0], r[9]): _row_to_state(r) for r in rows}
 
     def _load_live(self) -> list[dict[str, Any]]:
         rows = self._conn().execute(
-            f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND deleted = 0 AND kind IN (?, ?, ?)",
+            "SELECT kind, id, course_id, fields FROM records WHERE user_id = ? AND deleted = 0 AND kind IN (?, ?, ?)",
             (self.user_id, COURSE, *CHILD_KINDS),
         )
-        return [_row_to_state(r) for r in rows]
+        loads = json.loads
+        return [{"kind": r[0], "id": r[1], "courseId": r[2], "fields": loads(r[3])} for r in rows]
 
     def _next_seq(self) -> int:
-        row = self._conn().execute(
-            "SELECT max_seq FROM origins WHERE user_id = ? AND origin = ?", (self.user_id, self.device_id)
-        ).fetchone()
-        return (row[0] if row else 0) + 1
+        # Taken inside the writer's transaction: if the write rolls back, so does the number.
+        return self._conn().execute(
+            "INSERT INTO origins VALUES (?, ?, 1) ON CONFLICT (user_id, origin) DO UPDATE SET max_seq = max_seq + 1 "
+            "RETURNING max_seq", (self.user_id, self.device_id)).fetchone()[0]
 
     def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
         rows = self._conn().execute(
@@ -238,32 +290,35 @@ class SqlConnector(MergingConnector):
         conn.executemany(
             f"INSERT OR IGNORE INTO changes (user_id, {CHANGE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
             [(uid, c["origin"], c["seq"], c["hlc"], c["kind"], c["id"], c.get("courseId"), c["op"],
-              canonical_json(c["fields"]), canonical_json(c["bases"])) for c in changes],
+              compact_json(c["fields"]), compact_json(c["bases"])) for c in changes],
         )
         tops: dict[str, int] = {}
         for c in changes:
             tops[c["origin"]] = max(tops.get(c["origin"], 0), c["seq"])
+        if not own:  # for our own origin, _next_seq moved it already
+            conn.executemany(
+                "INSERT INTO origins VALUES (?, ?, ?) ON CONFLICT (user_id, origin) "
+                "DO UPDATE SET max_seq = max(max_seq, excluded.max_seq)",
+                [(uid, o, s) for o, s in tops.items()],
+            )
         conn.executemany(
-            "INSERT INTO origins VALUES (?, ?, ?) ON CONFLICT (user_id, origin) "
-            "DO UPDATE SET max_seq = max(max_seq, excluded.max_seq)",
-            [(uid, o, s) for o, s in tops.items()],
-        )
-        conn.executemany(
-            f"INSERT INTO records (user_id, {RECORD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,1,?) "
+            f"INSERT INTO records (user_id, {RECORD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,1,?) "
             "ON CONFLICT (user_id, kind, key) DO UPDATE SET course_id = excluded.course_id, "
-            "fields = excluded.fields, clocks = excluded.clocks, bases = excluded.bases, "
+            "fields = excluded.fields, clocks = excluded.clocks, "
             "deleted = excluded.deleted, dclock = excluded.dclock, dbase = excluded.dbase, v = v + 1",
-            [(uid, s["kind"], s["id"], s.get("courseId"), canonical_json(s["fields"]),
-              canonical_json(s["clocks"]), canonical_json(s["bases"]), int(s["deleted"]),
+            [(uid, s["kind"], s["id"], s.get("courseId"), compact_json(s["fields"]),
+              compact_json({"c": s["clocks"], "b": s["bases"]}), int(s["deleted"]),
               s["dclock"], s["dbase"], state_key(s)[1]) for s in states],
         )
-        conn.executemany(
-            "INSERT OR IGNORE INTO conflicts VALUES (?, ?, ?, ?)",
-            [(uid, c["id"], c["detectedAt"], canonical_json(c)) for c in conflicts],
-        )
+        if conflicts:
+            conn.executemany(
+                "INSERT OR IGNORE INTO conflicts VALUES (?, ?, ?, ?)",
+                [(uid, c["id"], c["detectedAt"], compact_json(c)) for c in conflicts],
+            )
         for key, value in (state or {}).items():
             conn.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?)", (uid, key, json.dumps(value)))
-        self._set_meta(conn, "hlc", self.clock.last)
+        if not own:  # own stamps are in the change log already; remember how far foreign ones went
+            self._set_meta(conn, "hlc", self.clock.last)
 
     def apply_changes(self, changes, *, state=None):
         with self._writer():
@@ -330,7 +385,7 @@ class SqlConnector(MergingConnector):
 
     def dump_records(self) -> dict[Key, dict[str, Any]]:
         rows = self._conn().execute(f"SELECT {RECORD_COLS} FROM records WHERE user_id = ?", (self.user_id,))
-        return {(r[0], r[10]): _row_to_state(r) for r in rows}
+        return {(r[0], r[9]): _row_to_state(r) for r in rows}
 
     def is_empty(self) -> bool:
         conn = self._conn()

@@ -79,10 +79,14 @@ def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int 
             cursor = {}
             local.set_state(STATE_KEY, {"epoch": epoch, "cursor": cursor, "resets": resets})
 
-        while True:  # push
-            batch = local.changes_since(cursor, batch_size)
+        # Push what was pending when the round began: a busy writer must not keep a round (and
+        # its pull) waiting forever. Later writes go in the next round.
+        budget, _ = local.pending_since(cursor)
+        while budget > 0:  # push
+            batch = local.changes_since(cursor, min(batch_size, budget))
             if not batch:
                 break
+            budget -= len(batch)
             result = hub.apply_changes(batch)
             cursor = _advance(cursor, batch)
             local.set_state(STATE_KEY, {"epoch": epoch, "cursor": cursor, "resets": resets})
