@@ -7,8 +7,7 @@ import sys
 
 from server.config import ConfigError, load_settings
 from server.connectors.factory import get_db_connector
-from server.seeding import SeedError, load_seed_file, validate_seed
-from server.seeding_run import StoreNotEmpty, seed_store
+from server.seeding_run import seed_from_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,20 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     connector = get_db_connector("sql", settings, **({"path": args.db} if args.db else {}))
-    try:
-        seed = validate_seed(load_seed_file(args.path))  # the whole file, before touching the store
-        connector.connect()
-        done = seed_store(connector, seed, reset=args.reset, if_empty=args.if_empty)
-    except SeedError as exc:
-        print(f"error: {args.path} is not a valid seed file; nothing was written:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    done = seed_from_file(connector, args.path, reset=args.reset, if_empty=args.if_empty)
+    if done is None:
         return 1
-    except StoreNotEmpty as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        connector.close()
     if done["skipped"]:
         print(f"{connector.path} already holds data; left as it is.")
         return 0

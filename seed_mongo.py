@@ -10,9 +10,7 @@ import sys
 
 from server.config import ConfigError, load_settings, redact_uri
 from server.connectors.factory import get_db_connector
-from server.errors import StoreUnavailable
-from server.seeding import SeedError, load_seed_file, validate_seed
-from server.seeding_run import seed_store
+from server.seeding_run import seed_from_file
 
 
 def main(argv: list[str] | None = None, client=None) -> int:
@@ -34,20 +32,9 @@ def main(argv: list[str] | None = None, client=None) -> int:
     if client is not None:
         overrides["client"] = client
     connector = get_db_connector("mongo", settings, **overrides)
-    try:
-        seed = validate_seed(load_seed_file(args.path))  # the whole file, before touching the store
-        connector.connect()
-        done = seed_store(connector, seed, reset=False, wipe_first=True)
-    except SeedError as exc:
-        print(f"error: {args.path} is not a valid seed file; nothing was written:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    done = seed_from_file(connector, args.path, reset=False, wipe_first=True)
+    if done is None:
         return 1
-    except StoreUnavailable as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        connector.close()
     removed = ", ".join(f"{n} {name}" for name, n in done["removed"].items())
     print(f"hub {redact_uri(uri) or '(in-process)'} db {overrides['db_name']}: removed {removed}; "
           f"inserted {done['inserted']['records']} records and {done['inserted']['changes']} changes "

@@ -89,17 +89,20 @@ def timed_push(store, hub, batch: int = BATCH) -> float:
 
 
 # --- push -------------------------------------------------------------------------------------
-def raw_sqlite_push(tmp: Path, changes: list[dict]) -> float:
-    """The equivalent rows written by hand: the change log and the records, batch by batch."""
-    conn = sqlite3.connect(str(tmp / "raw-hub.sqlite3"), isolation_level=None)
+RAW_SCHEMA = """
+    CREATE TABLE changes (user_id, origin, seq, hlc, kind, record_id, course_id, op, fields, bases,
+                          PRIMARY KEY (user_id, origin, seq)) WITHOUT ROWID;
+    CREATE TABLE records (user_id, kind, key, id, course_id, fields, clocks,
+                          PRIMARY KEY (user_id, kind, key)) WITHOUT ROWID;
+"""
+
+
+def raw_sqlite_write(path: Path, changes: list[dict]) -> float:
+    """The equivalent rows written by hand, batch by batch: the change log and the records."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.executescript("""
-        CREATE TABLE changes (user_id, origin, seq, hlc, kind, record_id, course_id, op, fields, bases,
-                              PRIMARY KEY (user_id, origin, seq)) WITHOUT ROWID;
-        CREATE TABLE records (user_id, kind, key, id, course_id, fields, clocks,
-                              PRIMARY KEY (user_id, kind, key)) WITHOUT ROWID;
-    """)
+    conn.executescript(RAW_SCHEMA)
     start = time.perf_counter()
     for i in range(0, len(changes), BATCH):
         batch = changes[i:i + BATCH]
@@ -137,7 +140,7 @@ def bench_push(tmp: Path, n: int, mongo_n: int, wire_uri: str | None, wire_n: in
     store = device(tmp / "push-dev.sqlite3", "dev")
     fill_own(store, n)
     ours = timed_push(store, sql_hub(tmp / "push-hub.sqlite3"))
-    base = raw_sqlite_push(tmp, store.changes_since({}, n))
+    base = raw_sqlite_write(tmp / "raw-hub.sqlite3", store.changes_since({}, n))
     rows.append({"metric": f"push {n} to a SQLite hub", "ours": ours, "baseline": base, "ratio": ours / base,
                  "target": "<= 2", "ok": ours / base <= 2, "per_second": round(n / ours)})
     hubs = [("mongomock-ng", None, mongo_n)] + ([("wire hub", wire_uri, wire_n)] if wire_uri else [])
@@ -173,28 +176,7 @@ def bench_pull(tmp: Path, n: int) -> list[dict]:
     report = run_round(empty, hub, BATCH)
     ours = time.perf_counter() - start
     assert report.pulled == n, report
-    changes = hub.changes_since({}, n)
-    conn = sqlite3.connect(str(tmp / "raw-pull.sqlite3"), isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.executescript("""
-        CREATE TABLE changes (user_id, origin, seq, hlc, kind, record_id, course_id, op, fields, bases,
-                              PRIMARY KEY (user_id, origin, seq)) WITHOUT ROWID;
-        CREATE TABLE records (user_id, kind, key, id, course_id, fields, clocks,
-                              PRIMARY KEY (user_id, kind, key)) WITHOUT ROWID;
-    """)
-    start = time.perf_counter()
-    for i in range(0, n, BATCH):
-        batch = changes[i:i + BATCH]
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT INTO changes VALUES (?,?,?,?,?,?,?,?,?,?)",
-                         [(USER, c["origin"], c["seq"], c["hlc"], c["kind"], c["id"], c["courseId"], c["op"],
-                           json.dumps(c["fields"]), json.dumps(c["bases"])) for c in batch])
-        conn.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?)",
-                         [(USER, c["kind"], c["id"], c["id"], c["courseId"], json.dumps(c["fields"]),
-                           json.dumps({k: c["hlc"] for k in c["fields"]})) for c in batch])
-        conn.execute("COMMIT")
-    base = time.perf_counter() - start
+    base = raw_sqlite_write(tmp / "raw-pull.sqlite3", hub.changes_since({}, n))
     return [{"metric": f"pull {n} into an empty device", "ours": ours, "baseline": base, "ratio": ours / base,
              "target": "<= 3", "ok": ours / base <= 3, "per_second": round(n / ours)}]
 

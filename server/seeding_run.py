@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 from server.connectors.base import DatabaseConnector
-from server.seeding import seed_changes
+from server.errors import StoreUnavailable
+from server.seeding import SeedError, load_seed_file, seed_changes, validate_seed
 
 
 class StoreNotEmpty(RuntimeError):
@@ -33,3 +36,21 @@ def seed_store(connector: DatabaseConnector, seed: dict, *, reset: bool, if_empt
         "inserted": {"records": result["applied"], "changes": len(changes)},
         "courses": len(seed["courses"]),
     }
+
+
+def seed_from_file(connector: DatabaseConnector, path: str, **options) -> dict | None:
+    """The seeders' common run: validate the whole file, then connect and seed. Problems are
+    printed to stderr (every bad field by its path) and give None; nothing is written then."""
+    try:
+        seed = validate_seed(load_seed_file(path))  # the whole file, before touching the store
+        connector.connect()
+        return seed_store(connector, seed, **options)
+    except SeedError as exc:
+        print(f"error: {path} is not a valid seed file; nothing was written:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+    except (StoreNotEmpty, StoreUnavailable) as exc:
+        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+    finally:
+        connector.close()
+    return None
