@@ -179,11 +179,14 @@ class MongoConnector(MergingConnector):
         return self._seq + 1
 
     def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
-        by_origin: dict[str, list[int]] = {}
+        # One index range per origin: a batch's sequence numbers are a run per origin.
+        spans: dict[str, list[int]] = {}
         for c in changes:
-            by_origin.setdefault(c["origin"], []).append(c["seq"])
+            span = spans.setdefault(c["origin"], [c["seq"], c["seq"]])
+            span[0], span[1] = min(span[0], c["seq"]), max(span[1], c["seq"])
         docs = self.db.changes.find(
-            {"userId": self.user_id, "$or": [{"origin": o, "seq": {"$in": s}} for o, s in by_origin.items()]},
+            {"userId": self.user_id,
+             "$or": [{"origin": o, "seq": {"$gte": low, "$lte": high}} for o, (low, high) in spans.items()]},
             {"_id": 0, "origin": 1, "seq": 1, "hlc": 1},
         )
         return {(d["origin"], d["seq"]): d["hlc"] for d in docs}

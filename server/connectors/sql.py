@@ -242,16 +242,13 @@ class SqlConnector(MergingConnector):
     def _load(self, keys: set[Key]) -> dict[Key, dict[str, Any]]:
         if not keys:
             return {}
-        if len(keys) <= 50:  # the common case (one write, a small batch): plain placeholders
-            where = " OR ".join(["(kind = ? AND key = ?)"] * len(keys))
-            params = [self.user_id, *(part for k in keys for part in k)]
-            rows = self._conn().execute(f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND ({where})", params)
-        else:
-            rows = self._conn().execute(
-                f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND (kind, key) IN "
-                "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
-                (self.user_id, json.dumps(sorted(keys))),
-            )
+        # A row-value IN over json_each: the planner searches the primary key for each pair (an OR
+        # of "kind = ? AND key = ?" terms, by contrast, scans every record of the user).
+        rows = self._conn().execute(
+            f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND (kind, key) IN "
+            "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+            (self.user_id, json.dumps(sorted(keys))),
+        )
         return {(r[0], r[9]): _row_to_state(r) for r in rows}
 
     def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
@@ -277,12 +274,18 @@ class SqlConnector(MergingConnector):
             "RETURNING max_seq", (self.user_id, self.device_id)).fetchone()[0]
 
     def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
-        rows = self._conn().execute(
-            "SELECT origin, seq, hlc FROM changes WHERE user_id = ? AND (origin, seq) IN "
-            "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
-            (self.user_id, json.dumps([[c["origin"], c["seq"]] for c in changes])),
-        )
-        return {(r[0], r[1]): r[2] for r in rows}
+        # One primary-key range per origin: a batch's sequence numbers are a run per origin.
+        spans: dict[str, list[int]] = {}
+        for c in changes:
+            span = spans.setdefault(c["origin"], [c["seq"], c["seq"]])
+            span[0], span[1] = min(span[0], c["seq"]), max(span[1], c["seq"])
+        known: dict[tuple[str, int], str] = {}
+        conn = self._conn()
+        for origin, (low, high) in spans.items():
+            rows = conn.execute("SELECT seq, hlc FROM changes WHERE user_id = ? AND origin = ? AND seq BETWEEN ? AND ?",
+                                (self.user_id, origin, low, high))
+            known.update(((origin, seq), hlc) for seq, hlc in rows)
+        return known
 
     def _persist(self, changes, states, conflicts, *, own, state) -> None:
         conn = self._conn()
