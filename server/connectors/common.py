@@ -364,9 +364,5 @@ class MergingConnector(DatabaseConnector):
         return {"received": len(changes), "applied": len(fresh), "conflicts": len(conflicts)}
 
 
-def compact_json(value: Any) -> str:
-    """Compact JSON for storage (key order is irrelevant: stored values are compared decoded)."""
-    return _compact(value)
-
-
-_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Compact JSON for storage (key order is irrelevant: stored values are compared decoded).
+compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

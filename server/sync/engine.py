@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from server.connectors.base import Change, Cursor, DatabaseConnector
@@ -31,15 +31,12 @@ class RoundReport:
     hub_reset: bool = False
     error: str | None = None
     error_code: str | None = None
-    batches: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        out = asdict(self)
-        out.pop("batches")
         return {
-            "pushed": out["pushed"], "pushedSent": out["pushed_sent"], "pulled": out["pulled"],
-            "conflicts": out["conflicts"], "durationMs": round(out["duration_ms"], 1),
-            "hubReset": out["hub_reset"], "error": out["error"],
+            "pushed": self.pushed, "pushedSent": self.pushed_sent, "pulled": self.pulled,
+            "conflicts": self.conflicts, "durationMs": round(self.duration_ms, 1),
+            "hubReset": self.hub_reset, "error": self.error,
         }
 
 
