@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from server.config import ConfigError, load_settings
 from server.connectors.factory import get_db_connector
-from server.seeding_run import seed_from_file
+from server.seeding_run import seed_from_file, settings_or_none
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,10 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reset", action="store_true", help="replace whatever the store holds")
     parser.add_argument("--if-empty", action="store_true", help="seed only an empty store, else do nothing")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings = settings_or_none()
+    if settings is None:
         return 2
     connector = get_db_connector("sql", settings, **({"path": args.db} if args.db else {}))
     done = seed_from_file(connector, args.path, reset=args.reset, if_empty=args.if_empty)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from server.config import ConfigError, load_settings, redact_uri
+from server.config import redact_uri
 from server.connectors.factory import get_db_connector
-from server.seeding_run import seed_from_file
+from server.seeding_run import seed_from_file, settings_or_none
 
 
 def main(argv: list[str] | None = None, client=None) -> int:
@@ -19,10 +19,8 @@ def main(argv: list[str] | None = None, client=None) -> int:
     parser.add_argument("--uri", help="MongoDB URI (default: MONGO_URI)")
     parser.add_argument("--db", help="database name (default: MONGO_DB)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings = settings_or_none()
+    if settings is None:
         return 2
     uri = args.uri or settings.mongo_uri
     if not uri and client is None:

@@ -38,6 +38,17 @@ def seed_store(connector: DatabaseConnector, seed: dict, *, reset: bool, if_empt
     }
 
 
+def settings_or_none():
+    """The settings, or None after printing the bad one (the seeders then exit with 2)."""
+    from server.config import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def seed_from_file(connector: DatabaseConnector, path: str, **options) -> dict | None:
     """The seeders' common run: validate the whole file, then connect and seed. Problems are
     printed to stderr (every bad field by its path) and give None; nothing is written then."""

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -156,15 +155,22 @@ def test_reset_gives_the_device_a_new_origin(store):
 
 
 def test_busy_database_from_another_process_waits_instead_of_failing(store, tmp_path):
-    # Hold the write lock from a second connection for a moment; the write waits and succeeds.
+    # Another connection (as another process would) holds the write lock; our write must wait
+    # for it to let go, then succeed, rather than fail with "database is locked".
     import sqlite3
 
     other = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    events: list[str] = []
+
+    def let_go() -> None:
+        events.append("released")
+        other.execute("COMMIT")
+
+    release = threading.Timer(0.3, let_go)
     release.start()
-    started = time.monotonic()
     store.create_course(validate("course", COURSE, "create"))
+    events.append("written")
     release.join()
     other.close()
-    assert len(store.get_courses()) == 1 and time.monotonic() - started >= 0.2
+    assert events == ["released", "written"] and len(store.get_courses()) == 1
