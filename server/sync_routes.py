@@ -23,7 +23,8 @@ _workers_lock = threading.Lock()
 def install(app: Flask) -> None:
     settings = app.config["SETTINGS"]
     local = app.extensions["store"]
-    if settings.hub_enabled:
+    # On DB_CONNECTOR=mongo the API writes to the hub itself: there is nothing to sync.
+    if settings.hub_enabled and settings.db_connector == "sql":
         factory = app.config.get("HUB_FACTORY") or (
             lambda: get_db_connector("mongo", settings, user_id=local.user_id, device_id=None))
         with _workers_lock:
