@@ -223,3 +223,12 @@ def test_flask_sync_without_a_hub_says_so(device, tmp_path):
     app = create_app({"SETTINGS": Settings(sqlite_path=str(tmp_path / "x")), "STORE": device, "START_SYNC": False})
     result = app.test_cli_runner().invoke(args=["sync", "once"])
     assert result.exit_code != 0 and "MONGO_URI" in result.output
+
+
+def test_an_api_running_on_the_hub_itself_has_no_worker(hub_client, tmp_path):
+    store = get_db_connector("mongo", Settings(), client=hub_client, db_name="hub", user_id="learner")
+    store.connect()
+    settings = Settings(db_connector="mongo", mongo_uri=HUB_URI, sqlite_path=str(tmp_path / "x"))
+    app = create_app({"SETTINGS": settings, "STORE": store, "START_SYNC": True})
+    assert "sync" not in app.extensions
+    assert app.test_client().get("/api/v1/sync/status").get_json()["data"]["enabled"] is False
