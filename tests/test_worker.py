@@ -232,3 +232,27 @@ def test_an_api_running_on_the_hub_itself_has_no_worker(hub_client, tmp_path):
     app = create_app({"SETTINGS": settings, "STORE": store, "START_SYNC": True})
     assert "sync" not in app.extensions
     assert app.test_client().get("/api/v1/sync/status").get_json()["data"]["enabled"] is False
+
+
+def test_a_hub_that_cannot_connect_is_closed_every_time(device):
+    built = []
+
+    class Unreachable:
+        closed = False
+
+        def connect(self):
+            from server.errors import StoreUnavailable
+
+            raise StoreUnavailable("The MongoDB hub failed (ServerSelectionTimeoutError).")
+
+        def close(self):
+            self.closed = True
+
+    def factory():
+        built.append(Unreachable())
+        return built[-1]
+
+    svc = SyncService(Settings(mongo_uri=HUB_URI), device, factory)
+    for _ in range(3):
+        assert svc.run_once().error_code == "store_unavailable"
+    assert len(built) == 3 and all(hub.closed for hub in built)

@@ -54,7 +54,11 @@ class SyncService:
     def _ensure_hub(self) -> DatabaseConnector:
         if self.hub is None:
             hub = self._hub_factory()
-            hub.connect()
+            try:
+                hub.connect()
+            except Exception:
+                hub.close()  # a MongoClient left open keeps its monitor threads: one per failed round
+                raise
             self.hub = hub
         return self.hub
 
