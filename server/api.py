@@ -4,22 +4,21 @@ shape the answer; no SQL, no pymongo and no sync logic here."""
 from __future__ import annotations
 
 import atexit
-import datetime as dt
 import json
 import logging
+import time
 from typing import Any
 
 from flask import Blueprint, Flask, current_app
 
-from server import http
+from server import cli, http, sync_routes
 from server.config import Settings, load_settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
 from server.http import envelope, if_match, json_object, record_answer
 from server.openapi import build_document
-from server.records import ASSIGNMENT, COURSE, LECTURE, validate, validate_user_body
+from server.records import ASSIGNMENT, COURSE, LECTURE, iso_now_from_ms, validate, validate_user_body
 
-API_VERSION = "v1"
 EXPORT_VERSION = 1
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -44,8 +43,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["store"] = connector
     http.install(app)
     app.register_blueprint(bp)
-    from server import cli, sync_routes
-
     sync_routes.install(app)
     cli.install(app)
     return app
@@ -63,14 +60,11 @@ def openapi_document():
 # --- health and the user -----------------------------------------------------------------
 @bp.get("/health")
 def health():
-    ok = store().ping()
-    body = {"status": "ok" if ok else "degraded", "store": {"kind": current_app.config["SETTINGS"].db_connector,
-                                                             "ok": ok}}
-    sync = current_app.extensions.get("sync")
-    body["hub"] = sync.health() if sync else {"enabled": False}
-    if not ok:
+    if not store().ping():
         return http.error(503, "store_unavailable", "The local store does not answer.")
-    return envelope(body)
+    sync = current_app.extensions.get("sync")
+    return envelope({"status": "ok", "store": {"kind": current_app.config["SETTINGS"].db_connector, "ok": True},
+                     "hub": sync.health() if sync else {"enabled": False}})
 
 
 @bp.get("/users/me")
@@ -92,7 +86,7 @@ def patch_focus():
 
 @bp.get("/users/me/export")
 def export_me():
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    now = iso_now_from_ms(int(time.time() * 1000))
     return envelope({"user": store().get_user(), "courses": store().get_courses(),
                      "exportedAt": now, "version": EXPORT_VERSION})
 
