@@ -4,7 +4,7 @@ reading those two; a bad value raises ConfigError naming the setting."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from server.records import ID_RE
@@ -52,7 +52,6 @@ class Settings:
     api_token: str | None = None
     log_level: str = "INFO"
     hub_timeout_ms: int = 3000
-    extra: dict = field(default_factory=dict)
 
     @property
     def hub_enabled(self) -> bool:

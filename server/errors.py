@@ -24,6 +24,18 @@ class ValidationError(AppError):
         super().__init__(message, fields=fields)
 
 
+class BadBody(AppError):
+    """The body is not JSON we accept (malformed, NaN, duplicate keys, too deep)."""
+
+    status = 400
+    code = "invalid_body"
+
+
+class UnsupportedMedia(AppError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class NotFound(AppError):
     status = 404
     code = "not_found"

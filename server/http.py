@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from server.errors import AppError, PreconditionFailed
+from server.errors import AppError, BadBody, PreconditionFailed, UnsupportedMedia
 from server.records import etag_of
 
 log = logging.getLogger("server.http")
@@ -63,16 +63,6 @@ def error(status: int, code: str, message: str, fields: dict | None = None,
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-class BadBody(AppError):
-    status = 400
-    code = "invalid_body"
-
-
-class UnsupportedMedia(AppError):
-    status = 415
-    code = "unsupported_media_type"
 
 
 def _reject_constant(name: str) -> Any:

@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from server.errors import ValidationError
@@ -37,6 +37,7 @@ URL_RE = re.compile(
     r"(?:[/?#][!-~]*)?$"  # path, query, fragment: printable ASCII, no spaces
 )
 URL_MAX = 2048
+EPOCH_START = "1970-01-01T00:00:00Z"  # createdAt of a record never written (a default user)
 IF_MATCH_RE = re.compile(r'^(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*)$')  # RFC 9110 entity tags
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 MAX_INT = 1_000_000
@@ -63,7 +64,6 @@ class Kind:
     name: str
     fields: tuple[Field, ...]
     not_found_code: str
-    extra: dict = field(default_factory=dict)
 
     @property
     def by_name(self) -> dict[str, Field]:

@@ -14,6 +14,7 @@ from server.connectors.base import Change
 from server.records import (
     ASSIGNMENT,
     COURSE,
+    EPOCH_START,
     ID_RE,
     KINDS,
     LECTURE,
@@ -23,10 +24,7 @@ from server.records import (
     ms_from_iso,
 )
 
-EPOCH_START = "1970-01-01T00:00:00Z"
 TOP_KEYS = {"user", "courses"}
-USER_EXTRA = {"id", "createdAt", "updatedAt"}
-RECORD_EXTRA = {"id", "createdAt", "updatedAt"}
 
 
 class SeedError(ValueError):
@@ -45,7 +43,7 @@ def load_seed_file(path: str) -> Any:
         raise SeedError([f"{path}: not valid JSON ({exc})"]) from None
 
 
-def _record(kind: str, raw: Any, path: str, problems: list[str], extra: set[str]) -> dict[str, Any]:
+def _record(kind: str, raw: Any, path: str, problems: list[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         problems.append(f"{path}: must be an object")
         return {}
@@ -89,7 +87,7 @@ def validate_seed(data: Any) -> dict[str, Any]:
     for key in data:
         if key not in TOP_KEYS:
             problems.append(f"{key}: unknown field")
-    user = _record(USER, data.get("user"), "user", problems, USER_EXTRA) if "user" in data else {}
+    user = _record(USER, data.get("user"), "user", problems) if "user" in data else {}
     if "user" not in data:
         problems.append("user: is required")
     courses_raw = data.get("courses", [])
@@ -100,7 +98,7 @@ def validate_seed(data: Any) -> dict[str, Any]:
     courses = []
     for i, raw in enumerate(courses_raw):
         path = f"courses[{i}]"
-        course = _record(COURSE, raw, path, problems, RECORD_EXTRA)
+        course = _record(COURSE, raw, path, problems)
         if not course:
             continue
         _unique(seen[COURSE], course.get("id"), f"{path}.id", problems)
@@ -112,7 +110,7 @@ def validate_seed(data: Any) -> dict[str, Any]:
             course[key] = []
             for j, child_raw in enumerate(children):
                 cpath = f"{path}.{key}[{j}]"
-                child = _record(child_kind, child_raw, cpath, problems, RECORD_EXTRA)
+                child = _record(child_kind, child_raw, cpath, problems)
                 if not child:
                     continue
                 parent = child_raw.get("courseId", course.get("id"))

@@ -24,6 +24,7 @@ from server.records import (
     ASSIGNMENT,
     CHILD_KINDS,
     COURSE,
+    EPOCH_START,
     KINDS,
     LECTURE,
     USER,
@@ -32,7 +33,6 @@ from server.records import (
 )
 
 Key = tuple[str, str]
-EPOCH_START = "1970-01-01T00:00:00Z"
 
 
 def record_key(kind: str, course_id: str | None, record_id: str) -> str:
@@ -140,7 +140,7 @@ class MergingConnector(DatabaseConnector):
         return next(s for s in states if state_key(s) == key)
 
     def _merge(self, changes: list[Change], preloaded: dict[Key, dict | None] | None = None,
-               ) -> tuple[list[dict], list[dict], int]:
+               ) -> tuple[list[dict], list[dict]]:
         keys = {(c["kind"], record_key(c["kind"], c["courseId"], c["id"])) for c in changes}
         keys |= {(COURSE, c["courseId"]) for c in changes if c["kind"] in CHILD_KINDS and c["courseId"]}
         preloaded = preloaded or {}
@@ -166,7 +166,7 @@ class MergingConnector(DatabaseConnector):
                         conflicts += [self._stamp_conflict(c, ch) for c in sub.conflicts]
                         if sub.changed:
                             cache[ckey], _ = sub.state, dirty.add(ckey)
-        return [cache[k] for k in dirty], conflicts, len(changes)
+        return [cache[k] for k in dirty], conflicts
 
     def _stamp_conflict(self, conflict: dict, change: Change) -> dict:
         ident = "|".join(str(conflict[k]) for k in ("kind", "recordId", "field", "localHlc", "remoteHlc"))
@@ -182,7 +182,7 @@ class MergingConnector(DatabaseConnector):
         """Merge and store; returns (changed states, conflicts). What the caller loaded in the
         same writer section may be passed in; a retry after a lost race loads afresh."""
         for _ in range(20):
-            states, conflicts, _n = self._merge(changes, preloaded)
+            states, conflicts = self._merge(changes, preloaded)
             preloaded = None
             try:
                 self._persist(changes, states, conflicts, own=own, state=state)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from server.config import Settings, redact_uri
 from server.connectors.base import DatabaseConnector
-from server.errors import AppError, Conflict, StoreUnavailable
+from server.errors import AppError, Conflict
 from server.sync.engine import Progress, RoundReport, run_round, stored_cursor
 
 log = logging.getLogger("server.sync")
@@ -192,6 +192,3 @@ class SyncService:
         return {"enabled": True, "state": self.state(), "lastSuccess": _iso(self.last_success),
                 "lastError": self.last_error}
 
-
-def hub_unavailable(report: RoundReport) -> StoreUnavailable:
-    return StoreUnavailable(f"The sync round did not finish: {report.error}", code=report.error_code or None)
