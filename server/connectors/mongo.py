@@ -82,10 +82,6 @@ class MongoConnector(MergingConnector):
         text = f"{exc.__class__.__name__}: {exc}"[:300]
         return text.replace(self.uri, redact_uri(self.uri)) if self.uri else text
 
-    @property
-    def safe_uri(self) -> str:
-        return redact_uri(self.uri)
-
     # --- lifecycle ------------------------------------------------------------------------
     @_translated
     def connect(self) -> None:
@@ -224,12 +220,15 @@ class MongoConnector(MergingConnector):
         uid = self.user_id
         ops = [UpdateOne({"userId": uid, "origin": c["origin"], "seq": c["seq"]},
                          {"$setOnInsert": {**c, "userId": uid}}, upsert=True) for c in changes]
-        for _ in range(3):
+        for attempt in range(3):
             try:
                 self.db.changes.bulk_write(ops, ordered=True)
                 break
             except (BulkWriteError, DuplicateKeyError):
-                continue  # a concurrent relay inserted the same change: the upsert now matches
+                # A concurrent relay inserted the same change, so the upsert matches next time;
+                # failing three times in a row is something else and must not pass silently.
+                if attempt == 2:
+                    raise
         tops: dict[str, int] = {}
         for c in changes:
             tops[c["origin"]] = max(tops.get(c["origin"], 0), c["seq"])
