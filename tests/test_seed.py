@@ -22,15 +22,20 @@ from server.sync.engine import run_round
 
 ROOT = Path(__file__).resolve().parent.parent
 PWA_SEED = ROOT.parent / "shared" / "fixtures" / "pwa_seed.json"  # the PWA's own file (../shared)
+PWA_SEED_COPY = ROOT / "tests" / "fixtures" / "pwa_seed.json"  # for a checkout without ../shared
 OUR_SEED = ROOT / "data" / "seed.json"
 RECORD_DEFAULTS = {"lecture": {"note": "", "durationMinutes": None, "status": "not_started"},
                    "assignment": {"note": "", "dueDate": None, "link": None, "status": "not_started"}}
 
 
-def pwa_seed_path(tmp_path) -> Path:
+def pwa_seed_path() -> Path:
+    """The PWA's sample file: ../shared's when it is there (and then the copy must match it),
+    else the copy kept in tests/fixtures."""
     if PWA_SEED.exists():
+        if PWA_SEED.read_bytes() != PWA_SEED_COPY.read_bytes():
+            pytest.fail(f"{PWA_SEED_COPY} is out of date: copy {PWA_SEED} over it")
         return PWA_SEED
-    pytest.fail(f"{PWA_SEED} is missing: the PWA's sample file lives in ../shared/fixtures")
+    return PWA_SEED_COPY
 
 
 def test_our_sample_data_is_valid_and_rich_enough():
@@ -71,7 +76,7 @@ def test_seed_refuses_a_store_with_data_unless_reset(tmp_path, capsys):
     assert seed_sql.main([str(OUR_SEED), "--db", db]) == 1
     assert "--reset" in capsys.readouterr().err
     assert seed_sql.main([str(OUR_SEED), "--db", db, "--if-empty"]) == 0
-    assert seed_sql.main([str(pwa_seed_path(tmp_path)), "--db", db, "--reset"]) == 0
+    assert seed_sql.main([str(pwa_seed_path()), "--db", db, "--reset"]) == 0
     conn = get_db_connector("sql", Settings(), path=db)
     conn.connect()
     assert conn.user_id == "user-demo" and len(conn.get_courses()) == 3
@@ -93,7 +98,7 @@ def expected_courses(path: Path) -> list[dict]:
 def test_the_pwa_sample_file_is_served_back_unchanged(tmp_path, kind, capsys):
     import mongomock_ng
 
-    path = pwa_seed_path(tmp_path)
+    path = pwa_seed_path()
     client = mongomock_ng.MongoClient()
     if kind == "sql":
         db = str(tmp_path / "pwa.sqlite3")

@@ -14,7 +14,7 @@ from tests.test_seed import pwa_seed_path
 @pytest.fixture
 def server(tmp_path):
     srv = ServerProcess(tmp_path)
-    seeded = subprocess.run([sys.executable, "seed.py", str(pwa_seed_path(tmp_path))], cwd=ROOT,
+    seeded = subprocess.run([sys.executable, "seed.py", str(pwa_seed_path())], cwd=ROOT,
                             env=srv.env, capture_output=True, text=True)
     assert seeded.returncode == 0, seeded.stderr
     srv.start()
