@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from server.errors import ValidationError
 
@@ -292,7 +293,7 @@ def etag_of(record: dict[str, Any]) -> str:
     """A strong ETag of a record's own fields. A course's lectures and assignments carry their
     own ETags, so editing a lecture does not invalidate what a client holds of its course."""
     own = {k: v for k, v in record.items() if k not in ("lectures", "assignments")}
-    digest = hashlib.sha256(json.dumps(own, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+    digest = hashlib.sha256(orjson.dumps(own, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return f'"{digest[:24]}"'
 
 

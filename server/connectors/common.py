@@ -10,11 +10,12 @@ both stores; each store makes the result atomic in its own way.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from abc import abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any
+
+import orjson
 
 from server import merge
 from server.clock import ZERO, HybridClock, stamp_ms
@@ -80,7 +81,9 @@ class MergingConnector(DatabaseConnector):
 
     @abstractmethod
     def _next_seq(self) -> int:
-        """The next sequence number of this store's own origin (inside `_writer`)."""
+        """The next sequence number of this store's own origin (inside `_writer`). A store that
+        other processes also write to first observes the newest stamp they stored, so that the
+        stamp taken next sorts after everything already in the store."""
 
     @abstractmethod
     def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
@@ -122,6 +125,7 @@ class MergingConnector(DatabaseConnector):
                course_id: str | None, op: str, fields: dict[str, Any],
                delete_base: str = ZERO, preloaded: dict[Key, dict | None] | None = None) -> dict:
         """Write one change of this store's own; return the record's merged state."""
+        seq = self._next_seq()  # first: it may move the clock past other processes' stamps
         hlc = self.clock.now()
         if op == "upsert":
             fields = {**fields, "updatedAt": self._now_iso(hlc)}
@@ -132,7 +136,7 @@ class MergingConnector(DatabaseConnector):
         else:
             bases = {"*": delete_base}
         change = {
-            "origin": self.device_id, "seq": self._next_seq(), "hlc": hlc, "kind": kind,
+            "origin": self.device_id, "seq": seq, "hlc": hlc, "kind": kind,
             "id": record_id, "courseId": course_id, "op": op, "fields": fields, "bases": bases,
         }
         states, _ = self._merge_and_persist([change], own=True, preloaded=preloaded)
@@ -296,7 +300,7 @@ class MergingConnector(DatabaseConnector):
         return self._course_tree(state, [c for c in children if not c["deleted"]])
 
     def _check_if_match(self, kind: str, course_id: str | None, state: dict, if_match: list[str] | None) -> None:
-        if not etag_matches(if_match, self._shape(state)):
+        if if_match is not None and not etag_matches(if_match, self._shape(state)):
             raise PreconditionFailed(f"The {kind} changed since it was read.", current=self._answer(state))
 
     def _update(self, kind: str, course_id: str | None, record_id: str, updates: dict,
@@ -364,5 +368,7 @@ class MergingConnector(DatabaseConnector):
         return {"received": len(changes), "applied": len(fresh), "conflicts": len(conflicts)}
 
 
-# Compact JSON for storage (key order is irrelevant: stored values are compared decoded).
-compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+def compact_json(value: Any) -> str:
+    """Compact JSON text for storage (key order is irrelevant: stored values are compared
+    decoded). orjson: encoding is on every write's path and it is about ten times faster."""
+    return orjson.dumps(value).decode()
