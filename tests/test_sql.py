@@ -32,7 +32,75 @@ def test_schema_steps_are_recorded_and_running_them_twice_is_harmless(store):
     assert store.migrate() == []
     store.connect()
     rows = store._conn().execute("SELECT step FROM schema_steps").fetchall()
-    assert rows == [(1,)]
+    assert rows == [(1,), (2,)]
+    indexes = {r[0] for r in store._conn().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "records_live" not in indexes and "records_by_course" in indexes
+
+
+@pytest.mark.parametrize("pairs", [1, 2, 400])
+def test_loading_records_by_key_searches_the_primary_key(store, pairs):
+    for i in range(50):
+        store.create_course(validate("course", {**COURSE, "title": f"c{i}"}, "create"))
+    store._conn().execute("ANALYZE")  # with statistics, as a long-lived store would have them
+    plan = store._conn().execute("EXPLAIN QUERY PLAN " + store._load_sql(pairs),
+                                 ["learner", *["course", "x"] * pairs]).fetchall()
+    searches = [row[3] for row in plan if "records" in row[3]]
+    assert searches and all("PRIMARY KEY (user_id=? AND kind=? AND key=?)" in s for s in searches), plan
+
+
+def test_a_store_from_before_step_2_upgrades_and_keeps_its_pending_changes(sql_factory, monkeypatch):
+    # Step 1 alone, written the old way: the own origin listed in `origins` with its top.
+    from server.connectors import sql
+
+    monkeypatch.setattr(sql, "SCHEMA_STEPS", sql.SCHEMA_STEPS[:1])
+    old = sql_factory("dev", user_id="learner", device_id="dev-a")
+    old.connect()
+    course = old.create_course(validate("course", COURSE, "create"))[0]
+    old.update_course(course["id"], {"title": "two"})
+    old._conn().execute("INSERT INTO origins VALUES ('learner', 'dev-a', 2)")
+    old.close()
+    monkeypatch.undo()
+    new = sql_factory("dev", user_id="learner", device_id="dev-a")
+    new.connect()
+    assert new._conn().execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_live'").fetchone()[0] == 0
+    new.update_course(course["id"], {"title": "three"})
+    assert [c["seq"] for c in new.changes_since({}, 10)] == [1, 2, 3]
+    assert new.pending_since({"dev-a": 2})[0] == 1
+
+
+def test_a_new_device_id_still_pushes_what_the_old_one_had_not(sql_factory):
+    first = sql_factory("dev", user_id="learner", device_id="old-id")
+    first.connect()
+    first.create_course(validate("course", COURSE, "create"))
+    first.create_course(validate("course", {**COURSE, "title": "second"}, "create"))
+    first.close()
+    renamed = sql_factory("dev", user_id="learner", device_id="new-id")
+    renamed.connect()
+    renamed.create_course(validate("course", {**COURSE, "title": "third"}, "create"))
+    pending = renamed.changes_since({"old-id": 1}, 10)
+    assert [(c["origin"], c["seq"]) for c in pending] == [("new-id", 1), ("old-id", 2)]
+    assert renamed.pending_since({"old-id": 1})[0] == 2
+    assert pending[0]["hlc"] > pending[1]["hlc"]  # the clock kept going past the old id's stamps
+
+
+def test_a_write_stamps_after_what_another_process_stored(sql_factory):
+    # A sync process pulls a change stamped an hour ahead into the same file; the API process's
+    # next write must still sort after it, or the edit the user makes on top of it would lose.
+    api = sql_factory("dev", user_id="learner", device_id="dev-a")
+    api.connect()
+    course = api.create_course(validate("course", COURSE, "create"))[0]
+    syncer = sql_factory("dev", user_id="learner", device_id="dev-a")
+    syncer.connect()
+    ahead = api.changes_since({}, 1)[0]["hlc"]
+    ahead = f"{int(ahead[:15]) + 3_600_000:015d}-000000-dev-b"
+    syncer.apply_changes([{"origin": "dev-b", "seq": 1, "hlc": ahead, "kind": "course", "id": course["id"],
+                           "courseId": None, "op": "upsert", "fields": {"title": "from b"},
+                           "bases": {"title": ""}}])
+    assert api.get_course(course["id"])["title"] == "from b"
+    api.update_course(course["id"], {"title": "mine, after seeing b's"})
+    mine = [c for c in api.changes_since({}, 10) if c["origin"] == "dev-a"][-1]
+    assert mine["hlc"] > ahead
+    assert syncer.get_course(course["id"])["title"] == "mine, after seeing b's"
 
 
 def test_the_store_runs_in_wal_mode_with_a_busy_timeout(store):
