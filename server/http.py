@@ -4,13 +4,15 @@ Host and CORS allowlists, the optional bearer token and the one log line per req
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
+import orjson
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
@@ -25,14 +27,26 @@ HTTP_CODES = {
     415: "unsupported_media_type", 500: "internal_error", 503: "store_unavailable",
 }
 PUBLIC_PATHS = ("/api/v1/health",)
+STANDARD_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"))
+# Trace ids need only be unique: a random per-process prefix and a counter (uuid4 per request cost
+# more than the rest of the request bookkeeping).
+_TRACE_PREFIX = secrets.token_hex(6)
+_trace_counter = itertools.count(1)
+
+
+def _json_response(body: dict, status: int, headers: dict | None = None) -> Response:
+    """Every answer of ours: built with all its headers at once (setting them one by one on a
+    built response scans the list each time, and that was a visible share of a request)."""
+    listed = [("Content-Type", "application/json"), *STANDARD_HEADERS, ("X-Request-ID", g.get("trace_id", ""))]
+    if headers:
+        listed += headers.items()
+    resp = current_app.response_class(_dumps(body), status=status, headers=listed)
+    resp.standard_headers = True  # _finish need not add them again
+    return resp
 
 
 def envelope(data: Any, status: int = 200, headers: dict | None = None) -> Response:
-    body = {"data": data, "meta": {"traceId": g.get("trace_id", "")}}
-    resp = current_app.response_class(_dumps(body), status=status, mimetype="application/json")
-    for key, value in (headers or {}).items():
-        resp.headers[key] = value
-    return resp
+    return _json_response({"data": data, "meta": {"traceId": g.get("trace_id", "")}}, status, headers)
 
 
 def record_answer(record: dict, status: int = 200, headers: dict | None = None) -> Response:
@@ -57,12 +71,14 @@ def error(status: int, code: str, message: str, fields: dict | None = None,
         err["fields"] = fields
     if extra:
         err.update(extra)
-    body = {"error": err, "meta": {"traceId": g.get("trace_id", "")}}
-    return current_app.response_class(_dumps(body), status=status, mimetype="application/json")
+    return _json_response({"error": err, "meta": {"traceId": g.get("trace_id", "")}}, status)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _dumps(value: Any) -> bytes | str:
+    try:
+        return orjson.dumps(value)  # every answer's body: about ten times faster than json.dumps
+    except TypeError:  # e.g. a lone surrogate echoed in an error message: escape it as json does
+        return json.dumps(value, separators=(",", ":"))
 
 
 def _reject_constant(name: str) -> Any:
@@ -117,18 +133,20 @@ def install(app: Flask) -> None:
 
     @app.before_request
     def _start() -> Response | None:
-        g.started = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID", "")
-        g.trace_id = incoming if TRACE_RE.match(incoming) else str(uuid.uuid4())
-        host = (request.host or "").lower()
+        req, ctx = request._get_current_object(), g._get_current_object()
+        ctx.started = time.perf_counter()
+        incoming = req.headers.get("X-Request-ID", "")
+        ctx.trace_id = incoming if incoming and TRACE_RE.match(incoming) else \
+            f"{_TRACE_PREFIX}-{next(_trace_counter):x}"
+        host = (req.host or "").lower()
         hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         if hostname not in allowed_hosts and host not in allowed_hosts:
             return error(400, "invalid_host", "This Host header is not allowed (see ALLOWED_HOSTS).")
-        if request.method == "OPTIONS":
+        if req.method == "OPTIONS":
             return current_app.response_class(status=204)
         token = settings.api_token
-        if token and request.path not in PUBLIC_PATHS:
-            given = request.headers.get("Authorization", "")
+        if token and req.path not in PUBLIC_PATHS:
+            given = req.headers.get("Authorization", "")
             expected = f"Bearer {token}"
             if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
                 resp = error(401, "unauthorized", "A valid bearer token is required.")
@@ -138,21 +156,24 @@ def install(app: Flask) -> None:
 
     @app.after_request
     def _finish(resp: Response) -> Response:
-        trace = g.get("trace_id", "")
-        resp.headers["X-Request-ID"] = trace
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers.setdefault("Cache-Control", "no-store")
-        origin = request.headers.get("Origin")
+        req, ctx = request._get_current_object(), g._get_current_object()
+        trace = getattr(ctx, "trace_id", "")
+        if not getattr(resp, "standard_headers", False):
+            resp.headers["X-Request-ID"] = trace
+            resp.headers["X-Content-Type-Options"] = "nosniff"
+            resp.headers.setdefault("Cache-Control", "no-store")
+        origin = req.headers.get("Origin")
         if origin and origin in cors:
             resp.headers["Access-Control-Allow-Origin"] = origin
             resp.headers["Vary"] = "Origin"
             resp.headers["Access-Control-Expose-Headers"] = "ETag, X-Request-ID, Location"
-            if request.method == "OPTIONS":
+            if req.method == "OPTIONS":
                 resp.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
                 resp.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization, If-Match, X-Request-ID"
                 resp.headers["Access-Control-Max-Age"] = "600"
-        elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info("%s %s %s %.1fms trace=%s", request.method, request.path[:200], resp.status_code, elapsed, trace)
+        if log.isEnabledFor(logging.INFO):
+            elapsed = (time.perf_counter() - getattr(ctx, "started", time.perf_counter())) * 1000
+            log.info("%s %s %s %.1fms trace=%s", req.method, req.path[:200], resp.status_code, elapsed, trace)
         return resp
 
     @app.errorhandler(AppError)
