@@ -57,9 +57,9 @@ def sync_once() -> None:
 
     if bar is not None:
         with bar:
-            report = service.run_once(progress=progress)
+            report = service.run_once(progress=progress, here=True)
     else:
-        report = service.run_once(progress=progress)
+        report = service.run_once(progress=progress, here=True)
     click.echo(json.dumps(report.as_dict(), indent=2))
     if report.error:
         raise SystemExit(1)

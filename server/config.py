@@ -52,6 +52,7 @@ class Settings:
     api_token: str | None = None
     log_level: str = "INFO"
     hub_timeout_ms: int = 3000
+    sync_process: bool = True  # run sync rounds in a child process (see server/sync/child.py)
 
     @property
     def hub_enabled(self) -> bool:
@@ -136,6 +137,10 @@ def load_settings(env: dict[str, str] | None = None, dotenv_path: str | None = "
         kw["log_level"] = v.upper()
     if (v := get("HUB_TIMEOUT_MS")) is not None:
         kw["hub_timeout_ms"] = _int("HUB_TIMEOUT_MS", v, 100, 60_000)
+    if (v := get("SYNC_PROCESS")) is not None:
+        if v.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ConfigError(f"SYNC_PROCESS must be 1 or 0, got {v!r}")
+        kw["sync_process"] = v.lower() in ("1", "true", "yes")
     if kw.get("db_connector") == "mongo" and not kw.get("mongo_uri"):
         raise ConfigError("DB_CONNECTOR=mongo needs MONGO_URI")
     return Settings(**kw)

@@ -12,6 +12,7 @@ from flask import Blueprint, Flask, current_app, request
 from server.connectors.factory import get_db_connector
 from server.errors import Conflict, ValidationError
 from server.http import envelope, error
+from server.sync.child import ChildRounds
 from server.sync.engine import stored_cursor
 from server.sync.service import SyncService
 
@@ -27,10 +28,13 @@ def install(app: Flask) -> None:
     if settings.hub_enabled and settings.db_connector == "sql":
         factory = app.config.get("HUB_FACTORY") or (
             lambda: get_db_connector("mongo", settings, user_id=local.user_id, device_id=None))
+        # Rounds run in a child process unless a test handed in a hub object that lives here.
+        isolated = settings.sync_process and "HUB_FACTORY" not in app.config
         with _workers_lock:
             service = _workers.get(local.device_id)
             if service is None or service.local is not local:
-                service = SyncService(settings, local, factory)
+                child = ChildRounds(settings, local.user_id, local.device_id) if isolated else None
+                service = SyncService(settings, local, factory, child=child)
             if app.config.get("START_SYNC") and should_start_worker() and local.device_id not in _workers:
                 service.start()
                 _workers[local.device_id] = service

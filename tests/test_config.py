@@ -26,12 +26,15 @@ def test_every_setting_is_read():
         "MONGO_DB": "hubdb", "USER_ID": "u1", "DEVICE_ID": "laptop", "SYNC_INTERVAL_SECONDS": "2.5",
         "SYNC_BATCH_SIZE": "50", "HOST": "0.0.0.0", "PORT": "9000", "CORS_ORIGINS": "https://a.b",
         "ALLOWED_HOSTS": "a.local,B.local", "API_TOKEN": "x" * 20, "LOG_LEVEL": "debug",
+        "HUB_TIMEOUT_MS": "1500", "SYNC_PROCESS": "0",
     })
     assert (s.db_connector, s.sqlite_path, s.mongo_uri, s.mongo_db) == ("mongo", "/tmp/x.db", "mongodb://h:1", "hubdb")
     assert (s.user_id, s.device_id, s.sync_interval_seconds, s.sync_batch_size) == ("u1", "laptop", 2.5, 50)
     assert (s.host, s.port, s.cors_origins) == ("0.0.0.0", 9000, ("https://a.b",))
     assert s.allowed_hosts == ("a.local", "b.local")
     assert (s.api_token, s.log_level) == ("x" * 20, "DEBUG")
+    assert (s.hub_timeout_ms, s.sync_process) == (1500, False)
+    assert load_settings({}).sync_process is True
 
 
 @pytest.mark.parametrize("env,name", [
@@ -46,6 +49,8 @@ def test_every_setting_is_read():
     ({"USER_ID": "a/b"}, "USER_ID"),
     ({"API_TOKEN": "short"}, "API_TOKEN"),
     ({"DB_CONNECTOR": "mongo"}, "MONGO_URI"),
+    ({"SYNC_PROCESS": "maybe"}, "SYNC_PROCESS"),
+    ({"HUB_TIMEOUT_MS": "5"}, "HUB_TIMEOUT_MS"),
 ])
 def test_a_bad_value_names_the_setting(env, name):
     with pytest.raises(ConfigError, match=name):

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from server.config import Settings, redact_uri
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, Conflict
+from server.sync.child import ChildRounds
 from server.sync.engine import Progress, RoundReport, run_round, stored_cursor
 
 log = logging.getLogger("server.sync")
@@ -33,9 +34,12 @@ class SyncBusy(Conflict):
 
 class SyncService:
     def __init__(self, settings: Settings, local: DatabaseConnector,
-                 hub_factory: Callable[[], DatabaseConnector], *,
+                 hub_factory: Callable[[], DatabaseConnector], *, child: ChildRounds | None = None,
                  rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.time):
+        """`child`: run rounds there rather than in the calling thread (the server does; tests
+        that hand in an in-memory hub cannot)."""
         self.settings, self.local, self._hub_factory = settings, local, hub_factory
+        self.child = child
         self.hub: DatabaseConnector | None = None
         self._rng, self._clock = rng, clock
         self._lock = threading.Lock()
@@ -62,9 +66,11 @@ class SyncService:
             self.hub = hub
         return self.hub
 
-    def run_once(self, *, wait_seconds: float = 30.0, progress: Progress | None = None) -> RoundReport:
+    def run_once(self, *, wait_seconds: float = 30.0, progress: Progress | None = None,
+                 here: bool = False) -> RoundReport:
         """Run one round now. Raises SyncBusy if another round holds the lock longer than
-        `wait_seconds`; hub trouble is reported in the returned report, not raised."""
+        `wait_seconds`; hub trouble is reported in the returned report, not raised. `here` runs
+        it in this thread even when the service has a child process (progress needs that)."""
         got = self._lock.acquire(timeout=wait_seconds) if wait_seconds > 0 else self._lock.acquire(blocking=False)
         if not got:
             raise SyncBusy("A sync round is already running.")
@@ -72,7 +78,10 @@ class SyncService:
             self.running = True
             self.last_attempt = self._clock()
             try:
-                report = run_round(self.local, self._ensure_hub(), self.settings.sync_batch_size, progress)
+                if self.child is not None and not here:
+                    report = self.child.run(self.settings.sync_batch_size)
+                else:
+                    report = run_round(self.local, self._ensure_hub(), self.settings.sync_batch_size, progress)
             except AppError as exc:  # the hub could not even be reached to connect
                 report = RoundReport(error=exc.message, error_code=exc.code)
             except Exception as exc:
@@ -137,6 +146,8 @@ class SyncService:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)  # let a running round finish before stores close
             self.scheduler = None
+        if self.child is not None:
+            self.child.close()
         if self.hub is not None:
             self.hub.close()
             self.hub = None
@@ -171,6 +182,7 @@ class SyncService:
             "userId": self.local.user_id,
             "hub": redact_uri(self.settings.mongo_uri),
             "state": self.state(),
+            "worker": {"process": "child" if self.child else "server", "pid": self.child.pid if self.child else None},
             "lastAttempt": _iso(self.last_attempt),
             "lastSuccess": _iso(self.last_success),
             "lastError": self.last_error,

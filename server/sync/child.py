@@ -1,0 +1,114 @@
+"""Sync rounds in a child process of the server.
+
+A round's CPU work (reading the log, merging on the hub side, applying a pull) is Python, and in
+the API's own process it competed with request threads for the interpreter lock: writes got
+several times slower while a large push ran. In a child process the round runs on the other core.
+The child opens the same SQLite file (WAL: readers never block, writers queue on the file lock)
+and its own hub client, keeps both between rounds, and returns each round's RoundReport.
+
+The child is started with "spawn" (forking a process that has server threads is unsafe), ignores
+Ctrl-C (the parent decides when to stop) and exits on its own when its parent is gone, even after
+a SIGKILL: an orphan must not keep syncing a file that a restarted server also syncs.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from server.config import Settings
+from server.errors import AppError
+from server.sync.engine import RoundReport, run_round
+
+log = logging.getLogger("server.sync")
+PARENT_CHECK_SECONDS = 0.5
+
+
+class ChildRounds:
+    """Runs `run_round` in one long-lived child process; `run` blocks until the round ends.
+    `hub` names the hub for the child to open: ("mongo",) for MONGO_URI, or ("sql", path)."""
+
+    def __init__(self, settings: Settings, user_id: str, device_id: str, hub: tuple = ("mongo",)):
+        self._args = (settings, user_id, device_id, hub, os.getpid())
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.pid: int | None = None
+
+    def run(self, batch_size: int) -> RoundReport:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_child_start, initargs=self._args)
+            pool = self._pool
+        try:
+            report, self.pid = pool.submit(_child_round, batch_size).result()
+            return report
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False)
+            self.pid = None
+            log.warning("the sync process stopped in the middle of a round; a new one starts next round")
+            return RoundReport(error="The sync process stopped unexpectedly; the next round starts a new one.",
+                               error_code="sync_process_lost")
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # a running round finishes first
+
+
+# --- in the child ---------------------------------------------------------------------------
+_child: dict[str, Any] = {}
+
+
+def _child_start(settings: Settings, user_id: str, device_id: str, hub: tuple, parent: int) -> None:
+    from server.connectors.factory import get_db_connector
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s [sync] %(message)s")
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
+    local = get_db_connector("sql", settings, user_id=user_id, device_id=device_id)
+    local.connect()
+    _child.update(settings=settings, local=local, hub_spec=hub, hub=None)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(0)  # mid-round is fine: every step of a round is crash-safe
+
+
+def _open_hub():
+    from server.connectors.factory import get_db_connector
+
+    settings, local, spec = _child["settings"], _child["local"], _child["hub_spec"]
+    if spec[0] == "sql":
+        hub = get_db_connector("sql", settings, path=spec[1], user_id=local.user_id, device_id=None)
+    else:
+        hub = get_db_connector("mongo", settings, user_id=local.user_id, device_id=None)
+    try:
+        hub.connect()
+    except Exception:
+        hub.close()  # a MongoClient left open keeps its monitor threads
+        raise
+    return hub
+
+
+def _child_round(batch_size: int) -> tuple[RoundReport, int]:
+    try:
+        if _child["hub"] is None:
+            _child["hub"] = _open_hub()
+        return run_round(_child["local"], _child["hub"], batch_size), os.getpid()
+    except AppError as exc:  # the hub could not even be reached to connect
+        return RoundReport(error=exc.message, error_code=exc.code), os.getpid()
