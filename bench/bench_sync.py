@@ -318,16 +318,17 @@ def bench_api_during_push(tmp: Path, n: int, uri: str | None, where: str) -> lis
              **({"target": "<= 2", "ok": ratio <= 2} if where == "child" else {})}]
 
 
-def wire_uri() -> str | None:
+def wire_hub(tmp: Path):
+    """(uri, hub process or None): MONGO_URI when set, else a mongoeco hub this run starts."""
     if os.environ.get("MONGO_URI"):
-        return os.environ["MONGO_URI"]
+        return os.environ["MONGO_URI"], None
     sys.path.insert(0, str(ROOT))
     from tests.wire.hub import WireHub, wire_python
 
     if wire_python() is None:
-        return None
-    hub = WireHub(Path(tempfile.mkdtemp())).start()
-    return hub.uri
+        return None, None
+    hub = WireHub(tmp / "wirehub").start()
+    return hub.uri, hub
 
 
 def main() -> None:
@@ -342,25 +343,30 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else {"push", "pull", "idle", "memory", "growth", "api"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        uri = wire_uri() if args.wire else None
-        if "push" in only:
-            record("push", bench_push(tmp, args.n, args.mongo_n, uri, args.wire_n))
-        if "pull" in only:
-            record("pull", bench_pull(tmp, args.n))
-        if "idle" in only:
-            record("idle", bench_idle(tmp, args.big))
-        if "memory" in only:
-            record("memory", bench_memory(tmp, args.big))
-        if "growth" in only:
-            record("growth", bench_growth(tmp, args.big))
-        if "api" in only:
-            rows: list[dict] = []
-            # The SQLite-file hub takes 10,000 changes in about half a second: 240 samples. A push
-            # of --big changes gives the p99 thousands of samples to stand on.
-            for hub_uri, count in [(None, args.big)] + ([(uri, args.wire_n)] if uri else []):
-                for where in ("child", "thread"):
-                    rows += bench_api_during_push(tmp, count, hub_uri, where)
-                    record("api-during-push", rows)  # after each: a failure later keeps these
+        (tmp / "wirehub").mkdir()
+        uri, hub = wire_hub(tmp) if args.wire else (None, None)
+        try:
+            if "push" in only:
+                record("push", bench_push(tmp, args.n, args.mongo_n, uri, args.wire_n))
+            if "pull" in only:
+                record("pull", bench_pull(tmp, args.n))
+            if "idle" in only:
+                record("idle", bench_idle(tmp, args.big))
+            if "memory" in only:
+                record("memory", bench_memory(tmp, args.big))
+            if "growth" in only:
+                record("growth", bench_growth(tmp, args.big))
+            if "api" in only:
+                rows: list[dict] = []
+                # The SQLite-file hub takes 10,000 changes in about half a second: 240 samples. A push
+                # of --big changes gives the p99 thousands of samples to stand on.
+                for hub_uri, count in [(None, args.big)] + ([(uri, args.wire_n)] if uri else []):
+                    for where in ("child", "thread"):
+                        rows += bench_api_during_push(tmp, count, hub_uri, where)
+                        record("api-during-push", rows)  # after each: a failure later keeps these
+        finally:
+            if hub is not None:
+                hub.stop()  # a hub process left behind would load the machine for every later run
 
 
 if __name__ == "__main__":
