@@ -113,6 +113,16 @@ def test_a_child_that_dies_is_replaced_and_nothing_is_lost(api, hub_db):
     assert status["pending"]["count"] == 0
 
 
+def test_a_round_asked_for_after_shutdown_starts_no_child(api):
+    client = api.test_client()
+    assert client.post("/api/v1/sync").status_code == 200
+    pid = api.extensions["sync"].child.pid
+    api.extensions["sync"].shutdown()
+    assert wait_until(lambda: not alive(pid))
+    late = client.post("/api/v1/sync")
+    assert late.status_code == 503 and late.get_json()["error"]["code"] == "shutting_down"
+
+
 def test_the_cli_round_runs_in_the_command_s_own_process(api, hub_db):
     runner = api.test_cli_runner()
     api.extensions["store"].create_course(validate("course", COURSE, "create"))

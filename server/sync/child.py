@@ -39,30 +39,42 @@ class ChildRounds:
         self._args = (settings, user_id, device_id, hub, os.getpid())
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._closed = False
         self.pid: int | None = None
 
     def run(self, batch_size: int) -> RoundReport:
         with self._lock:
+            if self._closed:  # never start a new child for a round that comes after close()
+                return RoundReport(error="The server is shutting down.", error_code="shutting_down")
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_child_start, initargs=self._args)
             pool = self._pool
         try:
-            report, self.pid = pool.submit(_child_round, batch_size).result()
-            return report
+            future = pool.submit(_child_round, batch_size)
+        except BrokenProcessPool:  # (a RuntimeError too: caught first)
+            return self._lost(pool)
+        except RuntimeError:  # the interpreter is exiting: a scheduled round came too late
+            return RoundReport(error="The server is shutting down.", error_code="shutting_down")
+        try:
+            report, self.pid = future.result()
         except BrokenProcessPool:
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False)
-            self.pid = None
-            log.warning("the sync process stopped in the middle of a round; a new one starts next round")
-            return RoundReport(error="The sync process stopped unexpectedly; the next round starts a new one.",
-                               error_code="sync_process_lost")
+            return self._lost(pool)
+        return report
+
+    def _lost(self, pool: ProcessPoolExecutor) -> RoundReport:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False)
+        self.pid = None
+        log.warning("the sync process stopped in the middle of a round; a new one starts next round")
+        return RoundReport(error="The sync process stopped unexpectedly; the next round starts a new one.",
+                           error_code="sync_process_lost")
 
     def close(self) -> None:
         with self._lock:
-            pool, self._pool = self._pool, None
+            pool, self._pool, self._closed = self._pool, None, True
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)  # a running round finishes first
 
