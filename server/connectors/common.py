@@ -46,6 +46,16 @@ def state_key(state: dict[str, Any]) -> Key:
     return state["kind"], record_key(state["kind"], state.get("courseId"), state["id"])
 
 
+def seq_spans(changes: list[Change]) -> dict[str, tuple[int, int]]:
+    """origin -> (lowest, highest) sequence number among these changes. A batch's numbers are a
+    run per origin, so one index range per origin finds which of them a store already holds."""
+    spans: dict[str, tuple[int, int]] = {}
+    for c in changes:
+        low, high = spans.get(c["origin"], (c["seq"], c["seq"]))
+        spans[c["origin"]] = (min(low, c["seq"]), max(high, c["seq"]))
+    return spans
+
+
 SHAPE_DEFAULTS = {kind: spec.defaults() for kind, spec in KINDS.items()}
 SHAPE_KEYS = {kind: frozenset(spec.by_name) | {"createdAt", "updatedAt"} for kind, spec in KINDS.items()}
 
@@ -202,12 +212,9 @@ class MergingConnector(DatabaseConnector):
         out: dict[str, Any] = {"id": state["id"], "courseId": state["courseId"]} if kind in CHILD_KINDS \
             else {"id": state["id"]}
         allowed = SHAPE_KEYS[kind]
-        if fields.keys() <= allowed:
-            out.update(SHAPE_DEFAULTS[kind])
-            out.update(fields)
-        else:  # written by a newer version with fields this one does not know: leave them out
-            out.update(SHAPE_DEFAULTS[kind])
-            out.update({k: v for k, v in fields.items() if k in allowed})
+        out.update(SHAPE_DEFAULTS[kind])
+        # Fields written by a newer version, which this one does not know, are left out.
+        out.update(fields if fields.keys() <= allowed else {k: v for k, v in fields.items() if k in allowed})
         if "tags" in out and "tags" not in fields:
             out["tags"] = []  # never share the default list between answers
         if "createdAt" not in out:
@@ -257,8 +264,10 @@ class MergingConnector(DatabaseConnector):
         with self._writer():
             if fields.get("focusCourseId") is not None:
                 self._live(COURSE, fields["focusCourseId"])
-            if not etag_matches(if_match, self.get_user()):
-                raise PreconditionFailed("The user changed since it was read.", current=self.get_user())
+            if if_match is not None:  # the current answer is built only when it is compared
+                current = self.get_user()
+                if not etag_matches(if_match, current):
+                    raise PreconditionFailed("The user changed since it was read.", current=current)
             state = self._load({(USER, self.user_id)}).get((USER, self.user_id))
             self._write(state, USER, self.user_id, None, "upsert", fields,
                         preloaded={(USER, self.user_id): state})

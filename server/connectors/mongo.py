@@ -22,7 +22,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from server.clock import ZERO, HybridClock
 from server.config import redact_uri
 from server.connectors.base import Change, Cursor
-from server.connectors.common import Key, MergingConnector, RetryMerge, state_key
+from server.connectors.common import Key, MergingConnector, RetryMerge, seq_spans, state_key
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 
@@ -175,11 +175,7 @@ class MongoConnector(MergingConnector):
         return self._seq + 1
 
     def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
-        # One index range per origin: a batch's sequence numbers are a run per origin.
-        spans: dict[str, list[int]] = {}
-        for c in changes:
-            span = spans.setdefault(c["origin"], [c["seq"], c["seq"]])
-            span[0], span[1] = min(span[0], c["seq"]), max(span[1], c["seq"])
+        spans = seq_spans(changes)  # one index range per origin
         docs = self.db.changes.find(
             {"userId": self.user_id,
              "$or": [{"origin": o, "seq": {"$gte": low, "$lte": high}} for o, (low, high) in spans.items()]},
@@ -229,10 +225,7 @@ class MongoConnector(MergingConnector):
                 # failing three times in a row is something else and must not pass silently.
                 if attempt == 2:
                     raise
-        tops: dict[str, int] = {}
-        for c in changes:
-            tops[c["origin"]] = max(tops.get(c["origin"], 0), c["seq"])
-        for origin, top in tops.items():
+        for origin, (_, top) in seq_spans(changes).items():
             try:
                 self.db.origins.update_one({"userId": uid, "origin": origin}, {"$max": {"maxSeq": top}}, upsert=True)
             except DuplicateKeyError:

@@ -1,5 +1,5 @@
 """SQLite connector: the device's own store. WAL, a busy timeout, one connection per thread,
-one `atomic()` that owns every transaction, and schema steps recorded in the database."""
+one transaction class that owns every BEGIN and COMMIT, and schema steps recorded in the database."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import os
 import sqlite3
 import threading
 import uuid
-from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator
+from contextlib import nullcontext
+from typing import Any
 
 import orjson
 
 from server.clock import ZERO, HybridClock
 from server.connectors.base import Change, Cursor
-from server.connectors.common import Key, MergingConnector, compact_json, state_key
+from server.connectors.common import Key, MergingConnector, compact_json, seq_spans, state_key
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 
@@ -76,47 +76,51 @@ def _row_to_change(row: sqlite3.Row) -> Change:
     }
 
 
-class _Writer:
-    """The writer section: this process's write lock, then BEGIN IMMEDIATE ... COMMIT (a SAVEPOINT
-    when already inside one). A class rather than a generator: it is on every write's path."""
+class _Transaction:
+    """The one owner of transactions: optionally a lock of this process, then `begin` ... COMMIT,
+    or a SAVEPOINT when already inside one; sqlite3 errors become StoreUnavailable here, once.
+    A class rather than a generator: the writer section is on every write's path."""
 
-    __slots__ = ("store", "nested")
+    __slots__ = ("store", "begin", "lock", "conn", "nested")
 
-    def __init__(self, store: "SqlConnector"):
-        self.store = store
+    def __init__(self, store: "SqlConnector", begin: str, lock: threading.RLock | None = None):
+        self.store, self.begin, self.lock = store, begin, lock
 
-    def __enter__(self) -> None:
-        store = self.store
-        store._write_lock.acquire()
-        conn = store._conn()
-        self.nested = conn.in_transaction
+    def __enter__(self) -> sqlite3.Connection:
+        if self.lock is not None:
+            self.lock.acquire()
         try:
-            conn.execute("SAVEPOINT writer" if self.nested else "BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            store._write_lock.release()
-            raise StoreUnavailable(f"The SQLite store failed: {exc.__class__.__name__}") from exc
+            self.conn = conn = self.store._conn()
+            self.nested = conn.in_transaction
+            conn.execute("SAVEPOINT tx" if self.nested else self.begin)
+        except BaseException as exc:
+            if self.lock is not None:
+                self.lock.release()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"The SQLite store failed: {exc.__class__.__name__}") from exc
+            raise
+        return conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        conn = self.store._conn()
+        conn = self.conn
         try:
-            if exc_type is not None and issubclass(exc_type, sqlite3.Error):
-                conn.execute("ROLLBACK TO writer" if self.nested else "ROLLBACK")
-                if self.nested:
-                    conn.execute("RELEASE writer")
-                raise StoreUnavailable(f"The SQLite store failed: {exc_type.__name__}") from exc
             if exc_type is None:
-                conn.execute("RELEASE writer" if self.nested else "COMMIT")
-            elif self.nested:
-                conn.execute("ROLLBACK TO writer")
-                conn.execute("RELEASE writer")
+                conn.execute("RELEASE tx" if self.nested else "COMMIT")
+                return
+            if self.nested:
+                conn.execute("ROLLBACK TO tx")
+                conn.execute("RELEASE tx")
             else:
                 conn.execute("ROLLBACK")
+            if issubclass(exc_type, sqlite3.Error):
+                raise StoreUnavailable(f"The SQLite store failed: {exc_type.__name__}") from exc
         except sqlite3.Error as error:
             if conn.in_transaction and not self.nested:
                 conn.execute("ROLLBACK")
             raise StoreUnavailable(f"The SQLite store failed: {error.__class__.__name__}") from error
         finally:
-            self.store._write_lock.release()
+            if self.lock is not None:
+                self.lock.release()
 
 
 class SqlConnector(MergingConnector):
@@ -150,30 +154,13 @@ class SqlConnector(MergingConnector):
                 self._conns.append((threading.current_thread(), conn))
         return conn
 
-    @contextmanager
-    def atomic(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
-        """The one owner of transactions: BEGIN/COMMIT/ROLLBACK, a SAVEPOINT when nested.
-        sqlite3 errors are translated here, once, into the project's errors."""
-        conn = self._conn()
-        nested = conn.in_transaction
-        name = f"sp_{uuid.uuid4().hex[:8]}" if nested else ""
-        try:
-            conn.execute(f"SAVEPOINT {name}" if nested else ("BEGIN IMMEDIATE" if immediate else "BEGIN"))
-            try:
-                yield conn
-            except BaseException:
-                conn.execute(f"ROLLBACK TO {name}" if nested else "ROLLBACK")
-                if nested:
-                    conn.execute(f"RELEASE {name}")
-                raise
-            conn.execute(f"RELEASE {name}" if nested else "COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction and not nested:
-                conn.execute("ROLLBACK")
-            raise StoreUnavailable(f"The SQLite store failed: {exc.__class__.__name__}") from exc
+    def atomic(self, immediate: bool = False) -> _Transaction:
+        """A transaction (BEGIN IMMEDIATE when `immediate`); `with store.atomic() as conn`."""
+        return _Transaction(self, "BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    def _writer(self) -> "_Writer":
-        return _Writer(self)
+    def _writer(self) -> _Transaction:
+        """The writer section: this process's write lock, then BEGIN IMMEDIATE."""
+        return _Transaction(self, "BEGIN IMMEDIATE", self._write_lock)
 
     def _reader(self):
         # A read inside a write already sees one snapshot; only a bare read needs a transaction.
@@ -317,14 +304,9 @@ class SqlConnector(MergingConnector):
         return sorted(tops.items())
 
     def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
-        # One primary-key range per origin: a batch's sequence numbers are a run per origin.
-        spans: dict[str, list[int]] = {}
-        for c in changes:
-            span = spans.setdefault(c["origin"], [c["seq"], c["seq"]])
-            span[0], span[1] = min(span[0], c["seq"]), max(span[1], c["seq"])
         known: dict[tuple[str, int], str] = {}
         conn = self._conn()
-        for origin, (low, high) in spans.items():
+        for origin, (low, high) in seq_spans(changes).items():  # one primary-key range each
             rows = conn.execute("SELECT seq, hlc FROM changes WHERE user_id = ? AND origin = ? AND seq BETWEEN ? AND ?",
                                 (self.user_id, origin, low, high))
             known.update(((origin, seq), hlc) for seq, hlc in rows)
@@ -338,14 +320,11 @@ class SqlConnector(MergingConnector):
             [(uid, c["origin"], c["seq"], c["hlc"], c["kind"], c["id"], c.get("courseId"), c["op"],
               compact_json(c["fields"]), compact_json(c["bases"])) for c in changes],
         )
-        tops: dict[str, int] = {}
-        for c in changes:
-            tops[c["origin"]] = max(tops.get(c["origin"], 0), c["seq"])
         if not own:  # our own origin's top is read from the change log (_next_seq)
             conn.executemany(
                 "INSERT INTO origins VALUES (?, ?, ?) ON CONFLICT (user_id, origin) "
                 "DO UPDATE SET max_seq = max(max_seq, excluded.max_seq)",
-                [(uid, o, s) for o, s in tops.items()],
+                [(uid, o, high) for o, (_, high) in seq_spans(changes).items()],
             )
         conn.executemany(
             f"INSERT INTO records (user_id, {RECORD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,1,?) "
@@ -362,7 +341,7 @@ class SqlConnector(MergingConnector):
                 [(uid, c["id"], c["detectedAt"], compact_json(c)) for c in conflicts],
             )
         for key, value in (state or {}).items():
-            conn.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?)", (uid, key, json.dumps(value)))
+            self._put_state(conn, key, value)
         if not own:  # own stamps are in the change log already; remember how far foreign ones went
             self._set_meta(conn, "hlc", self.clock.last)
 
@@ -417,9 +396,11 @@ class SqlConnector(MergingConnector):
         return json.loads(row[0]) if row else None
 
     def set_state(self, key: str, value: Any) -> None:
-        with self._writer():
-            self._conn().execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?)",
-                                 (self.user_id, key, json.dumps(value)))
+        with self._writer() as conn:
+            self._put_state(conn, key, value)
+
+    def _put_state(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
+        conn.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?)", (self.user_id, key, json.dumps(value)))
 
     def hub_epoch(self) -> str:
         row = self._conn().execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
