@@ -311,3 +311,11 @@ class TestApply:
     def test_sync_state_is_kept_with_the_batch(self, connector):
         connector.apply_changes([], state={"hub": {"epoch": "e1", "cursor": {"a": 3}}})
         assert connector.get_state("hub") == {"epoch": "e1", "cursor": {"a": 3}}
+
+    def test_after_a_wipe_own_writes_are_listed_under_a_new_origin_from_one(self, connector):
+        new_course(connector, title="before")
+        old = connector.device_id
+        connector.wipe()
+        assert connector.device_id != old and connector.changes_since({}, 10) == []
+        new_course(connector, title="after")
+        assert [(c["origin"], c["seq"]) for c in connector.changes_since({}, 10)] == [(connector.device_id, 1)]

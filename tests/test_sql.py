@@ -213,15 +213,6 @@ def test_an_unwritable_path_is_a_store_error(tmp_path):
     assert store.ping() is False
 
 
-def test_reset_gives_the_device_a_new_origin(store):
-    store.create_course(validate("course", COURSE, "create"))
-    old = store.device_id
-    store.wipe()
-    assert store.device_id != old and store.changes_since({}, 10) == []
-    store.create_course(validate("course", COURSE, "create"))
-    assert store.changes_since({}, 10)[0]["origin"] == store.device_id
-
-
 def test_busy_database_from_another_process_waits_instead_of_failing(store, tmp_path):
     # Another connection (as another process would) holds the write lock; our write must wait
     # for it to let go, then succeed, rather than fail with "database is locked".

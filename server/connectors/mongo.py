@@ -74,6 +74,7 @@ class MongoConnector(MergingConnector):
         self.user_id = user_id or ""
         # One origin per process unless pinned: two processes must never share a sequence.
         self.device_id = device_id or f"m{uuid.uuid4().hex[:12]}"
+        self._pinned_device = device_id is not None
         self._write_lock = threading.RLock()
         self._seq = 0
         self.db = None
@@ -291,6 +292,12 @@ class MongoConnector(MergingConnector):
         removed = {name: self.db[name].delete_many({}).deleted_count for name in SEEDED}
         self.db.meta.delete_one({"_id": "owner"})
         self.db.meta.update_one({"_id": "epoch"}, {"$set": {"value": uuid.uuid4().hex}}, upsert=True)
+        # The log restarts at 1. Under its old origin a new change #1 would clash with the old #1
+        # that devices still hold and push back after the reset, so take a new one (as SQLite does).
+        self._seq = 0
+        if not self._pinned_device:
+            self.device_id = f"m{uuid.uuid4().hex[:12]}"
+            self.clock = HybridClock(self.device_id, self.clock.last)
         return removed
 
 
