@@ -104,12 +104,18 @@ class Clock:
         return self.now
 
 
-def test_back_off_grows_exponentially_with_jitter_up_to_a_cap_and_resets(device, hub_client):
+def down_hub_service(device, hub_client, rng: float):
+    """A service on a hub that is down, a 10 s interval, a fixed jitter and a clock to move."""
     clock = Clock()
     flaky = FlakyHub(get_db_connector("mongo", Settings(), client=hub_client, db_name="hub"))
     flaky.down = True
     svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=10), device, lambda: flaky,
-                      rng=lambda: 1.0, clock=clock)
+                      rng=lambda: rng, clock=clock)
+    return svc, flaky, clock
+
+
+def test_back_off_grows_exponentially_with_jitter_up_to_a_cap_and_resets(device, hub_client):
+    svc, flaky, clock = down_hub_service(device, hub_client, rng=1.0)
     delays = []
     for _ in range(8):
         svc.run_once()
@@ -126,11 +132,7 @@ def test_back_off_grows_exponentially_with_jitter_up_to_a_cap_and_resets(device,
 
 
 def test_the_scheduled_job_skips_while_backing_off(device, hub_client):
-    clock = Clock()
-    flaky = FlakyHub(get_db_connector("mongo", Settings(), client=hub_client, db_name="hub"))
-    flaky.down = True
-    svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=10), device, lambda: flaky,
-                      rng=lambda: 1.0, clock=clock)
+    svc, flaky, clock = down_hub_service(device, hub_client, rng=1.0)
     svc.tick()
     assert svc.totals["rounds"] == 1 and svc.state() == "backing_off"
     clock.now += 5

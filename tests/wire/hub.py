@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pymongo
 
-from tests.procs import ROOT, free_port
+from tests.procs import ROOT, free_port, stop_process
 
 SERVER_SCRIPT = Path(__file__).with_name("hub_server.py")
 DEFAULT_PYTHON = ROOT / ".wirehub" / "bin" / "python"
@@ -71,11 +71,5 @@ class WireHub:
         self.proc = None
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=20)
         self.proc = None
