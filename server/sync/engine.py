@@ -48,9 +48,14 @@ def _advance(cursor: Cursor, batch: list[Change]) -> Cursor:
     return moved
 
 
-def stored_cursor(local: DatabaseConnector) -> tuple[str | None, Cursor]:
-    """(hub epoch, cursor) as last stored by a round."""
-    state = local.get_state(STATE_KEY) or {}
+def stored_state(local: DatabaseConnector) -> dict:
+    """What the last round stored: {"epoch", "cursor", "resets"}, or {} before the first."""
+    return local.get_state(STATE_KEY) or {}
+
+
+def stored_cursor(local: DatabaseConnector, state: dict | None = None) -> tuple[str | None, Cursor]:
+    """(hub epoch, cursor) as last stored by a round; from `state` when already read."""
+    state = stored_state(local) if state is None else state
     return state.get("epoch"), dict(state.get("cursor") or {})
 
 
@@ -63,7 +68,7 @@ def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int 
     report = RoundReport()
     try:
         epoch = hub.hub_epoch()
-        state = local.get_state(STATE_KEY) or {}
+        state = stored_state(local)
         resets = list(state.get("resets") or [])
         cursor: Cursor = dict(state.get("cursor") or {})
         if state.get("epoch") != epoch:

@@ -16,7 +16,7 @@ from server.config import Settings, redact_uri
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, Conflict
 from server.sync.child import ChildRounds
-from server.sync.engine import Progress, RoundReport, run_round, stored_cursor
+from server.sync.engine import Progress, RoundReport, run_round, stored_cursor, stored_state
 
 log = logging.getLogger("server.sync")
 BACKOFF_CAP_SECONDS = 300.0
@@ -171,10 +171,10 @@ class SyncService:
         return candidates[0] if candidates else None
 
     def status(self) -> dict[str, Any]:
-        epoch, cursor = stored_cursor(self.local)
+        state = stored_state(self.local)
+        epoch, cursor = stored_cursor(self.local, state)
         count, oldest = self.local.pending_since(cursor)
         oldest_ms = int(oldest.split("-", 1)[0]) if oldest else None
-        state = self.local.get_state("hub") or {}
         resets = state.get("resets") or []
         return {
             "enabled": True,
