@@ -74,92 +74,73 @@ def apply_change(
     """Merge one change into one record's state. `parent` is the course state for a lecture or
     assignment, when the store has it. Returns the new state, whether it differs, and conflicts.
     Applying the same change twice changes nothing the second time."""
-    if state is None:
-        state = new_state(change["kind"], change["id"], change.get("courseId"))
-    else:
-        state = {
-            **state,
-            "fields": dict(state["fields"]),
-            "clocks": dict(state["clocks"]),
-            "bases": dict(state["bases"]),
-        }
+    state = _copy(state) if state is not None else new_state(change["kind"], change["id"], change["courseId"])
     if change["op"] == "delete":
-        return _delete(state, change["hlc"], change.get("bases", {}).get("*", ZERO))
-    if parent is not None and parent.get("deleted"):
-        # A write under a deleted course: the course's delete wins, the child becomes a tombstone.
-        out = _drop_update(state, change, parent["dbase"])
-        tomb = _delete(out.state, parent["dclock"], parent["dbase"], report=False)
-        return Outcome(tomb.state, out.changed or tomb.changed, out.conflicts)
+        return _delete(state, change["hlc"], change["bases"]["*"])
+    if parent is not None and parent["deleted"]:
+        # A write under a deleted course: the course's delete reaches this record first.
+        out = _delete(state, parent["dclock"], parent["dbase"])
+        return Outcome(out.state, out.changed, out.conflicts + _dropped(out.state, change))
     if state["deleted"]:
-        return _drop_update(state, change, state["dbase"])
+        return Outcome(state, False, _dropped(state, change))
     return _upsert(state, change)
+
+
+def _copy(state: dict[str, Any]) -> dict[str, Any]:
+    return {**state, "fields": dict(state["fields"]), "clocks": dict(state["clocks"]),
+            "bases": dict(state["bases"])}
 
 
 def _upsert(state: dict[str, Any], change: dict[str, Any]) -> Outcome:
     out = Outcome(state)
-    hlc = change["hlc"]
-    bases = change.get("bases", {})
-    if state.get("courseId") is None and change.get("courseId"):
-        state["courseId"] = change["courseId"]
+    hlc, bases = change["hlc"], change["bases"]
     for fname, value in change["fields"].items():
-        local_hlc = state["clocks"].get(fname, ZERO)
-        if hlc == local_hlc:
-            continue  # the same write, already applied
-        local_value = state["fields"].get(fname)
-        reportable = fname not in META_FIELDS and local_value != value and local_hlc != ZERO
-        if hlc > local_hlc:
-            if reportable and bases.get(fname, ZERO) < local_hlc:
-                out.conflicts.append(
-                    _conflict(state, fname, local_value, local_hlc, value, hlc, "remote", "newer_write")
-                )
-            state["fields"][fname] = value
-            state["clocks"][fname] = hlc
-            state["bases"][fname] = bases.get(fname, ZERO)
-            out.changed = True
-        elif reportable and state["bases"].get(fname, ZERO) < hlc:
-            out.conflicts.append(
-                _conflict(state, fname, local_value, local_hlc, value, hlc, "local", "newer_write")
-            )
+        if fname in state["clocks"]:
+            local_hlc, local_value = state["clocks"][fname], state["fields"][fname]
+            if hlc == local_hlc:
+                continue  # the same write, already applied
+            remote_wins = hlc > local_hlc
+            # A loss is a conflict when the winner's writer had not seen the loser's value.
+            unseen = bases.get(fname, ZERO) < local_hlc if remote_wins else state["bases"][fname] < hlc
+            if fname not in META_FIELDS and local_value != value and unseen:
+                out.conflicts.append(_conflict(state, fname, local_value, local_hlc, value, hlc,
+                                               "remote" if remote_wins else "local", "newer_write"))
+            if not remote_wins:
+                continue
+        state["fields"][fname] = value
+        state["clocks"][fname] = hlc
+        state["bases"][fname] = bases.get(fname, ZERO)
+        out.changed = True
     return out
 
 
-def _drop_update(state: dict[str, Any], change: dict[str, Any], delete_base: str) -> Outcome:
-    out = Outcome(state)
-    if change["hlc"] <= delete_base:
-        return out  # the deleter had seen this write: nothing was lost without a trace
-    for fname, value in change["fields"].items():
-        if fname in META_FIELDS:
-            continue
-        out.conflicts.append(
-            _conflict(state, fname, DELETED, state.get("dclock") or ZERO, value, change["hlc"],
-                      "local", "deleted")
-        )
-    return out
+def _dropped(tomb: dict[str, Any], change: dict[str, Any]) -> list[dict[str, Any]]:
+    """An update that reached a tombstone is dropped; its values are conflicts unless a deleter
+    had seen that write."""
+    if change["hlc"] <= tomb["dbase"]:
+        return []
+    return [_conflict(tomb, fname, DELETED, tomb["dclock"], value, change["hlc"], "local", "deleted")
+            for fname, value in change["fields"].items() if fname not in META_FIELDS]
 
 
-def _delete(state: dict[str, Any], hlc: str, base: str, report: bool = True) -> Outcome:
-    out = Outcome(state)
+def _delete(state: dict[str, Any], hlc: str, base: str) -> Outcome:
     if state["deleted"]:
-        if hlc > state["dclock"]:
-            state["dclock"], state["dbase"] = hlc, max(base, state["dbase"])
-            out.changed = True
-        return out
-    if report:
-        for fname, value in state["fields"].items():
-            local_hlc = state["clocks"].get(fname, ZERO)
-            if fname not in META_FIELDS and local_hlc > base:
-                out.conflicts.append(
-                    _conflict(state, fname, value, local_hlc, DELETED, hlc, "remote", "deleted")
-                )
+        # Two deletes of one record: keep the newest clock and what either deleter had seen, so
+        # that every replica ends with the same tombstone whatever order the deletes came in.
+        tomb = (max(state["dclock"], hlc), max(state["dbase"], base))
+        changed = tomb != (state["dclock"], state["dbase"])
+        state["dclock"], state["dbase"] = tomb
+        return Outcome(state, changed)
+    out = Outcome(state, True)
+    for fname, value in state["fields"].items():
+        local_hlc = state["clocks"][fname]
+        if fname not in META_FIELDS and local_hlc > base:
+            out.conflicts.append(_conflict(state, fname, value, local_hlc, DELETED, hlc, "remote", "deleted"))
     # A tombstone keeps its id, clock and flag, nothing else.
     state.update(fields={}, clocks={}, bases={}, deleted=True, dclock=hlc, dbase=base)
-    out.changed = True
     return out
 
 
 def cascade_delete(child: dict[str, Any], course: dict[str, Any]) -> Outcome:
-    """A course's delete reaching one of its lectures or assignments."""
-    if not course.get("deleted"):
-        return Outcome(child)
-    child = {**child, "fields": dict(child["fields"]), "clocks": dict(child["clocks"])}
-    return _delete(child, course["dclock"], course["dbase"])
+    """A deleted course's delete reaching one of its lectures or assignments."""
+    return _delete(_copy(child), course["dclock"], course["dbase"])

@@ -1,29 +1,39 @@
-"""Property: whatever three devices do, in whatever order, with rounds failing at random
-points, quiescent rounds leave every replica identical, and every acknowledged write is either
-present or explainably superseded (by a later write of the same field, or by a delete)."""
+"""Property: whatever three devices do, in whatever order, with clocks that disagree and jump,
+and rounds failing at random points, every replica holds exactly what an independent model of
+the merge rule (tests/merge_model.py) says, its conflict ledger lists exactly the losses the
+model says were lost unseen, quiescent rounds leave every replica identical, and every
+acknowledged write is either present or explainably superseded."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from freezegun import freeze_time
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
+from server import clock as clock_module
 from server.connectors.common import record_key
+from server.connectors.mongo import MongoConnector
+from server.connectors.sql import SqlConnector
 from server.errors import AppError
 from server.records import validate
+from tests.merge_model import Replica, actual_ledger, actual_records
 from tests.synckit import FlakyHub, World, assert_converged
 
 DEVICES = ["a", "b", "c"]
+HUB = "hub"
 COURSES = ["c1", "c2"]
 LECTURES = [("c1", "l1"), ("c1", "l2"), ("c2", "l3")]  # made before the steps, on every device
 NEW_LECTURES = ["n1", "n2"]
 WORDS = st.sampled_from(["alpha", "beta", "gamma", "delta"])
 EXAMPLES = int(os.environ.get("SYNC_PROPERTY_EXAMPLES", "200"))
+HOUR_MS = 3_600_000
 
 dev = st.sampled_from(DEVICES)
 step = st.one_of(
@@ -41,49 +51,146 @@ step = st.one_of(
     st.tuples(st.just("failing_sync"), dev, st.sampled_from(
         ["hub_before_apply", "hub_after_apply", "cursor_move", "local_apply", "hub_down"])),
     st.tuples(st.just("tick"), st.integers(min_value=0, max_value=5000)),
+    # A device's wall clock set to disagree with the others, forwards or back (a jump back too).
+    st.tuples(st.just("skew"), dev, st.sampled_from([0, 0, 1, -1, 250, -250, HOUR_MS, -HOUR_MS])),
 )
 
 
-def run_step(world: World, s: tuple, acked: list, frozen) -> None:
+class Oracle:
+    """The model replicas, fed what each real replica committed, in the order it committed it."""
+
+    def __init__(self) -> None:
+        self.replicas = {name: Replica(name) for name in [*DEVICES, HUB]}
+        self.own_seq = dict.fromkeys(DEVICES, 0)
+
+    @staticmethod
+    def name_of(store) -> str:
+        return HUB if isinstance(store, MongoConnector) else store.device_id
+
+    @contextmanager
+    def watching(self):
+        """Every apply_changes of every connector reports what it committed, even when it raised."""
+        originals = {cls: cls.apply_changes for cls in (SqlConnector, MongoConnector)}
+        oracle = self
+
+        def spy_for(original):
+            def spy(store, changes, **kwargs):
+                before = store._known(changes) if changes else {}
+                try:
+                    return original(store, changes, **kwargs)
+                finally:
+                    after = store._known(changes) if changes else {}
+                    replica = oracle.replicas[oracle.name_of(store)]
+                    for ch in changes:
+                        ident = (ch["origin"], ch["seq"])
+                        if ident in after and ident not in before:
+                            before[ident] = ch["hlc"]  # a change twice in one batch is applied once
+                            replica.apply(ch)
+            return spy
+
+        with mock.patch.multiple(SqlConnector, apply_changes=spy_for(originals[SqlConnector])), \
+                mock.patch.multiple(MongoConnector, apply_changes=spy_for(originals[MongoConnector])):
+            yield
+
+    def own_write(self, name: str, store, written: dict, kind: str, course_id, record_id, op: str) -> dict | None:
+        """Check the change the write logged against the model, then apply it there."""
+        others = {o: 10**9 for o in DEVICES if o != name}
+        new = store.changes_since({**others, name: self.own_seq[name]}, 10)
+        if not new:
+            return None  # an idempotent create: nothing written
+        assert len(new) == 1 and new[0]["origin"] == name and new[0]["seq"] == self.own_seq[name] + 1, new
+        change = new[0]
+        self.own_seq[name] += 1
+        replica = self.replicas[name]
+        assert change["hlc"] > replica.seen, "a local stamp must sort after everything the device has seen"
+        assert (change["kind"], change["courseId"], change["id"], change["op"]) == (kind, course_id, record_id, op)
+        assert {k: change["fields"][k] for k in written} == written
+        assert set(change["fields"]) - set(written) <= {"createdAt", "updatedAt"}
+        assert change["bases"] == replica.expected_bases(kind, course_id, record_id, op, change["fields"])
+        ledger = dict(replica.ledger)
+        replica.apply(change)
+        assert replica.ledger == ledger, "a local write never loses anything"
+        return change
+
+    def check(self, world: World) -> None:
+        stores = {name: world.device(name) for name in DEVICES} | {HUB: world.hub}
+        for name, store in stores.items():
+            model = self.replicas[name]
+            assert actual_records(store.dump_records()) == model.expected_records(), f"{name}: records"
+            assert actual_ledger(store.list_conflicts(10**6)) == model.ledger, f"{name}: conflict ledger"
+
+
+def write(world: World, oracle: Oracle, s: tuple) -> dict | None:
+    kind, name = s[0], s[1]
+    store = world.device(name)
+    if kind == "create_course":
+        body = validate("course", {"id": s[2], "title": s[3], "source": "https://a.b"}, "create")
+        store.create_course(body)
+        target = ("course", None, s[2], "upsert", {k: v for k, v in body.items() if k != "id"})
+    elif kind == "update_course":
+        store.update_course(s[2], {s[3]: s[4]})
+        target = ("course", None, s[2], "upsert", {s[3]: s[4]})
+    elif kind == "delete_course":
+        store.delete_course(s[2])
+        target = ("course", None, s[2], "delete", {})
+    elif kind == "create_lecture":
+        body = validate("lecture", {"id": s[3], "title": s[4], "order": 1, "videoUrl": "https://a.b/v"}, "create")
+        store.create_lecture(s[2], body)
+        target = ("lecture", s[2], s[3], "upsert", {k: v for k, v in body.items() if k != "id"})
+    elif kind == "update_lecture":
+        value = s[5] if s[4] != "status" else {"alpha": "completed", "beta": "in_progress"}.get(s[5], "not_started")
+        store.update_lecture(s[2], s[3], {s[4]: value})
+        target = ("lecture", s[2], s[3], "upsert", {s[4]: value})
+    else:
+        store.delete_lecture(s[2], s[3])
+        target = ("lecture", s[2], s[3], "delete", {})
+    k, course_id, record_id, op, written = target
+    return oracle.own_write(name, store, written, k, course_id, record_id, op)
+
+
+def run_step(world: World, oracle: Oracle, s: tuple, acked: list, frozen, skews: dict) -> None:
     kind = s[0]
     if kind == "tick":
         frozen.tick(dt.timedelta(milliseconds=s[1]))
         return
-    name = s[1]
-    store = world.device(name)
-    if kind in ("sync", "failing_sync"):
-        if kind == "failing_sync":
-            inject(world, name, s[2])
-        try:
-            world.sync(name)
-        except RuntimeError:
-            pass  # the injected crash; the next round must repair everything
-        finally:
-            world.hubs[name] = getattr(world.hubs[name], "inner", world.hubs[name])
-            store.__dict__.pop("_persist", None)
-            store.__dict__.pop("set_state", None)
+    if kind == "skew":
+        skews[s[1]] = s[2]
         return
-    try:
-        if kind == "create_course":
-            store.create_course(validate("course", {"id": s[2], "title": s[3], "source": "https://a.b"}, "create"))
-        elif kind == "update_course":
-            store.update_course(s[2], {s[3]: s[4]})
-        elif kind == "delete_course":
-            store.delete_course(s[2])
-        elif kind == "create_lecture":
-            body = {"id": s[3], "title": s[4], "order": 1, "videoUrl": "https://a.b/v"}
-            store.create_lecture(s[2], validate("lecture", body, "create"))
-        elif kind == "update_lecture":
-            value = s[5] if s[4] != "status" else {"alpha": "completed", "beta": "in_progress"}.get(s[5], "not_started")
-            store.update_lecture(s[2], s[3], {s[4]: value})
-        elif kind == "delete_lecture":
-            store.delete_lecture(s[2], s[3])
-    except AppError:
-        event(f"{kind} refused")
-        return  # refused (not found, id conflict): not acknowledged, nothing promised
+    name = s[1]
+    with device_clock(skews[name]):
+        if kind in ("sync", "failing_sync"):
+            sync(world, name, s[2] if kind == "failing_sync" else None)
+            return
+        try:
+            change = write(world, oracle, s)
+        except AppError:
+            event(f"{kind} refused")
+            return  # refused (not found, id conflict): not acknowledged, nothing promised
     event(f"{kind} acknowledged")
-    change = store.changes_since({store.device_id: 0}, 10_000)[-1]
-    acked.append(change)
+    if change is not None:
+        acked.append(change)
+
+
+@contextmanager
+def device_clock(skew_ms: int):
+    """This device's wall clock: the frozen time plus its own error."""
+    true_ms = clock_module.wall_ms
+    with mock.patch.object(clock_module, "wall_ms", lambda: true_ms() + skew_ms):
+        yield
+
+
+def sync(world: World, name: str, failure: str | None) -> None:
+    store = world.device(name)
+    if failure:
+        inject(world, name, failure)
+    try:
+        world.sync(name)
+    except RuntimeError:
+        pass  # the injected crash; the next round must repair everything
+    finally:
+        world.hubs[name] = getattr(world.hubs[name], "inner", world.hubs[name])
+        store.__dict__.pop("_persist", None)
+        store.__dict__.pop("set_state", None)
 
 
 def inject(world: World, name: str, where: str) -> None:
@@ -97,13 +204,10 @@ def inject(world: World, name: str, where: str) -> None:
             flaky.fail_after("apply_changes", 1, after_call=where == "hub_after_apply")
         world.hubs[name] = flaky
     elif where == "cursor_move":
-        original = store.set_state
-
         def crash(key, value):
             raise RuntimeError("killed before the cursor moved")
 
         store.set_state = crash  # type: ignore[method-assign]
-        del original
     elif where == "local_apply":
         original = type(store)._persist
 
@@ -114,13 +218,11 @@ def inject(world: World, name: str, where: str) -> None:
         store._persist = crash_after  # type: ignore[method-assign]
 
 
-def baseline(world: World) -> None:
-    first = world.device(DEVICES[0])
+def baseline(world: World, oracle: Oracle) -> None:
     for cid in COURSES:
-        first.create_course(validate("course", {"id": cid, "title": cid, "source": "https://a.b"}, "create"))
+        write(world, oracle, ("create_course", DEVICES[0], cid, cid))
     for cid, lid in LECTURES:
-        body = {"id": lid, "title": lid, "order": 1, "videoUrl": "https://a.b/v"}
-        first.create_lecture(cid, validate("lecture", body, "create"))
+        write(world, oracle, ("create_lecture", DEVICES[0], cid, lid, lid))
     world.settle(DEVICES, rounds=1)
 
 
@@ -142,17 +244,22 @@ def check_acknowledged(world: World, acked: list) -> None:
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(step, min_size=1, max_size=30))
-def test_random_operations_converge_and_lose_nothing(steps):
-    with tempfile.TemporaryDirectory() as tmp, freeze_time("2030-01-01T00:00:00Z") as frozen:
+def test_every_replica_matches_the_model_of_the_merge_rule(steps):
+    note(f"steps: {steps!r}")
+    oracle = Oracle()
+    with tempfile.TemporaryDirectory() as tmp, freeze_time("2030-01-01T00:00:00Z") as frozen, oracle.watching():
         world = World(Path(tmp), "mongomock", batch_size=3)
         try:
             acked: list = []
-            baseline(world)
+            skews = dict.fromkeys(DEVICES, 0)
+            baseline(world, oracle)
             for s in steps:
-                run_step(world, s, acked, frozen)
+                run_step(world, oracle, s, acked, frozen, skews)
+            oracle.check(world)  # before settling: replicas that disagree still match the model
             world.settle(DEVICES, rounds=2)
-            conflicts = sum(len(world.device(n).list_conflicts()) for n in DEVICES)
-            event(f"conflicts: {min(conflicts, 5)}{'+' if conflicts >= 5 else ''}")
+            conflicts = sum(len(oracle.replicas[n].ledger) for n in DEVICES)
+            event(f"conflicts on devices: {min(conflicts, 5)}{'+' if conflicts >= 5 else ''}")
+            oracle.check(world)
             assert_converged(world)
             check_acknowledged(world, acked)
         finally:

@@ -183,7 +183,11 @@ class MergingConnector(DatabaseConnector):
         return [cache[k] for k in dirty], conflicts
 
     def _stamp_conflict(self, conflict: dict, change: Change) -> dict:
-        ident = "|".join(str(conflict[k]) for k in ("kind", "recordId", "field", "localHlc", "remoteHlc"))
+        # One loss is one entry, whichever side it was seen from: a write re-merged after the
+        # write that beat it (a repaired tail) finds the entry its first merge made.
+        pair = sorted((conflict["localHlc"], conflict["remoteHlc"]))
+        where = (conflict["kind"], conflict["courseId"], conflict["recordId"], conflict["field"])
+        ident = "|".join(map(str, (*where, *pair)))
         return {
             **conflict,
             "id": hashlib.sha256(ident.encode()).hexdigest()[:24],

@@ -106,13 +106,16 @@ class MongoConnector(MergingConnector):
 
     def _repair_tail(self) -> None:
         """A writer that died between logging a change and finishing with it left at most its
-        newest change half done: the record not saved, or `maxSeq` not moved. Redo both."""
+        newest change half done: `maxSeq` not moved, or (for this origin's own writes, which are
+        logged before their record is saved) the record not saved. Redo both. Foreign changes
+        are logged only after their records were saved, so they are not merged again."""
         tails = []
         for doc in self.db.origins.find({"userId": self.user_id}, NO_ID):
             last = self.db.changes.find_one({"userId": self.user_id, "origin": doc["origin"]},
                                             NO_ID, sort=[("seq", DESCENDING)])
             if last:
-                tails.append(self._change_from_doc(last))
+                if doc["origin"] == self.device_id:
+                    tails.append(self._change_from_doc(last))
                 if last["seq"] > doc["maxSeq"]:
                     self.db.origins.update_one({"userId": self.user_id, "origin": doc["origin"]},
                                                {"$max": {"maxSeq": last["seq"]}})
