@@ -1,41 +1,45 @@
 """Hybrid logical clock (HLC): wall-clock milliseconds, a counter and the device id.
 
 A stamp is a string that sorts like the triple it encodes, so stores compare stamps with plain
-string comparison (SQL `>`, Mongo `$gt`, Python `<`). Ties between devices are broken by the
-device id, so every replica picks the same winner for the same pair of writes.
+string comparison (SQL `>`, Mongo `$gt`, Python `<`). That holds only while both numbers keep
+their fixed width, so `encode` refuses a value that does not fit rather than write a wider one
+(which would sort below smaller values). Ties between devices are broken by the device id, so
+every replica picks the same winner for the same pair of writes.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
 MS_WIDTH = 15
 COUNTER_WIDTH = 6
+MS_MAX = 10**MS_WIDTH - 1  # about the year 33658
+COUNTER_MAX = 10**COUNTER_WIDTH - 1
 ZERO = ""  # sorts before every real stamp: "never written"
+# ASCII digits only (str.isdigit would take "²"), and a device id of printable ASCII with no space.
+STAMP_RE = re.compile(rf"[0-9]{{{MS_WIDTH}}}-[0-9]{{{COUNTER_WIDTH}}}-[!-~]+")
 
 
 def encode(ms: int, counter: int, device: str) -> str:
-    return f"{ms:0{MS_WIDTH}d}-{counter:0{COUNTER_WIDTH}d}-{device}"
-
-
-def decode(stamp: str) -> tuple[int, int, str]:
-    ms, counter, device = stamp.split("-", 2)
-    return int(ms), int(counter), device
+    if not (0 <= ms <= MS_MAX and 0 <= counter <= COUNTER_MAX):
+        raise ValueError(f"clock value out of range: {ms} ms, counter {counter}")
+    stamp = f"{ms:0{MS_WIDTH}d}-{counter:0{COUNTER_WIDTH}d}-{device}"
+    if not is_stamp(stamp):
+        raise ValueError(f"not a device id for a stamp: {device!r}")
+    return stamp
 
 
 def is_stamp(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    parts = value.split("-", 2)
-    return (
-        len(parts) == 3
-        and len(parts[0]) == MS_WIDTH
-        and len(parts[1]) == COUNTER_WIDTH
-        and parts[0].isdigit()
-        and parts[1].isdigit()
-        and bool(parts[2])
-    )
+    return isinstance(value, str) and STAMP_RE.fullmatch(value) is not None
+
+
+def decode(stamp: str) -> tuple[int, int, str]:
+    if not is_stamp(stamp):
+        raise ValueError(f"not a clock stamp: {stamp!r}")
+    ms, counter, device = stamp.split("-", 2)
+    return int(ms), int(counter), device
 
 
 def wall_ms() -> int:
@@ -53,37 +57,33 @@ class HybridClock:
     owner persists `last` and passes it back in), and it moves past every remote stamp it sees."""
 
     def __init__(self, device_id: str, last: str = ZERO) -> None:
-        if not device_id:
-            raise ValueError("device id must be a non-empty string")
+        encode(0, 0, device_id)  # refuses an id that cannot end a stamp
         self.device_id = device_id
         self._lock = threading.Lock()
-        self._ms, self._counter = 0, 0
-        if last:
-            self._ms, self._counter, _ = decode(last)
+        self._at = decode(last)[:2] if last else (0, 0)  # (ms, counter) of the newest stamp known
 
     @property
     def last(self) -> str:
         with self._lock:
-            return encode(self._ms, self._counter, self.device_id)
+            return encode(*self._at, self.device_id)
 
     def now(self) -> str:
         """A new stamp for a local write, greater than every stamp issued or observed."""
         with self._lock:
+            ms, counter = self._at
             wall = wall_ms()
-            if wall > self._ms:
-                self._ms, self._counter = wall, 0
+            if wall > ms:
+                self._at = (wall, 0)
+            elif counter < COUNTER_MAX:
+                self._at = (ms, counter + 1)
             else:
-                self._counter += 1
-                if self._counter >= 10**COUNTER_WIDTH:
-                    # Counter exhausted within one millisecond: borrow the next millisecond.
-                    self._ms, self._counter = self._ms + 1, 0
-            return encode(self._ms, self._counter, self.device_id)
+                # Counter exhausted within one millisecond: borrow the next millisecond.
+                self._at = (ms + 1, 0)
+            return encode(*self._at, self.device_id)
 
     def observe(self, remote: str) -> None:
         """Advance past a stamp received from another replica."""
-        if not remote:
-            return
-        r_ms, r_counter, _ = decode(remote)
-        with self._lock:
-            if (r_ms, r_counter) > (self._ms, self._counter):
-                self._ms, self._counter = r_ms, r_counter
+        if remote:
+            seen = decode(remote)[:2]
+            with self._lock:
+                self._at = max(self._at, seen)
