@@ -19,16 +19,21 @@ MS_MAX = 10**MS_WIDTH - 1  # about the year 33658
 COUNTER_MAX = 10**COUNTER_WIDTH - 1
 ZERO = ""  # sorts before every real stamp: "never written"
 # ASCII digits only (str.isdigit would take "²"), and a device id of printable ASCII with no space.
-STAMP_RE = re.compile(rf"[0-9]{{{MS_WIDTH}}}-[0-9]{{{COUNTER_WIDTH}}}-[!-~]+")
+DEVICE_PATTERN = "[!-~]+"
+DEVICE_RE = re.compile(DEVICE_PATTERN)
+STAMP_RE = re.compile(rf"[0-9]{{{MS_WIDTH}}}-[0-9]{{{COUNTER_WIDTH}}}-{DEVICE_PATTERN}")
 
 
 def encode(ms: int, counter: int, device: str) -> str:
     if not (0 <= ms <= MS_MAX and 0 <= counter <= COUNTER_MAX):
         raise ValueError(f"clock value out of range: {ms} ms, counter {counter}")
-    stamp = f"{ms:0{MS_WIDTH}d}-{counter:0{COUNTER_WIDTH}d}-{device}"
-    if not is_stamp(stamp):
+    _check_device(device)
+    return f"{ms:0{MS_WIDTH}d}-{counter:0{COUNTER_WIDTH}d}-{device}"
+
+
+def _check_device(device: str) -> None:
+    if not DEVICE_RE.fullmatch(device):
         raise ValueError(f"not a device id for a stamp: {device!r}")
-    return stamp
 
 
 def is_stamp(value: object) -> bool:
@@ -57,7 +62,7 @@ class HybridClock:
     owner persists `last` and passes it back in), and it moves past every remote stamp it sees."""
 
     def __init__(self, device_id: str, last: str = ZERO) -> None:
-        encode(0, 0, device_id)  # refuses an id that cannot end a stamp
+        _check_device(device_id)
         self.device_id = device_id
         self._lock = threading.Lock()
         self._at = decode(last)[:2] if last else (0, 0)  # (ms, counter) of the newest stamp known

@@ -10,9 +10,10 @@ lectures and assignments).
 The rule:
 - per field, the higher HLC wins (stamps end in the device id, so there are no ties);
 - delete wins: a tombstone stays a tombstone, and updates to it, or to a child of a deleted
-  course, are dropped;
-- a value that loses is reported as a conflict unless its loser had been seen by the winner's
-  writer (then it was an ordinary overwrite, not a conflict).
+  course, are dropped; two deletes of one record keep the newer clock and the larger base;
+- a value that loses is reported as a conflict unless the winner's writer had seen it (its base
+  is at least the loser's stamp: then it was an ordinary overwrite). Timestamps merge like other
+  fields but are never reported.
 """
 
 from __future__ import annotations
@@ -48,14 +49,14 @@ def new_state(kind: str, record_id: str, course_id: str | None) -> dict[str, Any
 
 
 def max_clock(state: dict[str, Any]) -> str:
-    return max([state.get("dclock") or ZERO, *state["clocks"].values()], default=ZERO)
+    return max([state["dclock"], *state["clocks"].values()])
 
 
 def _conflict(state, fname, local_value, local_hlc, remote_value, remote_hlc, winner, reason):
     return {
         "kind": state["kind"],
         "recordId": state["id"],
-        "courseId": state.get("courseId"),
+        "courseId": state["courseId"],
         "field": fname,
         "localValue": local_value,
         "localHlc": local_hlc,
@@ -97,19 +98,19 @@ def _upsert(state: dict[str, Any], change: dict[str, Any]) -> Outcome:
     for fname, value in change["fields"].items():
         if fname in state["clocks"]:
             local_hlc, local_value = state["clocks"][fname], state["fields"][fname]
-            if hlc == local_hlc:
-                continue  # the same write, already applied
-            remote_wins = hlc > local_hlc
             # A loss is a conflict when the winner's writer had not seen the loser's value.
-            unseen = bases.get(fname, ZERO) < local_hlc if remote_wins else state["bases"][fname] < hlc
-            if fname not in META_FIELDS and local_value != value and unseen:
-                out.conflicts.append(_conflict(state, fname, local_value, local_hlc, value, hlc,
-                                               "remote" if remote_wins else "local", "newer_write"))
-            if not remote_wins:
+            differs = fname not in META_FIELDS and local_value != value
+            if hlc <= local_hlc:  # an older write, or this very one again: the local value stays
+                if differs and state["bases"][fname] < hlc:
+                    out.conflicts.append(_conflict(state, fname, local_value, local_hlc, value, hlc,
+                                                   "local", "newer_write"))
                 continue
+            if differs and bases[fname] < local_hlc:
+                out.conflicts.append(_conflict(state, fname, local_value, local_hlc, value, hlc,
+                                               "remote", "newer_write"))
         state["fields"][fname] = value
         state["clocks"][fname] = hlc
-        state["bases"][fname] = bases.get(fname, ZERO)
+        state["bases"][fname] = bases[fname]
         out.changed = True
     return out
 
