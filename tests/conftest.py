@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import mongomock_ng
 import pytest
@@ -142,3 +143,44 @@ def runner(app):
 COURSE = {"title": "18.06 Linear Algebra", "source": "https://ocw.mit.edu/courses/18-06/"}
 LECTURE = {"title": "Elimination", "order": 1, "videoUrl": "https://ocw.mit.edu/v/2"}
 ASSIGNMENT = {"title": "Problem set 1", "dueDate": "2026-12-01"}
+
+
+def break_driver(conn, how: str = "gone") -> None:
+    """Make the store's driver fail underneath the connector. SQLite: `gone`, the file became a
+    directory SQLite cannot open; `malformed`, the open connection answers every statement with
+    the error of a damaged file. Mongo: the client and database raise the driver's own timeout
+    on every use, as a lost server does."""
+    from server.connectors.sql import SqlConnector
+
+    if isinstance(conn, SqlConnector) and how == "malformed":
+        import sqlite3
+
+        class Malformed:
+            in_transaction = False
+
+            def __getattr__(self, name):
+                def fail(*args, **kwargs):
+                    raise sqlite3.DatabaseError("database disk image is malformed")
+                return fail
+
+        conn._conn()
+        conn._local.conn = Malformed()
+        return
+    if isinstance(conn, SqlConnector):
+        conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            path = Path(conn.path + suffix)
+            if path.exists():
+                path.unlink()
+        Path(conn.path).mkdir()
+        return
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    class Down:
+        def __getattr__(self, name):
+            raise ServerSelectionTimeoutError("the server went away (test)")
+
+        def __getitem__(self, name):
+            raise ServerSelectionTimeoutError("the server went away (test)")
+
+    conn._client, conn.db = Down(), Down()

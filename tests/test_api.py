@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import ASSIGNMENT, COURSE, LECTURE
+import pytest
+
+from tests.conftest import ASSIGNMENT, COURSE, LECTURE, break_driver
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -147,3 +149,39 @@ def test_sync_routes_without_a_hub(client):
     resp = client.post("/api/v1/sync")
     assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "sync_disabled"
     assert data(client.get("/api/v1/sync/conflicts")) == []
+
+
+BODIES = {
+    ("PATCH", "/api/v1/users/me"): {"displayName": "Me"},
+    ("PATCH", "/api/v1/users/me/focus-course"): {"courseId": None},
+    ("POST", "/api/v1/courses"): COURSE,
+    ("PATCH", "/api/v1/courses/<course_id>"): {"title": "t"},
+    ("POST", "/api/v1/courses/<course_id>/lectures"): LECTURE,
+    ("PATCH", "/api/v1/courses/<course_id>/lectures/<lecture_id>"): {"title": "t"},
+    ("POST", "/api/v1/courses/<course_id>/assignments"): ASSIGNMENT,
+    ("PATCH", "/api/v1/courses/<course_id>/assignments/<assignment_id>"): {"title": "t"},
+}
+# Routes that never touch the store, with what they answer then.
+STORELESS = {("GET", "/api/v1/openapi.json"): 200, ("POST", "/api/v1/sync"): 409}
+
+
+@pytest.mark.parametrize("how", ["gone", "malformed"])
+def test_every_route_answers_503_store_unavailable_when_the_store_fails(app, client, connector, how):
+    make_course(client, id="c1")
+    break_driver(connector, how)
+    answers, checked = {}, set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1"):
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            path = rule.rule.replace("<course_id>", "c1").replace("<lecture_id>", "l1")
+            path = path.replace("<assignment_id>", "a1")
+            resp = client.open(path, method=method, json=BODIES.get((method, rule.rule)))
+            checked.add((method, rule.rule))
+            want = STORELESS.get((method, rule.rule), 503)
+            code = (resp.get_json() or {}).get("error", {}).get("code") if want == 503 else None
+            if (resp.status_code, code) != (want, "store_unavailable" if want == 503 else None):
+                answers[(method, rule.rule)] = (resp.status_code, resp.get_data(as_text=True)[:200])
+    assert answers == {}
+    assert {("GET", "/api/v1/sync/conflicts"), ("GET", "/api/v1/sync/status"), *BODIES} <= checked
+    assert len(checked) == 20

@@ -3,14 +3,17 @@ when MONGO_URI is set. Both must decide alike, so every assertion here holds for
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from freezegun import freeze_time
 
+from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, NotFound, StoreUnavailable
 from server.records import validate
-from tests.conftest import ASSIGNMENT, COURSE, LECTURE
+from tests.conftest import ASSIGNMENT, COURSE, LECTURE, break_driver
 
 
 def new_course(conn, **extra):
@@ -319,3 +322,69 @@ class TestApply:
         assert connector.device_id != old and connector.changes_since({}, 10) == []
         new_course(connector, title="after")
         assert [(c["origin"], c["seq"]) for c in connector.changes_since({}, 10)] == [(connector.device_id, 1)]
+
+
+CHANGE = {"origin": "peer", "seq": 1, "hlc": "001893456000000-000000-peer", "kind": "course", "id": "c9",
+          "courseId": None, "op": "upsert", "fields": {"title": "t"}, "bases": {"title": ""}}
+# One call of every public method; a public method missing here fails the test below.
+CALLS = {
+    "connect": (), "migrate": (), "set_owner": ("learner",),
+    "get_user": (), "get_courses": (), "get_course": ("c1",),
+    "update_user_profile": ("Me",), "set_focus_course": (None,),
+    "create_course": ({"title": "t", "source": "https://a.b"},), "update_course": ("c1", {"title": "t"}),
+    "delete_course": ("c1",), "create_lecture": ("c1", {"title": "t", "order": 1, "videoUrl": "https://a.b"}),
+    "update_lecture": ("c1", "l1", {"title": "t"}), "delete_lecture": ("c1", "l1"),
+    "create_assignment": ("c1", {"title": "t"}), "update_assignment": ("c1", "a1", {"title": "t"}),
+    "delete_assignment": ("c1", "a1"),
+    "changes_since": ({}, 10), "apply_changes": ([CHANGE],), "pending_since": ({},),
+    "list_conflicts": (), "count_conflicts": (), "get_state": ("hub",), "set_state": ("hub", {}),
+    "hub_epoch": (), "dump_records": (), "is_empty": (), "wipe": (),
+}
+NEVER_RAISE = {"close", "ping"}
+
+
+def public_methods(conn) -> set[str]:
+    cls = type(conn)
+    return {n for n in dir(cls) if not n.startswith("_") and inspect.isfunction(inspect.getattr_static(cls, n))}
+
+
+class TestDriverFailures:
+    def test_every_public_method_is_called_here(self, connector):
+        assert public_methods(connector) <= CALLS.keys() | NEVER_RAISE
+
+    @pytest.mark.parametrize("how", ["gone", "malformed"])
+    def test_every_public_method_raises_store_unavailable_when_the_driver_fails(self, connector, how):
+        new_course(connector, id="c1")
+        break_driver(connector, how)
+        escaped = {}
+        for name in sorted(public_methods(connector) - NEVER_RAISE):
+            try:
+                getattr(connector, name)(*CALLS[name])
+                escaped[name] = "returned"
+            except StoreUnavailable as exc:
+                assert exc.status == 503 and exc.code == "store_unavailable"
+                assert "went away" not in exc.message and str(connector.__dict__.get("path", "?")) not in exc.message
+            except Exception as exc:  # noqa: BLE001 - the point is to see what escapes
+                escaped[name] = repr(exc)
+        assert escaped == {}
+
+    def test_ping_answers_false_and_close_returns_when_the_driver_fails(self, connector):
+        break_driver(connector)
+        assert connector.ping() is False
+        connector.close()
+        connector.close()
+
+
+def test_a_store_path_sqlite_cannot_open_says_so(tmp_path):
+    path = tmp_path / "store"
+    path.mkdir()
+    conn = get_db_connector("sql", Settings(), path=str(path))
+    with pytest.raises(StoreUnavailable, match=r"^The SQLite store failed: the store file cannot be opened\.$"):
+        conn.connect()
+
+
+def test_a_store_path_under_a_file_is_unavailable_not_an_os_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    conn = get_db_connector("sql", Settings(), path=str(tmp_path / "file" / "store.sqlite3"))
+    with pytest.raises(StoreUnavailable, match=r"^The SQLite store failed: (not a directory|file exists)\.$"):
+        conn.connect()

@@ -15,16 +15,50 @@ happen in one writer section, so two clients holding the same tag cannot both wi
 
 from __future__ import annotations
 
+import functools
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any
+
+from server.errors import StoreUnavailable
 
 Cursor = dict[str, int]  # origin -> last sequence number seen
 Change = dict[str, Any]
 
 
+def _translating(method):
+    @functools.wraps(method)
+    def translated(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except self.driver_errors as exc:
+            raise self._unavailable(exc) from exc
+    translated.translates_driver_errors = True
+    return translated
+
+
 class DatabaseConnector(ABC):
     device_id: str  # the origin stamped on this store's own changes
     user_id: str  # every read and write is scoped to this user
+    # The driver's exceptions. A connector that names them gets every public method, its own and
+    # inherited, wrapped so that they leave it only as `_unavailable(exc)`: one place per store,
+    # and a method added later is covered without a list of names to keep in step.
+    driver_errors: tuple[type[BaseException], ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.driver_errors:
+            return
+        for name in dir(cls):
+            member = inspect.getattr_static(cls, name)
+            if name.startswith("_") or not inspect.isfunction(member):
+                continue
+            if not getattr(member, "translates_driver_errors", False):
+                setattr(cls, name, _translating(member))
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        """The StoreUnavailable a driver exception becomes: a sentence with no secrets in it."""
+        return StoreUnavailable(f"The store failed ({exc.__class__.__name__}).")
 
     @abstractmethod
     def connect(self) -> None:

@@ -9,13 +9,13 @@ foreign changes touch records first and are logged after, so a pusher that retri
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import uuid
 from contextlib import nullcontext
 from typing import Any
 
+from bson.errors import BSONError
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
@@ -50,20 +50,8 @@ INDEXES = {
 SEEDED = ("records", "changes", "origins", "conflicts", "state")
 
 
-def _translated(method):
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except PyMongoError as exc:
-            # The details (hosts, driver text) go to the log, scrubbed of the password; answers
-            # and the status carry only the kind of failure.
-            log.warning("MongoDB call %s failed: %s", method.__name__, self._scrub(exc))
-            raise StoreUnavailable(f"The MongoDB hub failed ({exc.__class__.__name__}).") from None
-    return wrapper
-
-
 class MongoConnector(MergingConnector):
+    driver_errors = (PyMongoError, BSONError)
     def __init__(self, uri: str = "mongodb://127.0.0.1:27017", db_name: str = "coursesync", *,
                  user_id: str | None = None, device_id: str | None = None,
                  client: Any = None, timeout_ms: int = 3000) -> None:
@@ -79,12 +67,17 @@ class MongoConnector(MergingConnector):
         self._seq = 0
         self.db = None
 
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        # The details (hosts, driver text) go to the log, scrubbed of the password; answers and
+        # the status carry only the kind of failure.
+        log.warning("MongoDB call failed: %s", self._scrub(exc))
+        return StoreUnavailable(f"The MongoDB hub failed ({exc.__class__.__name__}).")
+
     def _scrub(self, exc: BaseException) -> str:
         text = f"{exc.__class__.__name__}: {exc}"[:300]
         return text.replace(self.uri, redact_uri(self.uri)) if self.uri else text
 
     # --- lifecycle ------------------------------------------------------------------------
-    @_translated
     def connect(self) -> None:
         if self._client is None:
             t = self.timeout_ms
@@ -303,12 +296,3 @@ class MongoConnector(MergingConnector):
             self.clock = HybridClock(self.device_id, self.clock.last)
         return removed
 
-
-for _name in (
-    "get_user", "get_courses", "get_course", "update_user_profile", "set_focus_course",
-    "create_course", "update_course", "delete_course", "create_lecture", "update_lecture",
-    "delete_lecture", "create_assignment", "update_assignment", "delete_assignment",
-    "changes_since", "apply_changes", "pending_since", "list_conflicts", "count_conflicts",
-    "get_state", "set_state", "hub_epoch", "dump_records", "is_empty", "wipe", "set_owner",
-):
-    setattr(MongoConnector, _name, _translated(getattr(MongoConnector, _name)))

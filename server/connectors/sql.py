@@ -78,7 +78,8 @@ def _row_to_change(row: sqlite3.Row) -> Change:
 
 class _Transaction:
     """The one owner of transactions: optionally a lock of this process, then `begin` ... COMMIT,
-    or a SAVEPOINT when already inside one; sqlite3 errors become StoreUnavailable here, once.
+    or a SAVEPOINT when already inside one. Driver errors pass through untranslated: the
+    connector's public methods translate them (DatabaseConnector.driver_errors).
     A class rather than a generator: the writer section is on every write's path."""
 
     __slots__ = ("store", "begin", "lock", "conn", "nested")
@@ -93,11 +94,9 @@ class _Transaction:
             self.conn = conn = self.store._conn()
             self.nested = conn.in_transaction
             conn.execute("SAVEPOINT tx" if self.nested else self.begin)
-        except BaseException as exc:
+        except BaseException:
             if self.lock is not None:
                 self.lock.release()
-            if isinstance(exc, sqlite3.Error):
-                raise StoreUnavailable(f"The SQLite store failed: {exc.__class__.__name__}") from exc
             raise
         return conn
 
@@ -106,24 +105,35 @@ class _Transaction:
         try:
             if exc_type is None:
                 conn.execute("RELEASE tx" if self.nested else "COMMIT")
-                return
-            if self.nested:
+            elif self.nested:
                 conn.execute("ROLLBACK TO tx")
                 conn.execute("RELEASE tx")
             else:
                 conn.execute("ROLLBACK")
-            if issubclass(exc_type, sqlite3.Error):
-                raise StoreUnavailable(f"The SQLite store failed: {exc_type.__name__}") from exc
-        except sqlite3.Error as error:
+        except sqlite3.Error:
             if conn.in_transaction and not self.nested:
                 conn.execute("ROLLBACK")
-            raise StoreUnavailable(f"The SQLite store failed: {error.__class__.__name__}") from error
+            raise
         finally:
             if self.lock is not None:
                 self.lock.release()
 
 
+# What a person can do something about, by SQLite's result code; the rest say only the class.
+SQLITE_PROBLEMS = {
+    "SQLITE_FULL": "the disk is full",
+    "SQLITE_NOTADB": "the file is not a SQLite store",
+    "SQLITE_CORRUPT": "the store file is damaged",
+    "SQLITE_READONLY": "the store file is read-only",
+    "SQLITE_CANTOPEN": "the store file cannot be opened",
+    "SQLITE_IOERR": "the disk failed to read or write",
+    "SQLITE_BUSY": "another program holds the store locked",
+}
+
+
 class SqlConnector(MergingConnector):
+    driver_errors = (sqlite3.Error, OSError)
+
     def __init__(self, path: str, *, user_id: str | None = None, device_id: str | None = None,
                  busy_timeout_ms: int = 10_000) -> None:
         self.path = path
@@ -140,22 +150,30 @@ class SqlConnector(MergingConnector):
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
+                                   isolation_level=None, check_same_thread=False)
             try:
-                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
-                                       isolation_level=None, check_same_thread=False)
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"Cannot open the SQLite store: {exc}") from exc
+            except sqlite3.Error:
+                conn.close()
+                raise
             self._local.conn = conn
             with self._conns_lock:
                 self._conns.append((threading.current_thread(), conn))
         return conn
 
-    def atomic(self, immediate: bool = False) -> _Transaction:
-        """A transaction (BEGIN IMMEDIATE when `immediate`); `with store.atomic() as conn`."""
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        name = getattr(exc, "sqlite_errorname", "")
+        problem = next((text for code, text in SQLITE_PROBLEMS.items() if name.startswith(code)), None)
+        if problem is None and isinstance(exc, OSError):
+            problem = exc.strerror and exc.strerror.lower()
+        return StoreUnavailable(f"The SQLite store failed: {problem or exc.__class__.__name__}.")
+
+    def _atomic(self, immediate: bool = False) -> _Transaction:
+        """A transaction (BEGIN IMMEDIATE when `immediate`); `with store._atomic() as conn`."""
         return _Transaction(self, "BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     def _writer(self) -> _Transaction:
@@ -164,14 +182,14 @@ class SqlConnector(MergingConnector):
 
     def _reader(self):
         # A read inside a write already sees one snapshot; only a bare read needs a transaction.
-        return nullcontext() if self._conn().in_transaction else self.atomic()
+        return nullcontext() if self._conn().in_transaction else self._atomic()
 
     def connect(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
         with self._write_lock:
             self.migrate()
-            with self.atomic(immediate=True) as conn:
+            with self._atomic(immediate=True) as conn:
                 meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
                 previous = json.loads(meta.get("device_id", "null"))
                 device = self._want_device or previous or f"d{uuid.uuid4().hex[:12]}"
@@ -199,7 +217,7 @@ class SqlConnector(MergingConnector):
     def migrate(self) -> list[int]:
         """Apply the schema steps not yet recorded. Running it twice is harmless."""
         applied: list[int] = []
-        with self.atomic(immediate=True) as conn:
+        with self._atomic(immediate=True) as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_steps (step INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
             done = {r[0] for r in conn.execute("SELECT step FROM schema_steps")}
             for step, sql in SCHEMA_STEPS:
