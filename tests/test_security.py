@@ -76,12 +76,22 @@ def test_with_a_token_every_route_but_health_needs_it(device, tmp_path):
     assert preflight.status_code == 204  # browsers send preflights without credentials
 
 
-def test_the_token_comparison_is_constant_time():
-    import inspect
+def test_the_token_is_compared_in_constant_time_on_every_request(device, tmp_path, monkeypatch):
+    import hmac
 
     from server import http
 
-    assert "hmac.compare_digest" in inspect.getsource(http.install)
+    compared, constant_time = [], hmac.compare_digest
+
+    def spy(given, expected):
+        compared.append((given, expected))
+        return constant_time(given, expected)
+
+    monkeypatch.setattr(http.hmac, "compare_digest", spy)
+    client = app_with(device, tmp_path, api_token=TOKEN).test_client()
+    assert client.get("/api/v1/courses", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/api/v1/courses", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert compared == [(b"Bearer nope", f"Bearer {TOKEN}".encode()), (f"Bearer {TOKEN}".encode(),) * 2]
 
 
 def test_store_errors_reveal_no_paths_sql_or_driver_details(device, tmp_path):

@@ -8,6 +8,8 @@ import pytest
 from freezegun import freeze_time
 
 from server.errors import StoreUnavailable
+from server.merge import DELETED
+from server.records import META_FIELDS
 from server.seeding import load_seed_file, validate_seed
 from server.seeding_run import seed_store
 from server.sync.engine import run_round
@@ -24,6 +26,11 @@ def world(request, tmp_path):
     w = World(tmp_path, request.param, wire_uri=uri)
     yield w
     w.close()
+
+
+def losses(store) -> set[tuple]:
+    """A device's conflict ledger as (field, local value, remote value, winner, reason)."""
+    return {(c["field"], c["localValue"], c["remoteValue"], c["winner"], c["reason"]) for c in store.list_conflicts()}
 
 
 def shared_course(world, *names, **extra):
@@ -79,7 +86,9 @@ class TestMergeRule:
         a.delete_course("shared")
         world.settle(["a", "b"])
         assert a.get_courses() == b.get_courses() == []
-        assert any(c["reason"] == "deleted" for c in a.list_conflicts() + b.list_conflicts())
+        # b lost its edit to the delete; a saw that edit arrive after it had deleted the course.
+        assert losses(b) == {("notes", "edited on b", DELETED, "remote", "deleted")}
+        assert losses(a) == {("notes", DELETED, "edited on b", "local", "deleted")}
         assert_converged(world)
 
     def test_a_lecture_created_under_a_course_deleted_elsewhere_disappears(self, world):
@@ -91,8 +100,10 @@ class TestMergeRule:
         for dev in (a, b):
             assert dev.get_courses() == []
             assert dev.dump_records()[("lecture", "shared/orphan")]["deleted"]
-        lost = [c for c in a.list_conflicts() if c["recordId"] == "orphan"]
-        assert lost and {c["remoteValue"] for c in lost} >= {"made on b"}
+        made = [ch for ch in b.changes_since({}, 100) if ch["id"] == "orphan"][0]["fields"]
+        written = {f: v for f, v in made.items() if f not in META_FIELDS}
+        assert losses(a) == {(f, DELETED, v, "local", "deleted") for f, v in written.items()}
+        assert losses(b) == {(f, v, DELETED, "remote", "deleted") for f, v in written.items()}
         assert_converged(world)
 
     def test_conflicts_are_listed_newest_first(self, world):
@@ -198,7 +209,9 @@ class TestFaults:
         flaky = FlakyHub(world.hub_for("a"))
         world.hubs["a"] = flaky
         flaky.fail_after("apply_changes", 1)
-        assert world.sync("a").error is not None
+        report = world.sync("a")
+        assert (report.error, report.error_code) == ("hub dropped the connection after the call (test)",
+                                                     "store_unavailable")
         world.settle(["a", "b"])
         assert [ch["seq"] for ch in world.hub.changes_since({}, 100)] == [1, 2, 3]
         assert_converged(world)
@@ -210,7 +223,9 @@ class TestFaults:
         flaky = FlakyHub(world.hub_for("a"))
         world.hubs["a"] = flaky
         flaky.fail_after("apply_changes", 1, after_call=False)
-        assert world.sync("a").error is not None
+        report = world.sync("a")
+        assert (report.error, report.error_code) == ("hub dropped the connection before the call (test)",
+                                                     "store_unavailable")
         world.settle(["a", "b"])
         assert world.device("b").get_course(c["id"])["lectures"]
         assert_converged(world)
