@@ -25,8 +25,9 @@ def main() -> int:
         return 2
     from waitress import serve
 
-    # Request threads share the interpreter with the sync worker; a 1 ms switch interval (the
-    # default is 5 ms) keeps a round's CPU work from adding whole milliseconds to a request.
+    # Rounds run in a child process by default, but with SYNC_PROCESS=0 a round's CPU work shares
+    # this interpreter with the request threads; a 1 ms switch interval (the default is 5 ms)
+    # keeps it from adding whole milliseconds to a request.
     sys.setswitchinterval(0.001)
 
     store = app.extensions["store"]

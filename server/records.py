@@ -1,5 +1,5 @@
 """Record kinds, their fields and validation: one set of definitions shared by the API, the
-seeders and (later) the OpenAPI document. Pure: no I/O."""
+seeders and the OpenAPI document. Pure: no I/O."""
 
 from __future__ import annotations
 

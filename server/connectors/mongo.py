@@ -22,7 +22,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from server.clock import ZERO, HybridClock
 from server.config import redact_uri
 from server.connectors.base import Change, Cursor
-from server.connectors.common import Key, MergingConnector, RetryMerge, seq_spans, state_key
+from server.connectors.merging import Key, MergingConnector, RetryMerge, seq_spans, state_key
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 

@@ -15,7 +15,7 @@ import orjson
 
 from server.clock import ZERO, HybridClock
 from server.connectors.base import Change, Cursor
-from server.connectors.common import Key, MergingConnector, compact_json, seq_spans, state_key
+from server.connectors.merging import Key, MergingConnector, compact_json, seq_spans, state_key
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 
