@@ -67,7 +67,7 @@ class DatabaseConnector(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release connections. Safe to call twice."""
+        """Release connections. Safe to call twice; never raises, even when the store is gone."""
 
     @abstractmethod
     def ping(self) -> bool:

@@ -117,9 +117,13 @@ class MongoConnector(MergingConnector):
                 self._merge_and_persist(tails, own=False)
 
     def close(self) -> None:
-        if self._client is not None and self._own_client:
-            self._client.close()
-        self._client = None if self._own_client else self._client
+        client = self._client
+        self._client = None if self._own_client else client
+        if client is not None and self._own_client:
+            try:
+                client.close()
+            except PyMongoError as exc:  # closing must not fail: the connections are gone anyway
+                log.info("closing the MongoDB client: %s", self._scrub(exc))
 
     def ping(self) -> bool:
         try:
