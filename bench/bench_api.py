@@ -70,8 +70,8 @@ def baseline_app(tmp: Path):
 
 def bench_writes(tmp: Path, n: int) -> list[dict]:
     app, store = our_app(tmp)
-    course = store.create_course(validate("course", {"title": "C", "source": "https://a.b"}, "create"))[0]
-    lecture = store.create_lecture(course["id"], validate("lecture", LECTURE, "create"))[0]
+    course = store.create("course", None, validate("course", {"title": "C", "source": "https://a.b"}, "create"))[0]
+    lecture = store.create("lecture", course["id"], validate("lecture", LECTURE, "create"))[0]
     ours_client, raw_client = app.test_client(), baseline_app(tmp).test_client()
     ours_url = f"/api/v1/courses/{course['id']}/lectures/{lecture['id']}"
     statuses = ["in_progress", "completed"]

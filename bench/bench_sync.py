@@ -270,8 +270,8 @@ def bench_api_during_push(tmp: Path, n: int, uri: str | None, where: str) -> lis
     import logging
 
     logging.getLogger("server.http").setLevel(logging.WARNING)
-    course = store.create_course(validate("course", {"title": "C", "source": "https://a.b"}, "create"))[0]
-    lecture = store.create_lecture(course["id"], validate("lecture", {"title": "L", "order": 1,
+    course = store.create("course", None, validate("course", {"title": "C", "source": "https://a.b"}, "create"))[0]
+    lecture = store.create("lecture", course["id"], validate("lecture", {"title": "L", "order": 1,
                                                                       "videoUrl": "https://a.b/v"}, "create"))[0]
     client = app.test_client()
     url = f"/api/v1/courses/{course['id']}/lectures/{lecture['id']}"

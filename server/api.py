@@ -107,7 +107,7 @@ def list_courses():
 
 @bp.post("/courses")
 def create_course():
-    course, created = store().create_course(validate(COURSE, json_object(), "create"))
+    course, created = store().create("course", None, validate(COURSE, json_object(), "create"))
     return _created(course, created, f"/api/v1/courses/{course['id']}")
 
 
@@ -119,50 +119,50 @@ def get_course(course_id: str):
 @bp.patch("/courses/<course_id>")
 def patch_course(course_id: str):
     updates = validate(COURSE, json_object(), "update")
-    return record_answer(store().update_course(course_id, updates, if_match=if_match()))
+    return record_answer(store().update("course", None, course_id, updates, if_match=if_match()))
 
 
 @bp.delete("/courses/<course_id>")
 def delete_course(course_id: str):
-    store().delete_course(course_id, if_match=if_match())
+    store().delete("course", None, course_id, if_match=if_match())
     return _deleted(course_id)
 
 
 # --- lectures and assignments -------------------------------------------------------------
 @bp.post("/courses/<course_id>/lectures")
 def create_lecture(course_id: str):
-    lecture, created = store().create_lecture(course_id, validate(LECTURE, json_object(), "create"))
+    lecture, created = store().create("lecture", course_id, validate(LECTURE, json_object(), "create"))
     return _created(lecture, created, f"/api/v1/courses/{course_id}/lectures/{lecture['id']}")
 
 
 @bp.patch("/courses/<course_id>/lectures/<lecture_id>")
 def patch_lecture(course_id: str, lecture_id: str):
     updates = validate(LECTURE, json_object(), "update")
-    return record_answer(store().update_lecture(course_id, lecture_id, updates, if_match=if_match()))
+    return record_answer(store().update("lecture", course_id, lecture_id, updates, if_match=if_match()))
 
 
 @bp.delete("/courses/<course_id>/lectures/<lecture_id>")
 def delete_lecture(course_id: str, lecture_id: str):
-    store().delete_lecture(course_id, lecture_id, if_match=if_match())
+    store().delete("lecture", course_id, lecture_id, if_match=if_match())
     return _deleted(lecture_id)
 
 
 @bp.post("/courses/<course_id>/assignments")
 def create_assignment(course_id: str):
     new = validate(ASSIGNMENT, json_object(), "create")
-    assignment, created = store().create_assignment(course_id, new)
+    assignment, created = store().create("assignment", course_id, new)
     return _created(assignment, created, f"/api/v1/courses/{course_id}/assignments/{assignment['id']}")
 
 
 @bp.patch("/courses/<course_id>/assignments/<assignment_id>")
 def patch_assignment(course_id: str, assignment_id: str):
     updates = validate(ASSIGNMENT, json_object(), "update")
-    return record_answer(store().update_assignment(course_id, assignment_id, updates, if_match=if_match()))
+    return record_answer(store().update("assignment", course_id, assignment_id, updates, if_match=if_match()))
 
 
 @bp.delete("/courses/<course_id>/assignments/<assignment_id>")
 def delete_assignment(course_id: str, assignment_id: str):
-    store().delete_assignment(course_id, assignment_id, if_match=if_match())
+    store().delete("assignment", course_id, assignment_id, if_match=if_match())
     return _deleted(assignment_id)
 
 

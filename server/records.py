@@ -15,7 +15,6 @@ import orjson
 from server.errors import ValidationError
 
 USER, COURSE, LECTURE, ASSIGNMENT = "user", "course", "lecture", "assignment"
-CHILD_KINDS = (LECTURE, ASSIGNMENT)
 
 COURSE_STATUS = ("active", "completed", "parked")
 LECTURE_STATUS = ("not_started", "in_progress", "completed")
@@ -62,13 +61,26 @@ class Field:
 
 @dataclass(frozen=True)
 class Kind:
+    """A record kind: everything else (routes, store queries, the OpenAPI document, seed files,
+    the course tree) is derived from this table, so a new kind is one entry here."""
+
     name: str
+    plural: str  # its collection in URLs, in a course's tree and in seed files
     fields: tuple[Field, ...]
-    not_found_code: str
+    parent: str | None = None  # records of this kind live under one record of that kind
+    order_by: tuple[str, ...] = ("createdAt", "id")  # how a parent's tree lists them
 
     @property
     def by_name(self) -> dict[str, Field]:
         return {f.name: f for f in self.fields}
+
+    @property
+    def not_found_code(self) -> str:
+        return f"{self.name}_not_found"
+
+    @property
+    def title(self) -> str:
+        return self.name.capitalize()
 
     def defaults(self) -> dict[str, Any]:
         return {f.name: _copy(f.default) for f in self.fields}
@@ -80,16 +92,15 @@ def _copy(value: Any) -> Any:
 
 KINDS: dict[str, Kind] = {
     USER: Kind(
-        USER,
+        USER, "users",
         (
             Field("email", "email", default="", max_length=320, on_create=False, on_update=False),
             Field("displayName", "string", required=True, default="Learner", max_length=200),
             Field("focusCourseId", "ref", nullable=True, on_create=False, on_update=False),
         ),
-        "user_not_found",
     ),
     COURSE: Kind(
-        COURSE,
+        COURSE, "courses",
         (
             Field("title", "string", required=True, max_length=500),
             Field("description", "text", default=""),
@@ -98,10 +109,9 @@ KINDS: dict[str, Kind] = {
             Field("tags", "tags", default=[]),
             Field("notes", "text", default="", max_length=100_000),
         ),
-        "course_not_found",
     ),
     LECTURE: Kind(
-        LECTURE,
+        LECTURE, "lectures",
         (
             Field("order", "int", required=True),
             Field("title", "string", required=True, max_length=500),
@@ -110,10 +120,11 @@ KINDS: dict[str, Kind] = {
             Field("status", "enum", default="not_started", choices=LECTURE_STATUS),
             Field("note", "text", default="", max_length=100_000),
         ),
-        "lecture_not_found",
+        parent=COURSE,
+        order_by=("order", "createdAt", "id"),
     ),
     ASSIGNMENT: Kind(
-        ASSIGNMENT,
+        ASSIGNMENT, "assignments",
         (
             Field("title", "string", required=True, max_length=500),
             Field("status", "enum", default="not_started", choices=ASSIGNMENT_STATUS),
@@ -121,9 +132,17 @@ KINDS: dict[str, Kind] = {
             Field("link", "url", nullable=True),
             Field("note", "text", default="", max_length=100_000),
         ),
-        "assignment_not_found",
+        parent=COURSE,
     ),
 }
+# The kinds the API creates, edits and deletes (the user is one record, edited by its own routes).
+RECORD_KINDS = tuple(k for k in KINDS.values() if k.name != USER)
+CHILD_KINDS = tuple(k.name for k in KINDS.values() if k.parent == COURSE)
+CHILD_PLURALS = tuple(KINDS[k].plural for k in CHILD_KINDS)
+
+
+def children_of(kind: str) -> tuple[Kind, ...]:
+    return tuple(k for k in KINDS.values() if k.parent == kind)
 
 
 def check_value(f: Field, value: Any) -> tuple[Any, str | None]:
@@ -292,7 +311,7 @@ def ms_from_iso(value: str) -> int:
 def etag_of(record: dict[str, Any]) -> str:
     """A strong ETag of a record's own fields. A course's lectures and assignments carry their
     own ETags, so editing a lecture does not invalidate what a client holds of its course."""
-    own = {k: v for k, v in record.items() if k not in ("lectures", "assignments")}
+    own = {k: v for k, v in record.items() if k not in CHILD_PLURALS}
     digest = hashlib.sha256(orjson.dumps(own, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return f'"{digest[:24]}"'
 

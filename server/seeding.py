@@ -12,14 +12,14 @@ from typing import Any
 from server.clock import encode
 from server.connectors.base import Change
 from server.records import (
-    ASSIGNMENT,
+    CHILD_PLURALS,
     COURSE,
     EPOCH_START,
     ID_RE,
     KINDS,
-    LECTURE,
     USER,
     check_value,
+    children_of,
     is_timestamp,
     ms_from_iso,
 )
@@ -50,7 +50,7 @@ def _record(kind: str, raw: Any, path: str, problems: list[str]) -> dict[str, An
     spec = KINDS[kind].by_name
     clean: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in ("lectures", "assignments", "courseId") and kind != USER:
+        if (key in CHILD_PLURALS or key == "courseId") and kind != USER:
             continue  # handled by the caller
         if key == "id":
             if not isinstance(value, str) or not ID_RE.match(value):
@@ -94,7 +94,7 @@ def validate_seed(data: Any) -> dict[str, Any]:
     if not isinstance(courses_raw, list):
         problems.append("courses: must be a list")
         courses_raw = []
-    seen: dict[str, set[str]] = {COURSE: set(), LECTURE: set(), ASSIGNMENT: set()}
+    seen: dict[str, set[str]] = {kind: set() for kind in KINDS}
     courses = []
     for i, raw in enumerate(courses_raw):
         path = f"courses[{i}]"
@@ -102,7 +102,7 @@ def validate_seed(data: Any) -> dict[str, Any]:
         if not course:
             continue
         _unique(seen[COURSE], course.get("id"), f"{path}.id", problems)
-        for child_kind, key in ((LECTURE, "lectures"), (ASSIGNMENT, "assignments")):
+        for child_kind, key in ((k.name, k.plural) for k in children_of(COURSE)):
             children = raw.get(key, [])
             if not isinstance(children, list):
                 problems.append(f"{path}.{key}: must be a list")
@@ -142,7 +142,7 @@ def seed_changes(seed: dict[str, Any]) -> tuple[str, list[Change]]:
     changes: list[Change] = []
 
     def add(kind: str, record: dict[str, Any], course_id: str | None) -> None:
-        fields = {k: v for k, v in record.items() if k not in ("id", "lectures", "assignments")}
+        fields = {k: v for k, v in record.items() if k != "id" and k not in CHILD_PLURALS}
         hlc = encode(ms_from_iso(record["updatedAt"]), 0, origin)
         changes.append({
             "origin": origin, "seq": len(changes) + 1, "hlc": hlc, "kind": kind, "id": record["id"],
@@ -153,8 +153,7 @@ def seed_changes(seed: dict[str, Any]) -> tuple[str, list[Change]]:
     add(USER, seed["user"], None)
     for course in seed["courses"]:
         add(COURSE, course, None)
-        for lecture in course["lectures"]:
-            add(LECTURE, lecture, course["id"])
-        for assignment in course["assignments"]:
-            add(ASSIGNMENT, assignment, course["id"])
+        for kind in children_of(COURSE):
+            for child in course[kind.plural]:
+                add(kind.name, child, course["id"])
     return origin, changes

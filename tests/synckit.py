@@ -88,12 +88,13 @@ def assert_converged(world: World) -> None:
 
 
 def course(store, **extra):
-    return store.create_course(validate("course", {"title": "Course", "source": "https://a.b", **extra}, "create"))[0]
+    body = validate("course", {"title": "Course", "source": "https://a.b", **extra}, "create")
+    return store.create("course", None, body)[0]
 
 
 def lecture(store, course_id, **extra):
     body = {"title": "Lecture", "order": 1, "videoUrl": "https://a.b/v", **extra}
-    return store.create_lecture(course_id, validate("lecture", body, "create"))[0]
+    return store.create("lecture", course_id, validate("lecture", body, "create"))[0]
 
 
 class FlakyHub:

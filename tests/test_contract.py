@@ -17,15 +17,15 @@ from tests.conftest import ASSIGNMENT, COURSE, LECTURE, break_driver
 
 
 def new_course(conn, **extra):
-    return conn.create_course(validate("course", {**COURSE, **extra}, "create"))[0]
+    return conn.create("course", None, validate("course", {**COURSE, **extra}, "create"))[0]
 
 
 def new_lecture(conn, course_id, **extra):
-    return conn.create_lecture(course_id, validate("lecture", {**LECTURE, **extra}, "create"))[0]
+    return conn.create("lecture", course_id, validate("lecture", {**LECTURE, **extra}, "create"))[0]
 
 
 def new_assignment(conn, course_id, **extra):
-    return conn.create_assignment(course_id, validate("assignment", {**ASSIGNMENT, **extra}, "create"))[0]
+    return conn.create("assignment", course_id, validate("assignment", {**ASSIGNMENT, **extra}, "create"))[0]
 
 
 class TestFactory:
@@ -75,9 +75,9 @@ class TestCrud:
     def test_updates_change_only_the_given_fields(self, connector):
         course = new_course(connector, notes="keep")
         lecture = new_lecture(connector, course["id"])
-        updated = connector.update_lecture(course["id"], lecture["id"], {"status": "completed"})
+        updated = connector.update("lecture", course["id"], lecture["id"], {"status": "completed"})
         assert updated["status"] == "completed" and updated["title"] == LECTURE["title"]
-        assert connector.update_course(course["id"], {"title": "new"})["notes"] == "keep"
+        assert connector.update("course", None, course["id"], {"title": "new"})["notes"] == "keep"
 
     def test_user_profile_and_focus_course(self, connector):
         course = new_course(connector)
@@ -88,13 +88,13 @@ class TestCrud:
     def test_a_focus_course_that_is_deleted_reads_as_null(self, connector):
         course = new_course(connector)
         connector.set_focus_course(course["id"])
-        connector.delete_course(course["id"])
+        connector.delete("course", None, course["id"])
         assert connector.get_user()["focusCourseId"] is None
 
     def test_a_client_id_makes_create_idempotent(self, connector):
         fields = validate("course", {**COURSE, "id": "c-1"}, "create")
-        first, created = connector.create_course(fields)
-        again, created_again = connector.create_course(fields)
+        first, created = connector.create("course", None, fields)
+        again, created_again = connector.create("course", None, fields)
         assert created and not created_again and first == again
         assert len(connector.changes_since({}, 10)) == 1
 
@@ -102,21 +102,21 @@ class TestCrud:
         a, b = new_course(connector, title="a"), new_course(connector, title="b")
         new_lecture(connector, a["id"], id="l1", title="in a")
         new_lecture(connector, b["id"], id="l1", title="in b")
-        connector.delete_course(a["id"])
+        connector.delete("course", None, a["id"])
         assert connector.get_course(b["id"])["lectures"][0]["title"] == "in b"
 
     def test_the_same_id_with_another_body_is_a_conflict(self, connector):
-        connector.create_course(validate("course", {**COURSE, "id": "c-1"}, "create"))
+        connector.create("course", None, validate("course", {**COURSE, "id": "c-1"}, "create"))
         with pytest.raises(Conflict):
-            connector.create_course(validate("course", {**COURSE, "id": "c-1", "title": "x"}, "create"))
+            connector.create("course", None, validate("course", {**COURSE, "id": "c-1", "title": "x"}, "create"))
 
 
 class TestChanges:
     def test_every_write_appends_one_change_with_gapless_sequence(self, connector):
         course = new_course(connector)
         lecture = new_lecture(connector, course["id"])
-        connector.update_lecture(course["id"], lecture["id"], {"note": "n"})
-        connector.delete_lecture(course["id"], lecture["id"])
+        connector.update("lecture", course["id"], lecture["id"], {"note": "n"})
+        connector.delete("lecture", course["id"], lecture["id"])
         changes = connector.changes_since({}, 100)
         assert [c["seq"] for c in changes] == [1, 2, 3, 4]
         assert {c["origin"] for c in changes} == {connector.device_id}
@@ -134,7 +134,7 @@ class TestChanges:
 
     def test_an_update_records_the_clock_it_replaced(self, connector):
         course = new_course(connector)
-        connector.update_course(course["id"], {"title": "t2"})
+        connector.update("course", None, course["id"], {"title": "t2"})
         create, update = connector.changes_since({}, 10)
         assert update["bases"]["title"] == create["hlc"]
 
@@ -150,7 +150,7 @@ class TestTombstones:
         course = new_course(connector)
         lecture = new_lecture(connector, course["id"])
         assignment = new_assignment(connector, course["id"])
-        connector.delete_course(course["id"])
+        connector.delete("course", None, course["id"])
         records = connector.dump_records()
         cid = course["id"]
         keys = [("course", cid), ("lecture", f"{cid}/{lecture['id']}"), ("assignment", f"{cid}/{assignment['id']}")]
@@ -161,16 +161,16 @@ class TestTombstones:
 
     def test_the_delete_itself_is_exported_as_a_change(self, connector):
         course = new_course(connector)
-        connector.delete_course(course["id"])
+        connector.delete("course", None, course["id"])
         last = connector.changes_since({}, 10)[-1]
         assert last["op"] == "delete" and last["id"] == course["id"] and last["kind"] == "course"
 
     def test_a_deleted_id_cannot_be_created_again(self, connector):
         fields = validate("course", {**COURSE, "id": "gone"}, "create")
-        connector.create_course(fields)
-        connector.delete_course("gone")
+        connector.create("course", None, fields)
+        connector.delete("course", None, "gone")
         with pytest.raises(Conflict):
-            connector.create_course(fields)
+            connector.create("course", None, fields)
 
 
 class TestErrors:
@@ -178,10 +178,10 @@ class TestErrors:
         course = new_course(connector)
         cases = [
             (lambda: connector.get_course("nope"), "course_not_found"),
-            (lambda: connector.update_course("nope", {"title": "x"}), "course_not_found"),
-            (lambda: connector.update_lecture(course["id"], "nope", {}), "lecture_not_found"),
-            (lambda: connector.delete_assignment(course["id"], "nope"), "assignment_not_found"),
-            (lambda: connector.create_lecture("nope", validate("lecture", LECTURE, "create")), "course_not_found"),
+            (lambda: connector.update("course", None, "nope", {"title": "x"}), "course_not_found"),
+            (lambda: connector.update("lecture", course["id"], "nope", {}), "lecture_not_found"),
+            (lambda: connector.delete("assignment", course["id"], "nope"), "assignment_not_found"),
+            (lambda: connector.create("lecture", "nope", validate("lecture", LECTURE, "create")), "course_not_found"),
             (lambda: connector.set_focus_course("nope"), "course_not_found"),
         ]
         for call, code in cases:
@@ -194,15 +194,15 @@ class TestErrors:
         a, b = new_course(connector, title="a"), new_course(connector, title="b")
         lecture = new_lecture(connector, a["id"])
         with pytest.raises(NotFound):
-            connector.update_lecture(b["id"], lecture["id"], {"title": "x"})
+            connector.update("lecture", b["id"], lecture["id"], {"title": "x"})
         with pytest.raises(NotFound):
-            connector.delete_lecture(b["id"], lecture["id"])
+            connector.delete("lecture", b["id"], lecture["id"])
 
     def test_deleting_twice_is_not_found(self, connector):
         course = new_course(connector)
-        connector.delete_course(course["id"])
+        connector.delete("course", None, course["id"])
         with pytest.raises(NotFound):
-            connector.delete_course(course["id"])
+            connector.delete("course", None, course["id"])
 
     def test_dollar_keys_in_ids_match_nothing(self, connector):
         new_course(connector)
@@ -240,9 +240,9 @@ class TestApply:
         course = new_course(connector, id="shared")
         peer.apply_changes(connector.changes_since({}, 10))
         with freeze_time("2030-01-01"):
-            connector.update_course("shared", {"title": "mine"})
+            connector.update("course", None, "shared", {"title": "mine"})
         with freeze_time("2030-01-02"):
-            peer.update_course("shared", {"title": "theirs"})
+            peer.update("course", None, "shared", {"title": "theirs"})
         connector.apply_changes(peer.changes_since({peer.device_id: 0}, 10, exclude_origin=connector.device_id))
         assert connector.get_course(course["id"])["title"] == "theirs"
         [conflict] = connector.list_conflicts()
@@ -254,9 +254,9 @@ class TestApply:
         new_course(connector, id="shared")
         peer.apply_changes(connector.changes_since({}, 10))
         with freeze_time("2030-01-01"):
-            peer.update_course("shared", {"notes": "old"})
+            peer.update("course", None, "shared", {"notes": "old"})
         with freeze_time("2030-01-02"):
-            connector.update_course("shared", {"notes": "new"})
+            connector.update("course", None, "shared", {"notes": "new"})
         connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
         assert connector.get_course("shared")["notes"] == "new"
         [conflict] = connector.list_conflicts()
@@ -266,8 +266,8 @@ class TestApply:
         peer = self._peer(store_factory)
         new_course(connector, id="shared")
         peer.apply_changes(connector.changes_since({}, 10))
-        connector.update_course("shared", {"title": "local title"})
-        peer.update_course("shared", {"notes": "peer notes"})
+        connector.update("course", None, "shared", {"title": "local title"})
+        peer.update("course", None, "shared", {"notes": "peer notes"})
         connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
         got = connector.get_course("shared")
         assert got["title"] == "local title" and got["notes"] == "peer notes"
@@ -277,8 +277,8 @@ class TestApply:
         peer = self._peer(store_factory)
         new_course(connector, id="shared")
         peer.apply_changes(connector.changes_since({}, 10))
-        peer.update_course("shared", {"title": "edited elsewhere"})
-        connector.delete_course("shared")
+        peer.update("course", None, "shared", {"title": "edited elsewhere"})
+        connector.delete("course", None, "shared")
         connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
         assert connector.get_courses() == []
         assert [c["reason"] for c in connector.list_conflicts()] == ["deleted"]
@@ -288,7 +288,7 @@ class TestApply:
         new_course(connector, id="shared")
         peer.apply_changes(connector.changes_since({}, 10))
         new_lecture(peer, "shared", id="late")
-        connector.delete_course("shared")
+        connector.delete("course", None, "shared")
         connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
         assert connector.dump_records()[("lecture", "shared/late")]["deleted"] is True
         assert connector.list_conflicts(), "the dropped lecture must leave a trace"
@@ -296,9 +296,9 @@ class TestApply:
     def test_a_sequential_overwrite_is_not_a_conflict(self, connector, store_factory):
         peer = self._peer(store_factory)
         new_course(connector, id="shared")
-        connector.update_course("shared", {"title": "first"})
+        connector.update("course", None, "shared", {"title": "first"})
         peer.apply_changes(connector.changes_since({}, 10))
-        peer.update_course("shared", {"title": "second"})  # peer had seen "first"
+        peer.update("course", None, "shared", {"title": "second"})  # peer had seen "first"
         connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
         assert connector.get_course("shared")["title"] == "second"
         assert connector.list_conflicts() == []
@@ -331,11 +331,9 @@ CALLS = {
     "connect": (), "migrate": (), "set_owner": ("learner",),
     "get_user": (), "get_courses": (), "get_course": ("c1",),
     "update_user_profile": ("Me",), "set_focus_course": (None,),
-    "create_course": ({"title": "t", "source": "https://a.b"},), "update_course": ("c1", {"title": "t"}),
-    "delete_course": ("c1",), "create_lecture": ("c1", {"title": "t", "order": 1, "videoUrl": "https://a.b"}),
-    "update_lecture": ("c1", "l1", {"title": "t"}), "delete_lecture": ("c1", "l1"),
-    "create_assignment": ("c1", {"title": "t"}), "update_assignment": ("c1", "a1", {"title": "t"}),
-    "delete_assignment": ("c1", "a1"),
+    "create": ("course", None, {"title": "t", "source": "https://a.b"}),
+    "update": ("course", None, "c1", {"title": "t"}),
+    "delete": ("lecture", "c1", "l1"),
     "changes_since": ({}, 10), "apply_changes": ([CHANGE],), "pending_since": ({},),
     "list_conflicts": (), "count_conflicts": (), "get_state": ("hub",), "set_state": ("hub", {}),
     "hub_epoch": (), "dump_records": (), "is_empty": (), "wipe": (),

@@ -40,7 +40,7 @@ def test_schema_steps_are_recorded_and_running_them_twice_is_harmless(store):
 @pytest.mark.parametrize("pairs", [1, 2, 400])
 def test_loading_records_by_key_searches_the_primary_key(store, pairs):
     for i in range(50):
-        store.create_course(validate("course", {**COURSE, "title": f"c{i}"}, "create"))
+        store.create("course", None, validate("course", {**COURSE, "title": f"c{i}"}, "create"))
     store._conn().execute("ANALYZE")  # with statistics, as a long-lived store would have them
     plan = store._conn().execute("EXPLAIN QUERY PLAN " + store._load_sql(pairs),
                                  ["learner", *["course", "x"] * pairs]).fetchall()
@@ -55,15 +55,15 @@ def test_a_store_from_before_step_2_upgrades_and_keeps_its_pending_changes(sql_f
     monkeypatch.setattr(sql, "SCHEMA_STEPS", sql.SCHEMA_STEPS[:1])
     old = sql_factory("dev", user_id="learner", device_id="dev-a")
     old.connect()
-    course = old.create_course(validate("course", COURSE, "create"))[0]
-    old.update_course(course["id"], {"title": "two"})
+    course = old.create("course", None, validate("course", COURSE, "create"))[0]
+    old.update("course", None, course["id"], {"title": "two"})
     old._conn().execute("INSERT INTO origins VALUES ('learner', 'dev-a', 2)")
     old.close()
     monkeypatch.undo()
     new = sql_factory("dev", user_id="learner", device_id="dev-a")
     new.connect()
     assert new._conn().execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_live'").fetchone()[0] == 0
-    new.update_course(course["id"], {"title": "three"})
+    new.update("course", None, course["id"], {"title": "three"})
     assert [c["seq"] for c in new.changes_since({}, 10)] == [1, 2, 3]
     assert new.pending_since({"dev-a": 2})[0] == 1
 
@@ -71,12 +71,12 @@ def test_a_store_from_before_step_2_upgrades_and_keeps_its_pending_changes(sql_f
 def test_a_new_device_id_still_pushes_what_the_old_one_had_not(sql_factory):
     first = sql_factory("dev", user_id="learner", device_id="old-id")
     first.connect()
-    first.create_course(validate("course", COURSE, "create"))
-    first.create_course(validate("course", {**COURSE, "title": "second"}, "create"))
+    first.create("course", None, validate("course", COURSE, "create"))
+    first.create("course", None, validate("course", {**COURSE, "title": "second"}, "create"))
     first.close()
     renamed = sql_factory("dev", user_id="learner", device_id="new-id")
     renamed.connect()
-    renamed.create_course(validate("course", {**COURSE, "title": "third"}, "create"))
+    renamed.create("course", None, validate("course", {**COURSE, "title": "third"}, "create"))
     pending = renamed.changes_since({"old-id": 1}, 10)
     assert [(c["origin"], c["seq"]) for c in pending] == [("new-id", 1), ("old-id", 2)]
     assert renamed.pending_since({"old-id": 1})[0] == 2
@@ -88,7 +88,7 @@ def test_a_write_stamps_after_what_another_process_stored(sql_factory):
     # next write must still sort after it, or the edit the user makes on top of it would lose.
     api = sql_factory("dev", user_id="learner", device_id="dev-a")
     api.connect()
-    course = api.create_course(validate("course", COURSE, "create"))[0]
+    course = api.create("course", None, validate("course", COURSE, "create"))[0]
     syncer = sql_factory("dev", user_id="learner", device_id="dev-a")
     syncer.connect()
     ahead = api.changes_since({}, 1)[0]["hlc"]
@@ -97,7 +97,7 @@ def test_a_write_stamps_after_what_another_process_stored(sql_factory):
                            "courseId": None, "op": "upsert", "fields": {"title": "from b"},
                            "bases": {"title": ""}}])
     assert api.get_course(course["id"])["title"] == "from b"
-    api.update_course(course["id"], {"title": "mine, after seeing b's"})
+    api.update("course", None, course["id"], {"title": "mine, after seeing b's"})
     mine = [c for c in api.changes_since({}, 10) if c["origin"] == "dev-a"][-1]
     assert mine["hlc"] > ahead
     assert syncer.get_course(course["id"])["title"] == "mine, after seeing b's"
@@ -118,10 +118,10 @@ def test_an_interrupted_write_leaves_neither_the_record_nor_its_change(store, mo
 
     monkeypatch.setattr(store, "_persist", persist_then_crash)
     with pytest.raises(RuntimeError):
-        store.create_course(validate("course", COURSE, "create"))
+        store.create("course", None, validate("course", COURSE, "create"))
     monkeypatch.undo()
     assert store.dump_records() == {} and store.changes_since({}, 10) == []
-    course = store.create_course(validate("course", COURSE, "create"))[0]
+    course = store.create("course", None, validate("course", COURSE, "create"))[0]
     assert [c["seq"] for c in store.changes_since({}, 10)] == [1], "no sequence number was burnt"
     assert store.get_course(course["id"])["title"] == COURSE["title"]
 
@@ -135,14 +135,14 @@ def test_a_process_killed_inside_a_write_leaves_nothing_behind(tmp_path):
         from server.records import validate
         store = SqlConnector({str(db)!r}, user_id="learner")
         store.connect()
-        store.create_course(validate("course", {{"title": "kept", "source": "https://a.b"}}, "create"))
+        store.create("course", None, validate("course", {{"title": "kept", "source": "https://a.b"}}, "create"))
         original = store._persist
         def slow(*a, **k):
             original(*a, **k)
             print("inside", flush=True)
             time.sleep(60)
         store._persist = slow
-        store.create_course(validate("course", {{"title": "lost", "source": "https://a.b"}}, "create"))
+        store.create("course", None, validate("course", {{"title": "lost", "source": "https://a.b"}}, "create"))
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
@@ -162,15 +162,15 @@ def test_a_process_killed_inside_a_write_leaves_nothing_behind(tmp_path):
 
 
 def test_eight_threads_writing_at_once_all_succeed(store):
-    course = store.create_course(validate("course", COURSE, "create"))[0]
+    course = store.create("course", None, validate("course", COURSE, "create"))[0]
     errors: list[Exception] = []
 
     def writer(n: int) -> None:
         try:
             for i in range(25):
                 body = validate("lecture", {**LECTURE, "order": n * 100 + i + 1}, "create")
-                lecture = store.create_lecture(course["id"], body)[0]
-                store.update_lecture(course["id"], lecture["id"], {"status": "completed"})
+                lecture = store.create("lecture", course["id"], body)[0]
+                store.update("lecture", course["id"], lecture["id"], {"status": "completed"})
                 store.get_courses()
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -190,14 +190,14 @@ def test_device_id_and_clock_survive_a_restart_even_when_the_wall_clock_goes_bac
     first = sql_factory("dev", user_id="learner")
     first.connect()
     with freeze_time("2030-01-01"):
-        first.create_course(validate("course", COURSE, "create"))
+        first.create("course", None, validate("course", COURSE, "create"))
     stamp = first.changes_since({}, 10)[-1]["hlc"]
     device = first.device_id
     first.close()
     again = sql_factory("dev", user_id="learner")
     with freeze_time("2020-01-01"):  # the wall clock was set back ten years
         again.connect()
-        again.create_course(validate("course", {**COURSE, "title": "later"}, "create"))
+        again.create("course", None, validate("course", {**COURSE, "title": "later"}, "create"))
     assert again.device_id == device
     assert again.changes_since({}, 10)[-1]["hlc"] > stamp
 
@@ -228,7 +228,7 @@ def test_busy_database_from_another_process_waits_instead_of_failing(store, tmp_
 
     release = threading.Timer(0.3, let_go)
     release.start()
-    store.create_course(validate("course", COURSE, "create"))
+    store.create("course", None, validate("course", COURSE, "create"))
     events.append("written")
     release.join()
     other.close()

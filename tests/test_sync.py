@@ -54,8 +54,8 @@ class TestMergeRule:
         shared_course(world, "a", "b")
         lecture(a, "shared", id="l1")
         world.settle(["a", "b"])
-        a.update_lecture("shared", "l1", {"status": "completed"})
-        b.update_lecture("shared", "l1", {"note": "great"})
+        a.update("lecture", "shared", "l1", {"status": "completed"})
+        b.update("lecture", "shared", "l1", {"note": "great"})
         world.settle(["a", "b"])
         for dev in (a, b):
             got = dev.get_course("shared")["lectures"][0]
@@ -68,9 +68,9 @@ class TestMergeRule:
         with freeze_time(T0):
             shared_course(world, "a", "b")
         with freeze_time(T0 + dt.timedelta(minutes=1)):
-            a.update_course("shared", {"title": "A's title"})
+            a.update("course", None, "shared", {"title": "A's title"})
         with freeze_time(T0 + dt.timedelta(minutes=2)):
-            b.update_course("shared", {"title": "B's title"})
+            b.update("course", None, "shared", {"title": "B's title"})
             world.settle(["a", "b"])
         assert a.get_course("shared")["title"] == b.get_course("shared")["title"] == "B's title"
         for dev in (a, b):
@@ -82,8 +82,8 @@ class TestMergeRule:
     def test_a_delete_beats_a_concurrent_update(self, world):
         a, b = world.device("a"), world.device("b")
         shared_course(world, "a", "b")
-        b.update_course("shared", {"notes": "edited on b"})
-        a.delete_course("shared")
+        b.update("course", None, "shared", {"notes": "edited on b"})
+        a.delete("course", None, "shared")
         world.settle(["a", "b"])
         assert a.get_courses() == b.get_courses() == []
         # b lost its edit to the delete; a saw that edit arrive after it had deleted the course.
@@ -95,7 +95,7 @@ class TestMergeRule:
         a, b = world.device("a"), world.device("b")
         shared_course(world, "a", "b")
         lecture(b, "shared", id="orphan", title="made on b")
-        a.delete_course("shared")
+        a.delete("course", None, "shared")
         world.settle(["a", "b"])
         for dev in (a, b):
             assert dev.get_courses() == []
@@ -112,8 +112,8 @@ class TestMergeRule:
             shared_course(world, "a", "b")
         for minute, field in ((1, "title"), (5, "notes")):
             with freeze_time(T0 + dt.timedelta(minutes=minute)):
-                a.update_course("shared", {field: "a"})
-                b.update_course("shared", {field: "b"})
+                a.update("course", None, "shared", {field: "a"})
+                b.update("course", None, "shared", {field: "b"})
                 world.settle(["a", "b"])
         fields = [c["field"] for c in b.list_conflicts()]
         assert fields == ["notes", "title"]
@@ -135,12 +135,12 @@ class TestClockSkew:
         with freeze_time(T0):
             shared_course(world, "behind", "ahead")
         with freeze_time(T0 + dt.timedelta(hours=1)):  # "ahead" reads now as an hour later
-            ahead.update_course("shared", {"title": "first edit"})
+            ahead.update("course", None, "shared", {"title": "first edit"})
             world.sync("ahead")
         with freeze_time(T0 - dt.timedelta(hours=1) + dt.timedelta(minutes=5)):  # five minutes later, really
             world.sync("behind")
             assert behind.get_course("shared")["title"] == "first edit"
-            behind.update_course("shared", {"title": "second edit, after seeing the first"})
+            behind.update("course", None, "shared", {"title": "second edit, after seeing the first"})
             world.sync("behind")
         with freeze_time(T0 + dt.timedelta(hours=1, minutes=6)):
             world.settle(["ahead", "behind"])
@@ -278,7 +278,7 @@ class TestHubReset:
     def test_a_wiped_and_reseeded_hub_keeps_every_unsynced_edit(self, world):
         a, b = world.device("a"), world.device("b")
         c = shared_course(world, "a", "b")
-        a.update_course(c["id"], {"notes": "unsynced on a"})
+        a.update("course", None, c["id"], {"notes": "unsynced on a"})
         lecture(b, c["id"], id="unsynced-b")
         seed_store(world.hub, validate_seed(load_seed_file(str(OUR_SEED))), reset=False, wipe_first=True)
         world.hub.user_id = "learner"
@@ -293,7 +293,7 @@ class TestHubReset:
     def test_a_hub_reset_does_not_resurrect_deleted_records(self, world):
         a, b = world.device("a"), world.device("b")
         c = shared_course(world, "a", "b")
-        a.delete_course(c["id"])
+        a.delete("course", None, c["id"])
         world.settle(["a", "b"])
         world.hub.wipe()
         world.settle(["a", "b"])
@@ -351,16 +351,16 @@ def test_the_readme_example_of_the_merge_rule(world, laptop_deletes):
         lecture(laptop, c["id"], id="l3", title="Lecture 3")
         world.settle(["laptop", "phone"])
     with freeze_time(day.replace(hour=9)):
-        laptop.update_lecture(c["id"], "l3", {"status": "completed"})
+        laptop.update("lecture", c["id"], "l3", {"status": "completed"})
     with freeze_time(day.replace(hour=9, minute=5)):
-        phone.update_lecture(c["id"], "l3", {"note": "phone note"})
+        phone.update("lecture", c["id"], "l3", {"note": "phone note"})
     with freeze_time(day.replace(hour=9, minute=10)):
-        phone.update_lecture(c["id"], "l3", {"title": "phone title"})
+        phone.update("lecture", c["id"], "l3", {"title": "phone title"})
     with freeze_time(day.replace(hour=9, minute=20)):
         if laptop_deletes:
-            laptop.delete_lecture(c["id"], "l3")
+            laptop.delete("lecture", c["id"], "l3")
         else:
-            laptop.update_lecture(c["id"], "l3", {"title": "laptop title"})
+            laptop.update("lecture", c["id"], "l3", {"title": "laptop title"})
         world.settle(["laptop", "phone"])
     for dev in (laptop, phone):
         lectures = dev.get_course(c["id"])["lectures"]

@@ -79,7 +79,7 @@ def test_rounds_run_in_a_child_process_and_move_changes_both_ways(api, hub_db, w
     from freezegun import freeze_time
 
     with freeze_time(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(later))):
-        b.update_course(mine["id"], {"title": "from B, clock ahead"})
+        b.update("course", None, mine["id"], {"title": "from B, clock ahead"})
     b.close()
     report = client.post("/api/v1/sync").get_json()["data"]
     assert (report["pulled"], report["error"]) == (1, None)
@@ -125,7 +125,7 @@ def test_a_round_asked_for_after_shutdown_starts_no_child(api):
 
 def test_the_cli_round_runs_in_the_command_s_own_process(api, hub_db):
     runner = api.test_cli_runner()
-    api.extensions["store"].create_course(validate("course", COURSE, "create"))
+    api.extensions["store"].create("course", None, validate("course", COURSE, "create"))
     result = runner.invoke(args=["sync", "once"])
     assert result.exit_code == 0, result.output
     assert '"pushed": 1' in result.output

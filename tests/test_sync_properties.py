@@ -125,24 +125,24 @@ def write(world: World, oracle: Oracle, s: tuple) -> dict | None:
     store = world.device(name)
     if kind == "create_course":
         body = validate("course", {"id": s[2], "title": s[3], "source": "https://a.b"}, "create")
-        store.create_course(body)
+        store.create("course", None, body)
         target = ("course", None, s[2], "upsert", {k: v for k, v in body.items() if k != "id"})
     elif kind == "update_course":
-        store.update_course(s[2], {s[3]: s[4]})
+        store.update("course", None, s[2], {s[3]: s[4]})
         target = ("course", None, s[2], "upsert", {s[3]: s[4]})
     elif kind == "delete_course":
-        store.delete_course(s[2])
+        store.delete("course", None, s[2])
         target = ("course", None, s[2], "delete", {})
     elif kind == "create_lecture":
         body = validate("lecture", {"id": s[3], "title": s[4], "order": 1, "videoUrl": "https://a.b/v"}, "create")
-        store.create_lecture(s[2], body)
+        store.create("lecture", s[2], body)
         target = ("lecture", s[2], s[3], "upsert", {k: v for k, v in body.items() if k != "id"})
     elif kind == "update_lecture":
         value = s[5] if s[4] != "status" else {"alpha": "completed", "beta": "in_progress"}.get(s[5], "not_started")
-        store.update_lecture(s[2], s[3], {s[4]: value})
+        store.update("lecture", s[2], s[3], {s[4]: value})
         target = ("lecture", s[2], s[3], "upsert", {s[4]: value})
     else:
-        store.delete_lecture(s[2], s[3])
+        store.delete("lecture", s[2], s[3])
         target = ("lecture", s[2], s[3], "delete", {})
     k, course_id, record_id, op, written = target
     return oracle.own_write(name, store, written, k, course_id, record_id, op)

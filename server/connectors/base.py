@@ -99,44 +99,26 @@ class DatabaseConnector(ABC):
         course. Writes a change. Returns the user."""
 
     @abstractmethod
-    def create_course(self, new_course: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create a course from validated fields (an optional client `id`). Returns (course,
-        created). The same id with the same fields again returns (existing, False) and writes
-        nothing; the same id with other fields, or the id of a deleted record: Conflict."""
+    def create(self, kind: str, parent_id: str | None, new: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create a record of `kind` (records.KINDS, not the user) from validated fields, with an
+        optional client `id`. `parent_id` is None for a course and the id of a live course for a
+        kind whose parent is the course (else NotFound(course_not_found)). Returns (record,
+        created); a course comes with its children. The same id with the same fields again
+        returns (existing, False) and writes nothing; the same id with other fields, or the id of
+        a deleted record: Conflict(id_conflict). Otherwise writes one change."""
 
     @abstractmethod
-    def update_course(self, course_id: str, updates: dict[str, Any], *, if_match=None) -> dict[str, Any]:
-        """Apply validated updates. NotFound(course_not_found). Writes a change unless
-        `updates` is empty. Returns the course."""
+    def update(self, kind: str, parent_id: str | None, record_id: str, updates: dict[str, Any], *,
+               if_match: list[str] | None = None) -> dict[str, Any]:
+        """Apply validated updates. NotFound with the parent's or the kind's code, also for a
+        child looked up under another course. Writes a change unless `updates` is empty.
+        Returns the record (a course with its children)."""
 
     @abstractmethod
-    def create_lecture(self, course_id: str, new_lecture: dict[str, Any]) -> tuple[dict, bool]:
-        """As create_course, under a live course (NotFound(course_not_found))."""
-
-    @abstractmethod
-    def update_lecture(self, course_id: str, lecture_id: str, updates: dict, *, if_match=None) -> dict[str, Any]:
-        """NotFound(course_not_found | lecture_not_found), also for a lecture of another course."""
-
-    @abstractmethod
-    def create_assignment(self, course_id: str, new_assignment: dict) -> tuple[dict, bool]:
-        """As create_lecture."""
-
-    @abstractmethod
-    def update_assignment(self, course_id: str, assignment_id: str, updates: dict, *, if_match=None) -> dict:
-        """As update_lecture, with assignment_not_found."""
-
-    @abstractmethod
-    def delete_course(self, course_id: str, *, if_match=None) -> None:
-        """Tombstone the course and its lectures and assignments; one change. NotFound when
-        unknown or already deleted."""
-
-    @abstractmethod
-    def delete_lecture(self, course_id: str, lecture_id: str, *, if_match=None) -> None:
-        """Tombstone a lecture; one change. NotFound as update_lecture."""
-
-    @abstractmethod
-    def delete_assignment(self, course_id: str, assignment_id: str, *, if_match=None) -> None:
-        """Tombstone an assignment; one change. NotFound as update_assignment."""
+    def delete(self, kind: str, parent_id: str | None, record_id: str, *,
+               if_match: list[str] | None = None) -> None:
+        """Tombstone the record (a course: with its children); one change. NotFound as update,
+        also when already deleted."""
 
     # --- sync primitives ------------------------------------------------------------------
     @abstractmethod

@@ -22,13 +22,13 @@ from server.clock import ZERO, HybridClock, stamp_ms
 from server.connectors.base import Change, DatabaseConnector
 from server.errors import Conflict, NotFound, PreconditionFailed
 from server.records import (
-    ASSIGNMENT,
     CHILD_KINDS,
     COURSE,
     EPOCH_START,
     KINDS,
-    LECTURE,
+    RECORD_KINDS,
     USER,
+    children_of,
     etag_matches,
     iso_now_from_ms,
 )
@@ -56,6 +56,7 @@ def seq_spans(changes: list[Change]) -> dict[str, tuple[int, int]]:
     return spans
 
 
+COURSE_CHILDREN = children_of(COURSE)
 SHAPE_DEFAULTS = {kind: spec.defaults() for kind, spec in KINDS.items()}
 SHAPE_KEYS = {kind: frozenset(spec.by_name) | {"createdAt", "updatedAt"} for kind, spec in KINDS.items()}
 
@@ -229,10 +230,9 @@ class MergingConnector(DatabaseConnector):
 
     def _course_tree(self, course: dict, children: list[dict]) -> dict[str, Any]:
         shaped = self._shape(course)
-        lectures = [self._shape(c) for c in children if c["kind"] == LECTURE]
-        assignments = [self._shape(c) for c in children if c["kind"] == ASSIGNMENT]
-        shaped["lectures"] = sorted(lectures, key=lambda r: (r["order"], r["createdAt"], r["id"]))
-        shaped["assignments"] = sorted(assignments, key=lambda r: (r["createdAt"], r["id"]))
+        for kind in COURSE_CHILDREN:
+            rows = [self._shape(c) for c in children if c["kind"] == kind.name]
+            shaped[kind.plural] = sorted(rows, key=lambda r, keys=kind.order_by: tuple(r[k] for k in keys))
         return shaped
 
     # --- reads ----------------------------------------------------------------------------
@@ -330,36 +330,18 @@ class MergingConnector(DatabaseConnector):
             state, found = self._live_found(kind, record_id, course_id)
             self._check_if_match(kind, course_id, state, if_match)
             base = merge.max_clock(state)
-            if kind == COURSE:
+            if children_of(kind):
                 base = max([base, *map(merge.max_clock, self._load_children({record_id}).values())])
             self._write(state, kind, record_id, course_id, "delete", {}, delete_base=base, preloaded=found)
 
-    def create_course(self, new_course):
-        return self._create(COURSE, None, new_course)
+    def create(self, kind, parent_id, new):
+        return self._create(_record_kind(kind, parent_id), parent_id, new)
 
-    def update_course(self, course_id, updates, *, if_match=None):
-        return self._update(COURSE, None, course_id, updates, if_match)
+    def update(self, kind, parent_id, record_id, updates, *, if_match=None):
+        return self._update(_record_kind(kind, parent_id), parent_id, record_id, updates, if_match)
 
-    def delete_course(self, course_id, *, if_match=None):
-        self._delete(COURSE, None, course_id, if_match)
-
-    def create_lecture(self, course_id, new_lecture):
-        return self._create(LECTURE, course_id, new_lecture)
-
-    def update_lecture(self, course_id, lecture_id, updates, *, if_match=None):
-        return self._update(LECTURE, course_id, lecture_id, updates, if_match)
-
-    def delete_lecture(self, course_id, lecture_id, *, if_match=None):
-        self._delete(LECTURE, course_id, lecture_id, if_match)
-
-    def create_assignment(self, course_id, new_assignment):
-        return self._create(ASSIGNMENT, course_id, new_assignment)
-
-    def update_assignment(self, course_id, assignment_id, updates, *, if_match=None):
-        return self._update(ASSIGNMENT, course_id, assignment_id, updates, if_match)
-
-    def delete_assignment(self, course_id, assignment_id, *, if_match=None):
-        self._delete(ASSIGNMENT, course_id, assignment_id, if_match)
+    def delete(self, kind, parent_id, record_id, *, if_match=None):
+        self._delete(_record_kind(kind, parent_id), parent_id, record_id, if_match)
 
     # --- sync -----------------------------------------------------------------------------
     def apply_changes(self, changes: list[Change], *, state: dict[str, Any] | None = None) -> dict:
@@ -379,6 +361,15 @@ class MergingConnector(DatabaseConnector):
                 )
         conflicts = self._merge_and_persist(fresh, own=False, state=state)[1] if (fresh or state) else []
         return {"received": len(changes), "applied": len(fresh), "conflicts": len(conflicts)}
+
+
+def _record_kind(kind: str, parent_id: str | None) -> str:
+    """The kind, checked: a programming error (not bad input) when it is unknown, the user, or
+    given a parent it does not have."""
+    spec = KINDS.get(kind)
+    if spec is None or spec not in RECORD_KINDS or (spec.parent is None) != (parent_id is None):
+        raise ValueError(f"not a record kind with parent {parent_id!r}: {kind!r}")
+    return kind
 
 
 def compact_json(value: Any) -> str:

@@ -58,6 +58,7 @@ loads = orjson.loads  # stored JSON is read on every request's path; orjson deco
 LOAD_CHUNK = 400  # keys per lookup query: 2 parameters each, well under SQLite's limit of 32,766
 RECORD_COLS = "kind, id, course_id, fields, clocks, deleted, dclock, dbase, v, key"
 CHANGE_COLS = "origin, seq, hlc, kind, record_id, course_id, op, fields, bases"
+CHILD_MARKS = ", ".join("?" * len(CHILD_KINDS))  # one placeholder per kind of a course's children
 
 
 def _row_to_state(row: sqlite3.Row) -> dict[str, Any]:
@@ -284,7 +285,7 @@ class SqlConnector(MergingConnector):
 
     def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
         rows = self._conn().execute(
-            f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND kind IN (?, ?) AND "
+            f"SELECT {RECORD_COLS} FROM records WHERE user_id = ? AND kind IN ({CHILD_MARKS}) AND "
             "course_id IN (SELECT value FROM json_each(?))",
             (self.user_id, *CHILD_KINDS, json.dumps(sorted(course_ids))),
         )
@@ -292,7 +293,8 @@ class SqlConnector(MergingConnector):
 
     def _load_live(self) -> list[dict[str, Any]]:
         rows = self._conn().execute(
-            "SELECT kind, id, course_id, fields FROM records WHERE user_id = ? AND deleted = 0 AND kind IN (?, ?, ?)",
+            "SELECT kind, id, course_id, fields FROM records WHERE user_id = ? AND deleted = 0 "
+            f"AND kind IN (?, {CHILD_MARKS})",
             (self.user_id, COURSE, *CHILD_KINDS),
         )
         return [{"kind": r[0], "id": r[1], "courseId": r[2], "fields": loads(r[3])} for r in rows]
