@@ -10,10 +10,10 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
+from typing import Any, Callable
 
 import orjson
-from flask import Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from server.errors import AppError, BadBody, PreconditionFailed, UnsupportedMedia
@@ -32,6 +32,18 @@ STANDARD_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no
 # more than the rest of the request bookkeeping).
 _TRACE_PREFIX = secrets.token_hex(6)
 _trace_counter = itertools.count(1)
+
+
+def declaring(bp: Blueprint, operations: list) -> Callable:
+    """A decorator factory: `@route(Operation(...))` registers the view on `bp` under the
+    operation's path, method and id, and lists the operation for the OpenAPI document."""
+    def route(op) -> Callable:
+        def register(view: Callable) -> Callable:
+            bp.add_url_rule(op.path, op.op_id, view, methods=[op.method.upper()])
+            operations.append(op)
+            return view
+        return register
+    return route
 
 
 def _json_response(body: dict, status: int, headers: dict | None = None) -> Response:

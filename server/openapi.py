@@ -1,18 +1,18 @@
-"""The OpenAPI 3 document, built from the same field definitions that validation uses
-(records.KINDS and its patterns), so the two cannot drift apart. Pure: no I/O."""
+"""The OpenAPI 3 document, built from the route table (the `Operation`s the route modules
+register) and the same field definitions that validation uses (records.KINDS and its patterns),
+so the document, the routes and the validation cannot drift apart. Pure: no I/O."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from server.records import (
-    ASSIGNMENT,
-    COURSE,
     DATE_RE,
     ID_RE,
     IF_MATCH_RE,
     KINDS,
-    LECTURE,
     MAX_INT,
     NONBLANK_RE,
     SAFE_TEXT_RE,
@@ -21,11 +21,12 @@ from server.records import (
     USER,
     USER_BODIES,
     Field,
+    Kind,
+    children_of,
 )
 
 TIMESTAMP = {"type": "string", "format": "date-time", "pattern": r"Z$"}
 ID = {"type": "string", "pattern": ID_RE.pattern, "maxLength": 128}
-TITLES = {USER: "User", COURSE: "Course", LECTURE: "Lecture", ASSIGNMENT: "Assignment"}
 MESSAGES = {
     400: "Invalid fields, a malformed body or a Host header not in ALLOWED_HOSTS",
     401: "A bearer token is required (API_TOKEN is set)",
@@ -88,8 +89,8 @@ def user_request_schema(which: str) -> dict[str, Any]:
 
 def record_schema(kind: str) -> dict[str, Any]:
     props: dict[str, Any] = {"id": {"type": "string"}}
-    if kind in (LECTURE, ASSIGNMENT):
-        props["courseId"] = {"type": "string"}
+    if KINDS[kind].parent:
+        props[f"{KINDS[kind].parent}Id"] = {"type": "string"}
     for f in KINDS[kind].fields:
         schema = field_schema(f)
         schema.pop("pattern", None)  # seeded data may predate a pattern; answers are typed, not re-validated
@@ -98,9 +99,8 @@ def record_schema(kind: str) -> dict[str, Any]:
         props[f.name] = schema
     props["createdAt"] = TIMESTAMP
     props["updatedAt"] = TIMESTAMP
-    if kind == COURSE:
-        props["lectures"] = {"type": "array", "items": {"$ref": "#/components/schemas/Lecture"}}
-        props["assignments"] = {"type": "array", "items": {"$ref": "#/components/schemas/Assignment"}}
+    for child in children_of(kind):
+        props[child.plural] = {"type": "array", "items": ref(child.title)}
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
@@ -119,9 +119,9 @@ ETAG = {"ETag": {"required": True, "schema": {"type": "string"},
                  "description": "Send back in If-Match to update only what you read"}}
 
 
-def _ok(schema: dict, description: str, etag: bool = False) -> dict:
+def _ok(schema: dict, description: str, etag: bool = False, enveloped: bool = True) -> dict:
     return {"description": description, "headers": {**REQUEST_ID, **(ETAG if etag else {})},
-            "content": {"application/json": {"schema": envelope(schema)}}}
+            "content": {"application/json": {"schema": envelope(schema) if enveloped else schema}}}
 
 
 def _errors(statuses: list[int]) -> dict:
@@ -129,101 +129,92 @@ def _errors(statuses: list[int]) -> dict:
                      "content": {"application/json": {"schema": ref("Error")}}} for s in statuses}
 
 
-def _op(op_id: str, summary: str, ok: dict[str, dict], errors: list[int], body: str | None = None,
-        params: list[dict] | None = None, if_match: bool = False) -> dict:
-    statuses = sorted({400, 503, *errors} | ({415, 413} if body else set()) | ({412} if if_match else set()))
-    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": {**ok, **_errors(statuses)}}
-    parameters = list(params or [])
-    if if_match:
+@dataclass(frozen=True)
+class Operation:
+    """One route: what Flask registers and what the document says of it."""
+
+    method: str  # get, post, patch, delete
+    path: str  # a Flask rule under /api/v1, e.g. /courses/<course_id>
+    op_id: str
+    summary: str
+    answers: dict[str, tuple[Any, str, bool]]  # status -> (schema, or a schema's name; description; ETag)
+    errors: tuple[int, ...] = ()
+    body: str | None = None  # the name of the request body's schema
+    if_match: bool = False
+    query: tuple[dict, ...] = ()
+    public: bool = False  # answered without API_TOKEN
+    enveloped: bool = True  # the answer is {"data", "meta"} (all but this document itself)
+
+    @property
+    def document_path(self) -> str:
+        return re.sub(r"<(\w+)>", lambda m: "{" + _camel(m.group(1)) + "}", self.path)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+DELETED = {"type": "object", "required": ["id", "deleted"], "additionalProperties": False,
+           "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean", "enum": [True]}}}
+
+
+def record_operations(kind: Kind) -> list[Operation]:
+    """Create, edit and delete of one record kind, under its parent's record when it has one."""
+    collection = f"/{kind.plural}"
+    if kind.parent:
+        collection = f"/{KINDS[kind.parent].plural}/<{kind.parent}_id>{collection}"
+    item = f"{collection}/<{kind.name}_id>"
+    record, parent_missing = kind.title, (404,) if kind.parent else ()
+    a = "an" if kind.name[0] in "aeiou" else "a"
+    cascade = " and ".join(c.plural for c in children_of(kind.name))
+    deleting = f"Delete {a} {kind.name}" + (f" with its {cascade}" if cascade else "")
+    return [
+        Operation("post", collection, f"create{record}", f"Create {a} {kind.name} (a client id makes retries safe)",
+                  {"201": (record, "Created", True), "200": (record, "Already there", True)},
+                  (*parent_missing, 409), f"{record}Create"),
+        Operation("patch", item, f"update{record}", f"Edit {a} {kind.name}",
+                  {"200": (record, f"The {kind.name}", True)}, (404,), f"{record}Update", if_match=True),
+        Operation("delete", item, f"delete{record}", deleting, {"200": (DELETED, "Deleted", False)}, (404,),
+                  if_match=True),
+    ]
+
+
+def _operation(op: Operation, token_required: bool) -> dict[str, Any]:
+    statuses = {400, 503, *op.errors} | ({415, 413} if op.body else set()) | ({412} if op.if_match else set())
+    if token_required and not op.public:
+        statuses.add(401)
+    answers = {status: _ok(ref(schema) if isinstance(schema, str) else schema, description, etag, op.enveloped)
+               for status, (schema, description, etag) in op.answers.items()}
+    out: dict[str, Any] = {"operationId": op.op_id, "summary": op.summary,
+                           "responses": {**answers, **_errors(sorted(statuses))}}
+    parameters = [_path_param(name) for name in re.findall(r"\{(\w+)\}", op.document_path)] + list(op.query)
+    if op.if_match:
         parameters.append({"name": "If-Match", "in": "header", "required": False,
                            "schema": {"type": "string", "pattern": IF_MATCH_RE.pattern},
                            "description": "An ETag from an earlier answer: write only if unchanged"})
     if parameters:
-        op["parameters"] = parameters
-    if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(body)}}}
-    return op
+        out["parameters"] = parameters
+    if op.body:
+        out["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(op.body)}}}
+    if token_required and not op.public:
+        out["security"] = [{"bearer": []}]
+    return out
 
 
 def _path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def build_document(*, token_required: bool = False) -> dict[str, Any]:
-    course_p, lecture_p, assignment_p = _path_param("courseId"), _path_param("lectureId"), _path_param("assignmentId")
-    deleted = {"type": "object", "required": ["id", "deleted"], "additionalProperties": False,
-               "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean", "enum": [True]}}}
-    rec = {k: ref(TITLES[k]) for k in TITLES}
-    paths: dict[str, dict] = {
-        "/health": {"get": _op("health", "Liveness and store state", {"200": _ok(ref("Health"), "Healthy")}, [])},
-        "/openapi.json": {"get": _op("openapi", "This document", {"200": {
-            "description": "OpenAPI document", "headers": REQUEST_ID,
-            "content": {"application/json": {"schema": {"type": "object"}}}}}, [])},
-        "/users/me": {
-            "get": _op("getUser", "The learner", {"200": _ok(rec[USER], "The user", True)}, []),
-            "patch": _op("updateUser", "Rename the learner", {"200": _ok(rec[USER], "The user", True)}, [],
-                         "UserUpdate", if_match=True),
-        },
-        "/users/me/focus-course": {"patch": _op(
-            "setFocusCourse", "Set or clear the focus course", {"200": _ok(rec[USER], "The user", True)}, [404],
-            "FocusCourse", if_match=True)},
-        "/users/me/export": {"get": _op("exportUser", "Everything, for backup", {"200": _ok(ref("Export"), "Export")},
-                                        [])},
-        "/courses": {
-            "get": _op("listCourses", "Every course with lectures and assignments",
-                       {"200": _ok({"type": "array", "items": rec[COURSE]}, "Courses")}, []),
-            "post": _op("createCourse", "Create a course (a client id makes retries safe)",
-                        {"201": _ok(rec[COURSE], "Created", True), "200": _ok(rec[COURSE], "Already there", True)},
-                        [409], "CourseCreate"),
-        },
-        "/courses/{courseId}": {
-            "get": _op("getCourse", "One course", {"200": _ok(rec[COURSE], "The course", True)}, [404],
-                       params=[course_p]),
-            "patch": _op("updateCourse", "Edit a course", {"200": _ok(rec[COURSE], "The course", True)}, [404],
-                         "CourseUpdate", [course_p], if_match=True),
-            "delete": _op("deleteCourse", "Delete a course with its lectures and assignments",
-                          {"200": _ok(deleted, "Deleted")}, [404], params=[course_p], if_match=True),
-        },
-        "/courses/{courseId}/lectures": {"post": _op(
-            "createLecture", "Add a lecture", {"201": _ok(rec[LECTURE], "Created", True),
-                                               "200": _ok(rec[LECTURE], "Already there", True)},
-            [404, 409], "LectureCreate", [course_p])},
-        "/courses/{courseId}/lectures/{lectureId}": {
-            "patch": _op("updateLecture", "Edit a lecture", {"200": _ok(rec[LECTURE], "The lecture", True)}, [404],
-                         "LectureUpdate", [course_p, lecture_p], if_match=True),
-            "delete": _op("deleteLecture", "Delete a lecture", {"200": _ok(deleted, "Deleted")}, [404],
-                          params=[course_p, lecture_p], if_match=True),
-        },
-        "/courses/{courseId}/assignments": {"post": _op(
-            "createAssignment", "Add an assignment", {"201": _ok(rec[ASSIGNMENT], "Created", True),
-                                                      "200": _ok(rec[ASSIGNMENT], "Already there", True)},
-            [404, 409], "AssignmentCreate", [course_p])},
-        "/courses/{courseId}/assignments/{assignmentId}": {
-            "patch": _op("updateAssignment", "Edit an assignment",
-                         {"200": _ok(rec[ASSIGNMENT], "The assignment", True)}, [404], "AssignmentUpdate",
-                         [course_p, assignment_p], if_match=True),
-            "delete": _op("deleteAssignment", "Delete an assignment", {"200": _ok(deleted, "Deleted")}, [404],
-                          params=[course_p, assignment_p], if_match=True),
-        },
-        "/sync": {"post": _op("syncNow", "Run one sync round now", {"200": _ok(ref("SyncReport"), "The round")},
-                              [409])},
-        "/sync/status": {"get": _op("syncStatus", "Sync state", {"200": _ok(ref("SyncStatus"), "Status")}, [])},
-        "/sync/conflicts": {"get": _op(
-            "syncConflicts", "Values that lost a merge, newest first",
-            {"200": _ok({"type": "array", "items": ref("Conflict")}, "Conflicts")}, [],
-            params=[{"name": "limit", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}])},
-    }
-    if token_required:
-        for route, item in paths.items():
-            for op in item.values():
-                if route != "/health":
-                    op["security"] = [{"bearer": []}]
-                    op["responses"].update(_errors([401]))
-    schemas: dict[str, Any] = {TITLES[k]: record_schema(k) for k in TITLES}
-    for kind in (COURSE, LECTURE, ASSIGNMENT):
-        schemas[f"{TITLES[kind]}Create"] = request_schema(kind, "create")
-        schemas[f"{TITLES[kind]}Update"] = request_schema(kind, "update")
+def build_document(operations: list[Operation], *, token_required: bool = False) -> dict[str, Any]:
+    paths: dict[str, dict] = {}
+    for op in operations:
+        paths.setdefault(op.document_path, {})[op.method] = _operation(op, token_required)
+    schemas: dict[str, Any] = {k.title: record_schema(k.name) for k in KINDS.values()}
+    for kind in KINDS.values():
+        if kind.name != USER:
+            schemas[f"{kind.title}Create"] = request_schema(kind.name, "create")
+            schemas[f"{kind.title}Update"] = request_schema(kind.name, "update")
     schemas.update(UserUpdate=user_request_schema("profile"), FocusCourse=user_request_schema("focus"))
     schemas.update({
         "Meta": {"type": "object", "required": ["traceId"], "properties": {"traceId": {"type": "string"}}},

@@ -11,12 +11,15 @@ from flask import Blueprint, Flask, current_app, request
 
 from server.connectors.factory import get_db_connector
 from server.errors import Conflict, ValidationError
-from server.http import envelope, error
+from server.http import declaring, envelope, error
+from server.openapi import Operation
 from server.sync.child import ChildRounds
 from server.sync.engine import stored_cursor
 from server.sync.service import SyncService
 
-bp = Blueprint("sync", __name__, url_prefix="/api/v1/sync")
+bp = Blueprint("sync", __name__, url_prefix="/api/v1")
+OPERATIONS: list[Operation] = []
+route = declaring(bp, OPERATIONS)
 _workers: dict[str, SyncService] = {}  # one worker per local store per process
 _workers_lock = threading.Lock()
 
@@ -61,7 +64,7 @@ def _service() -> SyncService | None:
     return current_app.extensions.get("sync")
 
 
-@bp.get("/status")
+@route(Operation("get", "/sync/status", "syncStatus", "Sync state", {"200": ("SyncStatus", "Status", False)}))
 def status():
     service = _service()
     if service:
@@ -77,7 +80,8 @@ def status():
     })
 
 
-@bp.post("")
+@route(Operation("post", "/sync", "syncNow", "Run one sync round now", {"200": ("SyncReport", "The round", False)},
+                 (409,)))
 def sync_now():
     service = _service()
     if service is None:
@@ -89,7 +93,10 @@ def sync_now():
     return envelope(report.as_dict())
 
 
-@bp.get("/conflicts")
+@route(Operation("get", "/sync/conflicts", "syncConflicts", "Values that lost a merge, newest first",
+                 {"200": ({"type": "array", "items": {"$ref": "#/components/schemas/Conflict"}}, "Conflicts", False)},
+                 query=({"name": "limit", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},)))
 def conflicts():
     raw = request.args.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
