@@ -31,7 +31,7 @@ LECTURE = {"title": "Lecture", "order": 1, "videoUrl": "https://a.b/v"}
 def our_app(tmp: Path):
     store = SqlConnector(str(tmp / "ours.sqlite3"), user_id="bench")
     store.connect()
-    app = create_app({"SETTINGS": Settings(sqlite_path=str(tmp / "x")), "STORE": store, "START_SYNC": False})
+    app = create_app(Settings(sqlite_path=str(tmp / "x")), store=store, start_sync=False)
     app.logger.disabled = True
     import logging
 

@@ -262,11 +262,12 @@ def bench_api_during_push(tmp: Path, n: int, uri: str | None, where: str) -> lis
     from server.api import create_app
     from server.records import validate
     from server.sync.child import ChildRounds
+    from server.sync.hub import HubSpec
     from server.sync.service import SyncService
 
     tag = f"{'wire' if uri else 'sql'}-{where}"
     store = device(tmp / f"busy-dev-{tag}.sqlite3", "dev")
-    app = create_app({"SETTINGS": Settings(sqlite_path=str(tmp / "x")), "STORE": store, "START_SYNC": False})
+    app = create_app(Settings(sqlite_path=str(tmp / "x")), store=store, start_sync=False)
     import logging
 
     logging.getLogger("server.http").setLevel(logging.WARNING)
@@ -291,14 +292,20 @@ def bench_api_during_push(tmp: Path, n: int, uri: str | None, where: str) -> lis
                         sync_batch_size=50 if uri else BATCH, user_id=USER, device_id="dev")
     hub_path = str(tmp / f"busy-hub-{tag}.sqlite3")
     if where == "child":
-        child = ChildRounds(settings, USER, "dev", ("mongo",) if uri else ("sql", hub_path))
+        child = ChildRounds(settings, USER, "dev", HubSpec() if uri else HubSpec("sql", hub_path))
         service = SyncService(settings, store, lambda: None, child=child)
         service.run_once()  # start the child and open its hub before measuring
     else:
         import pymongo
 
-        service = SyncService(settings, store, lambda: get_db_connector(
-            "mongo", settings, client=pymongo.MongoClient(uri), user_id=USER) if uri else sql_hub(Path(hub_path)))
+        def open_bench_hub():
+            if not uri:
+                return sql_hub(Path(hub_path))
+            hub = get_db_connector("mongo", settings, client=pymongo.MongoClient(uri), user_id=USER)
+            hub.connect()
+            return hub
+
+        service = SyncService(settings, store, open_bench_hub)
     idle = patches(600)
     fill_own(store, n)
     done = threading.Event()

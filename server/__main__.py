@@ -19,7 +19,7 @@ def main() -> int:
 
     configure_logging(settings.log_level)
     try:
-        app = create_app({"SETTINGS": settings})
+        app = create_app(settings)
     except StoreUnavailable as exc:
         print(f"error: cannot open the {settings.db_connector} store: {exc.message}", file=sys.stderr)
         return 2

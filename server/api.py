@@ -1,36 +1,49 @@
-"""The Flask app factory."""
+"""The composition root: the app factory builds the settings, the store, the hub opener and the
+sync service, then registers the blueprints. Route modules hold only routes; tests hand their
+doubles to `create_app` as arguments."""
 
 from __future__ import annotations
 
 import atexit
 import logging
-from typing import Any
+from typing import Callable
 
 from flask import Flask
 
 from server import cli, http, routes, sync_routes
 from server.config import Settings, load_settings
+from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
+from server.sync.wiring import build_sync
+
+MAX_BODY_BYTES = 1024 * 1024
 
 
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Defaults, then settings from the environment (or `test_config["SETTINGS"]`), then the
-    rest of the test mapping. `test_config["STORE"]` may supply an already built connector."""
+def create_app(settings: Settings | None = None, *, store: DatabaseConnector | None = None,
+               hub: Callable[[], DatabaseConnector] | None = None, start_sync: bool = True,
+               sync_wait_seconds: float = 10.0, testing: bool = False) -> Flask:
+    """The app. Every argument defaults to what the environment says (`flask --app server.api`
+    calls it with none): `settings` from load_settings(); `store`, a connected store of
+    DB_CONNECTOR that closes at exit; `hub`, something that opens a connected hub in this
+    process (otherwise the settings' hub, opened where rounds run); `start_sync=False` keeps
+    the background worker from starting; `sync_wait_seconds`, how long POST /api/v1/sync waits
+    for a running round."""
+    settings = settings or load_settings()
+    if store is None:
+        store = get_db_connector(settings.db_connector, settings)
+        store.connect()
+        atexit.register(store.close)
     app = Flask(__name__)
-    test_config = dict(test_config or {})
-    settings: Settings = test_config.pop("SETTINGS", None) or load_settings()
-    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=1024 * 1024, START_SYNC=True)
-    app.config.update(test_config)
-    connector = app.config.pop("STORE", None)
-    if connector is None:
-        connector = get_db_connector(settings.db_connector, settings)
-        connector.connect()
-        atexit.register(connector.close)
-    app.extensions["store"] = connector
+    app.testing = testing
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SYNC_WAIT_SECONDS=sync_wait_seconds)
+    app.extensions["store"] = store
+    service = build_sync(settings, store, hub=hub, start=start_sync)
+    if service is not None:
+        app.extensions["sync"] = service
+    app.extensions["operations"] = [*routes.OPERATIONS, *sync_routes.OPERATIONS]
     http.install(app)
     app.register_blueprint(routes.bp)
-    sync_routes.install(app)
-    app.extensions["operations"] = [*routes.OPERATIONS, *sync_routes.OPERATIONS]
+    app.register_blueprint(sync_routes.bp)
     cli.install(app)
     return app
 

@@ -127,7 +127,7 @@ def connector(store_factory):
 def app(connector, tmp_path):
     settings = Settings(db_connector="sql" if connector.__class__.__name__ == "SqlConnector" else "mongo",
                         sqlite_path=str(tmp_path / "unused.sqlite3"))
-    return create_app({"SETTINGS": settings, "STORE": connector, "TESTING": True, "START_SYNC": False})
+    return create_app(settings, store=connector, start_sync=False, testing=True)
 
 
 @pytest.fixture

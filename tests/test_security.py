@@ -16,8 +16,7 @@ TOKEN = "s3cret-token-of-32-characters-xx"
 
 
 def app_with(device, tmp_path, **settings):
-    return create_app({"SETTINGS": Settings(sqlite_path=str(tmp_path / "x"), **settings), "STORE": device,
-                       "START_SYNC": False})
+    return create_app(Settings(sqlite_path=str(tmp_path / "x"), **settings), store=device, start_sync=False)
 
 
 @pytest.fixture

@@ -110,8 +110,7 @@ def test_the_pwa_sample_file_is_served_back_unchanged(tmp_path, kind, capsys):
         assert "removed" in out and "inserted 13 records and 13 changes" in out
         store = get_db_connector("mongo", Settings(), client=client, db_name="pwa")
     store.connect()
-    app = create_app({"SETTINGS": Settings(db_connector=kind, sqlite_path=str(tmp_path / "x")),
-                      "STORE": store, "START_SYNC": False})
+    app = create_app(Settings(db_connector=kind, sqlite_path=str(tmp_path / "x")), store=store, start_sync=False)
     web = app.test_client()
     raw = json.loads(path.read_text())
     assert web.get("/api/v1/users/me").get_json()["data"] == raw["user"]

@@ -22,8 +22,7 @@ def world(request, tmp_path):
 
 def test_eight_api_threads_writing_while_rounds_run_lose_nothing(world, tmp_path):
     device = world.device("a")
-    app = create_app({"SETTINGS": Settings(sqlite_path=str(tmp_path / "x")), "STORE": device,
-                      "START_SYNC": False})
+    app = create_app(Settings(sqlite_path=str(tmp_path / "x")), store=device, start_sync=False)
     cid = course(device, id="c")["id"]
     acknowledged: list[str] = []
     failures: list[str] = []

@@ -52,7 +52,7 @@ def hub_db(wire_uri):
 def api(hub_db, wire_uri, tmp_path):
     settings = Settings(sqlite_path=str(tmp_path / "dev.sqlite3"), mongo_uri=wire_uri, mongo_db=hub_db.name,
                         user_id=USER, device_id="dev-a", sync_interval_seconds=3600)
-    app = create_app({"SETTINGS": settings, "START_SYNC": False})
+    app = create_app(settings, start_sync=False)
     yield app
     app.extensions["sync"].shutdown()
     app.extensions["store"].close()

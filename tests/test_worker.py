@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 
@@ -11,8 +12,9 @@ import pytest
 from server.api import create_app
 from server.config import Settings
 from server.connectors.factory import get_db_connector
+from server.sync.hub import open_hub
 from server.sync.service import SyncBusy, SyncService
-from server.sync_routes import _workers, should_start_worker
+from server.sync.wiring import should_start_worker, stop_worker
 from tests.synckit import FlakyHub, course
 
 HUB_URI = "mongodb://sync:hunter2@hub.invalid:27017/"
@@ -30,17 +32,17 @@ def device(sql_factory):
     return conn
 
 
-def make_app(device, hub_client, tmp_path, flaky: list | None = None, **config):
-    def factory():
+def make_app(device, hub_client, tmp_path, flaky: list | None = None, start_sync: bool = False, **kw):
+    def open_test_hub():
         hub = get_db_connector("mongo", Settings(), client=hub_client, db_name="hub", user_id=device.user_id)
+        hub.connect()
         if flaky is not None:
             hub = FlakyHub(hub)
             flaky.append(hub)
         return hub
 
     settings = Settings(sqlite_path=str(tmp_path / "x"), mongo_uri=HUB_URI, sync_interval_seconds=60)
-    return create_app({"SETTINGS": settings, "STORE": device, "HUB_FACTORY": factory,
-                       "START_SYNC": False, **config})
+    return create_app(settings, store=device, hub=open_test_hub, start_sync=start_sync, **kw)
 
 
 def test_post_sync_runs_a_round_and_reports_it(device, hub_client, tmp_path):
@@ -89,11 +91,10 @@ def test_a_hub_that_is_down_answers_503_in_the_envelope_and_backs_off(device, hu
 def test_a_real_unreachable_hub_fails_fast_with_the_configured_timeout(device, tmp_path):
     settings = Settings(sqlite_path=str(tmp_path / "x"), mongo_uri="mongodb://u:hunter2@127.0.0.1:1/",
                         hub_timeout_ms=300)
-    app = create_app({"SETTINGS": settings, "STORE": device, "START_SYNC": False})
+    app = create_app(settings, store=device, start_sync=False)
     resp = app.test_client().post("/api/v1/sync")
     assert resp.status_code == 503 and "hunter2" not in resp.get_data(as_text=True)
-    hub = app.extensions["sync"]._hub_factory()
-    assert hub.timeout_ms == 300
+    assert get_db_connector("mongo", settings, user_id=device.user_id, device_id=None).timeout_ms == 300
 
 
 class Clock:
@@ -109,8 +110,14 @@ def down_hub_service(device, hub_client, rng: float):
     clock = Clock()
     flaky = FlakyHub(get_db_connector("mongo", Settings(), client=hub_client, db_name="hub"))
     flaky.down = True
-    svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=10), device, lambda: flaky,
+
+    def open_flaky():
+        flaky.connect()
+        return flaky
+
+    svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=10), device, open_flaky,
                       rng=lambda: rng, clock=clock)
+    svc.open_flaky = open_flaky
     return svc, flaky, clock
 
 
@@ -121,7 +128,7 @@ def test_back_off_grows_exponentially_with_jitter_up_to_a_cap_and_resets(device,
         svc.run_once()
         delays.append(svc.backoff_until - clock.now)
     assert delays == [20, 40, 80, 160, 300, 300, 300, 300]
-    jittered = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=10), device, lambda: flaky,
+    jittered = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=10), device, svc.open_flaky,
                            rng=lambda: 0.0, clock=clock)
     jittered.run_once()
     jittered.run_once()
@@ -145,7 +152,7 @@ def test_the_scheduled_job_skips_while_backing_off(device, hub_client):
 
 
 def test_a_manual_round_and_the_scheduled_one_share_one_lock(device, hub_client, tmp_path):
-    app = make_app(device, hub_client, tmp_path, SYNC_WAIT_SECONDS=0.2)
+    app = make_app(device, hub_client, tmp_path, sync_wait_seconds=0.2)
     svc = app.extensions["sync"]
     entered, release = threading.Event(), threading.Event()
     original = svc._ensure_hub
@@ -172,17 +179,17 @@ def test_a_manual_round_and_the_scheduled_one_share_one_lock(device, hub_client,
 
 def test_the_worker_starts_once_per_store_and_only_with_a_hub(device, hub_client, tmp_path, monkeypatch):
     monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
-    no_hub = create_app({"SETTINGS": Settings(sqlite_path=str(tmp_path / "x")), "STORE": device, "START_SYNC": True})
+    no_hub = create_app(Settings(sqlite_path=str(tmp_path / "x")), store=device)
     assert "sync" not in no_hub.extensions
-    first = make_app(device, hub_client, tmp_path, START_SYNC=True)
-    second = make_app(device, hub_client, tmp_path, START_SYNC=True)
+    first = make_app(device, hub_client, tmp_path, start_sync=True)
+    second = make_app(device, hub_client, tmp_path, start_sync=True)
     try:
         svc = first.extensions["sync"]
         assert svc.scheduler is not None and second.extensions["sync"] is svc
         [job] = svc.scheduler.get_jobs()
         assert (job.max_instances, job.coalesce, job.trigger.interval.total_seconds()) == (1, True, 60)
     finally:
-        _workers.pop(device.device_id).shutdown()
+        stop_worker(device.device_id)
 
 
 def test_no_worker_in_the_reloader_watcher_or_cli_commands(monkeypatch):
@@ -222,7 +229,7 @@ def test_flask_sync_once_shows_progress_for_a_big_round(device, hub_client, tmp_
 
 
 def test_flask_sync_without_a_hub_says_so(device, tmp_path):
-    app = create_app({"SETTINGS": Settings(sqlite_path=str(tmp_path / "x")), "STORE": device, "START_SYNC": False})
+    app = create_app(Settings(sqlite_path=str(tmp_path / "x")), store=device, start_sync=False)
     result = app.test_cli_runner().invoke(args=["sync", "once"])
     assert result.exit_code != 0 and "MONGO_URI" in result.output
 
@@ -231,12 +238,12 @@ def test_an_api_running_on_the_hub_itself_has_no_worker(hub_client, tmp_path):
     store = get_db_connector("mongo", Settings(), client=hub_client, db_name="hub", user_id="learner")
     store.connect()
     settings = Settings(db_connector="mongo", mongo_uri=HUB_URI, sqlite_path=str(tmp_path / "x"))
-    app = create_app({"SETTINGS": settings, "STORE": store, "START_SYNC": True})
+    app = create_app(settings, store=store)
     assert "sync" not in app.extensions
     assert app.test_client().get("/api/v1/sync/status").get_json()["data"]["enabled"] is False
 
 
-def test_a_hub_that_cannot_connect_is_closed_every_time(device):
+def test_a_hub_that_cannot_connect_is_closed_every_time(device, monkeypatch):
     built = []
 
     class Unreachable:
@@ -250,11 +257,13 @@ def test_a_hub_that_cannot_connect_is_closed_every_time(device):
         def close(self):
             self.closed = True
 
-    def factory():
+    def connector(*args, **kwargs):
         built.append(Unreachable())
         return built[-1]
 
-    svc = SyncService(Settings(mongo_uri=HUB_URI), device, factory)
+    monkeypatch.setattr("server.sync.hub.get_db_connector", connector)
+    settings = Settings(mongo_uri=HUB_URI)
+    svc = SyncService(settings, device, functools.partial(open_hub, settings, device.user_id))
     for _ in range(3):
         assert svc.run_once().error_code == "store_unavailable"
     assert len(built) == 3 and all(hub.closed for hub in built)

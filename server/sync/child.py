@@ -26,6 +26,7 @@ from typing import Any
 from server.config import Settings
 from server.errors import AppError
 from server.sync.engine import RoundReport, run_round
+from server.sync.hub import HubSpec, open_hub
 
 log = logging.getLogger("server.sync")
 PARENT_CHECK_SECONDS = 0.5
@@ -33,9 +34,9 @@ PARENT_CHECK_SECONDS = 0.5
 
 class ChildRounds:
     """Runs `run_round` in one long-lived child process; `run` blocks until the round ends.
-    `hub` names the hub for the child to open: ("mongo",) for MONGO_URI, or ("sql", path)."""
+    `hub` says which hub the child opens (with server/sync/hub.py's open_hub, as the server would)."""
 
-    def __init__(self, settings: Settings, user_id: str, device_id: str, hub: tuple = ("mongo",)):
+    def __init__(self, settings: Settings, user_id: str, device_id: str, hub: HubSpec = HubSpec()):
         self._args = (settings, user_id, device_id, hub, os.getpid())
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -83,7 +84,7 @@ class ChildRounds:
 _child: dict[str, Any] = {}
 
 
-def _child_start(settings: Settings, user_id: str, device_id: str, hub: tuple, parent: int) -> None:
+def _child_start(settings: Settings, user_id: str, device_id: str, hub: HubSpec, parent: int) -> None:
     from server.connectors.factory import get_db_connector
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -101,26 +102,10 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(0)  # mid-round is fine: every step of a round is crash-safe
 
 
-def _open_hub():
-    from server.connectors.factory import get_db_connector
-
-    settings, local, spec = _child["settings"], _child["local"], _child["hub_spec"]
-    if spec[0] == "sql":
-        hub = get_db_connector("sql", settings, path=spec[1], user_id=local.user_id, device_id=None)
-    else:
-        hub = get_db_connector("mongo", settings, user_id=local.user_id, device_id=None)
-    try:
-        hub.connect()
-    except Exception:
-        hub.close()  # a MongoClient left open keeps its monitor threads
-        raise
-    return hub
-
-
 def _child_round(batch_size: int) -> tuple[RoundReport, int]:
     try:
         if _child["hub"] is None:
-            _child["hub"] = _open_hub()
+            _child["hub"] = open_hub(_child["settings"], _child["local"].user_id, _child["hub_spec"])
         return run_round(_child["local"], _child["hub"], batch_size), os.getpid()
     except AppError as exc:  # the hub could not even be reached to connect
         return RoundReport(error=exc.message, error_code=exc.code), os.getpid()

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from server.clock import stamp_ms
 from server.config import Settings, redact_uri
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, Conflict
@@ -34,11 +35,12 @@ class SyncBusy(Conflict):
 
 class SyncService:
     def __init__(self, settings: Settings, local: DatabaseConnector,
-                 hub_factory: Callable[[], DatabaseConnector], *, child: ChildRounds | None = None,
+                 open_hub: Callable[[], DatabaseConnector], *, child: ChildRounds | None = None,
                  rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.time):
-        """`child`: run rounds there rather than in the calling thread (the server does; tests
-        that hand in an in-memory hub cannot)."""
-        self.settings, self.local, self._hub_factory = settings, local, hub_factory
+        """`open_hub` returns a connected hub (server/sync/hub.py's, or a test's). `child`: run
+        rounds there rather than in the calling thread (the server does; tests that hand in an
+        in-memory hub cannot)."""
+        self.settings, self.local, self._open_hub = settings, local, open_hub
         self.child = child
         self.hub: DatabaseConnector | None = None
         self._rng, self._clock = rng, clock
@@ -57,13 +59,7 @@ class SyncService:
     # --- rounds ---------------------------------------------------------------------------
     def _ensure_hub(self) -> DatabaseConnector:
         if self.hub is None:
-            hub = self._hub_factory()
-            try:
-                hub.connect()
-            except Exception:
-                hub.close()  # a MongoClient left open keeps its monitor threads: one per failed round
-                raise
-            self.hub = hub
+            self.hub = self._open_hub()
         return self.hub
 
     def run_once(self, *, wait_seconds: float = 30.0, progress: Progress | None = None,
@@ -171,15 +167,11 @@ class SyncService:
         return candidates[0] if candidates else None
 
     def status(self) -> dict[str, Any]:
-        state = stored_state(self.local)
-        epoch, cursor = stored_cursor(self.local, state)
-        count, oldest = self.local.pending_since(cursor)
-        oldest_ms = int(oldest.split("-", 1)[0]) if oldest else None
-        resets = state.get("resets") or []
+        return sync_status(self.local, self)
+
+    def live_status(self) -> dict[str, Any]:
+        """What only a running service knows; `sync_status` adds what the store knows."""
         return {
-            "enabled": True,
-            "deviceId": self.local.device_id,
-            "userId": self.local.user_id,
             "hub": redact_uri(self.settings.mongo_uri),
             "state": self.state(),
             "worker": {"process": "child" if self.child else "server", "pid": self.child.pid if self.child else None},
@@ -188,15 +180,7 @@ class SyncService:
             "lastError": self.last_error,
             "nextRun": _iso(self.next_run()),
             "consecutiveFailures": self.failures,
-            "pending": {
-                "count": count,
-                "oldestAt": _iso(oldest_ms / 1000) if oldest_ms else None,
-                "oldestAgeSeconds": round(self._clock() - oldest_ms / 1000, 1) if oldest_ms else None,
-            },
             "totals": dict(self.totals),
-            "openConflicts": self.local.count_conflicts(),
-            "hubEpoch": epoch,
-            "hubResets": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"])} for r in resets],
             "lastRound": self.last_report.as_dict() if self.last_report else None,
         }
 
@@ -204,3 +188,34 @@ class SyncService:
         return {"enabled": True, "state": self.state(), "lastSuccess": _iso(self.last_success),
                 "lastError": self.last_error}
 
+
+
+# Without a hub: the same keys, saying that nothing runs.
+DISABLED = {
+    "hub": None, "state": "disabled", "worker": None, "lastAttempt": None, "lastSuccess": None,
+    "lastError": None, "nextRun": None, "consecutiveFailures": 0,
+    "totals": {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}, "lastRound": None,
+}
+
+
+def sync_status(local: DatabaseConnector, service: SyncService | None = None) -> dict[str, Any]:
+    """The one status shape (GET /api/v1/sync/status, `flask sync status`), with or without sync."""
+    state = stored_state(local)
+    epoch, cursor = stored_cursor(local, state)
+    count, oldest = local.pending_since(cursor)
+    now = service._clock() if service else time.time()
+    oldest_s = stamp_ms(oldest) / 1000 if oldest else None
+    return {
+        "enabled": service is not None,
+        "deviceId": local.device_id,
+        "userId": local.user_id,
+        **(service.live_status() if service else DISABLED),
+        "pending": {
+            "count": count,
+            "oldestAt": _iso(oldest_s),
+            "oldestAgeSeconds": round(now - oldest_s, 1) if oldest_s is not None else None,
+        },
+        "openConflicts": local.count_conflicts(),
+        "hubEpoch": epoch,
+        "hubResets": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"])} for r in state.get("resets") or []],
+    }

@@ -1,0 +1,63 @@
+"""Which sync service a store gets, and whether its background worker starts: at most one
+worker per store per process, never in the Flask reloader's watcher or a CLI command."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import sys
+import threading
+from typing import Callable
+
+from server.config import Settings
+from server.connectors.base import DatabaseConnector
+from server.sync.child import ChildRounds
+from server.sync.hub import open_hub
+from server.sync.service import SyncService
+
+_workers: dict[str, SyncService] = {}  # device id -> the service whose worker runs
+_workers_lock = threading.Lock()
+
+
+def build_sync(settings: Settings, local: DatabaseConnector, *,
+               hub: Callable[[], DatabaseConnector] | None = None, start: bool = True) -> SyncService | None:
+    """The store's sync service, or None when no hub is set (or on DB_CONNECTOR=mongo, where
+    the API writes to the hub itself). `hub` opens a connected hub that lives in this process
+    (a test's); rounds then run in this process too, else in a child (SYNC_PROCESS)."""
+    if not settings.hub_enabled or settings.db_connector != "sql":
+        return None
+    in_process = hub is not None or not settings.sync_process
+    with _workers_lock:
+        service = _workers.get(local.device_id)
+        if service is None or service.local is not local:
+            child = None if in_process else ChildRounds(settings, local.user_id, local.device_id)
+            service = SyncService(settings, local, hub or functools.partial(open_hub, settings, local.user_id),
+                                  child=child)
+        if start and should_start_worker() and local.device_id not in _workers:
+            service.start()
+            _workers[local.device_id] = service
+            atexit.register(service.shutdown)
+    return service
+
+
+def stop_worker(device_id: str) -> None:
+    """Stop and forget the worker of that store (tests that started one)."""
+    with _workers_lock:
+        service = _workers.pop(device_id, None)
+    if service is not None:
+        service.shutdown()
+
+
+def should_start_worker() -> bool:
+    """False in the Flask reloader's watcher process, which never serves a request."""
+    if os.environ.get("FLASK_RUN_FROM_CLI") != "true":
+        return True
+    if os.environ.get("WERKZEUG_RUN_MAIN") == "true":
+        return True  # the reloader's serving child
+    argv = sys.argv[1:]
+    if "run" not in argv:
+        return False  # `flask sync ...`, `flask seed ...`: no background worker
+    debug = os.environ.get("FLASK_DEBUG", "").lower() in ("1", "true") or "--debug" in argv
+    reload = "--reload" in argv or (debug and "--no-reload" not in argv)
+    return not reload
