@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from server.records import ID_RE
@@ -59,18 +60,141 @@ class Settings:
         return bool(self.mongo_uri)
 
 
-def _int(name: str, raw: str, low: int, high: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
+# --- parsers: (setting name, raw text) -> value, or ConfigError naming the setting ---------
+Parser = Callable[[str, str], Any]
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(name: str, raw: str) -> str:
+        if raw not in choices:
+            raise ConfigError(f"{name} must be {' or '.join(repr(c) for c in choices)}, got {raw!r}")
+        return raw
+    return parse
+
+
+def _integer(low: int, high: int) -> Parser:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+    return parse
+
+
+def _number(low: float, high: float) -> Parser:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw}")
+        return value
+    return parse
+
+
+def _mongo_uri(name: str, raw: str) -> str:
+    if not raw.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError(f"{name} must start with mongodb:// or mongodb+srv://, got {redact_uri(raw)!r}")
+    return raw
+
+
+def _database(name: str, raw: str) -> str:
+    if any(c in raw for c in '/\\. "$') or len(raw) > 63:
+        raise ConfigError(f"{name} is not a valid database name: {raw!r}")
+    return raw
+
+
+def _record_id(name: str, raw: str) -> str:
+    if not ID_RE.match(raw):
+        raise ConfigError(f"{name} must be 1-128 letters, digits or . _ ~ : -, got {raw!r}")
+    return raw
 
 
 def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = _list(raw)
+    if "*" in origins:
+        raise ConfigError(f"{name} must list origins; '*' is not allowed")
+    for origin in origins:
+        if not origin.startswith(("http://", "https://")):
+            raise ConfigError(f"{name} entries must be http(s) origins, got {origin!r}")
+    return origins
+
+
+def _hosts(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(h.lower() for h in _list(raw))
+
+
+def _token(name: str, raw: str) -> str:
+    if len(raw) < 16:
+        raise ConfigError(f"{name} must be at least 16 characters")
+    return raw
+
+
+def _log_level(name: str, raw: str) -> str:
+    if raw.upper() not in LOG_LEVELS:
+        raise ConfigError(f"{name} must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return raw.upper()
+
+
+def _flag(name: str, raw: str) -> bool:
+    if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    return raw.lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the environment variable
+    attr: str  # the Settings field it sets
+    parse: Parser
+    default: str  # as the README says it
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DB_CONNECTOR", "db_connector", _choice("sql", "mongo"), "`sql`",
+            "store the API runs on: `sql` (SQLite) or `mongo` (the hub itself)"),
+    Setting("SQLITE_PATH", "sqlite_path", _text, "`var/courses.sqlite3`", "the local store"),
+    Setting("MONGO_URI", "mongo_uri", _mongo_uri, "unset", "the hub; unset means no sync"),
+    Setting("MONGO_DB", "mongo_db", _database, "`coursesync`", "database on the hub"),
+    Setting("USER_ID", "user_id", _record_id, "the user the store was seeded with, else `me`",
+            "whose data this server serves"),
+    Setting("DEVICE_ID", "device_id", _record_id, "made once, kept in SQLite",
+            "this device's origin id in the change log"),
+    Setting("SYNC_INTERVAL_SECONDS", "sync_interval_seconds", _number(0.1, 86400), "`30`",
+            "time between background rounds"),
+    Setting("SYNC_BATCH_SIZE", "sync_batch_size", _integer(1, 10_000), "`500`", "changes per push or pull batch"),
+    Setting("HUB_TIMEOUT_MS", "hub_timeout_ms", _integer(100, 60_000), "`3000`",
+            "how long to wait for the hub before calling it down"),
+    Setting("SYNC_PROCESS", "sync_process", _flag, "`1`",
+            "run sync rounds in a child process of the server (`0`: in the server's own)"),
+    Setting("HOST", "host", _text, "`127.0.0.1`", "the address to listen on"),
+    Setting("PORT", "port", _integer(0, 65535), "`8000`", "the port to listen on"),
+    Setting("CORS_ORIGINS", "cors_origins", _origins, "the Vite dev and preview origins",
+            "comma-separated origins allowed to call the API"),
+    Setting("ALLOWED_HOSTS", "allowed_hosts", _hosts, "`localhost,127.0.0.1,[::1],::1`", "accepted `Host` headers"),
+    Setting("API_TOKEN", "api_token", _token, "unset",
+            "when set, every route but health needs `Authorization: Bearer <token>`"),
+    Setting("LOG_LEVEL", "log_level", _log_level, "`INFO`", "`DEBUG`, `INFO`, `WARNING`, `ERROR`"),
+)
+
+
+def settings_table() -> str:
+    """The README's table of settings, made from SETTINGS (a test keeps the README equal to it)."""
+    rows = [f"| `{s.name}` | {s.default} | {s.help} |" for s in SETTINGS]
+    return "\n".join(["| setting | default | meaning |", "|---|---|---|", *rows])
 
 
 def load_settings(env: dict[str, str] | None = None, dotenv_path: str | None = ".env") -> Settings:
@@ -82,65 +206,11 @@ def load_settings(env: dict[str, str] | None = None, dotenv_path: str | None = "
 
             env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
         env.update(os.environ)
-    get = lambda name: (env.get(name) or "").strip() or None  # noqa: E731
-    kw: dict = {}
-    if (v := get("DB_CONNECTOR")) is not None:
-        if v not in ("sql", "mongo"):
-            raise ConfigError(f"DB_CONNECTOR must be 'sql' or 'mongo', got {v!r}")
-        kw["db_connector"] = v
-    if (v := get("SQLITE_PATH")) is not None:
-        kw["sqlite_path"] = v
-    if (v := get("MONGO_URI")) is not None:
-        if not v.startswith(("mongodb://", "mongodb+srv://")):
-            raise ConfigError(f"MONGO_URI must start with mongodb:// or mongodb+srv://, got {redact_uri(v)!r}")
-        kw["mongo_uri"] = v
-    if (v := get("MONGO_DB")) is not None:
-        if any(c in v for c in '/\\. "$') or len(v) > 63:
-            raise ConfigError(f"MONGO_DB is not a valid database name: {v!r}")
-        kw["mongo_db"] = v
-    for name, key in (("USER_ID", "user_id"), ("DEVICE_ID", "device_id")):
-        if (v := get(name)) is not None:
-            if not ID_RE.match(v):
-                raise ConfigError(f"{name} must be 1-128 letters, digits or . _ ~ : -, got {v!r}")
-            kw[key] = v
-    if (v := get("SYNC_INTERVAL_SECONDS")) is not None:
-        try:
-            seconds = float(v)
-        except ValueError:
-            raise ConfigError(f"SYNC_INTERVAL_SECONDS must be a number, got {v!r}") from None
-        if not 0.1 <= seconds <= 86400:
-            raise ConfigError(f"SYNC_INTERVAL_SECONDS must be between 0.1 and 86400, got {v}")
-        kw["sync_interval_seconds"] = seconds
-    if (v := get("SYNC_BATCH_SIZE")) is not None:
-        kw["sync_batch_size"] = _int("SYNC_BATCH_SIZE", v, 1, 10_000)
-    if (v := get("HOST")) is not None:
-        kw["host"] = v
-    if (v := get("PORT")) is not None:
-        kw["port"] = _int("PORT", v, 0, 65535)
-    if (v := get("CORS_ORIGINS")) is not None:
-        origins = _list(v)
-        if "*" in origins:
-            raise ConfigError("CORS_ORIGINS must list origins; '*' is not allowed")
-        for origin in origins:
-            if not origin.startswith(("http://", "https://")):
-                raise ConfigError(f"CORS_ORIGINS entries must be http(s) origins, got {origin!r}")
-        kw["cors_origins"] = origins
-    if (v := get("ALLOWED_HOSTS")) is not None:
-        kw["allowed_hosts"] = tuple(h.lower() for h in _list(v))
-    if (v := get("API_TOKEN")) is not None:
-        if len(v) < 16:
-            raise ConfigError("API_TOKEN must be at least 16 characters")
-        kw["api_token"] = v
-    if (v := get("LOG_LEVEL")) is not None:
-        if v.upper() not in LOG_LEVELS:
-            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {v!r}")
-        kw["log_level"] = v.upper()
-    if (v := get("HUB_TIMEOUT_MS")) is not None:
-        kw["hub_timeout_ms"] = _int("HUB_TIMEOUT_MS", v, 100, 60_000)
-    if (v := get("SYNC_PROCESS")) is not None:
-        if v.lower() not in ("1", "0", "true", "false", "yes", "no"):
-            raise ConfigError(f"SYNC_PROCESS must be 1 or 0, got {v!r}")
-        kw["sync_process"] = v.lower() in ("1", "true", "yes")
-    if kw.get("db_connector") == "mongo" and not kw.get("mongo_uri"):
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = (env.get(setting.name) or "").strip()
+        if raw:
+            values[setting.attr] = setting.parse(setting.name, raw)
+    if values.get("db_connector") == "mongo" and not values.get("mongo_uri"):
         raise ConfigError("DB_CONNECTOR=mongo needs MONGO_URI")
-    return Settings(**kw)
+    return Settings(**values)
