@@ -26,7 +26,6 @@ HTTP_CODES = {
     409: "conflict", 412: "precondition_failed", 413: "payload_too_large",
     415: "unsupported_media_type", 500: "internal_error", 503: "store_unavailable",
 }
-PUBLIC_PATHS = ("/api/v1/health",)
 STANDARD_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"))
 # Trace ids need only be unique: a random per-process prefix and a counter (uuid4 per request cost
 # more than the rest of the request bookkeeping).
@@ -139,77 +138,113 @@ def json_object(required: bool = True) -> dict:
 
 
 def install(app: Flask) -> None:
+    """The request hooks, in the order they run, and the error handlers."""
     settings = app.config["SETTINGS"]
-    allowed_hosts = {h.lower() for h in settings.allowed_hosts}
-    cors = set(settings.cors_origins)
+    app.before_request(_start_trace)
+    app.before_request(_host_check({h.lower() for h in settings.allowed_hosts}))
+    app.before_request(_preflight)
+    if settings.api_token:
+        public = {f"/api/v1{op.path}" for op in app.extensions["operations"] if op.public}
+        app.before_request(_token_check(settings.api_token, public))
+    # after_request hooks run last-registered first: headers, then CORS, then the log line.
+    app.after_request(_log_line)
+    app.after_request(_cors_headers(set(settings.cors_origins)))
+    app.after_request(_standard_headers)
+    app.register_error_handler(AppError, _app_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
 
-    @app.before_request
-    def _start() -> Response | None:
-        req, ctx = request._get_current_object(), g._get_current_object()
-        ctx.started = time.perf_counter()
-        incoming = req.headers.get("X-Request-ID", "")
-        ctx.trace_id = incoming if incoming and TRACE_RE.match(incoming) else \
-            f"{_TRACE_PREFIX}-{next(_trace_counter):x}"
-        host = (req.host or "").lower()
+
+def _start_trace() -> None:
+    ctx = g._get_current_object()
+    ctx.started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    ctx.trace_id = incoming if incoming and TRACE_RE.match(incoming) else f"{_TRACE_PREFIX}-{next(_trace_counter):x}"
+
+
+def _host_check(allowed_hosts: set[str]) -> Callable[[], Response | None]:
+    """A web page must not reach the server through DNS rebinding: only our own Host names."""
+    def check() -> Response | None:
+        host = (request.host or "").lower()
         hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         if hostname not in allowed_hosts and host not in allowed_hosts:
             return error(400, "invalid_host", "This Host header is not allowed (see ALLOWED_HOSTS).")
-        if req.method == "OPTIONS":
-            return current_app.response_class(status=204)
-        token = settings.api_token
-        if token and req.path not in PUBLIC_PATHS:
-            given = req.headers.get("Authorization", "")
-            expected = f"Bearer {token}"
-            if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
-                resp = error(401, "unauthorized", "A valid bearer token is required.")
-                resp.headers["WWW-Authenticate"] = 'Bearer realm="coursesync"'
-                return resp
         return None
+    return check
 
-    @app.after_request
-    def _finish(resp: Response) -> Response:
-        req, ctx = request._get_current_object(), g._get_current_object()
-        trace = getattr(ctx, "trace_id", "")
-        if not getattr(resp, "standard_headers", False):
-            resp.headers["X-Request-ID"] = trace
-            resp.headers["X-Content-Type-Options"] = "nosniff"
-            resp.headers.setdefault("Cache-Control", "no-store")
-        origin = req.headers.get("Origin")
-        if origin and origin in cors:
+
+def _preflight() -> Response | None:
+    # Browsers send CORS preflights without credentials: answer them before the token check.
+    return current_app.response_class(status=204) if request.method == "OPTIONS" else None
+
+
+def _token_check(token: str, public: set[str]) -> Callable[[], Response | None]:
+    expected = f"Bearer {token}".encode()
+
+    def check() -> Response | None:
+        if request.path in public:
+            return None
+        given = request.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode("utf-8", "replace"), expected):
+            return None
+        resp = error(401, "unauthorized", "A valid bearer token is required.")
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="coursesync"'
+        return resp
+    return check
+
+
+def _standard_headers(resp: Response) -> Response:
+    if not getattr(resp, "standard_headers", False):  # our own answers carry them already
+        resp.headers["X-Request-ID"] = g.get("trace_id", "")
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers.setdefault("Cache-Control", "no-store")
+    return resp
+
+
+def _cors_headers(origins: set[str]) -> Callable[[Response], Response]:
+    def add(resp: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin and origin in origins:
             resp.headers["Access-Control-Allow-Origin"] = origin
             resp.headers["Vary"] = "Origin"
             resp.headers["Access-Control-Expose-Headers"] = "ETag, X-Request-ID, Location"
-            if req.method == "OPTIONS":
+            if request.method == "OPTIONS":
                 resp.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
                 resp.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization, If-Match, X-Request-ID"
                 resp.headers["Access-Control-Max-Age"] = "600"
-        if log.isEnabledFor(logging.INFO):
-            elapsed = (time.perf_counter() - getattr(ctx, "started", time.perf_counter())) * 1000
-            log.info("%s %s %s %.1fms trace=%s", req.method, req.path[:200], resp.status_code, elapsed, trace)
         return resp
+    return add
 
-    @app.errorhandler(AppError)
-    def _app_error(exc: AppError) -> Response:
-        if isinstance(exc, PreconditionFailed) and exc.current:
-            resp = error(exc.status, exc.code, exc.message, extra={"current": exc.current})
-            resp.headers["ETag"] = etag_of(exc.current)
-            return resp
-        return error(exc.status, exc.code, exc.message, exc.fields)
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        code = HTTP_CODES.get(status, "http_error")
-        messages = {
-            404: "No such route.", 405: "This method is not allowed on this route.",
-            413: "The body is larger than 1 MiB.",
-        }
-        resp = error(status, code, messages.get(status, exc.description or exc.name))
-        if status == 405 and exc.get_response().headers.get("Allow"):
-            resp.headers["Allow"] = exc.get_response().headers["Allow"]
+def _log_line(resp: Response) -> Response:
+    if log.isEnabledFor(logging.INFO):
+        ctx = g._get_current_object()
+        elapsed = (time.perf_counter() - getattr(ctx, "started", time.perf_counter())) * 1000
+        log.info("%s %s %s %.1fms trace=%s", request.method, request.path[:200], resp.status_code, elapsed,
+                 getattr(ctx, "trace_id", ""))
+    return resp
+
+
+def _app_error(exc: AppError) -> Response:
+    if isinstance(exc, PreconditionFailed) and exc.current:
+        resp = error(exc.status, exc.code, exc.message, extra={"current": exc.current})
+        resp.headers["ETag"] = etag_of(exc.current)
         return resp
+    return error(exc.status, exc.code, exc.message, exc.fields)
 
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error trace=%s", g.get("trace_id", ""))
-        return error(500, "internal_error", "Something went wrong on the server; see its log.")
+
+HTTP_MESSAGES = {404: "No such route.", 405: "This method is not allowed on this route.",
+                 413: "The body is larger than 1 MiB."}
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    resp = error(status, HTTP_CODES.get(status, "http_error"), HTTP_MESSAGES.get(status, exc.description or exc.name))
+    if status == 405 and exc.get_response().headers.get("Allow"):
+        resp.headers["Allow"] = exc.get_response().headers["Allow"]
+    return resp
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error trace=%s", g.get("trace_id", ""))
+    return error(500, "internal_error", "Something went wrong on the server; see its log.")
