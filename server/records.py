@@ -8,7 +8,7 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -149,47 +149,45 @@ def check_value(f: Field, value: Any) -> tuple[Any, str | None]:
     """Validate one value; return (normalised value, None) or (None, reason)."""
     if value is None:
         return (None, None) if f.nullable else (None, "must not be null")
-    t = f.type
-    if t in ("string", "text", "url", "email", "ref", "date", "timestamp"):
+    problem = CHECKS[f.type](f, value)
+    if problem:
+        return None, problem
+    return (list(value) if f.type == "tags" else value), None
+
+
+def _string(shape: Callable[[str], Any] | None = None, reason: str = "") -> Callable[[Field, Any], str | None]:
+    def check(f: Field, value: Any) -> str | None:
         if not isinstance(value, str):
-            return None, "must be a string"
+            return "must be a string"
         problem = _string_problem(value, f.max_length)
+        if problem is None and shape is not None and not shape(value):
+            return reason
+        return problem
+    return check
+
+
+def _int_problem(f: Field, value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "must be an integer"
+    if value < 1:
+        return "must be at least 1"
+    return f"must be at most {MAX_INT}" if value > MAX_INT else None
+
+
+def _enum_problem(f: Field, value: Any) -> str | None:
+    return None if isinstance(value, str) and value in f.choices else "must be one of: " + ", ".join(f.choices)
+
+
+def _tags_problem(f: Field, value: Any) -> str | None:
+    if not isinstance(value, list) or len(value) > 100:
+        return "must be a list of at most 100 strings"
+    for tag in value:
+        if not isinstance(tag, str):
+            return "must be a list of strings"
+        problem = _string_problem(tag, 100)
         if problem:
-            return None, problem
-        if t == "string" and not NONBLANK_RE.match(value):
-            return None, "must be a non-empty string"
-        if t == "url" and not is_http_url(value):
-            return None, "must be an http or https URL (spaces and non-ASCII characters percent-encoded)"
-        if t == "date" and not is_date(value):
-            return None, "must be a calendar date as YYYY-MM-DD"
-        if t == "timestamp" and not is_timestamp(value):
-            return None, "must be an ISO-8601 UTC timestamp ending in Z"
-        if t == "ref" and not ID_RE.match(value):
-            return None, "must be a record id"
-        return value, None
-    if t == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            return None, "must be an integer"
-        if value < 1:
-            return None, "must be at least 1"
-        if value > MAX_INT:
-            return None, f"must be at most {MAX_INT}"
-        return value, None
-    if t == "enum":
-        if not isinstance(value, str) or value not in f.choices:
-            return None, "must be one of: " + ", ".join(f.choices)
-        return value, None
-    if t == "tags":
-        if not isinstance(value, list) or len(value) > 100:
-            return None, "must be a list of at most 100 strings"
-        for tag in value:
-            if not isinstance(tag, str):
-                return None, "must be a list of strings"
-            problem = _string_problem(tag, 100)
-            if problem:
-                return None, "each tag " + problem
-        return list(value), None
-    raise AssertionError(f"unknown field type {t}")
+            return "each tag " + problem
+    return None
 
 
 def _string_problem(value: str, max_length: int) -> str | None:
@@ -230,42 +228,73 @@ def is_timestamp(value: str) -> bool:
         return False
 
 
+CHECKS: dict[str, Callable[[Field, Any], str | None]] = {
+    "string": _string(NONBLANK_RE.match, "must be a non-empty string"),
+    "text": _string(),
+    "email": _string(),
+    "url": _string(is_http_url, "must be an http or https URL (spaces and non-ASCII characters percent-encoded)"),
+    "date": _string(is_date, "must be a calendar date as YYYY-MM-DD"),
+    "timestamp": _string(is_timestamp, "must be an ISO-8601 UTC timestamp ending in Z"),
+    "ref": _string(ID_RE.match, "must be a record id"),
+    "int": _int_problem,
+    "enum": _enum_problem,
+    "tags": _tags_problem,
+}
+ID_PROBLEM = "must be 1-128 letters, digits or . _ ~ : - (not starting with a symbol)"
+TIMESTAMPS = (Field("createdAt", "timestamp"), Field("updatedAt", "timestamp"))
+
+
+def check_fields(kind: str, body: Any, mode: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(clean fields, problems by key) for a body of `kind`. `create` and `update`: what the API
+    takes (a client `id` optional on create; defaults filled in on create). `stored`: a whole
+    record as a seed file holds it: its `id` required, every field allowed, `createdAt` and
+    `updatedAt` as timestamps, defaults filled in. Nothing about the store is consulted."""
+    if not isinstance(body, dict):
+        return {}, {"body": "must be a JSON object"}
+    fields = KINDS[kind].fields
+    if mode == "stored":
+        allowed = {f.name: f for f in (*fields, *TIMESTAMPS)}
+    else:
+        allowed = {f.name: f for f in fields if (f.on_create if mode == "create" else f.on_update)}
+    problems: dict[str, str] = {}
+    clean: dict[str, Any] = {}
+    for key, value in body.items():
+        if key == "id" and mode != "update":
+            ok = isinstance(value, str) and ID_RE.match(value)
+            clean["id"] = value
+            if not ok:
+                problems["id"] = ID_PROBLEM
+            continue
+        f = allowed.get(key)
+        value, problem = check_value(f, value) if f else (None, "unknown field")
+        if problem:
+            problems[_field_label(key)] = problem
+        else:
+            clean[key] = value
+    if mode == "stored" and "id" not in body:
+        problems["id"] = "is required"
+    if mode != "update":
+        _fill_defaults(allowed.values(), clean, problems)
+    return clean, problems
+
+
+def _fill_defaults(fields: Any, clean: dict[str, Any], problems: dict[str, str]) -> None:
+    for f in fields:
+        if f.name in clean or f.name in problems or f in TIMESTAMPS:
+            continue
+        if f.required:
+            problems[f.name] = "is required"
+        else:
+            clean[f.name] = _copy(f.default)
+
+
 def validate(kind: str, body: Any, mode: str) -> dict[str, Any]:
     """Check a request body for `create` or `update`; return the clean fields (with defaults on
     create, plus a client-supplied `id` when given) or raise ValidationError naming every bad
-    field. Nothing about the store is consulted here."""
-    if not isinstance(body, dict):
-        raise ValidationError({"body": "must be a JSON object"})
-    spec = KINDS[kind]
-    allowed = {f.name: f for f in spec.fields if (f.on_create if mode == "create" else f.on_update)}
-    errors: dict[str, str] = {}
-    clean: dict[str, Any] = {}
-    for key, value in body.items():
-        if mode == "create" and key == "id":
-            if not isinstance(value, str) or not ID_RE.match(value):
-                errors["id"] = "must be 1-128 letters, digits or . _ ~ : - (not starting with a symbol)"
-            else:
-                clean["id"] = value
-            continue
-        f = allowed.get(key)
-        if f is None:
-            errors[_field_label(key)] = "unknown field"
-            continue
-        value, problem = check_value(f, value)
-        if problem:
-            errors[key] = problem
-        else:
-            clean[key] = value
-    if mode == "create":
-        for f in allowed.values():
-            if f.name in clean or f.name in errors:
-                continue
-            if f.required:
-                errors[f.name] = "is required"
-            else:
-                clean[f.name] = _copy(f.default)
-    if errors:
-        raise ValidationError(errors)
+    field."""
+    clean, problems = check_fields(kind, body, mode)
+    if problems:
+        raise ValidationError(problems)
     return clean
 
 

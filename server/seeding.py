@@ -15,12 +15,10 @@ from server.records import (
     CHILD_PLURALS,
     COURSE,
     EPOCH_START,
-    ID_RE,
     KINDS,
     USER,
-    check_value,
+    check_fields,
     children_of,
-    is_timestamp,
     ms_from_iso,
 )
 
@@ -44,39 +42,37 @@ def load_seed_file(path: str) -> Any:
 
 
 def _record(kind: str, raw: Any, path: str, problems: list[str]) -> dict[str, Any]:
+    """One record of the file, checked as the API checks a stored record (records.check_fields);
+    its children and its parent reference are the caller's."""
     if not isinstance(raw, dict):
         problems.append(f"{path}: must be an object")
         return {}
-    spec = KINDS[kind].by_name
-    clean: dict[str, Any] = {}
-    for key, value in raw.items():
-        if (key in CHILD_PLURALS or key == "courseId") and kind != USER:
-            continue  # handled by the caller
-        if key == "id":
-            if not isinstance(value, str) or not ID_RE.match(value):
-                problems.append(f"{path}.id: must be 1-128 letters, digits or . _ ~ : -")
-            clean["id"] = value
-        elif key in ("createdAt", "updatedAt"):
-            if not isinstance(value, str) or not is_timestamp(value):
-                problems.append(f"{path}.{key}: must be an ISO-8601 UTC timestamp ending in Z")
-            clean[key] = value
-        elif key in spec:
-            value, problem = check_value(spec[key], value)
-            if problem:
-                problems.append(f"{path}.{key}: {problem}")
-            clean[key] = value
-        else:
-            problems.append(f"{path}.{key}: unknown field")
-    if "id" not in raw:
-        problems.append(f"{path}.id: is required")
-    for f in KINDS[kind].fields:
-        if f.name not in clean:
-            if f.required:
-                problems.append(f"{path}.{f.name}: is required")
-            clean[f.name] = f.default if not isinstance(f.default, list) else list(f.default)
+    nested = {k for k in raw if kind != USER and (k in CHILD_PLURALS or k == "courseId")}
+    clean, found = check_fields(kind, {k: v for k, v in raw.items() if k not in nested}, "stored")
+    problems.extend(f"{path}.{key}: {problem}" for key, problem in found.items())
     clean.setdefault("createdAt", clean.get("updatedAt", EPOCH_START))
     clean.setdefault("updatedAt", clean["createdAt"])
     return clean
+
+
+def _children(course: dict[str, Any], raw: dict[str, Any], path: str, seen: dict[str, set[str]],
+              problems: list[str]) -> None:
+    """A course's nested lectures, assignments (every child kind) into `course`, checked."""
+    for kind in children_of(COURSE):
+        items = raw.get(kind.plural, [])
+        if not isinstance(items, list):
+            problems.append(f"{path}.{kind.plural}: must be a list")
+            items = []
+        course[kind.plural] = []
+        for j, child_raw in enumerate(items):
+            cpath = f"{path}.{kind.plural}[{j}]"
+            child = _record(kind.name, child_raw, cpath, problems)
+            if not child:
+                continue
+            if child_raw.get("courseId", course.get("id")) != course.get("id"):
+                problems.append(f"{cpath}.courseId: must be the id of the course it is in")
+            _unique(seen[kind.name], child.get("id"), f"{cpath}.id", problems)
+            course[kind.plural].append(child)
 
 
 def validate_seed(data: Any) -> dict[str, Any]:
@@ -99,26 +95,10 @@ def validate_seed(data: Any) -> dict[str, Any]:
     for i, raw in enumerate(courses_raw):
         path = f"courses[{i}]"
         course = _record(COURSE, raw, path, problems)
-        if not course:
-            continue
-        _unique(seen[COURSE], course.get("id"), f"{path}.id", problems)
-        for child_kind, key in ((k.name, k.plural) for k in children_of(COURSE)):
-            children = raw.get(key, [])
-            if not isinstance(children, list):
-                problems.append(f"{path}.{key}: must be a list")
-                children = []
-            course[key] = []
-            for j, child_raw in enumerate(children):
-                cpath = f"{path}.{key}[{j}]"
-                child = _record(child_kind, child_raw, cpath, problems)
-                if not child:
-                    continue
-                parent = child_raw.get("courseId", course.get("id"))
-                if parent != course.get("id"):
-                    problems.append(f"{cpath}.courseId: must be the id of the course it is in")
-                _unique(seen[child_kind], child.get("id"), f"{cpath}.id", problems)
-                course[key].append(child)
-        courses.append(course)
+        if course:
+            _unique(seen[COURSE], course.get("id"), f"{path}.id", problems)
+            _children(course, raw, path, seen, problems)
+            courses.append(course)
     focus = user.get("focusCourseId")
     if focus is not None and focus not in seen[COURSE]:
         problems.append("user.focusCourseId: must be null or the id of a course in this file")

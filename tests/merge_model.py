@@ -84,6 +84,9 @@ class Replica:
                     if f not in META:
                         self._lost(rec, f, GONE, rec.dclock, v, change["hlc"], "local", "deleted", change)
             return
+        self._upsert(rec, change)
+
+    def _upsert(self, rec: Record, change: dict) -> None:
         for f, v in change["fields"].items():
             incoming = Value(v, change["hlc"], change["bases"].get(f, ZERO))
             current = rec.values.get(f)

@@ -69,6 +69,21 @@ def test_eight_api_threads_writing_while_rounds_run_lose_nothing(world, tmp_path
     assert_converged(world)
 
 
+def run_all(jobs: list, errors: list[BaseException]) -> None:
+    """Each job in its own thread, all at once; what any of them raised ends up in `errors`."""
+    def guarded(job) -> None:
+        try:
+            job()
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(job,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_three_devices_and_the_mongo_api_writing_at_once_all_get_every_change(world):
     if world.mongo is None:
         pytest.skip("needs a Mongo hub")
@@ -81,29 +96,18 @@ def test_three_devices_and_the_mongo_api_writing_at_once_all_get_every_change(wo
     errors: list[BaseException] = []
 
     def device_work(name: str) -> None:
-        try:
-            dev = world.device(name)
-            for i in range(12):
-                lecture(dev, cid, id=f"{name}-{i}", order=i + 1)
-                if i % 3 == 2:
-                    report = world.sync(name)
-                    assert report.error is None, report.error
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        dev = world.device(name)
+        for i in range(12):
+            lecture(dev, cid, id=f"{name}-{i}", order=i + 1)
+            if i % 3 == 2:
+                report = world.sync(name)
+                assert report.error is None, report.error
 
     def hub_work() -> None:
-        try:
-            for i in range(12):
-                lecture(api_on_hub, cid, id=f"hub-{i}", order=i + 1)
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(12):
+            lecture(api_on_hub, cid, id=f"hub-{i}", order=i + 1)
 
-    threads = [threading.Thread(target=device_work, args=(n,)) for n in names]
-    threads.append(threading.Thread(target=hub_work))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_all([lambda n=n: device_work(n) for n in names] + [hub_work], errors)
     assert errors == []
     world.settle(names)
     expected = sorted(f"{who}-{i}" for who in names + ["hub"] for i in range(12))

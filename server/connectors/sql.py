@@ -16,43 +16,9 @@ import orjson
 from server.clock import ZERO, HybridClock
 from server.connectors.base import Change, Cursor
 from server.connectors.merging import Key, MergingConnector, compact_json, seq_spans, state_key
+from server.connectors.sql_schema import SCHEMA_STEPS, SQLITE_PROBLEMS, Transaction
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
-
-# Numbered, idempotent schema steps. Never edit a shipped step; append a new one.
-SCHEMA_STEPS: list[tuple[int, str]] = [
-    (1, """
-        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE IF NOT EXISTS records (
-            user_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL,
-            course_id TEXT,
-            fields TEXT NOT NULL, clocks TEXT NOT NULL,  -- clocks: {"c": field clocks, "b": bases}
-            deleted INTEGER NOT NULL DEFAULT 0, dclock TEXT NOT NULL DEFAULT '',
-            dbase TEXT NOT NULL DEFAULT '', v INTEGER NOT NULL DEFAULT 1,
-            PRIMARY KEY (user_id, kind, key)) WITHOUT ROWID;
-        CREATE INDEX IF NOT EXISTS records_by_course ON records (user_id, course_id, kind);
-        CREATE INDEX IF NOT EXISTS records_live ON records (user_id, deleted, kind);
-        CREATE TABLE IF NOT EXISTS changes (
-            user_id TEXT NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL,
-            hlc TEXT NOT NULL, kind TEXT NOT NULL, record_id TEXT NOT NULL, course_id TEXT,
-            op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
-            fields TEXT NOT NULL, bases TEXT NOT NULL,
-            PRIMARY KEY (user_id, origin, seq)) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS origins (
-            user_id TEXT NOT NULL, origin TEXT NOT NULL, max_seq INTEGER NOT NULL,
-            PRIMARY KEY (user_id, origin)) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS conflicts (
-            user_id TEXT NOT NULL, id TEXT NOT NULL, detected_at TEXT NOT NULL,
-            body TEXT NOT NULL, PRIMARY KEY (user_id, id));
-        CREATE INDEX IF NOT EXISTS conflicts_newest ON conflicts (user_id, detected_at);
-        CREATE TABLE IF NOT EXISTS sync_state (
-            user_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-            PRIMARY KEY (user_id, key));
-    """),
-    # Every write rewrote this index's entry (one more page per commit) for one reader, the live
-    # listing, which the primary key (user_id, kind, ...) serves as well.
-    (2, "DROP INDEX IF EXISTS records_live;"),
-]
 
 loads = orjson.loads  # stored JSON is read on every request's path; orjson decodes it ~3x faster
 LOAD_CHUNK = 400  # keys per lookup query: 2 parameters each, well under SQLite's limit of 32,766
@@ -75,61 +41,6 @@ def _row_to_change(row: sqlite3.Row) -> Change:
         "origin": row[0], "seq": row[1], "hlc": row[2], "kind": row[3], "id": row[4],
         "courseId": row[5], "op": row[6], "fields": loads(row[7]), "bases": loads(row[8]),
     }
-
-
-class _Transaction:
-    """The one owner of transactions: optionally a lock of this process, then `begin` ... COMMIT,
-    or a SAVEPOINT when already inside one. Driver errors pass through untranslated: the
-    connector's public methods translate them (DatabaseConnector.driver_errors).
-    A class rather than a generator: the writer section is on every write's path."""
-
-    __slots__ = ("store", "begin", "lock", "conn", "nested")
-
-    def __init__(self, store: "SqlConnector", begin: str, lock: threading.RLock | None = None):
-        self.store, self.begin, self.lock = store, begin, lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        if self.lock is not None:
-            self.lock.acquire()
-        try:
-            self.conn = conn = self.store._conn()
-            self.nested = conn.in_transaction
-            conn.execute("SAVEPOINT tx" if self.nested else self.begin)
-        except BaseException:
-            if self.lock is not None:
-                self.lock.release()
-            raise
-        return conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        conn = self.conn
-        try:
-            if exc_type is None:
-                conn.execute("RELEASE tx" if self.nested else "COMMIT")
-            elif self.nested:
-                conn.execute("ROLLBACK TO tx")
-                conn.execute("RELEASE tx")
-            else:
-                conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            if conn.in_transaction and not self.nested:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            if self.lock is not None:
-                self.lock.release()
-
-
-# What a person can do something about, by SQLite's result code; the rest say only the class.
-SQLITE_PROBLEMS = {
-    "SQLITE_FULL": "the disk is full",
-    "SQLITE_NOTADB": "the file is not a SQLite store",
-    "SQLITE_CORRUPT": "the store file is damaged",
-    "SQLITE_READONLY": "the store file is read-only",
-    "SQLITE_CANTOPEN": "the store file cannot be opened",
-    "SQLITE_IOERR": "the disk failed to read or write",
-    "SQLITE_BUSY": "another program holds the store locked",
-}
 
 
 class SqlConnector(MergingConnector):
@@ -173,13 +84,13 @@ class SqlConnector(MergingConnector):
             problem = exc.strerror and exc.strerror.lower()
         return StoreUnavailable(f"The SQLite store failed: {problem or exc.__class__.__name__}.")
 
-    def _atomic(self, immediate: bool = False) -> _Transaction:
+    def _atomic(self, immediate: bool = False) -> Transaction:
         """A transaction (BEGIN IMMEDIATE when `immediate`); `with store._atomic() as conn`."""
-        return _Transaction(self, "BEGIN IMMEDIATE" if immediate else "BEGIN")
+        return Transaction(self, "BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    def _writer(self) -> _Transaction:
+    def _writer(self) -> Transaction:
         """The writer section: this process's write lock, then BEGIN IMMEDIATE."""
-        return _Transaction(self, "BEGIN IMMEDIATE", self._write_lock)
+        return Transaction(self, "BEGIN IMMEDIATE", self._write_lock)
 
     def _reader(self):
         # A read inside a write already sees one snapshot; only a bare read needs a transaction.

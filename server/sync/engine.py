@@ -67,49 +67,64 @@ def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int 
     started = time.perf_counter()
     report = RoundReport()
     try:
-        epoch = hub.hub_epoch()
-        state = stored_state(local)
-        resets = list(state.get("resets") or [])
-        cursor: Cursor = dict(state.get("cursor") or {})
-        if state.get("epoch") != epoch:
-            if state.get("epoch") is not None:
-                # The hub was wiped or re-seeded: what it held is gone, so send it everything we
-                # hold (our unsynced work included) and take everything it has now.
-                report.hub_reset = True
-                resets = [*resets[-9:], {"from": state["epoch"], "to": epoch, "at": time.time()}]
-                log.warning("hub epoch changed (%s -> %s): full resync", state["epoch"], epoch)
-            cursor = {}
-            local.set_state(STATE_KEY, {"epoch": epoch, "cursor": cursor, "resets": resets})
-
-        # Push what was pending when the round began: a busy writer must not keep a round (and
-        # its pull) waiting forever. Later writes go in the next round.
-        budget, _ = local.pending_since(cursor)
-        while budget > 0:  # push
-            batch = local.changes_since(cursor, min(batch_size, budget))
-            if not batch:
-                break
-            budget -= len(batch)
-            result = hub.apply_changes(batch)
-            cursor = _advance(cursor, batch)
-            local.set_state(STATE_KEY, {"epoch": epoch, "cursor": cursor, "resets": resets})
-            report.pushed += result["applied"]
-            report.pushed_sent += len(batch)
-            if progress:
-                progress("push", report.pushed_sent)
-
-        while True:  # pull
-            batch = hub.changes_since(cursor, batch_size, exclude_origin=local.device_id)
-            if not batch:
-                break
-            cursor = _advance(cursor, batch)
-            new_state = {"epoch": epoch, "cursor": cursor, "resets": resets}
-            result = local.apply_changes(batch, state={STATE_KEY: new_state})
-            report.pulled += result["applied"]
-            report.conflicts += result["conflicts"]
-            if progress:
-                progress("pull", report.pulled)
+        state = _begin(local, hub, report)
+        _push(local, hub, state, batch_size, report, progress)
+        _pull(local, hub, state, batch_size, report, progress)
     except AppError as exc:
         report.error, report.error_code = exc.message, exc.code
     finally:
         report.duration_ms = (time.perf_counter() - started) * 1000
     return report
+
+
+def _begin(local: DatabaseConnector, hub: DatabaseConnector, report: RoundReport) -> dict:
+    """The round's state ({"epoch", "cursor", "resets"}): the stored one, or a fresh cursor when
+    the hub's epoch changed."""
+    epoch = hub.hub_epoch()
+    stored = stored_state(local)
+    state = {"epoch": epoch, "cursor": dict(stored.get("cursor") or {}), "resets": list(stored.get("resets") or [])}
+    if stored.get("epoch") != epoch:
+        if stored.get("epoch") is not None:
+            # The hub was wiped or re-seeded: what it held is gone, so send it everything we
+            # hold (our unsynced work included) and take everything it has now.
+            report.hub_reset = True
+            state["resets"] = [*state["resets"][-9:], {"from": stored["epoch"], "to": epoch, "at": time.time()}]
+            log.warning("hub epoch changed (%s -> %s): full resync", stored["epoch"], epoch)
+        state["cursor"] = {}
+        local.set_state(STATE_KEY, state)
+    return state
+
+
+def _push(local: DatabaseConnector, hub: DatabaseConnector, state: dict, batch_size: int,
+          report: RoundReport, progress: Progress | None) -> None:
+    # Push what was pending when the round began: a busy writer must not keep a round (and
+    # its pull) waiting forever. Later writes go in the next round.
+    budget, _ = local.pending_since(state["cursor"])
+    while budget > 0:
+        batch = local.changes_since(state["cursor"], min(batch_size, budget))
+        if not batch:
+            break
+        budget -= len(batch)
+        result = hub.apply_changes(batch)
+        state["cursor"] = _advance(state["cursor"], batch)
+        local.set_state(STATE_KEY, state)
+        report.pushed += result["applied"]
+        report.pushed_sent += len(batch)
+        if progress:
+            progress("push", report.pushed_sent)
+
+
+def _pull(local: DatabaseConnector, hub: DatabaseConnector, state: dict, batch_size: int,
+          report: RoundReport, progress: Progress | None) -> None:
+    while True:
+        batch = hub.changes_since(state["cursor"], batch_size, exclude_origin=local.device_id)
+        if not batch:
+            break
+        moved = {**state, "cursor": _advance(state["cursor"], batch)}
+        # The batch and the cursor that passes it are stored in one transaction.
+        result = local.apply_changes(batch, state={STATE_KEY: moved})
+        state["cursor"] = moved["cursor"]
+        report.pulled += result["applied"]
+        report.conflicts += result["conflicts"]
+        if progress:
+            progress("pull", report.pulled)
