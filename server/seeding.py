@@ -9,8 +9,8 @@ import hashlib
 import json
 from typing import Any
 
+from server.changes import Change
 from server.clock import encode
-from server.connectors.base import Change
 from server.records import (
     CHILD_PLURALS,
     COURSE,

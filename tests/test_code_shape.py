@@ -25,3 +25,20 @@ def test_no_function_is_over_50_lines():
                 if lines > MAX_FUNCTION_LINES:
                     long[f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"] = lines
     assert long == {}
+
+
+PURE = ["changes", "clock", "config", "errors", "merge", "openapi", "records", "seeding"]
+LAYERS_ABOVE = ("server.connectors", "server.sync", "server.api", "server.routes", "server.sync_routes",
+                "server.http", "server.cli", "flask", "pymongo", "sqlite3")
+
+
+def test_the_pure_modules_import_no_connector_no_driver_and_no_web_framework():
+    found = {}
+    for name in PURE:
+        tree = ast.parse((ROOT / "server" / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        bad = sorted(m for m in imported if m.startswith(LAYERS_ABOVE))
+        if bad:
+            found[name] = bad
+    assert found == {}

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from server import clock as clock_module
-from server.connectors.merging import record_key
+from server.changes import record_key
 from server.connectors.mongo import MongoConnector
 from server.connectors.sql import SqlConnector
 from server.errors import AppError

@@ -20,10 +20,10 @@ import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
+from server.changes import Change, Cursor
 from server.errors import StoreUnavailable
 
-Cursor = dict[str, int]  # origin -> last sequence number seen
-Change = dict[str, Any]
+__all__ = ["Change", "Cursor", "DatabaseConnector"]  # the contract speaks of changes and cursors
 
 
 def _translating(method):

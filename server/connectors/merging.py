@@ -18,8 +18,9 @@ from typing import Any
 import orjson
 
 from server import merge
+from server.changes import Change, Key, change_key, record_key, state_key
 from server.clock import ZERO, HybridClock, stamp_ms
-from server.connectors.base import Change, DatabaseConnector
+from server.connectors.base import DatabaseConnector
 from server.errors import Conflict, NotFound, PreconditionFailed
 from server.records import (
     CHILD_KINDS,
@@ -32,29 +33,6 @@ from server.records import (
     etag_matches,
     iso_now_from_ms,
 )
-
-Key = tuple[str, str]
-
-
-def record_key(kind: str, course_id: str | None, record_id: str) -> str:
-    """How stores key a record. A lecture or assignment is keyed within its course, so the same
-    client-chosen id under two courses names two records, never one record with two parents."""
-    return f"{course_id}/{record_id}" if kind in CHILD_KINDS else record_id
-
-
-def state_key(state: dict[str, Any]) -> Key:
-    return state["kind"], record_key(state["kind"], state.get("courseId"), state["id"])
-
-
-def seq_spans(changes: list[Change]) -> dict[str, tuple[int, int]]:
-    """origin -> (lowest, highest) sequence number among these changes. A batch's numbers are a
-    run per origin, so one index range per origin finds which of them a store already holds."""
-    spans: dict[str, tuple[int, int]] = {}
-    for c in changes:
-        low, high = spans.get(c["origin"], (c["seq"], c["seq"]))
-        spans[c["origin"]] = (min(low, c["seq"]), max(high, c["seq"]))
-    return spans
-
 
 COURSE_CHILDREN = children_of(COURSE)
 SHAPE_DEFAULTS = {kind: spec.defaults() for kind, spec in KINDS.items()}
@@ -156,7 +134,7 @@ class MergingConnector(DatabaseConnector):
 
     def _merge(self, changes: list[Change], preloaded: dict[Key, dict | None] | None = None,
                ) -> tuple[list[dict], list[dict]]:
-        keys = {(c["kind"], record_key(c["kind"], c["courseId"], c["id"])) for c in changes}
+        keys = {change_key(c) for c in changes}
         keys |= {(COURSE, c["courseId"]) for c in changes if c["kind"] in CHILD_KINDS and c["courseId"]}
         preloaded = preloaded or {}
         cache = {k: v for k, v in preloaded.items() if v is not None}
@@ -167,7 +145,7 @@ class MergingConnector(DatabaseConnector):
         dirty: set[Key] = set()
         conflicts: list[dict] = []
         for ch in changes:
-            key = (ch["kind"], record_key(ch["kind"], ch["courseId"], ch["id"]))
+            key = change_key(ch)
             parent = cache.get((COURSE, ch["courseId"])) if ch["kind"] in CHILD_KINDS else None
             out = merge.apply_change(cache.get(key), ch, parent)
             conflicts += [self._stamp_conflict(c, ch) for c in out.conflicts]

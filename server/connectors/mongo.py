@@ -19,10 +19,10 @@ from bson.errors import BSONError
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from server.changes import Change, Cursor, Key, seq_spans, state_key
 from server.clock import ZERO, HybridClock
 from server.config import redact_uri
-from server.connectors.base import Change, Cursor
-from server.connectors.merging import Key, MergingConnector, RetryMerge, seq_spans, state_key
+from server.connectors.merging import MergingConnector, RetryMerge
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 

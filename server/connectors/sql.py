@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
+from server.changes import Change, Cursor, Key, seq_spans, state_key
 from server.clock import ZERO, HybridClock
-from server.connectors.base import Change, Cursor
-from server.connectors.merging import Key, MergingConnector, compact_json, seq_spans, state_key
+from server.connectors.merging import MergingConnector, compact_json
 from server.connectors.sql_schema import SCHEMA_STEPS, SQLITE_PROBLEMS, Transaction
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from server.connectors.base import Change, Cursor, DatabaseConnector
+from server.changes import Change, Cursor
+from server.connectors.base import DatabaseConnector
 from server.errors import AppError
 
 log = logging.getLogger("server.sync")
