@@ -312,8 +312,8 @@ class TestApply:
             connector.apply_changes(forged)
 
     def test_sync_state_is_kept_with_the_batch(self, connector):
-        connector.apply_changes([], state={"hub": {"epoch": "e1", "cursor": {"a": 3}}})
-        assert connector.get_state("hub") == {"epoch": "e1", "cursor": {"a": 3}}
+        connector.apply_changes([], bookmarks={"hub": {"epoch": "e1", "cursor": {"a": 3}}})
+        assert connector.get_bookmark("hub") == {"epoch": "e1", "cursor": {"a": 3}}
 
     def test_after_a_wipe_own_writes_are_listed_under_a_new_origin_from_one(self, connector):
         new_course(connector, title="before")
@@ -335,7 +335,7 @@ CALLS = {
     "update": ("course", None, "c1", {"title": "t"}),
     "delete": ("lecture", "c1", "l1"),
     "changes_since": ({}, 10), "apply_changes": ([CHANGE],), "pending_since": ({},),
-    "list_conflicts": (), "count_conflicts": (), "get_state": ("hub",), "set_state": ("hub", {}),
+    "list_conflicts": (), "count_conflicts": (), "get_bookmark": ("hub",), "set_bookmark": ("hub", {}),
     "hub_epoch": (), "dump_records": (), "is_empty": (), "wipe": (),
 }
 NEVER_RAISE = {"close", "ping"}

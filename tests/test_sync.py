@@ -157,7 +157,7 @@ class TestFaults:
         for i in range(7):
             lecture(a, c["id"], order=i + 1, title=f"l{i}")
         calls = {"n": 0}
-        original = a.set_state
+        original = a.set_bookmark
 
         def crash_on_second_cursor_move(key, value):
             calls["n"] += 1
@@ -165,7 +165,7 @@ class TestFaults:
                 raise RuntimeError("killed before the cursor moved")
             original(key, value)
 
-        monkeypatch.setattr(a, "set_state", crash_on_second_cursor_move)
+        monkeypatch.setattr(a, "set_bookmark", crash_on_second_cursor_move)
         with pytest.raises(RuntimeError):
             world.sync("a")
         monkeypatch.undo()

@@ -190,7 +190,7 @@ def sync(world: World, name: str, failure: str | None) -> None:
     finally:
         world.hubs[name] = getattr(world.hubs[name], "inner", world.hubs[name])
         store.__dict__.pop("_persist", None)
-        store.__dict__.pop("set_state", None)
+        store.__dict__.pop("set_bookmark", None)
 
 
 def inject(world: World, name: str, where: str) -> None:
@@ -207,7 +207,7 @@ def inject(world: World, name: str, where: str) -> None:
         def crash(key, value):
             raise RuntimeError("killed before the cursor moved")
 
-        store.set_state = crash  # type: ignore[method-assign]
+        store.set_bookmark = crash  # type: ignore[method-assign]
     elif where == "local_apply":
         original = type(store)._persist
 

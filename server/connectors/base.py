@@ -133,13 +133,13 @@ class DatabaseConnector(ABC):
 
     @abstractmethod
     def apply_changes(
-        self, changes: list[Change], *, state: dict[str, Any] | None = None
+        self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None
     ) -> dict[str, int]:
         """Merge foreign changes by the merge rule (merge.py), store them so they can be
         exported again, record every losing value as a conflict, and advance the clock past
         them. Idempotent: a change already stored (same origin, seq and hlc) is not applied
-        again. `state` (key -> JSON value) is saved atomically with the batch where the store
-        allows it (SQLite: same transaction). Returns {"received", "applied", "conflicts"}."""
+        again. `bookmarks` (key -> JSON value, see get_bookmark) are saved atomically with the
+        batch where the store allows it (SQLite: same transaction). Returns {"received", "applied", "conflicts"}."""
 
     @abstractmethod
     def pending_since(self, cursor: Cursor, origin: str | None = None) -> tuple[int, str | None]:
@@ -154,12 +154,13 @@ class DatabaseConnector(ABC):
         """How many conflicts are recorded."""
 
     @abstractmethod
-    def get_state(self, key: str) -> Any:
-        """A small JSON value kept by the sync engine (cursors, epoch); None when unset."""
+    def get_bookmark(self, key: str) -> Any:
+        """A small JSON value the sync engine keeps: where this store is in a hub's log (the
+        hub's epoch, the cursor, past resets). None when unset."""
 
     @abstractmethod
-    def set_state(self, key: str, value: Any) -> None:
-        """Store a sync-engine value."""
+    def set_bookmark(self, key: str, value: Any) -> None:
+        """Store a bookmark (see get_bookmark)."""
 
     @abstractmethod
     def hub_epoch(self) -> str:

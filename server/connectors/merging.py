@@ -64,7 +64,7 @@ class MergingConnector(DatabaseConnector):
         """Merge states of the lectures and assignments of these courses, tombstones too."""
 
     @abstractmethod
-    def _load_live(self) -> list[dict[str, Any]]:
+    def _load_every_live_record(self) -> list[dict[str, Any]]:
         """Every live course, lecture and assignment of the user, as states that carry only what
         shaping an answer needs (kind, id, courseId, fields): the read path skips the clocks."""
 
@@ -80,7 +80,7 @@ class MergingConnector(DatabaseConnector):
 
     @abstractmethod
     def _persist(self, changes: list[Change], states: list[dict], conflicts: list[dict],
-                 *, own: bool, state: dict[str, Any] | None) -> None:
+                 *, own: bool, bookmarks: dict[str, Any] | None) -> None:
         """Store changes, merged records, conflicts (deduplicated by id), sync state and the
         clock, atomically or in a crash-safe order. Raise RetryMerge on a lost race."""
 
@@ -88,10 +88,10 @@ class MergingConnector(DatabaseConnector):
     def _now_iso(self, hlc: str) -> str:
         return iso_now_from_ms(stamp_ms(hlc))
 
-    def _live(self, kind: str, record_id: str, course_id: str | None = None) -> dict[str, Any]:
-        return self._live_found(kind, record_id, course_id)[0]
+    def _existing(self, kind: str, record_id: str, course_id: str | None = None) -> dict[str, Any]:
+        return self._existing_and_parent(kind, record_id, course_id)[0]
 
-    def _live_found(self, kind: str, record_id: str, course_id: str | None = None) -> tuple[dict, dict]:
+    def _existing_and_parent(self, kind: str, record_id: str, course_id: str | None = None) -> tuple[dict, dict]:
         """The live record and everything loaded with it (its course), for reuse by a write."""
         # Only plain strings ever reach a query: a dict here could be an operator like {"$ne": ...}.
         if course_id is not None and not isinstance(course_id, str):
@@ -174,7 +174,7 @@ class MergingConnector(DatabaseConnector):
             "detectedAt": iso_now_from_ms(stamp_ms(self.clock.now())),
         }
 
-    def _merge_and_persist(self, changes: list[Change], *, own: bool, state: dict[str, Any] | None = None,
+    def _merge_and_persist(self, changes: list[Change], *, own: bool, bookmarks: dict[str, Any] | None = None,
                            preloaded: dict[Key, dict | None] | None = None) -> tuple[list[dict], list[dict]]:
         """Merge and store; returns (changed states, conflicts). What the caller loaded in the
         same writer section may be passed in; a retry after a lost race loads afresh."""
@@ -182,7 +182,7 @@ class MergingConnector(DatabaseConnector):
             states, conflicts = self._merge(changes, preloaded)
             preloaded = None
             try:
-                self._persist(changes, states, conflicts, own=own, state=state)
+                self._persist(changes, states, conflicts, own=own, bookmarks=bookmarks)
                 return states, conflicts
             except RetryMerge:
                 continue
@@ -227,7 +227,7 @@ class MergingConnector(DatabaseConnector):
 
     def get_courses(self) -> list[dict[str, Any]]:
         with self._reader():
-            live = self._load_live()
+            live = self._load_every_live_record()
         children: dict[str, list[dict]] = {}
         for s in live:
             if s["kind"] in CHILD_KINDS:
@@ -237,7 +237,7 @@ class MergingConnector(DatabaseConnector):
 
     def get_course(self, course_id: str) -> dict[str, Any]:
         with self._reader():
-            course = self._live(COURSE, course_id)
+            course = self._existing(COURSE, course_id)
             children = self._load_children({course_id}).values()
         return self._course_tree(course, [c for c in children if not c["deleted"]])
 
@@ -245,7 +245,7 @@ class MergingConnector(DatabaseConnector):
     def _write_user(self, fields: dict[str, Any], if_match: list[str] | None) -> dict[str, Any]:
         with self._writer():
             if fields.get("focusCourseId") is not None:
-                self._live(COURSE, fields["focusCourseId"])
+                self._existing(COURSE, fields["focusCourseId"])
             if if_match is not None:  # the current answer is built only when it is compared
                 current = self.get_user()
                 if not etag_matches(if_match, current):
@@ -297,7 +297,7 @@ class MergingConnector(DatabaseConnector):
     def _update(self, kind: str, course_id: str | None, record_id: str, updates: dict,
                 if_match: list[str] | None = None) -> dict:
         with self._writer():
-            state, found = self._live_found(kind, record_id, course_id)
+            state, found = self._existing_and_parent(kind, record_id, course_id)
             self._check_if_match(kind, course_id, state, if_match)
             if updates:
                 state = self._write(state, kind, record_id, course_id, "upsert", updates, preloaded=found)
@@ -305,7 +305,7 @@ class MergingConnector(DatabaseConnector):
 
     def _delete(self, kind: str, course_id: str | None, record_id: str, if_match: list[str] | None = None) -> None:
         with self._writer():
-            state, found = self._live_found(kind, record_id, course_id)
+            state, found = self._existing_and_parent(kind, record_id, course_id)
             self._check_if_match(kind, course_id, state, if_match)
             base = merge.max_clock(state)
             if children_of(kind):
@@ -322,7 +322,7 @@ class MergingConnector(DatabaseConnector):
         self._delete(_record_kind(kind, parent_id), parent_id, record_id, if_match)
 
     # --- sync -----------------------------------------------------------------------------
-    def apply_changes(self, changes: list[Change], *, state: dict[str, Any] | None = None) -> dict:
+    def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None) -> dict:
         for ch in changes:
             self.clock.observe(ch["hlc"])
         known = self._known(changes) if changes else {}
@@ -337,7 +337,7 @@ class MergingConnector(DatabaseConnector):
                     "two stores are using the same device id.",
                     code="origin_reused",
                 )
-        conflicts = self._merge_and_persist(fresh, own=False, state=state)[1] if (fresh or state) else []
+        conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks)[1] if (fresh or bookmarks) else []
         return {"received": len(changes), "applied": len(fresh), "conflicts": len(conflicts)}
 
 

@@ -165,7 +165,7 @@ class MongoConnector(MergingConnector):
     def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
         return self._find_states({"courseId": {"$in": sorted(course_ids)}, "kind": {"$in": list(CHILD_KINDS)}})
 
-    def _load_live(self) -> list[dict[str, Any]]:
+    def _load_every_live_record(self) -> list[dict[str, Any]]:
         docs = self.db.records.find({"userId": self.user_id, "deleted": False, "kind": {"$in": [COURSE, *CHILD_KINDS]}},
                                     {"_id": 0, "kind": 1, "id": 1, "courseId": 1, "fields": 1})
         return [{"kind": d["kind"], "id": d["id"], "courseId": d.get("courseId"), "fields": d["fields"]} for d in docs]
@@ -184,7 +184,7 @@ class MongoConnector(MergingConnector):
         )
         return {(d["origin"], d["seq"]): d["hlc"] for d in docs}
 
-    def _persist(self, changes, states, conflicts, *, own, state) -> None:
+    def _persist(self, changes, states, conflicts, *, own, bookmarks) -> None:
         uid = self.user_id
         if own:
             self.db.origins.update_one({"userId": uid, "origin": self.device_id},
@@ -208,7 +208,7 @@ class MongoConnector(MergingConnector):
             self.db.conflicts.bulk_write(
                 [UpdateOne({"userId": uid, "id": c["id"]}, {"$setOnInsert": {**c, "userId": uid}}, upsert=True)
                  for c in conflicts], ordered=False)
-        for key, value in (state or {}).items():
+        for key, value in (bookmarks or {}).items():
             self.db.state.update_one({"userId": uid, "key": key}, {"$set": {"value": value}}, upsert=True)
 
     def _log(self, changes: list[Change]) -> None:
@@ -272,11 +272,11 @@ class MongoConnector(MergingConnector):
     def count_conflicts(self) -> int:
         return self.db.conflicts.count_documents({"userId": self.user_id})
 
-    def get_state(self, key: str) -> Any:
+    def get_bookmark(self, key: str) -> Any:
         doc = self.db.state.find_one({"userId": self.user_id, "key": key})
         return doc["value"] if doc else None
 
-    def set_state(self, key: str, value: Any) -> None:
+    def set_bookmark(self, key: str, value: Any) -> None:
         self.db.state.update_one({"userId": self.user_id, "key": key}, {"$set": {"value": value}}, upsert=True)
 
     def hub_epoch(self) -> str:

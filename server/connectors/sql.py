@@ -202,7 +202,7 @@ class SqlConnector(MergingConnector):
         )
         return {(r[0], r[9]): _row_to_state(r) for r in rows}
 
-    def _load_live(self) -> list[dict[str, Any]]:
+    def _load_every_live_record(self) -> list[dict[str, Any]]:
         rows = self._conn().execute(
             "SELECT kind, id, course_id, fields FROM records WHERE user_id = ? AND deleted = 0 "
             f"AND kind IN (?, {CHILD_MARKS})",
@@ -243,7 +243,7 @@ class SqlConnector(MergingConnector):
             known.update(((origin, seq), hlc) for seq, hlc in rows)
         return known
 
-    def _persist(self, changes, states, conflicts, *, own, state) -> None:
+    def _persist(self, changes, states, conflicts, *, own, bookmarks) -> None:
         conn = self._conn()
         uid = self.user_id
         conn.executemany(
@@ -271,14 +271,14 @@ class SqlConnector(MergingConnector):
                 "INSERT OR IGNORE INTO conflicts VALUES (?, ?, ?, ?)",
                 [(uid, c["id"], c["detectedAt"], compact_json(c)) for c in conflicts],
             )
-        for key, value in (state or {}).items():
-            self._put_state(conn, key, value)
+        for key, value in (bookmarks or {}).items():
+            self._put_bookmark(conn, key, value)
         if not own:  # own stamps are in the change log already; remember how far foreign ones went
             self._set_meta(conn, "hlc", self.clock.last)
 
-    def apply_changes(self, changes, *, state=None):
+    def apply_changes(self, changes, *, bookmarks=None):
         with self._writer():
-            return super().apply_changes(changes, state=state)
+            return super().apply_changes(changes, bookmarks=bookmarks)
 
     # --- sync reads -----------------------------------------------------------------------
     def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None) -> list[Change]:
@@ -320,17 +320,17 @@ class SqlConnector(MergingConnector):
     def count_conflicts(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM conflicts WHERE user_id = ?", (self.user_id,)).fetchone()[0]
 
-    def get_state(self, key: str) -> Any:
+    def get_bookmark(self, key: str) -> Any:
         row = self._conn().execute(
             "SELECT value FROM sync_state WHERE user_id = ? AND key = ?", (self.user_id, key)
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    def set_state(self, key: str, value: Any) -> None:
+    def set_bookmark(self, key: str, value: Any) -> None:
         with self._writer() as conn:
-            self._put_state(conn, key, value)
+            self._put_bookmark(conn, key, value)
 
-    def _put_state(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
+    def _put_bookmark(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
         conn.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?)", (self.user_id, key, json.dumps(value)))
 
     def hub_epoch(self) -> str:

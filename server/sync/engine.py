@@ -18,7 +18,7 @@ from server.connectors.base import DatabaseConnector
 from server.errors import AppError
 
 log = logging.getLogger("server.sync")
-STATE_KEY = "hub"
+BOOKMARK_KEY = "hub"
 Progress = Callable[[str, int], None]  # (phase, changes moved so far in that phase)
 
 
@@ -49,15 +49,15 @@ def _advance(cursor: Cursor, batch: list[Change]) -> Cursor:
     return moved
 
 
-def stored_state(local: DatabaseConnector) -> dict:
+def stored_bookmark(local: DatabaseConnector) -> dict:
     """What the last round stored: {"epoch", "cursor", "resets"}, or {} before the first."""
-    return local.get_state(STATE_KEY) or {}
+    return local.get_bookmark(BOOKMARK_KEY) or {}
 
 
-def stored_cursor(local: DatabaseConnector, state: dict | None = None) -> tuple[str | None, Cursor]:
-    """(hub epoch, cursor) as last stored by a round; from `state` when already read."""
-    state = stored_state(local) if state is None else state
-    return state.get("epoch"), dict(state.get("cursor") or {})
+def stored_cursor(local: DatabaseConnector, bookmark: dict | None = None) -> tuple[str | None, Cursor]:
+    """(hub epoch, cursor) as last stored by a round; from `bookmark` when already read."""
+    bookmark = stored_bookmark(local) if bookmark is None else bookmark
+    return bookmark.get("epoch"), dict(bookmark.get("cursor") or {})
 
 
 def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int = 500,
@@ -68,9 +68,9 @@ def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int 
     started = time.perf_counter()
     report = RoundReport()
     try:
-        state = _begin(local, hub, report)
-        _push(local, hub, state, batch_size, report, progress)
-        _pull(local, hub, state, batch_size, report, progress)
+        bookmark = _begin(local, hub, report)
+        _push(local, hub, bookmark, batch_size, report, progress)
+        _pull(local, hub, bookmark, batch_size, report, progress)
     except AppError as exc:
         report.error, report.error_code = exc.message, exc.code
     finally:
@@ -79,52 +79,54 @@ def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int 
 
 
 def _begin(local: DatabaseConnector, hub: DatabaseConnector, report: RoundReport) -> dict:
-    """The round's state ({"epoch", "cursor", "resets"}): the stored one, or a fresh cursor when
-    the hub's epoch changed."""
+    """The round's bookmark ({"epoch", "cursor", "resets"}: where this device is in the hub's
+    log): the stored one, or one with a fresh cursor when the hub's epoch changed."""
     epoch = hub.hub_epoch()
-    stored = stored_state(local)
-    state = {"epoch": epoch, "cursor": dict(stored.get("cursor") or {}), "resets": list(stored.get("resets") or [])}
+    stored = stored_bookmark(local)
+    bookmark = {"epoch": epoch, "cursor": dict(stored.get("cursor") or {}),
+                "resets": list(stored.get("resets") or [])}
     if stored.get("epoch") != epoch:
         if stored.get("epoch") is not None:
             # The hub was wiped or re-seeded: what it held is gone, so send it everything we
             # hold (our unsynced work included) and take everything it has now.
             report.hub_reset = True
-            state["resets"] = [*state["resets"][-9:], {"from": stored["epoch"], "to": epoch, "at": time.time()}]
+            reset = {"from": stored["epoch"], "to": epoch, "at": time.time()}
+            bookmark["resets"] = [*bookmark["resets"][-9:], reset]
             log.warning("hub epoch changed (%s -> %s): full resync", stored["epoch"], epoch)
-        state["cursor"] = {}
-        local.set_state(STATE_KEY, state)
-    return state
+        bookmark["cursor"] = {}
+        local.set_bookmark(BOOKMARK_KEY, bookmark)
+    return bookmark
 
 
-def _push(local: DatabaseConnector, hub: DatabaseConnector, state: dict, batch_size: int,
+def _push(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
           report: RoundReport, progress: Progress | None) -> None:
     # Push what was pending when the round began: a busy writer must not keep a round (and
     # its pull) waiting forever. Later writes go in the next round.
-    budget, _ = local.pending_since(state["cursor"])
+    budget, _ = local.pending_since(bookmark["cursor"])
     while budget > 0:
-        batch = local.changes_since(state["cursor"], min(batch_size, budget))
+        batch = local.changes_since(bookmark["cursor"], min(batch_size, budget))
         if not batch:
             break
         budget -= len(batch)
         result = hub.apply_changes(batch)
-        state["cursor"] = _advance(state["cursor"], batch)
-        local.set_state(STATE_KEY, state)
+        bookmark["cursor"] = _advance(bookmark["cursor"], batch)
+        local.set_bookmark(BOOKMARK_KEY, bookmark)
         report.pushed += result["applied"]
         report.pushed_sent += len(batch)
         if progress:
             progress("push", report.pushed_sent)
 
 
-def _pull(local: DatabaseConnector, hub: DatabaseConnector, state: dict, batch_size: int,
+def _pull(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
           report: RoundReport, progress: Progress | None) -> None:
     while True:
-        batch = hub.changes_since(state["cursor"], batch_size, exclude_origin=local.device_id)
+        batch = hub.changes_since(bookmark["cursor"], batch_size, exclude_origin=local.device_id)
         if not batch:
             break
-        moved = {**state, "cursor": _advance(state["cursor"], batch)}
+        moved = {**bookmark, "cursor": _advance(bookmark["cursor"], batch)}
         # The batch and the cursor that passes it are stored in one transaction.
-        result = local.apply_changes(batch, state={STATE_KEY: moved})
-        state["cursor"] = moved["cursor"]
+        result = local.apply_changes(batch, bookmarks={BOOKMARK_KEY: moved})
+        bookmark["cursor"] = moved["cursor"]
         report.pulled += result["applied"]
         report.conflicts += result["conflicts"]
         if progress:

@@ -17,7 +17,7 @@ from server.config import Settings, redact_uri
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, Conflict
 from server.sync.child import ChildRounds
-from server.sync.engine import Progress, RoundReport, run_round, stored_cursor, stored_state
+from server.sync.engine import Progress, RoundReport, run_round, stored_bookmark, stored_cursor
 
 log = logging.getLogger("server.sync")
 BACKOFF_CAP_SECONDS = 300.0
@@ -200,8 +200,8 @@ DISABLED = {
 
 def sync_status(local: DatabaseConnector, service: SyncService | None = None) -> dict[str, Any]:
     """The one status shape (GET /api/v1/sync/status, `flask sync status`), with or without sync."""
-    state = stored_state(local)
-    epoch, cursor = stored_cursor(local, state)
+    bookmark = stored_bookmark(local)
+    epoch, cursor = stored_cursor(local, bookmark)
     count, oldest = local.pending_since(cursor)
     now = service._clock() if service else time.time()
     oldest_s = stamp_ms(oldest) / 1000 if oldest else None
@@ -217,5 +217,5 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
         },
         "openConflicts": local.count_conflicts(),
         "hubEpoch": epoch,
-        "hubResets": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"])} for r in state.get("resets") or []],
+        "hubResets": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"])} for r in bookmark.get("resets") or []],
     }
