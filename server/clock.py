@@ -84,7 +84,11 @@ class HybridClock:
             else:
                 # Counter exhausted within one millisecond: borrow the next millisecond.
                 self._at = (ms + 1, 0)
-            return encode(*self._at, self.device_id)
+            ms, counter = self._at
+            if ms > MS_MAX:
+                raise ValueError(f"clock value out of range: {ms} ms")
+            # The device id was checked when the clock was made: only the width can fail here.
+            return f"{ms:0{MS_WIDTH}d}-{counter:0{COUNTER_WIDTH}d}-{self.device_id}"
 
     def observe(self, remote: str) -> None:
         """Advance past a stamp received from another replica."""

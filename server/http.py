@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from server.errors import AppError, BadBody, PreconditionFailed, UnsupportedMedia
@@ -138,34 +138,51 @@ def json_object(required: bool = True) -> dict:
 
 
 def install(app: Flask) -> None:
-    """The request hooks, in the order they run, and the error handlers."""
+    """The request hooks, in the order they run, and the error handlers. Flask pays a dispatch
+    per registered hook and every `request` or `g` access goes through a proxy, so the small
+    hooks run from one before and one after hook that resolve both once: this is on every
+    request's path."""
     settings = app.config["SETTINGS"]
-    app.before_request(_start_trace)
-    app.before_request(_host_check({h.lower() for h in settings.allowed_hosts}))
-    app.before_request(_preflight)
+    before = [_start_trace, _host_check({h.lower() for h in settings.allowed_hosts}), _preflight]
     if settings.api_token:
         public = {f"/api/v1{op.path}" for op in app.extensions["operations"] if op.public}
-        app.before_request(_token_check(settings.api_token, public))
-    # after_request hooks run last-registered first: headers, then CORS, then the log line.
-    app.after_request(_log_line)
-    app.after_request(_cors_headers(set(settings.cors_origins)))
-    app.after_request(_standard_headers)
+        before.append(_token_check(settings.api_token, public))
+    after = [_standard_headers, _cors_headers(set(settings.cors_origins)), _log_line]
+
+    def run_before() -> Response | None:
+        req, ctx = request._get_current_object(), g._get_current_object()
+        for hook in before:
+            resp = hook(req, ctx)
+            if resp is not None:
+                return resp
+        return None
+
+    def run_after(resp: Response) -> Response:
+        req, ctx = request._get_current_object(), g._get_current_object()
+        for hook in after:
+            resp = hook(req, ctx, resp)
+        return resp
+
+    app.before_request(run_before)
+    app.after_request(run_after)
     app.register_error_handler(AppError, _app_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
 
 
-def _start_trace() -> None:
-    ctx = g._get_current_object()
+Before = Callable[[Request, Any], "Response | None"]
+
+
+def _start_trace(req: Request, ctx: Any) -> None:
     ctx.started = time.perf_counter()
-    incoming = request.headers.get("X-Request-ID", "")
+    incoming = req.headers.get("X-Request-ID", "")
     ctx.trace_id = incoming if incoming and TRACE_RE.match(incoming) else f"{_TRACE_PREFIX}-{next(_trace_counter):x}"
 
 
-def _host_check(allowed_hosts: set[str]) -> Callable[[], Response | None]:
+def _host_check(allowed_hosts: set[str]) -> Before:
     """A web page must not reach the server through DNS rebinding: only our own Host names."""
-    def check() -> Response | None:
-        host = (request.host or "").lower()
+    def check(req: Request, ctx: Any) -> Response | None:
+        host = (req.host or "").lower()
         hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         if hostname not in allowed_hosts and host not in allowed_hosts:
             return error(400, "invalid_host", "This Host header is not allowed (see ALLOWED_HOSTS).")
@@ -173,18 +190,18 @@ def _host_check(allowed_hosts: set[str]) -> Callable[[], Response | None]:
     return check
 
 
-def _preflight() -> Response | None:
+def _preflight(req: Request, ctx: Any) -> Response | None:
     # Browsers send CORS preflights without credentials: answer them before the token check.
-    return current_app.response_class(status=204) if request.method == "OPTIONS" else None
+    return current_app.response_class(status=204) if req.method == "OPTIONS" else None
 
 
-def _token_check(token: str, public: set[str]) -> Callable[[], Response | None]:
+def _token_check(token: str, public: set[str]) -> Before:
     expected = f"Bearer {token}".encode()
 
-    def check() -> Response | None:
-        if request.path in public:
+    def check(req: Request, ctx: Any) -> Response | None:
+        if req.path in public:
             return None
-        given = request.headers.get("Authorization", "")
+        given = req.headers.get("Authorization", "")
         if hmac.compare_digest(given.encode("utf-8", "replace"), expected):
             return None
         resp = error(401, "unauthorized", "A valid bearer token is required.")
@@ -193,22 +210,22 @@ def _token_check(token: str, public: set[str]) -> Callable[[], Response | None]:
     return check
 
 
-def _standard_headers(resp: Response) -> Response:
+def _standard_headers(req: Request, ctx: Any, resp: Response) -> Response:
     if not getattr(resp, "standard_headers", False):  # our own answers carry them already
-        resp.headers["X-Request-ID"] = g.get("trace_id", "")
+        resp.headers["X-Request-ID"] = getattr(ctx, "trace_id", "")
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers.setdefault("Cache-Control", "no-store")
     return resp
 
 
-def _cors_headers(origins: set[str]) -> Callable[[Response], Response]:
-    def add(resp: Response) -> Response:
-        origin = request.headers.get("Origin")
+def _cors_headers(origins: set[str]) -> Callable[[Request, Any, Response], Response]:
+    def add(req: Request, ctx: Any, resp: Response) -> Response:
+        origin = req.headers.get("Origin")
         if origin and origin in origins:
             resp.headers["Access-Control-Allow-Origin"] = origin
             resp.headers["Vary"] = "Origin"
             resp.headers["Access-Control-Expose-Headers"] = "ETag, X-Request-ID, Location"
-            if request.method == "OPTIONS":
+            if req.method == "OPTIONS":
                 resp.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
                 resp.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization, If-Match, X-Request-ID"
                 resp.headers["Access-Control-Max-Age"] = "600"
@@ -216,11 +233,10 @@ def _cors_headers(origins: set[str]) -> Callable[[Response], Response]:
     return add
 
 
-def _log_line(resp: Response) -> Response:
+def _log_line(req: Request, ctx: Any, resp: Response) -> Response:
     if log.isEnabledFor(logging.INFO):
-        ctx = g._get_current_object()
         elapsed = (time.perf_counter() - getattr(ctx, "started", time.perf_counter())) * 1000
-        log.info("%s %s %s %.1fms trace=%s", request.method, request.path[:200], resp.status_code, elapsed,
+        log.info("%s %s %s %.1fms trace=%s", req.method, req.path[:200], resp.status_code, elapsed,
                  getattr(ctx, "trace_id", ""))
     return resp
 

@@ -145,6 +145,22 @@ def children_of(kind: str) -> tuple[Kind, ...]:
     return tuple(k for k in KINDS.values() if k.parent == kind)
 
 
+def _check_table() -> None:
+    """What the rest of the code relies on: only courses have children (records are keyed and
+    exported with one `courseId`), and a kind's plural, which names it in its parent's tree,
+    never hides one of the parent's own fields."""
+    for kind in KINDS.values():
+        if kind.parent is None:
+            continue
+        if kind.parent != COURSE:
+            raise AssertionError(f"{kind.name}: only a course can be a parent")
+        if kind.plural in KINDS[COURSE].by_name or kind.plural in ("id", "createdAt", "updatedAt"):
+            raise AssertionError(f"{kind.name}: its plural {kind.plural!r} is a field of the course")
+
+
+_check_table()
+
+
 def check_value(f: Field, value: Any) -> tuple[Any, str | None]:
     """Validate one value; return (normalised value, None) or (None, reason)."""
     if value is None:
@@ -266,9 +282,12 @@ def check_fields(kind: str, body: Any, mode: str) -> tuple[dict[str, Any], dict[
                 problems["id"] = ID_PROBLEM
             continue
         f = allowed.get(key)
-        value, problem = check_value(f, value) if f else (None, "unknown field")
+        if f is None:
+            problems[_field_label(key)] = "unknown field"
+            continue
+        value, problem = check_value(f, value)
         if problem:
-            problems[_field_label(key)] = problem
+            problems[key] = problem
         else:
             clean[key] = value
     if mode == "stored" and "id" not in body:

@@ -13,6 +13,7 @@ import hashlib
 import uuid
 from abc import abstractmethod
 from contextlib import AbstractContextManager
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -27,7 +28,6 @@ from server.records import (
     COURSE,
     EPOCH_START,
     KINDS,
-    RECORD_KINDS,
     USER,
     children_of,
     etag_matches,
@@ -210,7 +210,7 @@ class MergingConnector(DatabaseConnector):
         shaped = self._shape(course)
         for kind in COURSE_CHILDREN:
             rows = [self._shape(c) for c in children if c["kind"] == kind.name]
-            shaped[kind.plural] = sorted(rows, key=lambda r, keys=kind.order_by: tuple(r[k] for k in keys))
+            shaped[kind.plural] = sorted(rows, key=itemgetter(*kind.order_by))
         return shaped
 
     # --- reads ----------------------------------------------------------------------------
@@ -345,7 +345,7 @@ def _record_kind(kind: str, parent_id: str | None) -> str:
     """The kind, checked: a programming error (not bad input) when it is unknown, the user, or
     given a parent it does not have."""
     spec = KINDS.get(kind)
-    if spec is None or spec not in RECORD_KINDS or (spec.parent is None) != (parent_id is None):
+    if spec is None or kind == USER or (spec.parent is None) != (parent_id is None):
         raise ValueError(f"not a record kind with parent {parent_id!r}: {kind!r}")
     return kind
 
