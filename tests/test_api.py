@@ -6,7 +6,10 @@ import re
 
 import pytest
 
+from server.openapi import record_operations
+from server.records import RECORD_KINDS
 from tests.conftest import ASSIGNMENT, COURSE, LECTURE, break_driver
+from tests.test_kinds import sample
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -151,37 +154,40 @@ def test_sync_routes_without_a_hub(client):
     assert data(client.get("/api/v1/sync/conflicts")) == []
 
 
-BODIES = {
-    ("PATCH", "/api/v1/users/me"): {"displayName": "Me"},
-    ("PATCH", "/api/v1/users/me/focus-course"): {"courseId": None},
-    ("POST", "/api/v1/courses"): COURSE,
-    ("PATCH", "/api/v1/courses/<course_id>"): {"title": "t"},
-    ("POST", "/api/v1/courses/<course_id>/lectures"): LECTURE,
-    ("PATCH", "/api/v1/courses/<course_id>/lectures/<lecture_id>"): {"title": "t"},
-    ("POST", "/api/v1/courses/<course_id>/assignments"): ASSIGNMENT,
-    ("PATCH", "/api/v1/courses/<course_id>/assignments/<assignment_id>"): {"title": "t"},
-}
+def body_for(method: str, rule: str) -> dict | None:
+    """A valid body for the route, from the kinds table (so a new kind's routes are covered)."""
+    if (method, rule) == ("PATCH", "/api/v1/users/me"):
+        return {"displayName": "Me"}
+    if (method, rule) == ("PATCH", "/api/v1/users/me/focus-course"):
+        return {"courseId": None}
+    kind = next((k for k in RECORD_KINDS if rule.endswith((f"/{k.plural}", f"/<{k.name}_id>"))), None)
+    if kind is None or method not in ("POST", "PATCH"):
+        return None
+    body = sample(kind.name)
+    return body if method == "POST" else dict([next(iter(body.items()))])
+
+
 # Routes that never touch the store, with what they answer then.
 STORELESS = {("GET", "/api/v1/openapi.json"): 200, ("POST", "/api/v1/sync"): 409}
 
 
 @pytest.mark.parametrize("how", ["gone", "malformed"])
 def test_every_route_answers_503_store_unavailable_when_the_store_fails(app, client, connector, how):
-    make_course(client, id="c1")
+    make_course(client, id="x1")
     break_driver(connector, how)
     answers, checked = {}, set()
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1"):
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            path = rule.rule.replace("<course_id>", "c1").replace("<lecture_id>", "l1")
-            path = path.replace("<assignment_id>", "a1")
-            resp = client.open(path, method=method, json=BODIES.get((method, rule.rule)))
+            path = re.sub(r"<\w+>", "x1", rule.rule)
+            resp = client.open(path, method=method, json=body_for(method, rule.rule))
             checked.add((method, rule.rule))
             want = STORELESS.get((method, rule.rule), 503)
             code = (resp.get_json() or {}).get("error", {}).get("code") if want == 503 else None
             if (resp.status_code, code) != (want, "store_unavailable" if want == 503 else None):
                 answers[(method, rule.rule)] = (resp.status_code, resp.get_data(as_text=True)[:200])
     assert answers == {}
-    assert {("GET", "/api/v1/sync/conflicts"), ("GET", "/api/v1/sync/status"), *BODIES} <= checked
-    assert len(checked) == 20
+    kind_routes = {(op.method.upper(), f"/api/v1{op.path}") for k in RECORD_KINDS for op in record_operations(k)}
+    assert {("GET", "/api/v1/sync/conflicts"), ("GET", "/api/v1/sync/status"), *kind_routes} <= checked
+    assert len(checked) == 11 + len(kind_routes)

@@ -4,6 +4,7 @@ every route, a JSON Schema validator and records.validate accept exactly the sam
 from __future__ import annotations
 
 import copy
+import re
 
 import jsonschema_rs
 import pytest
@@ -114,9 +115,7 @@ def test_every_route_of_the_app_is_in_the_document_and_nothing_else(app):
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1/"):
             continue
-        path = rule.rule.removeprefix("/api/v1").replace("<", "{").replace(">", "}")
-        path = path.replace("{course_id}", "{courseId}").replace("{lecture_id}", "{lectureId}")
-        path = path.replace("{assignment_id}", "{assignmentId}")
+        path = re.sub(r"<(\w+)_id>", lambda m: "{" + m.group(1) + "Id}", rule.rule.removeprefix("/api/v1"))
         served |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
     assert documented == served
 
