@@ -167,3 +167,12 @@ def test_every_stamp_sorts_after_every_stamp_issued_or_observed_before_it(ops):
             else:
                 clock = HybridClock("dev", clock.last)
         assert issued == sorted(set(issued))
+
+
+def test_the_last_millisecond_a_stamp_can_hold_is_used_and_then_refused_not_wrapped():
+    with freeze_time("2030-01-01T12:00:00Z"):
+        clock = HybridClock("a", encode(MS_MAX, 5, "a"))
+        assert clock.now() == encode(MS_MAX, 6, "a")
+        full = HybridClock("a", encode(MS_MAX, COUNTER_MAX, "a"))
+        with pytest.raises(ValueError, match=r"^clock value out of range: 1000000000000000 ms$"):
+            full.now()
