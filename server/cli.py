@@ -11,6 +11,7 @@ from flask.cli import AppGroup, with_appcontext
 from server.seeding import SeedError, load_seed_file, validate_seed
 from server.seeding_run import StoreNotEmpty, seed_store
 from server.sync.engine import stored_cursor
+from server.sync.service import sync_status
 
 PROGRESS_THRESHOLD = 2000
 sync_cli = AppGroup("sync", help="Run a sync round or show the sync status.")
@@ -66,9 +67,9 @@ def sync_once() -> None:
 
 
 @sync_cli.command("status")
-def sync_status() -> None:
-    """Print the sync status as JSON."""
-    click.echo(json.dumps(_service().status(), indent=2))
+def sync_status_command() -> None:
+    """Print the sync status as JSON (the same shape as GET /api/v1/sync/status, sync on or off)."""
+    click.echo(json.dumps(sync_status(current_app.extensions["store"], current_app.extensions.get("sync")), indent=2))
 
 
 def install(app: Flask) -> None:

@@ -219,6 +219,21 @@ def test_flask_sync_once_and_status(device, hub_client, tmp_path):
     assert status["pending"]["count"] == 0 and "hunter2" not in json.dumps(status)
 
 
+def test_the_status_has_one_shape_with_sync_on_or_off_in_the_api_and_the_cli(device, hub_client, tmp_path):
+    on = make_app(device, hub_client, tmp_path)
+    off = create_app(Settings(sqlite_path=str(tmp_path / "x")), store=device, start_sync=False)
+    course(device)
+    shapes = {}
+    for name, app in (("on", on), ("off", off)):
+        api = app.test_client().get("/api/v1/sync/status").get_json()["data"]
+        cli = json.loads(app.test_cli_runner().invoke(args=["sync", "status"]).output)
+        assert set(cli) == set(api) and cli["pending"] == api["pending"]
+        shapes[name] = (set(api), set(api["pending"]), set(api["totals"]))
+    assert shapes["on"] == shapes["off"]
+    off_status = off.test_client().get("/api/v1/sync/status").get_json()["data"]
+    assert (off_status["enabled"], off_status["state"], off_status["pending"]["count"]) == (False, "disabled", 1)
+
+
 def test_flask_sync_once_shows_progress_for_a_big_round(device, hub_client, tmp_path, monkeypatch):
     monkeypatch.setattr("server.cli.PROGRESS_THRESHOLD", 50)
     app = make_app(device, hub_client, tmp_path)
