@@ -3,13 +3,24 @@ a cursor, how a record is keyed, and the sequence spans of a batch. No I/O, no c
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from server.records import CHILD_KINDS
+import orjson
+
+from server.clock import ZERO, decode, is_stamp
+from server.records import CHILD_KINDS, ID_RE, KINDS, check_fields
 
 Change = dict[str, Any]  # {"origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"}
 Cursor = dict[str, int]  # origin -> last sequence number seen
 Key = tuple[str, str]  # (kind, record key)
+CHANGE_KEYS = frozenset({"origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"})
+# How far ahead of a receiver's wall clock a stamp may be. NTP keeps most devices within
+# seconds, but a device whose time zone was set wrong (its local time right, so its UTC off by
+# whole hours) can be up to 14 hours out, and its edits must still sync. A day takes all of
+# those, while a stamp in the year 2100 (or one built to overflow the encoding) is refused and
+# can never move a clock or win a merge.
+MAX_SKEW_MS = 86_400_000
 
 
 def record_key(kind: str, course_id: str | None, record_id: str) -> str:
@@ -34,3 +45,84 @@ def seq_spans(changes: list[Change]) -> dict[str, tuple[int, int]]:
         low, high = spans.get(c["origin"], (c["seq"], c["seq"]))
         spans[c["origin"]] = (min(low, c["seq"]), max(high, c["seq"]))
     return spans
+
+
+def check_change(change: Any, *, now_ms: int, max_skew_ms: int = MAX_SKEW_MS) -> str | None:
+    """Why a change from someone else cannot be applied, or None when it can: the same field
+    definitions as the API (kinds, ids, field names, types, values), the op, the shape of the
+    stamps and bases, and the bound on clock skew."""
+    if not isinstance(change, dict):
+        return "not an object"
+    if change.keys() != CHANGE_KEYS:
+        extra, missing = sorted(map(str, change.keys() - CHANGE_KEYS)), sorted(CHANGE_KEYS - change.keys())
+        return f"unknown keys {extra}" if extra else f"missing keys {missing}"
+    return _envelope_problem(change) or _stamp_problem(change, now_ms, max_skew_ms) or _body_problem(change)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and ID_RE.match(value) is not None
+
+
+def _envelope_problem(change: dict) -> str | None:
+    if not _is_id(change["origin"]):
+        return "origin is not a device id"
+    seq = change["seq"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq < 2**53:
+        return "seq is not a positive integer"
+    kind = change["kind"]
+    if kind not in KINDS:
+        return f"unknown kind {str(kind)[:40]!r}"
+    if not _is_id(change["id"]):
+        return "id is not a record id"
+    if (kind in CHILD_KINDS) != _is_id(change["courseId"]) or (kind not in CHILD_KINDS and change["courseId"]):
+        return "courseId does not fit the kind"
+    if change["op"] not in ("upsert", "delete"):
+        return "op is neither upsert nor delete"
+    return None
+
+
+def _stamp_problem(change: dict, now_ms: int, max_skew_ms: int) -> str | None:
+    hlc = change["hlc"]
+    if not is_stamp(hlc):
+        return "hlc is not a clock stamp"
+    ms, _, device = decode(hlc)
+    if device != change["origin"]:
+        return "hlc was not stamped by its origin"
+    if ms > now_ms + max_skew_ms:
+        return f"hlc is {(ms - now_ms) / 1000:.0f} s ahead of this clock (the limit is {max_skew_ms // 1000} s)"
+    bases = change["bases"]
+    if not isinstance(bases, dict):
+        return "bases is not an object"
+    for name, base in bases.items():
+        if base != ZERO and not (is_stamp(base) and base < hlc):
+            return f"base of {str(name)[:40]!r} is not a stamp before hlc"
+    return None
+
+
+def _body_problem(change: dict) -> str | None:
+    fields, bases = change["fields"], change["bases"]
+    if not isinstance(fields, dict):
+        return "fields is not an object"
+    if change["op"] == "delete":
+        return None if fields == {} and bases.keys() == {"*"} else "a delete carries no fields and one base, *"
+    if bases.keys() != fields.keys():
+        return "bases do not name the fields written"
+    _, problems = check_fields(change["kind"], fields, "change")
+    if problems:
+        key, problem = next(iter(problems.items()))
+        return f"fields.{key}: {problem}"
+    return None
+
+
+QUARANTINE_BODY_MAX = 20_000  # characters of a refused change kept for a person to read
+
+
+def quarantine_entry(change: Any, reason: str, received_at: str) -> dict[str, Any]:
+    """What is kept of a refused change: its origin and seq when they are readable, the reason,
+    and the change itself as JSON text (whatever it held, cut to a readable size)."""
+    body = orjson.dumps(change, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()[:QUARANTINE_BODY_MAX]
+    origin = change.get("origin") if isinstance(change, dict) and isinstance(change.get("origin"), str) else None
+    seq = change.get("seq") if isinstance(change, dict) and type(change.get("seq")) is int else None
+    ident = f"{origin}#{seq}" if origin is not None and seq is not None else body
+    return {"id": hashlib.sha256(ident.encode()).hexdigest()[:24], "origin": origin, "seq": seq,
+            "reason": reason, "receivedAt": received_at, "change": body}

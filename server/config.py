@@ -54,6 +54,7 @@ class Settings:
     log_level: str = "INFO"
     hub_timeout_ms: int = 3000
     sync_process: bool = True  # run sync rounds in a child process (see server/sync/child.py)
+    max_clock_skew_seconds: float = 86400.0  # see changes.MAX_SKEW_MS
 
     @property
     def hub_enabled(self) -> bool:
@@ -180,6 +181,8 @@ SETTINGS: tuple[Setting, ...] = (
             "how long to wait for the hub before calling it down"),
     Setting("SYNC_PROCESS", "sync_process", _flag, "`1`",
             "run sync rounds in a child process of the server (`0`: in the server's own)"),
+    Setting("MAX_CLOCK_SKEW_SECONDS", "max_clock_skew_seconds", _number(60, 7 * 86400), "`86400`",
+            "a change stamped further ahead of this device's clock is quarantined, not applied"),
     Setting("HOST", "host", _text, "`127.0.0.1`", "the address to listen on"),
     Setting("PORT", "port", _integer(0, 65535), "`8000`", "the port to listen on"),
     Setting("CORS_ORIGINS", "cors_origins", _origins, "the Vite dev and preview origins",

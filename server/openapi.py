@@ -239,6 +239,11 @@ def build_document(operations: list[Operation], *, token_required: bool = False)
             "enabled": {"type": "boolean"}, "deviceId": {"type": "string"}, "userId": {"type": "string"},
             "state": {"type": "string", "enum": ["disabled", "idle", "running", "backing_off"]}}},
         "Conflict": {"type": "object", "required": ["kind", "recordId", "field", "winner", "detectedAt"]},
+        "SyncRequest": {"type": "object", "additionalProperties": False, "properties": {}},
+        "Quarantined": {"type": "object", "required": ["id", "origin", "seq", "reason", "receivedAt", "change"],
+                        "properties": {"id": {"type": "string"}, "origin": {"type": "string", "nullable": True},
+                                       "seq": {"type": "integer", "nullable": True}, "reason": {"type": "string"},
+                                       "receivedAt": TIMESTAMP, "change": {"type": "string"}}},
     })
     doc: dict[str, Any] = {
         "openapi": "3.0.3",

@@ -264,18 +264,19 @@ def check_fields(kind: str, body: Any, mode: str) -> tuple[dict[str, Any], dict[
     """(clean fields, problems by key) for a body of `kind`. `create` and `update`: what the API
     takes (a client `id` optional on create; defaults filled in on create). `stored`: a whole
     record as a seed file holds it: its `id` required, every field allowed, `createdAt` and
-    `updatedAt` as timestamps, defaults filled in. Nothing about the store is consulted."""
+    `updatedAt` as timestamps, defaults filled in. `change`: the fields a change writes, any of
+    a record's fields and its timestamps, nothing required. Nothing about the store is consulted."""
     if not isinstance(body, dict):
         return {}, {"body": "must be a JSON object"}
     fields = KINDS[kind].fields
-    if mode == "stored":
+    if mode in ("stored", "change"):
         allowed = {f.name: f for f in (*fields, *TIMESTAMPS)}
     else:
         allowed = {f.name: f for f in fields if (f.on_create if mode == "create" else f.on_update)}
     problems: dict[str, str] = {}
     clean: dict[str, Any] = {}
     for key, value in body.items():
-        if key == "id" and mode != "update":
+        if key == "id" and mode in ("create", "stored"):
             ok = isinstance(value, str) and ID_RE.match(value)
             clean["id"] = value
             if not ok:
@@ -292,7 +293,7 @@ def check_fields(kind: str, body: Any, mode: str) -> tuple[dict[str, Any], dict[
             clean[key] = value
     if mode == "stored" and "id" not in body:
         problems["id"] = "is required"
-    if mode != "update":
+    if mode in ("create", "stored"):
         _fill_defaults(allowed.values(), clean, problems)
     return clean, problems
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 
-from server.errors import Conflict, ValidationError
-from server.http import declaring, envelope, error
+from server.errors import Conflict, UnsupportedMedia, ValidationError
+from server.http import NO_BODY, declaring, envelope, error, json_body
 from server.openapi import Operation
 from server.sync.service import SyncService, sync_status
 
 bp = Blueprint("sync", __name__, url_prefix="/api/v1")
 OPERATIONS: list[Operation] = []
 route = declaring(bp, OPERATIONS)
+LIMIT = {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
 
 
 def _service() -> SyncService | None:
@@ -24,8 +26,15 @@ def status():
 
 
 @route(Operation("post", "/sync", "syncNow", "Run one sync round now", {"200": ("SyncReport", "The round", False)},
-                 (409,)))
+                 (409,), "SyncRequest"))
 def sync_now():
+    # A round is a write: like every other one it takes only JSON, so a cross-site form or a
+    # text/plain post (sent without a CORS preflight) cannot start one. The body may be empty.
+    if request.mimetype != "application/json":
+        raise UnsupportedMedia("Send the request as application/json (an empty body or {}).")
+    body = json_body(required=False)
+    if body is not NO_BODY and body != {}:
+        raise ValidationError({"body": "must be empty or {}"})
     service = _service()
     if service is None:
         raise Conflict("No hub is configured: set MONGO_URI to enable sync.", code="sync_disabled")
@@ -38,10 +47,21 @@ def sync_now():
 
 @route(Operation("get", "/sync/conflicts", "syncConflicts", "Values that lost a merge, newest first",
                  {"200": ({"type": "array", "items": {"$ref": "#/components/schemas/Conflict"}}, "Conflicts", False)},
-                 query=({"name": "limit", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},)))
+                 query=(LIMIT,)))
 def conflicts():
+    return envelope(current_app.extensions["store"].list_conflicts(_limit()))
+
+
+@route(Operation("get", "/sync/quarantine", "syncQuarantine", "Changes refused at the door, newest first, with why",
+                 {"200": ({"type": "array", "items": {"$ref": "#/components/schemas/Quarantined"}}, "Quarantine",
+                          False)},
+                 query=(LIMIT,)))
+def quarantine():
+    return envelope(current_app.extensions["store"].list_quarantine(_limit()))
+
+
+def _limit() -> int:
     raw = request.args.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         raise ValidationError({"limit": "must be an integer from 1 to 1000"})
-    return envelope(current_app.extensions["store"].list_conflicts(int(raw)))
+    return int(raw)

@@ -149,7 +149,7 @@ def test_one_log_line_per_request_carries_the_trace_id(client, caplog):
 def test_sync_routes_without_a_hub(client):
     status = data(client.get("/api/v1/sync/status"))
     assert status["enabled"] is False and status["state"] == "disabled"
-    resp = client.post("/api/v1/sync")
+    resp = client.post("/api/v1/sync", json={})
     assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "sync_disabled"
     assert data(client.get("/api/v1/sync/conflicts")) == []
 
@@ -160,6 +160,8 @@ def body_for(method: str, rule: str) -> dict | None:
         return {"displayName": "Me"}
     if (method, rule) == ("PATCH", "/api/v1/users/me/focus-course"):
         return {"courseId": None}
+    if (method, rule) == ("POST", "/api/v1/sync"):
+        return {}
     kind = next((k for k in RECORD_KINDS if rule.endswith((f"/{k.plural}", f"/<{k.name}_id>"))), None)
     if kind is None or method not in ("POST", "PATCH"):
         return None
@@ -189,5 +191,6 @@ def test_every_route_answers_503_store_unavailable_when_the_store_fails(app, cli
                 answers[(method, rule.rule)] = (resp.status_code, resp.get_data(as_text=True)[:200])
     assert answers == {}
     kind_routes = {(op.method.upper(), f"/api/v1{op.path}") for k in RECORD_KINDS for op in record_operations(k)}
-    assert {("GET", "/api/v1/sync/conflicts"), ("GET", "/api/v1/sync/status"), *kind_routes} <= checked
-    assert len(checked) == 11 + len(kind_routes)
+    sync_reads = {("GET", "/api/v1/sync/conflicts"), ("GET", "/api/v1/sync/status"), ("GET", "/api/v1/sync/quarantine")}
+    assert {*sync_reads, *kind_routes} <= checked
+    assert len(checked) == 12 + len(kind_routes)

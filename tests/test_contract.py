@@ -8,6 +8,7 @@ import inspect
 import pytest
 from freezegun import freeze_time
 
+from server.clock import encode
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
@@ -225,7 +226,7 @@ class TestApply:
         batch = peer.changes_since({}, 10)
         assert connector.apply_changes(batch)["applied"] == 2
         before = connector.dump_records()
-        assert connector.apply_changes(batch) == {"received": 2, "applied": 0, "conflicts": 0}
+        assert connector.apply_changes(batch) == {"received": 2, "applied": 0, "conflicts": 0, "quarantined": []}
         assert connector.dump_records() == before
         assert connector.get_courses() == peer.get_courses()
 
@@ -243,7 +244,7 @@ class TestApply:
             connector.update("course", None, "shared", {"title": "mine"})
         with freeze_time("2030-01-02"):
             peer.update("course", None, "shared", {"title": "theirs"})
-        connector.apply_changes(peer.changes_since({peer.device_id: 0}, 10, exclude_origin=connector.device_id))
+            connector.apply_changes(peer.changes_since({peer.device_id: 0}, 10, exclude_origin=connector.device_id))
         assert connector.get_course(course["id"])["title"] == "theirs"
         [conflict] = connector.list_conflicts()
         assert conflict["field"] == "title" and conflict["localValue"] == "mine"
@@ -257,7 +258,7 @@ class TestApply:
             peer.update("course", None, "shared", {"notes": "old"})
         with freeze_time("2030-01-02"):
             connector.update("course", None, "shared", {"notes": "new"})
-        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
+            connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
         assert connector.get_course("shared")["notes"] == "new"
         [conflict] = connector.list_conflicts()
         assert conflict["winner"] == "local" and conflict["remoteValue"] == "old"
@@ -307,7 +308,7 @@ class TestApply:
         peer = self._peer(store_factory)
         new_course(peer, title="one")
         connector.apply_changes(peer.changes_since({}, 10))
-        forged = [{**peer.changes_since({}, 10)[0], "hlc": "000000000000001-000000-x"}]
+        forged = [{**peer.changes_since({}, 10)[0], "hlc": encode(1, 0, peer.device_id)}]
         with pytest.raises(Conflict):
             connector.apply_changes(forged)
 
@@ -335,7 +336,9 @@ CALLS = {
     "update": ("course", None, "c1", {"title": "t"}),
     "delete": ("lecture", "c1", "l1"),
     "changes_since": ({}, 10), "apply_changes": ([CHANGE],), "pending_since": ({},),
-    "list_conflicts": (), "count_conflicts": (), "get_bookmark": ("hub",), "set_bookmark": ("hub", {}),
+    "list_conflicts": (), "count_conflicts": (), "list_quarantine": (), "count_quarantine": (),
+    "quarantine": ([{"id": "q1", "origin": None, "seq": None, "reason": "r", "receivedAt": "2030-01-01T00:00:00Z",
+                     "change": "{}"}],), "get_bookmark": ("hub",), "set_bookmark": ("hub", {}),
     "hub_epoch": (), "dump_records": (), "is_empty": (), "wipe": (),
 }
 NEVER_RAISE = {"close", "ping"}

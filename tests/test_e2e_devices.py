@@ -69,7 +69,7 @@ class Network:
         return srv
 
     def sync(self, name: str) -> dict:
-        status, body, _ = self.devices[name].request("POST", "/api/v1/sync", timeout=300)
+        status, body, _ = self.devices[name].request("POST", "/api/v1/sync", {}, timeout=300)
         assert status == 200, body
         return body["data"]
 
@@ -122,7 +122,7 @@ def test_a_device_killed_in_the_middle_of_a_round_loses_and_doubles_nothing(netw
     changes = network.hub_collection("changes")
     def round_that_dies() -> None:
         try:
-            a.request("POST", "/api/v1/sync", timeout=300)
+            a.request("POST", "/api/v1/sync", {}, timeout=300)
         except OSError:
             pass  # the device is killed while answering: that is the point
 
@@ -164,7 +164,7 @@ def test_a_hub_outage_costs_nothing_but_time(network, hub):
         assert status["lastError"] and status["pending"]["count"] >= 5
     hub.start()
     for srv in (a, b):
-        wait_for(lambda srv=srv: srv.request("POST", "/api/v1/sync", timeout=120)[0] == 200, 120, "a round")
+        wait_for(lambda srv=srv: srv.request("POST", "/api/v1/sync", {}, timeout=120)[0] == 200, 120, "a round")
     network.sync("A")
     got_a, got_b = courses(a), courses(b)
     assert got_a == got_b

@@ -110,7 +110,7 @@ def test_the_hub_password_appears_in_no_answer_and_no_log_line(tmp_path):
     srv.env.update(MONGO_URI=f"mongodb://sync:{password}@127.0.0.1:1/?authSource=admin")
     srv.start()
     try:
-        answers = [srv.request("POST", "/api/v1/sync"), srv.request("GET", "/api/v1/sync/status"),
+        answers = [srv.request("POST", "/api/v1/sync", {}), srv.request("GET", "/api/v1/sync/status"),
                    srv.request("GET", "/api/v1/health")]
         assert answers[0][0] == 503
         status = answers[1][1]["data"]

@@ -32,7 +32,7 @@ def test_schema_steps_are_recorded_and_running_them_twice_is_harmless(store):
     assert store.migrate() == []
     store.connect()
     rows = store._conn().execute("SELECT step FROM schema_steps").fetchall()
-    assert rows == [(1,), (2,)]
+    assert rows == [(1,), (2,), (3,)]
     indexes = {r[0] for r in store._conn().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "records_live" not in indexes and "records_by_course" in indexes
 

@@ -67,7 +67,7 @@ def other_device(wire_uri, hub_db):
 def test_rounds_run_in_a_child_process_and_move_changes_both_ways(api, hub_db, wire_uri):
     client = api.test_client()
     mine = client.post("/api/v1/courses", json=COURSE).get_json()["data"]
-    report = client.post("/api/v1/sync").get_json()["data"]
+    report = client.post("/api/v1/sync", json={}).get_json()["data"]
     assert (report["pushed"], report["error"]) == (1, None)
     worker = client.get("/api/v1/sync/status").get_json()["data"]["worker"]
     assert worker["process"] == "child" and worker["pid"] not in (None, os.getpid()) and alive(worker["pid"])
@@ -81,13 +81,13 @@ def test_rounds_run_in_a_child_process_and_move_changes_both_ways(api, hub_db, w
     with freeze_time(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(later))):
         b.update("course", None, mine["id"], {"title": "from B, clock ahead"})
     b.close()
-    report = client.post("/api/v1/sync").get_json()["data"]
+    report = client.post("/api/v1/sync", json={}).get_json()["data"]
     assert (report["pulled"], report["error"]) == (1, None)
     assert client.get(f"/api/v1/courses/{mine['id']}").get_json()["data"]["title"] == "from B, clock ahead"
 
     # The user edits after seeing B's title: that edit must win, on this device and on the hub.
     client.patch(f"/api/v1/courses/{mine['id']}", json={"title": "mine, after B's"})
-    assert client.post("/api/v1/sync").get_json()["data"]["pushed"] == 1
+    assert client.post("/api/v1/sync", json={}).get_json()["data"]["pushed"] == 1
     assert client.get(f"/api/v1/courses/{mine['id']}").get_json()["data"]["title"] == "mine, after B's"
     assert hub_db.records.find_one({"kind": "course", "id": mine["id"]})["fields"]["title"] == "mine, after B's"
 
@@ -95,15 +95,15 @@ def test_rounds_run_in_a_child_process_and_move_changes_both_ways(api, hub_db, w
 def test_a_child_that_dies_is_replaced_and_nothing_is_lost(api, hub_db):
     client = api.test_client()
     client.post("/api/v1/courses", json=COURSE)
-    assert client.post("/api/v1/sync").status_code == 200
+    assert client.post("/api/v1/sync", json={}).status_code == 200
     first = client.get("/api/v1/sync/status").get_json()["data"]["worker"]["pid"]
     os.kill(first, signal.SIGKILL)
     assert wait_until(lambda: not alive(first))
     client.post("/api/v1/courses", json={**COURSE, "title": "written while the child was dead"})
-    lost = client.post("/api/v1/sync")
+    lost = client.post("/api/v1/sync", json={})
     if lost.status_code == 503:  # the pool noticed the death only when given the round
         assert lost.get_json()["error"]["code"] == "sync_process_lost"
-        lost = client.post("/api/v1/sync")
+        lost = client.post("/api/v1/sync", json={})
     assert lost.status_code == 200 and lost.get_json()["data"]["error"] is None
     second = client.get("/api/v1/sync/status").get_json()["data"]["worker"]["pid"]
     assert second != first and alive(second)
@@ -115,11 +115,11 @@ def test_a_child_that_dies_is_replaced_and_nothing_is_lost(api, hub_db):
 
 def test_a_round_asked_for_after_shutdown_starts_no_child(api):
     client = api.test_client()
-    assert client.post("/api/v1/sync").status_code == 200
+    assert client.post("/api/v1/sync", json={}).status_code == 200
     pid = api.extensions["sync"].child.pid
     api.extensions["sync"].shutdown()
     assert wait_until(lambda: not alive(pid))
-    late = client.post("/api/v1/sync")
+    late = client.post("/api/v1/sync", json={})
     assert late.status_code == 503 and late.get_json()["error"]["code"] == "shutting_down"
 
 
@@ -137,7 +137,7 @@ def test_the_child_exits_when_its_server_is_killed(tmp_path, wire_uri, hub_db):
                            DEVICE_ID="dev-k", SYNC_INTERVAL_SECONDS="3600").start()
     try:
         assert server.request("POST", "/api/v1/courses", COURSE)[0] == 201
-        assert server.request("POST", "/api/v1/sync")[0] == 200
+        assert server.request("POST", "/api/v1/sync", {})[0] == 200
         pid = server.request("GET", "/api/v1/sync/status")[1]["data"]["worker"]["pid"]
         assert pid and alive(pid)
         server.kill()  # SIGKILL: no atexit, no shutdown of the pool

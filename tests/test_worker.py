@@ -48,10 +48,33 @@ def make_app(device, hub_client, tmp_path, flaky: list | None = None, start_sync
 def test_post_sync_runs_a_round_and_reports_it(device, hub_client, tmp_path):
     app = make_app(device, hub_client, tmp_path)
     course(device)
-    body = app.test_client().post("/api/v1/sync").get_json()["data"]
+    body = app.test_client().post("/api/v1/sync", json={}).get_json()["data"]
     assert (body["pushed"], body["pulled"], body["conflicts"], body["error"]) == (1, 0, 0, None)
     assert 0 < body["durationMs"] < 10_000 and round(body["durationMs"], 1) == body["durationMs"]
     assert hub_client["hub"].records.count_documents({"kind": "course"}) == 1
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"data": "a=1", "content_type": "application/x-www-form-urlencoded"},
+    {"data": "", "content_type": "application/x-www-form-urlencoded"},
+    {"data": "hello", "content_type": "text/plain"},
+    {"data": b"--x--", "content_type": "multipart/form-data; boundary=x"},
+    {},  # no body and no type: what a cross-site fetch can send without a preflight
+])
+def test_a_round_cannot_be_started_by_a_post_that_is_not_json(device, hub_client, tmp_path, kwargs):
+    app = make_app(device, hub_client, tmp_path)
+    resp = app.test_client().post("/api/v1/sync", **kwargs)
+    assert resp.status_code == 415 and resp.get_json()["error"]["code"] == "unsupported_media_type"
+    assert app.extensions["sync"].totals["rounds"] == 0
+
+
+def test_a_round_takes_an_empty_json_body_or_an_empty_object_and_nothing_else(device, hub_client, tmp_path):
+    client = make_app(device, hub_client, tmp_path).test_client()
+    assert client.post("/api/v1/sync", data="", content_type="application/json").status_code == 200
+    assert client.post("/api/v1/sync", json={}).status_code == 200
+    assert client.post("/api/v1/sync", data="{nope", content_type="application/json").status_code == 400
+    assert client.post("/api/v1/sync", json={"x": 1}).status_code == 400
+    assert client.post("/api/v1/sync", json=[]).status_code == 400
 
 
 def test_status_answers_every_field_and_hides_the_password(device, hub_client, tmp_path):
@@ -60,7 +83,7 @@ def test_status_answers_every_field_and_hides_the_password(device, hub_client, t
     client = app.test_client()
     before = client.get("/api/v1/sync/status").get_json()["data"]
     assert before["pending"]["count"] == 1 and before["pending"]["oldestAt"]
-    client.post("/api/v1/sync")
+    client.post("/api/v1/sync", json={})
     status = client.get("/api/v1/sync/status").get_json()["data"]
     for key in ["enabled", "deviceId", "userId", "hub", "state", "lastAttempt", "lastSuccess", "lastError",
                 "nextRun", "pending", "totals", "openConflicts", "hubEpoch"]:
@@ -75,15 +98,15 @@ def test_a_hub_that_is_down_answers_503_in_the_envelope_and_backs_off(device, hu
     flaky: list = []
     app = make_app(device, hub_client, tmp_path, flaky=flaky)
     client = app.test_client()
-    client.post("/api/v1/sync")
+    client.post("/api/v1/sync", json={})
     flaky[0].down = True
-    resp = client.post("/api/v1/sync")
+    resp = client.post("/api/v1/sync", json={})
     assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "store_unavailable"
     status = client.get("/api/v1/sync/status").get_json()["data"]
     assert status["state"] == "backing_off" and status["lastError"] and status["consecutiveFailures"] == 1
     assert client.post("/api/v1/courses", json={"title": "t", "source": "https://a.b"}).status_code == 201
     flaky[0].down = False
-    assert client.post("/api/v1/sync").status_code == 200
+    assert client.post("/api/v1/sync", json={}).status_code == 200
     status = client.get("/api/v1/sync/status").get_json()["data"]
     assert status["state"] == "idle" and status["consecutiveFailures"] == 0 and status["lastError"] is None
 
@@ -92,7 +115,7 @@ def test_a_real_unreachable_hub_fails_fast_with_the_configured_timeout(device, t
     settings = Settings(sqlite_path=str(tmp_path / "x"), mongo_uri="mongodb://u:hunter2@127.0.0.1:1/",
                         hub_timeout_ms=300)
     app = create_app(settings, store=device, start_sync=False)
-    resp = app.test_client().post("/api/v1/sync")
+    resp = app.test_client().post("/api/v1/sync", json={})
     assert resp.status_code == 503 and "hunter2" not in resp.get_data(as_text=True)
     assert get_db_connector("mongo", settings, user_id=device.user_id, device_id=None).timeout_ms == 300
 
@@ -166,7 +189,7 @@ def test_a_manual_round_and_the_scheduled_one_share_one_lock(device, hub_client,
     scheduled = threading.Thread(target=svc.tick)
     scheduled.start()
     assert entered.wait(10)
-    resp = app.test_client().post("/api/v1/sync")
+    resp = app.test_client().post("/api/v1/sync", json={})
     assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "sync_running"
     svc.tick()  # a second scheduled run while one is running is skipped, not queued
     release.set()

@@ -139,7 +139,11 @@ class DatabaseConnector(ABC):
         exported again, record every losing value as a conflict, and advance the clock past
         them. Idempotent: a change already stored (same origin, seq and hlc) is not applied
         again. `bookmarks` (key -> JSON value, see get_bookmark) are saved atomically with the
-        batch where the store allows it (SQLite: same transaction). Returns {"received", "applied", "conflicts"}."""
+        batch where the store allows it (SQLite: same transaction). Every change is checked
+        first (changes.check_change): one that fails is not applied, does not move the clock
+        and does not stop the others; it goes to the quarantine with its reason, and the
+        answer's "quarantined" lists {"origin", "seq", "reason"} for each.
+        Returns {"received", "applied", "conflicts", "quarantined"}."""
 
     @abstractmethod
     def pending_since(self, cursor: Cursor, origin: str | None = None) -> tuple[int, str | None]:
@@ -148,6 +152,20 @@ class DatabaseConnector(ABC):
     @abstractmethod
     def list_conflicts(self, limit: int = 100) -> list[dict[str, Any]]:
         """Recorded conflicts, newest first."""
+
+    @abstractmethod
+    def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Changes refused at the door, newest first: {"id", "origin", "seq", "reason",
+        "receivedAt", "change"} (the change as JSON text)."""
+
+    @abstractmethod
+    def count_quarantine(self) -> int:
+        """How many changes are in the quarantine."""
+
+    @abstractmethod
+    def quarantine(self, entries: list[dict[str, Any]]) -> None:
+        """Keep entries (changes.quarantine_entry) in the quarantine, once each by id: a device
+        keeps there its own changes that the hub refused."""
 
     @abstractmethod
     def count_conflicts(self) -> int:

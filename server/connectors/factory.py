@@ -14,12 +14,15 @@ def get_db_connector(kind: str, settings: Settings | None = None, **overrides) -
         from server.connectors.sql import SqlConnector
 
         kw = {"user_id": settings.user_id, "device_id": settings.device_id, **overrides}
-        return SqlConnector(kw.pop("path", settings.sqlite_path), **kw)
-    if kind == "mongo":
+        conn: DatabaseConnector = SqlConnector(kw.pop("path", settings.sqlite_path), **kw)
+    elif kind == "mongo":
         from server.connectors.mongo import MongoConnector
 
         kw = {"user_id": settings.user_id, "device_id": settings.device_id,
               "timeout_ms": settings.hub_timeout_ms, **overrides}
-        return MongoConnector(kw.pop("uri", settings.mongo_uri or "mongodb://127.0.0.1:27017"),
+        conn = MongoConnector(kw.pop("uri", settings.mongo_uri or "mongodb://127.0.0.1:27017"),
                               kw.pop("db_name", settings.mongo_db), **kw)
-    raise ValueError(f"Unsupported database connector type: {kind}")
+    else:
+        raise ValueError(f"Unsupported database connector type: {kind}")
+    conn.max_skew_ms = int(settings.max_clock_skew_seconds * 1000)
+    return conn

@@ -10,6 +10,7 @@ both stores; each store makes the result atomic in its own way.
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from abc import abstractmethod
 from contextlib import AbstractContextManager
@@ -19,8 +20,17 @@ from typing import Any
 import orjson
 
 from server import merge
-from server.changes import Change, Key, change_key, record_key, state_key
-from server.clock import ZERO, HybridClock, stamp_ms
+from server.changes import (
+    MAX_SKEW_MS,
+    Change,
+    Key,
+    change_key,
+    check_change,
+    quarantine_entry,
+    record_key,
+    state_key,
+)
+from server.clock import ZERO, HybridClock, stamp_ms, wall_ms
 from server.connectors.base import DatabaseConnector
 from server.errors import Conflict, NotFound, PreconditionFailed
 from server.records import (
@@ -34,6 +44,7 @@ from server.records import (
     iso_now_from_ms,
 )
 
+log = logging.getLogger("server.sync")
 COURSE_CHILDREN = children_of(COURSE)
 SHAPE_DEFAULTS = {kind: spec.defaults() for kind, spec in KINDS.items()}
 SHAPE_KEYS = {kind: frozenset(spec.by_name) | {"createdAt", "updatedAt"} for kind, spec in KINDS.items()}
@@ -45,6 +56,7 @@ class RetryMerge(Exception):
 
 class MergingConnector(DatabaseConnector):
     clock: HybridClock
+    max_skew_ms = MAX_SKEW_MS  # MAX_CLOCK_SKEW_SECONDS; the factory sets it from the settings
 
     # --- primitives each store implements -------------------------------------------------
     @abstractmethod
@@ -80,7 +92,7 @@ class MergingConnector(DatabaseConnector):
 
     @abstractmethod
     def _persist(self, changes: list[Change], states: list[dict], conflicts: list[dict],
-                 *, own: bool, bookmarks: dict[str, Any] | None) -> None:
+                 *, own: bool, bookmarks: dict[str, Any] | None, quarantined: list[dict] = ()) -> None:
         """Store changes, merged records, conflicts (deduplicated by id), sync state and the
         clock, atomically or in a crash-safe order. Raise RetryMerge on a lost race."""
 
@@ -175,14 +187,15 @@ class MergingConnector(DatabaseConnector):
         }
 
     def _merge_and_persist(self, changes: list[Change], *, own: bool, bookmarks: dict[str, Any] | None = None,
-                           preloaded: dict[Key, dict | None] | None = None) -> tuple[list[dict], list[dict]]:
+                           preloaded: dict[Key, dict | None] | None = None,
+                           quarantined: list[dict] = ()) -> tuple[list[dict], list[dict]]:
         """Merge and store; returns (changed states, conflicts). What the caller loaded in the
         same writer section may be passed in; a retry after a lost race loads afresh."""
         for _ in range(20):
             states, conflicts = self._merge(changes, preloaded)
             preloaded = None
             try:
-                self._persist(changes, states, conflicts, own=own, bookmarks=bookmarks)
+                self._persist(changes, states, conflicts, own=own, bookmarks=bookmarks, quarantined=quarantined)
                 return states, conflicts
             except RetryMerge:
                 continue
@@ -323,11 +336,20 @@ class MergingConnector(DatabaseConnector):
 
     # --- sync -----------------------------------------------------------------------------
     def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None) -> dict:
+        now = wall_ms()
+        good, refused = [], []
         for ch in changes:
+            reason = check_change(ch, now_ms=now, max_skew_ms=self.max_skew_ms)
+            if reason is None:
+                good.append(ch)
+            else:
+                refused.append(quarantine_entry(ch, reason, iso_now_from_ms(now)))
+                log.warning("quarantined change %s#%s: %s", refused[-1]["origin"], refused[-1]["seq"], reason)
+        for ch in good:  # only a change that passed may move the clock
             self.clock.observe(ch["hlc"])
-        known = self._known(changes) if changes else {}
+        known = self._known(good) if good else {}
         fresh = []
-        for ch in changes:
+        for ch in good:
             stored = known.get((ch["origin"], ch["seq"]))
             if stored is None:
                 fresh.append(ch)
@@ -337,8 +359,16 @@ class MergingConnector(DatabaseConnector):
                     "two stores are using the same device id.",
                     code="origin_reused",
                 )
-        conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks)[1] if (fresh or bookmarks) else []
-        return {"received": len(changes), "applied": len(fresh), "conflicts": len(conflicts)}
+        conflicts = []
+        if fresh or bookmarks or refused:
+            conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks, quarantined=refused)[1]
+        return {"received": len(changes), "applied": len(fresh), "conflicts": len(conflicts),
+                "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
+
+    def quarantine(self, entries: list[dict[str, Any]]) -> None:
+        if entries:
+            with self._writer():
+                self._merge_and_persist([], own=False, quarantined=entries)
 
 
 def _record_kind(kind: str, parent_id: str | None) -> str:

@@ -41,13 +41,17 @@ INDEXES = {
         ([("userId", ASCENDING), ("hlc", DESCENDING)], False),
     ],
     "origins": [([("userId", ASCENDING), ("origin", ASCENDING)], True)],
+    "quarantine": [
+        ([("userId", ASCENDING), ("id", ASCENDING)], True),
+        ([("userId", ASCENDING), ("receivedAt", DESCENDING)], False),
+    ],
     "conflicts": [
         ([("userId", ASCENDING), ("id", ASCENDING)], True),
         ([("userId", ASCENDING), ("detectedAt", DESCENDING)], False),
     ],
     "state": [([("userId", ASCENDING), ("key", ASCENDING)], True)],
 }
-SEEDED = ("records", "changes", "origins", "conflicts", "state")
+SEEDED = ("records", "changes", "origins", "conflicts", "quarantine", "state")
 
 
 class MongoConnector(MergingConnector):
@@ -184,7 +188,7 @@ class MongoConnector(MergingConnector):
         )
         return {(d["origin"], d["seq"]): d["hlc"] for d in docs}
 
-    def _persist(self, changes, states, conflicts, *, own, bookmarks) -> None:
+    def _persist(self, changes, states, conflicts, *, own, bookmarks, quarantined=()) -> None:
         uid = self.user_id
         if own:
             self.db.origins.update_one({"userId": uid, "origin": self.device_id},
@@ -208,6 +212,10 @@ class MongoConnector(MergingConnector):
             self.db.conflicts.bulk_write(
                 [UpdateOne({"userId": uid, "id": c["id"]}, {"$setOnInsert": {**c, "userId": uid}}, upsert=True)
                  for c in conflicts], ordered=False)
+        if quarantined:
+            self.db.quarantine.bulk_write(
+                [UpdateOne({"userId": uid, "id": q["id"]}, {"$setOnInsert": {**q, "userId": uid}}, upsert=True)
+                 for q in quarantined], ordered=False)
         for key, value in (bookmarks or {}).items():
             self.db.state.update_one({"userId": uid, "key": key}, {"$set": {"value": value}}, upsert=True)
 
@@ -268,6 +276,13 @@ class MongoConnector(MergingConnector):
     def list_conflicts(self, limit: int = 100) -> list[dict[str, Any]]:
         docs = self.db.conflicts.find({"userId": self.user_id}, {"_id": 0, "userId": 0})
         return list(docs.sort([("detectedAt", DESCENDING), ("id", ASCENDING)]).limit(limit))
+
+    def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
+        docs = self.db.quarantine.find({"userId": self.user_id}, {"_id": 0, "userId": 0})
+        return list(docs.sort([("receivedAt", DESCENDING), ("id", ASCENDING)]).limit(limit))
+
+    def count_quarantine(self) -> int:
+        return self.db.quarantine.count_documents({"userId": self.user_id})
 
     def count_conflicts(self) -> int:
         return self.db.conflicts.count_documents({"userId": self.user_id})

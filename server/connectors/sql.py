@@ -243,7 +243,7 @@ class SqlConnector(MergingConnector):
             known.update(((origin, seq), hlc) for seq, hlc in rows)
         return known
 
-    def _persist(self, changes, states, conflicts, *, own, bookmarks) -> None:
+    def _persist(self, changes, states, conflicts, *, own, bookmarks, quarantined=()) -> None:
         conn = self._conn()
         uid = self.user_id
         conn.executemany(
@@ -271,6 +271,9 @@ class SqlConnector(MergingConnector):
                 "INSERT OR IGNORE INTO conflicts VALUES (?, ?, ?, ?)",
                 [(uid, c["id"], c["detectedAt"], compact_json(c)) for c in conflicts],
             )
+        if quarantined:
+            conn.executemany("INSERT OR IGNORE INTO quarantine VALUES (?, ?, ?, ?)",
+                             [(uid, q["id"], q["receivedAt"], compact_json(q)) for q in quarantined])
         for key, value in (bookmarks or {}).items():
             self._put_bookmark(conn, key, value)
         if not own:  # own stamps are in the change log already; remember how far foreign ones went
@@ -317,6 +320,15 @@ class SqlConnector(MergingConnector):
         )
         return [json.loads(r[0]) for r in rows]
 
+    def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._conn().execute(
+            "SELECT body FROM quarantine WHERE user_id = ? ORDER BY received_at DESC, id LIMIT ?",
+            (self.user_id, limit))
+        return [loads(r[0]) for r in rows]
+
+    def count_quarantine(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM quarantine WHERE user_id = ?", (self.user_id,)).fetchone()[0]
+
     def count_conflicts(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM conflicts WHERE user_id = ?", (self.user_id,)).fetchone()[0]
 
@@ -349,7 +361,7 @@ class SqlConnector(MergingConnector):
         removed: dict[str, int] = {}
         with self._writer():
             conn = self._conn()
-            for table in ("records", "changes", "origins", "conflicts", "sync_state"):
+            for table in ("records", "changes", "origins", "conflicts", "quarantine", "sync_state"):
                 removed[table] = conn.execute(f"DELETE FROM {table}").rowcount
             conn.execute("DELETE FROM meta WHERE key IN ('owner', 'hlc')")
             self._set_meta(conn, "epoch", uuid.uuid4().hex)

@@ -43,6 +43,13 @@ SCHEMA_STEPS: list[tuple[int, str]] = [
     # Every write rewrote this index's entry (one more page per commit) for one reader, the live
     # listing, which the primary key (user_id, kind, ...) serves as well.
     (2, "DROP INDEX IF EXISTS records_live;"),
+    # Changes refused at the door (changes.check_change), kept with the reason for a person.
+    (3, """
+        CREATE TABLE IF NOT EXISTS quarantine (
+            user_id TEXT NOT NULL, id TEXT NOT NULL, received_at TEXT NOT NULL,
+            body TEXT NOT NULL, PRIMARY KEY (user_id, id));
+        CREATE INDEX IF NOT EXISTS quarantine_newest ON quarantine (user_id, received_at);
+    """),
 ]
 
 class Transaction:

@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from server.changes import Change, Cursor
+from server.changes import Change, Cursor, quarantine_entry
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError
+from server.records import iso_now_from_ms
 
 log = logging.getLogger("server.sync")
 BOOKMARK_KEY = "hub"
@@ -30,6 +31,7 @@ class RoundReport:
     conflicts: int = 0
     duration_ms: float = 0.0
     hub_reset: bool = False
+    quarantined: int = 0  # changes refused at the door, on either side
     error: str | None = None
     error_code: str | None = None
 
@@ -37,16 +39,28 @@ class RoundReport:
         return {
             "pushed": self.pushed, "pushedSent": self.pushed_sent, "pulled": self.pulled,
             "conflicts": self.conflicts, "durationMs": round(self.duration_ms, 1),
-            "hubReset": self.hub_reset, "error": self.error,
+            "hubReset": self.hub_reset, "quarantined": self.quarantined, "error": self.error,
         }
 
 
 def _advance(cursor: Cursor, batch: list[Change]) -> Cursor:
+    """The cursor past this batch. A change too broken to name its origin and seq cannot be
+    passed by number; the hub's query for what comes after never returns it again anyway."""
     moved = dict(cursor)
     for ch in batch:
-        if ch["seq"] > moved.get(ch["origin"], 0):
-            moved[ch["origin"]] = ch["seq"]
+        origin, seq = ch.get("origin"), ch.get("seq")
+        if isinstance(origin, str) and type(seq) is int and seq > moved.get(origin, 0):
+            moved[origin] = seq
     return moved
+
+
+def _keep_refused(local: DatabaseConnector, batch: list[Change], refused: list[dict]) -> None:
+    """The hub refused some of this device's own changes: keep them in the local quarantine,
+    so the person can see them and the queue goes on without them."""
+    by_seq = {ch["seq"]: ch for ch in batch}
+    now = iso_now_from_ms(int(time.time() * 1000))
+    local.quarantine([quarantine_entry(by_seq.get(r["seq"], r), f"refused by the hub: {r['reason']}", now)
+                      for r in refused])
 
 
 def stored_bookmark(local: DatabaseConnector) -> dict:
@@ -109,6 +123,9 @@ def _push(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batc
             break
         budget -= len(batch)
         result = hub.apply_changes(batch)
+        if result.get("quarantined"):
+            _keep_refused(local, batch, result["quarantined"])
+            report.quarantined += len(result["quarantined"])
         bookmark["cursor"] = _advance(bookmark["cursor"], batch)
         local.set_bookmark(BOOKMARK_KEY, bookmark)
         report.pushed += result["applied"]
@@ -129,5 +146,6 @@ def _pull(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batc
         bookmark["cursor"] = moved["cursor"]
         report.pulled += result["applied"]
         report.conflicts += result["conflicts"]
+        report.quarantined += len(result.get("quarantined", ()))
         if progress:
             progress("pull", report.pulled)

@@ -216,6 +216,7 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
             "oldestAgeSeconds": round(now - oldest_s, 1) if oldest_s is not None else None,
         },
         "openConflicts": local.count_conflicts(),
+        "quarantined": local.count_quarantine(),
         "hubEpoch": epoch,
         "hubResets": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"])} for r in bookmark.get("resets") or []],
     }

@@ -1,0 +1,191 @@
+"""Changes from someone else are checked at the door: one that fails is quarantined with its
+reason, never applied, never moves a clock, and never stops the changes around it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import orjson
+import pytest
+from freezegun import freeze_time
+
+from server.changes import QUARANTINE_BODY_MAX, check_change, quarantine_entry
+from server.clock import encode
+from server.config import Settings
+from server.connectors.factory import get_db_connector
+from tests.synckit import World, course
+
+NOW_MS = 1_893_456_000_000  # 2030-01-01T00:00:00Z
+DAY_MS = 86_400_000
+
+
+def change(**over):
+    base = {"origin": "dev-b", "seq": 1, "hlc": encode(NOW_MS, 0, "dev-b"), "kind": "lecture", "id": "l1",
+            "courseId": "c1", "op": "upsert", "fields": {"title": "Elimination", "order": 1},
+            "bases": {"title": "", "order": ""}}
+    return {**base, **over}
+
+
+def test_a_well_formed_change_passes():
+    assert check_change(change(), now_ms=NOW_MS) is None
+    assert check_change(change(op="delete", fields={}, bases={"*": encode(NOW_MS - 1, 0, "x")}), now_ms=NOW_MS) is None
+    assert check_change(change(hlc=encode(NOW_MS + DAY_MS, 0, "dev-b")), now_ms=NOW_MS) is None  # the limit itself
+
+
+LONG = "k" * 50
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("not a change", "not an object"),
+    ({k: v for k, v in change().items() if k != "hlc"}, "missing keys ['hlc']"),
+    ({**change(), "extra": 1}, "unknown keys ['extra']"),
+    (change(hlc="999999999999999-999999-dev-b"), "hlc is 998106544000 s ahead of this clock (the limit is 86400 s)"),
+    (change(hlc=encode(4_102_444_800_000, 0, "dev-b")),  # the year 2100
+     "hlc is 2208988800 s ahead of this clock (the limit is 86400 s)"),
+    (change(hlc=encode(NOW_MS + DAY_MS + 1, 0, "dev-b")), "hlc is 86400 s ahead of this clock (the limit is 86400 s)"),
+    (change(hlc="1893456000000-0-dev-b"), "hlc is not a clock stamp"),
+    (change(hlc=encode(NOW_MS, 0, "someone-else")), "hlc was not stamped by its origin"),
+    (change(fields="title"), "fields is not an object"),
+    (change(bases=["title", "order"]), "bases is not an object"),
+    (change(fields={"order": "abc"}, bases={"order": ""}), "fields.order: must be an integer"),
+    (change(fields={"title": 5}, bases={"title": ""}), "fields.title: must be a string"),
+    (change(fields={"durationMinutes": -5}, bases={"durationMinutes": ""}),
+     "fields.durationMinutes: must be at least 1"),
+    (change(fields={"status": "lost"}, bases={"status": ""}),
+     "fields.status: must be one of: not_started, in_progress, completed"),
+    (change(fields={"colour": "red"}, bases={"colour": ""}), "fields.colour: unknown field"),
+    (change(kind="course", courseId=None, id="c1", fields={"tags": "not-a-list"}, bases={"tags": ""}),
+     "fields.tags: must be a list of at most 100 strings"),
+    (change(kind="course", courseId=None, id="c1", fields={"source": "javascript:alert(1)"}, bases={"source": ""}),
+     "fields.source: must be an http or https URL (spaces and non-ASCII characters percent-encoded)"),
+    (change(kind="course", courseId=None, id="../../etc"), "id is not a record id"),
+    (change(kind="planet"), "unknown kind 'planet'"),
+    (change(kind=LONG), f"unknown kind {LONG[:40]!r}"),
+    (change(courseId=None), "courseId does not fit the kind"),
+    (change(kind="course", id="c1"), "courseId does not fit the kind"),
+    (change(op="merge"), "op is neither upsert nor delete"),
+    (change(seq=0), "seq is not a positive integer"),
+    (change(seq=2**53), "seq is not a positive integer"),
+    (change(seq="1"), "seq is not a positive integer"),
+    (change(seq=True), "seq is not a positive integer"),
+    (change(origin={"$ne": None}), "origin is not a device id"),
+    (change(bases={"title": ""}), "bases do not name the fields written"),
+    (change(bases={"title": encode(NOW_MS + 5, 0, "x"), "order": ""}), "base of 'title' is not a stamp before hlc"),
+    (change(bases={"title": encode(NOW_MS, 0, "dev-b"), "order": ""}), "base of 'title' is not a stamp before hlc"),
+    (change(bases={"title": "yesterday", "order": ""}), "base of 'title' is not a stamp before hlc"),
+    (change(fields={LONG: 1}, bases={LONG: "soon"}), f"base of {LONG[:40]!r} is not a stamp before hlc"),
+    (change(op="delete", fields={"title": "x"}, bases={"*": ""}), "a delete carries no fields and one base, *"),
+])
+def test_a_change_that_fails_a_check_says_exactly_why(bad, reason):
+    assert check_change(bad, now_ms=NOW_MS) == reason
+
+
+def test_the_largest_sequence_number_and_the_newest_base_pass():
+    assert check_change(change(seq=2**53 - 1), now_ms=NOW_MS) is None
+    assert check_change(change(bases={"title": encode(NOW_MS - 1, 999_999, "x"), "order": ""}), now_ms=NOW_MS) is None
+
+
+def test_a_quarantine_entry_keeps_the_change_whatever_it_holds():
+    entry = quarantine_entry(change(seq=2), "why", "2030-01-01T00:00:00.000Z")
+    assert entry == {"id": hashlib.sha256(b"dev-b#2").hexdigest()[:24], "origin": "dev-b", "seq": 2, "reason": "why",
+                     "receivedAt": "2030-01-01T00:00:00.000Z", "change": orjson.dumps(change(seq=2)).decode()}
+    odd = quarantine_entry({"origin": 7, "seq": "2", 1: b"x", "when": dt.date(2030, 1, 1)}, "r", "t")
+    assert (odd["origin"], odd["seq"]) == (None, None)
+    assert odd["change"] == '{"origin":7,"seq":"2","1":"b\'x\'","when":"2030-01-01"}'
+    assert odd["id"] == hashlib.sha256(odd["change"].encode()).hexdigest()[:24]
+    text = quarantine_entry("x" * 30_000, "r", "t")
+    assert (text["origin"], text["seq"], len(text["change"])) == (None, None, QUARANTINE_BODY_MAX)
+    no_seq = quarantine_entry({"origin": "dev-b"}, "r", "t")
+    assert (no_seq["origin"], no_seq["seq"]) == ("dev-b", None)
+    assert no_seq["id"] == hashlib.sha256(b'{"origin":"dev-b"}').hexdigest()[:24]
+    no_origin = quarantine_entry({"seq": 3}, "r", "t")
+    assert (no_origin["origin"], no_origin["seq"], no_origin["id"]) == (
+        None, 3, hashlib.sha256(b'{"seq":3}').hexdigest()[:24])
+
+
+@pytest.fixture
+def store(tmp_path):
+    conn = get_db_connector("sql", Settings(), path=str(tmp_path / "s.sqlite3"), user_id="u", device_id="dev-a")
+    conn.connect()
+    yield conn
+    conn.close()
+
+
+def good_course(seq: int, cid: str, ms: int = NOW_MS) -> dict:
+    return {"origin": "dev-b", "seq": seq, "hlc": encode(ms, 0, "dev-b"), "kind": "course", "id": cid,
+            "courseId": None, "op": "upsert", "fields": {"title": cid, "source": "https://a.b"},
+            "bases": {"title": "", "source": ""}}
+
+
+def test_a_bad_change_in_a_batch_is_quarantined_and_the_rest_applied(store):
+    poisoned = {**good_course(2, "c2"), "hlc": "999999999999999-999999-dev-b"}
+    with freeze_time("2030-01-01T00:00:01Z"):
+        before = store.clock.last
+        result = store.apply_changes([good_course(1, "c1"), poisoned, good_course(3, "c3")])
+        assert result["applied"] == 2 and [(q["origin"], q["seq"]) for q in result["quarantined"]] == [("dev-b", 2)]
+        assert [c["id"] for c in store.get_courses()] == ["c1", "c3"]
+        assert store.clock.last <= encode(NOW_MS + 1000, 0, "dev-a") and store.clock.last >= before
+        [entry] = store.list_quarantine()
+        assert (entry["origin"], entry["seq"], entry["receivedAt"]) == ("dev-b", 2, "2030-01-01T00:00:01.000Z")
+        assert entry["reason"].startswith("hlc is ") and "999999999999999" in entry["change"]
+        store.apply_changes([poisoned])  # again: still one entry
+        assert store.count_quarantine() == 1
+        mine = store.update("course", None, "c1", {"title": "edited"})  # the clock was never poisoned
+        assert mine["updatedAt"] == "2030-01-01T00:00:01.000Z"
+
+
+@pytest.mark.parametrize("hub_kind", ["mongomock", "sqlite"])
+def test_a_malformed_change_on_the_hub_wedges_no_device(tmp_path, hub_kind):
+    world = World(tmp_path, hub_kind)
+    try:
+        with freeze_time("2030-01-01T00:00:00Z") as frozen:
+            course(world.device("a"), id="before")
+            world.settle(["a"])
+            hub = world.hub
+            broken = [{**good_course(1, "x1"), "origin": "evil", "hlc": encode(NOW_MS, 0, "evil"),
+                       "fields": "not an object"},
+                      {**good_course(2, "x2"), "origin": "evil", "hlc": "999999999999999-999999-evil"}]
+            hub._persist(broken, [], [], own=False, bookmarks=None)  # as a hostile writer could
+            frozen.tick(dt.timedelta(seconds=1))
+            course(world.device("a"), id="after")
+            world.settle(["a", "b"])
+            b = world.device("b")
+            assert [c["id"] for c in b.get_courses()] == ["before", "after"]
+            assert {(q["origin"], q["seq"]) for q in b.list_quarantine()} == {("evil", 1), ("evil", 2)}
+            report = world.sync("b")
+            assert (report.error, report.quarantined) == (None, 0)  # passed, not pulled again
+            edited = b.update("course", None, "after", {"title": "still mine"})
+            assert edited["updatedAt"].startswith("2030-01-01")
+    finally:
+        world.close()
+
+
+def test_a_change_the_hub_refuses_is_kept_on_the_device_and_the_queue_goes_on(tmp_path):
+    world = World(tmp_path, "mongomock")
+    try:
+        a, b = world.device("a"), world.device("b")
+        with freeze_time("2030-01-01T00:00:00Z"):
+            course(a, id="on-time")
+        with freeze_time("2030-01-03T00:00:00Z"):  # then this device's clock runs two days fast
+            course(a, id="from-the-future")
+        with freeze_time("2030-01-01T00:01:00Z"):
+            report = world.sync("a")
+            assert (report.error, report.pushed, report.quarantined) == (None, 1, 1)
+            [kept] = a.list_quarantine()
+            assert kept["reason"].startswith("refused by the hub: hlc is 172740 s ahead")
+            assert (kept["origin"], kept["seq"]) == ("a", 2)
+            assert world.sync("a").pushed_sent == 0  # the queue moved past it
+            world.settle(["b"])
+            assert [c["id"] for c in b.get_courses()] == ["on-time"]
+    finally:
+        world.close()
+
+
+def test_the_quarantine_is_listed_by_the_api_and_counted_in_the_status(client, connector):
+    with freeze_time("2030-01-01T00:00:00Z"):
+        connector.apply_changes([{**good_course(1, "c1"), "kind": "planet"}])
+    body = client.get("/api/v1/sync/quarantine").get_json()["data"]
+    assert [(q["origin"], q["seq"], q["reason"]) for q in body] == [("dev-b", 1, "unknown kind 'planet'")]
+    assert client.get("/api/v1/sync/status").get_json()["data"]["quarantined"] == 1
+    assert client.get("/api/v1/sync/quarantine?limit=0").status_code == 400
