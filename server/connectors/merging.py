@@ -86,6 +86,10 @@ class MergingConnector(DatabaseConnector):
         other processes also write to first observes the newest stamp they stored, so that the
         stamp taken next sorts after everything already in the store."""
 
+    def _complete(self, changes: list[Change]) -> None:
+        """Finish what an earlier attempt to store these (already logged) changes may have left
+        undone. A store that logs a batch in one transaction has nothing to finish."""
+
     @abstractmethod
     def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
         """(origin, seq) -> hlc for those of these changes already stored."""
@@ -348,17 +352,21 @@ class MergingConnector(DatabaseConnector):
         for ch in good:  # only a change that passed may move the clock
             self.clock.observe(ch["hlc"])
         known = self._known(good) if good else {}
-        fresh = []
+        fresh, logged = [], []
         for ch in good:
             stored = known.get((ch["origin"], ch["seq"]))
             if stored is None:
                 fresh.append(ch)
-            elif stored != ch["hlc"]:
+            elif stored == ch["hlc"]:
+                logged.append(ch)
+            else:
                 raise Conflict(
                     f"Change {ch['origin']}#{ch['seq']} is already stored with other content: "
                     "two stores are using the same device id.",
                     code="origin_reused",
                 )
+        if logged:  # sent again: the first attempt may have stopped after logging them
+            self._complete(logged)
         conflicts = []
         if fresh or bookmarks or refused:
             conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks, quarantined=refused)[1]

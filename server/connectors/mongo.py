@@ -189,7 +189,16 @@ class MongoConnector(MergingConnector):
         return {(d["origin"], d["seq"]): d["hlc"] for d in docs}
 
     def _persist(self, changes, states, conflicts, *, own, bookmarks, quarantined=()) -> None:
+        """Crash-safe in this order, with every write safe to repeat: conflicts first (a retry
+        re-merges nothing already saved, so it could not find them again), then the records,
+        then the change log, then the origin's top (a retry that finds its changes logged moves
+        the top: _complete). Own changes are logged before their record instead, and a new
+        connection redoes the newest one (_repair_tail)."""
         uid = self.user_id
+        if conflicts:
+            self.db.conflicts.bulk_write(
+                [UpdateOne({"userId": uid, "id": c["id"]}, {"$setOnInsert": {**c, "userId": uid}}, upsert=True)
+                 for c in conflicts], ordered=False)
         if own:
             self.db.origins.update_one({"userId": uid, "origin": self.device_id},
                                        {"$setOnInsert": {"maxSeq": 0}}, upsert=True)
@@ -208,10 +217,6 @@ class MongoConnector(MergingConnector):
                 raise
         if not own:
             self._log(changes)
-        if conflicts:
-            self.db.conflicts.bulk_write(
-                [UpdateOne({"userId": uid, "id": c["id"]}, {"$setOnInsert": {**c, "userId": uid}}, upsert=True)
-                 for c in conflicts], ordered=False)
         if quarantined:
             self.db.quarantine.bulk_write(
                 [UpdateOne({"userId": uid, "id": q["id"]}, {"$setOnInsert": {**q, "userId": uid}}, upsert=True)
@@ -234,6 +239,11 @@ class MongoConnector(MergingConnector):
                 # failing three times in a row is something else and must not pass silently.
                 if attempt == 2:
                     raise
+        self._complete(changes)
+
+    def _complete(self, changes: list[Change]) -> None:
+        """Move each origin's top to the newest of these logged changes (idempotent: $max)."""
+        uid = self.user_id
         for origin, (_, top) in seq_spans(changes).items():
             try:
                 self.db.origins.update_one({"userId": uid, "origin": origin}, {"$max": {"maxSeq": top}}, upsert=True)
