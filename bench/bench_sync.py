@@ -51,7 +51,7 @@ def make_changes(origin: str, n: int, start: int = 1) -> list[dict]:
                       "status": "active", "tags": ["x"], "notes": "", "createdAt": ts, "updatedAt": ts}
         else:
             kind, rid, parent = "lecture", f"l{seq}", course
-            fields = {"title": f"Lecture {seq}", "order": seq % 100, "videoUrl": "https://ocw.example/v",
+            fields = {"title": f"Lecture {seq}", "order": (seq - 1) % 100, "videoUrl": "https://ocw.example/v",
                       "durationMinutes": 50, "status": "not_started", "note": "", "createdAt": ts, "updatedAt": ts}
         out.append({"origin": origin, "seq": seq, "hlc": hlc, "kind": kind, "id": rid, "courseId": parent,
                     "op": "upsert", "fields": fields, "bases": {k: "" for k in fields}})
@@ -102,7 +102,7 @@ def raw_sqlite_write(path: Path, changes: list[dict]) -> float:
     """The equivalent rows written by hand, batch by batch: the change log and the records."""
     conn = sqlite3.connect(str(path), isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA synchronous = FULL")  # the store's default, as ours runs
     conn.executescript(RAW_SCHEMA)
     start = time.perf_counter()
     for i in range(0, len(changes), BATCH):

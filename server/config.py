@@ -40,6 +40,7 @@ def redact_uri(uri: str | None) -> str:
 class Settings:
     db_connector: str = "sql"
     sqlite_path: str = "var/courses.sqlite3"
+    sqlite_synchronous: str = "FULL"
     mongo_uri: str | None = None
     mongo_db: str = "coursesync"
     user_id: str | None = None
@@ -168,6 +169,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DB_CONNECTOR", "db_connector", _choice("sql", "mongo"), "`sql`",
             "store the API runs on: `sql` (SQLite) or `mongo` (the hub itself)"),
     Setting("SQLITE_PATH", "sqlite_path", _text, "`var/courses.sqlite3`", "the local store"),
+    Setting("SQLITE_SYNCHRONOUS", "sqlite_synchronous", _choice("FULL", "NORMAL"), "`FULL`",
+            "`FULL`: a write that answered survives a power cut; `NORMAL`: faster, but the last "
+            "writes before a power cut can be lost (see Durability)"),
     Setting("MONGO_URI", "mongo_uri", _mongo_uri, "unset", "the hub; unset means no sync"),
     Setting("MONGO_DB", "mongo_db", _database, "`coursesync`", "database on the hub"),
     Setting("USER_ID", "user_id", _record_id, "the user the store was seeded with, else `me`",

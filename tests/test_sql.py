@@ -103,10 +103,22 @@ def test_a_write_stamps_after_what_another_process_stored(sql_factory):
     assert syncer.get_course(course["id"])["title"] == "mine, after seeing b's"
 
 
-def test_the_store_runs_in_wal_mode_with_a_busy_timeout(store):
+def test_the_store_runs_in_wal_mode_with_a_busy_timeout_and_full_durability(store):
     conn = store._conn()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: an fsync per commit
+
+
+def test_sqlite_synchronous_normal_is_a_setting(tmp_path):
+    from server.config import load_settings
+    from server.connectors.factory import get_db_connector
+
+    settings = load_settings({"SQLITE_SYNCHRONOUS": "NORMAL", "SQLITE_PATH": str(tmp_path / "n.sqlite3")})
+    conn = get_db_connector("sql", settings)
+    conn.connect()
+    assert conn._conn().execute("PRAGMA synchronous").fetchone()[0] == 1
+    conn.close()
 
 
 def test_an_interrupted_write_leaves_neither_the_record_nor_its_change(store, monkeypatch):

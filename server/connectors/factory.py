@@ -13,7 +13,8 @@ def get_db_connector(kind: str, settings: Settings | None = None, **overrides) -
     if kind == "sql":
         from server.connectors.sql import SqlConnector
 
-        kw = {"user_id": settings.user_id, "device_id": settings.device_id, **overrides}
+        kw = {"user_id": settings.user_id, "device_id": settings.device_id,
+              "synchronous": settings.sqlite_synchronous, **overrides}
         conn: DatabaseConnector = SqlConnector(kw.pop("path", settings.sqlite_path), **kw)
     elif kind == "mongo":
         from server.connectors.mongo import MongoConnector
