@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +61,50 @@ def test_each_request_logs_one_line_with_its_trace_id(server):
     server.stop()
     log = server.log_path.read_text()
     assert "GET /api/v1/courses 200" in log and body["meta"]["traceId"] in log
+
+
+def test_a_busy_port_is_one_line_and_a_non_zero_exit_before_claiming_to_serve(tmp_path):
+    srv = ServerProcess(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", srv.port))
+        taken.listen()
+        proc = subprocess.run([sys.executable, "-m", "server"], cwd=ROOT, env=srv.env, capture_output=True,
+                              text=True, timeout=60)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == [f"error: cannot listen on 127.0.0.1:{srv.port}: Address already in use"]
+    assert "serving on" not in proc.stdout + proc.stderr
+
+
+def sockets_of(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+
+
+def test_hundreds_of_idle_and_trickling_connections_do_not_lock_out_a_request(server):
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(200)]
+    trickling = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(200)]
+    stop = threading.Event()
+
+    def trickle():  # a request that never ends: one byte of its headers at a time
+        for i in range(20):
+            for s in trickling:
+                try:
+                    s.send(b"GET /api/v1/courses HTTP/1.1\r\nHost: localhost\r\nX-Slow: "[i:i + 1] or b"x")
+                except OSError:
+                    pass
+            if stop.wait(0.25):
+                return
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 20
+        while sockets_of(server.proc.pid) < 400 and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the server has taken every connection, so they all compete
+        status, body, _ = server.request("GET", "/api/v1/courses", timeout=10)
+        assert status == 200 and len(body["data"]) == 3
+    finally:
+        stop.set()
+        sender.join()
+        for s in idle + trickling:
+            s.close()

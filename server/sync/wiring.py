@@ -34,11 +34,19 @@ def build_sync(settings: Settings, local: DatabaseConnector, *,
             child = None if in_process else ChildRounds(settings, local.user_id, local.device_id)
             service = SyncService(settings, local, hub or functools.partial(open_hub, settings, local.user_id),
                                   child=child)
-        if start and should_start_worker() and local.device_id not in _workers:
-            service.start()
-            _workers[local.device_id] = service
-            atexit.register(service.shutdown)
+    if start:
+        start_worker(service)
     return service
+
+
+def start_worker(service: SyncService) -> None:
+    """Start the service's background worker, unless this process must not run one or the
+    store's worker already runs."""
+    with _workers_lock:
+        if should_start_worker() and service.local.device_id not in _workers:
+            service.start()
+            _workers[service.local.device_id] = service
+            atexit.register(service.shutdown)
 
 
 def stop_worker(device_id: str) -> None:
