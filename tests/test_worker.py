@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
 
 import mongomock_ng
@@ -305,3 +306,14 @@ def test_a_hub_that_cannot_connect_is_closed_every_time(device, monkeypatch):
     for _ in range(3):
         assert svc.run_once().error_code == "store_unavailable"
     assert len(built) == 3 and all(hub.closed for hub in built)
+
+
+def test_a_round_that_outlasts_the_interval_is_said_at_debug_level_not_as_a_warning(caplog):
+    from server.sync.service import SCHEDULER_LOG
+
+    caplog.set_level(logging.DEBUG)
+    SCHEDULER_LOG.warning('Execution of job "%s" skipped: maximum number of running instances reached (%d)', "j", 1)
+    SCHEDULER_LOG.warning("something else")
+    seen = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert seen == [("server.sync", "DEBUG", "a round outlasted the interval; the next scheduled one was skipped"),
+                    ("apscheduler.scheduler", "WARNING", "something else")]

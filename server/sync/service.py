@@ -29,6 +29,21 @@ def _iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+class _OverlapsAreDebug(logging.Filter):
+    """A round that outlasts the interval makes APScheduler skip the next run and warn. That is
+    max_instances=1 doing its job, not a problem: say it at debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and "maximum number of running instances" in record.getMessage():
+            log.debug("a round outlasted the interval; the next scheduled one was skipped")
+            return False
+        return True
+
+
+SCHEDULER_LOG = logging.getLogger("apscheduler.scheduler")
+SCHEDULER_LOG.addFilter(_OverlapsAreDebug())
+
+
 class SyncBusy(Conflict):
     code = "sync_running"
 
@@ -130,7 +145,7 @@ class SyncService:
 
         if self.scheduler is not None:
             return
-        self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC")
+        self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC", logger=SCHEDULER_LOG)
         self.scheduler.add_job(self.tick, "interval", id="sync-round",
                                seconds=self.settings.sync_interval_seconds, max_instances=1,
                                coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc))
