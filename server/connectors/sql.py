@@ -16,7 +16,13 @@ import orjson
 from server.changes import Change, Cursor, Key, seq_spans, state_key
 from server.clock import ZERO, HybridClock
 from server.connectors.merging import MergingConnector, compact_json
-from server.connectors.sql_schema import SCHEMA_STEPS, SQLITE_PROBLEMS, Transaction
+from server.connectors.sql_schema import (
+    APPLICATION_ID,
+    SCHEMA_STEPS,
+    SQLITE_PROBLEMS,
+    Transaction,
+    check_store_file,
+)
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 
@@ -108,6 +114,7 @@ class SqlConnector(MergingConnector):
     def connect(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
+        check_store_file(self.path)  # before the first write (even switching to WAL writes)
         with self._write_lock:
             self.migrate()
             with self._atomic(immediate=True) as conn:
@@ -148,6 +155,9 @@ class SqlConnector(MergingConnector):
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_steps VALUES (?, datetime('now'))", (step,))
                 applied.append(step)
+            if applied:
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {max(step for step, _ in SCHEMA_STEPS)}")
         return applied
 
     def close(self) -> None:
