@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
+from server.config import Settings
 from server.errors import StoreUnavailable
 from server.records import validate
 from tests.conftest import COURSE, LECTURE
@@ -245,3 +246,17 @@ def test_busy_database_from_another_process_waits_instead_of_failing(store, tmp_
     release.join()
     other.close()
     assert events == ["released", "written"] and len(store.get_courses()) == 1
+
+
+def test_a_full_disk_says_so_and_writes_nothing(store, tmp_path):
+    from server.api import create_app
+
+    conn = store._conn()
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own way to run out of room
+    client = create_app(Settings(sqlite_path=str(tmp_path / "x")), store=store, start_sync=False).test_client()
+    resp = client.post("/api/v1/courses", json={"title": "t" * 400, "source": "https://a.b", "notes": "n" * 60000})
+    assert resp.status_code == 503
+    assert resp.get_json()["error"] == {"code": "store_unavailable",
+                                        "message": "The SQLite store failed: the disk is full."}
+    assert store.get_courses() == [] and store.changes_since({}, 10) == []

@@ -86,6 +86,8 @@ class Transaction:
         try:
             if exc_type is None:
                 conn.execute("RELEASE tx" if self.nested else "COMMIT")
+            elif not conn.in_transaction:
+                pass  # SQLite already rolled it back (a full disk, an I/O error): keep that error
             elif self.nested:
                 conn.execute("ROLLBACK TO tx")
                 conn.execute("RELEASE tx")
