@@ -90,7 +90,12 @@ def _child_start(settings: Settings, user_id: str, device_id: str, hub: HubSpec,
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s [sync] %(message)s")
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
-    local = get_db_connector("sql", settings, user_id=user_id, device_id=device_id)
+    # Everything this process writes to the store can be had again from the hub: a pulled batch
+    # (lost together with the cursor that passed it) is pulled again, a lost push cursor makes
+    # the hub get a batch it already has. So its commits need not wait for an fsync, and the
+    # API's writes need not queue behind them: only the user's own writes must survive a power
+    # cut (SQLITE_SYNCHRONOUS, in the server's process).
+    local = get_db_connector("sql", settings, user_id=user_id, device_id=device_id, synchronous="NORMAL")
     local.connect()
     _child.update(settings=settings, local=local, hub_spec=hub, hub=None)
 
