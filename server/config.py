@@ -78,28 +78,24 @@ def _choice(*choices: str) -> Parser:
     return parse
 
 
-def _integer(low: int, high: int) -> Parser:
-    def parse(name: str, raw: str) -> int:
+def _bounded(cast: Callable[[str], Any], noun: str, low: float, high: float) -> Parser:
+    def parse(name: str, raw: str) -> Any:
         try:
-            value = int(raw)
+            value = cast(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-        return value
-    return parse
-
-
-def _number(low: float, high: float) -> Parser:
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+            raise ConfigError(f"{name} must be {noun}, got {raw!r}") from None
         if not low <= value <= high:
             raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw}")
         return value
     return parse
+
+
+def _integer(low: int, high: int) -> Parser:
+    return _bounded(int, "an integer", low, high)
+
+
+def _number(low: float, high: float) -> Parser:
+    return _bounded(float, "a number", low, high)
 
 
 def _mongo_uri(name: str, raw: str) -> str:

@@ -28,6 +28,15 @@ def make_store(path) -> None:
     raw.close()
 
 
+def sqlite_file(path, *statements: str):
+    raw = sqlite3.connect(path)
+    for statement in statements:
+        raw.execute(statement)
+    raw.commit()
+    raw.close()
+    return path
+
+
 def refused(path) -> str:
     before = path.read_bytes()
     conn = get_db_connector("sql", Settings(), path=str(path))
@@ -41,22 +50,13 @@ def refused(path) -> str:
 
 
 def test_another_programs_sqlite_file_is_refused_untouched(tmp_path):
-    path = tmp_path / "photos.db"
-    raw = sqlite3.connect(path)
-    raw.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
-    raw.execute("INSERT INTO photos (name) VALUES ('holiday.jpg')")
-    raw.commit()
-    raw.close()
+    path = sqlite_file(tmp_path / "photos.db", "CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)",
+                       "INSERT INTO photos (name) VALUES ('holiday.jpg')")
     assert refused(path) == "is another program's SQLite file (it has none of this server's tables)"
 
 
 def test_a_file_stamped_by_another_program_is_refused(tmp_path):
-    path = tmp_path / "other.db"
-    raw = sqlite3.connect(path)
-    raw.execute("PRAGMA application_id = 1234")
-    raw.execute("CREATE TABLE meta (key TEXT)")
-    raw.commit()
-    raw.close()
+    path = sqlite_file(tmp_path / "other.db", "PRAGMA application_id = 1234", "CREATE TABLE meta (key TEXT)")
     assert refused(path) == "belongs to another program (application_id 0x4d2)"
 
 
@@ -110,11 +110,7 @@ def test_a_new_store_is_stamped_and_an_older_one_of_ours_is_stamped_when_it_upgr
 
 
 def test_the_server_refuses_a_foreign_file_with_one_line(tmp_path):
-    path = tmp_path / "photos.db"
-    raw = sqlite3.connect(path)
-    raw.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
-    raw.commit()
-    raw.close()
+    path = sqlite_file(tmp_path / "photos.db", "CREATE TABLE photos (id INTEGER PRIMARY KEY)")
     srv = ServerProcess(tmp_path, SQLITE_PATH=str(path))
     proc = subprocess.run([sys.executable, "-m", "server"], cwd=ROOT, env=srv.env, capture_output=True,
                           text=True, timeout=60)
