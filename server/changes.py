@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from server.clock import ZERO, decode, is_stamp
-from server.records import CHILD_KINDS, ID_RE, KINDS, check_fields
+from server.clock import ZERO, decode, encode, is_stamp
+from server.records import CHILD_KINDS, ID_RE, KINDS, check_fields, iso_now_from_ms
 
 Change = dict[str, Any]  # {"origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"}
 Cursor = dict[str, int]  # origin -> last sequence number seen
@@ -126,3 +126,36 @@ def quarantine_entry(change: Any, reason: str, received_at: str) -> dict[str, An
     ident = f"{origin}#{seq}" if origin is not None and seq is not None else body
     return {"id": hashlib.sha256(ident.encode()).hexdigest()[:24], "origin": origin, "seq": seq,
             "reason": reason, "receivedAt": received_at, "change": body}
+
+
+def slot_filler(refused: Any, user_id: str) -> Change | None:
+    """A change that changes nothing, to stand in the log where a refused change of a readable
+    origin and seq would have been. Readers go through an origin's log in sequence order (and
+    the Mongo hub stops at a gap, which may be a slot another writer is still filling), so a
+    refused change must not leave a gap: without the filler nothing its origin wrote after it
+    would ever be pulled. Stamped at millisecond 0, so it can move no clock."""
+    if not isinstance(refused, dict) or not _is_id(refused.get("origin")):
+        return None
+    seq = refused.get("seq")
+    if type(seq) is not int or not 1 <= seq < 2**53:
+        return None
+    return {"origin": refused["origin"], "seq": seq, "hlc": encode(0, 0, refused["origin"]), "kind": "user",
+            "id": user_id, "courseId": None, "op": "upsert", "fields": {}, "bases": {}}
+
+
+def at_the_door(changes: list[Any], *, now_ms: int, max_skew_ms: int, user_id: str,
+                ) -> tuple[list[Change], list[dict[str, Any]], list[Change]]:
+    """(the changes that passed, quarantine entries for the others, slot fillers for those of
+    them whose origin and seq can be read)."""
+    good, refused, fillers = [], [], []
+    received_at = iso_now_from_ms(now_ms)
+    for ch in changes:
+        reason = check_change(ch, now_ms=now_ms, max_skew_ms=max_skew_ms)
+        if reason is None:
+            good.append(ch)
+            continue
+        refused.append(quarantine_entry(ch, reason, received_at))
+        filler = slot_filler(ch, user_id)
+        if filler is not None:
+            fillers.append(filler)
+    return good, refused, fillers

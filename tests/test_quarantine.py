@@ -10,7 +10,7 @@ import orjson
 import pytest
 from freezegun import freeze_time
 
-from server.changes import QUARANTINE_BODY_MAX, check_change, quarantine_entry
+from server.changes import QUARANTINE_BODY_MAX, at_the_door, check_change, quarantine_entry, slot_filler
 from server.clock import encode
 from server.config import Settings
 from server.connectors.factory import get_db_connector
@@ -189,3 +189,52 @@ def test_the_quarantine_is_listed_by_the_api_and_counted_in_the_status(client, c
     assert [(q["origin"], q["seq"], q["reason"]) for q in body] == [("dev-b", 1, "unknown kind 'planet'")]
     assert client.get("/api/v1/sync/status").get_json()["data"]["quarantined"] == 1
     assert client.get("/api/v1/sync/quarantine?limit=0").status_code == 400
+
+
+@pytest.mark.parametrize("hub_kind", ["mongomock", "sqlite"])
+def test_a_refused_change_leaves_no_gap_that_would_hide_the_changes_after_it(tmp_path, hub_kind):
+    world = World(tmp_path, hub_kind)
+    try:
+        a, b = world.device("a"), world.device("b")
+        with freeze_time("2030-01-01T00:00:00Z"):
+            course(a, id="first")
+        with freeze_time("2030-01-03T00:00:00Z"):  # the clock runs two days fast for one edit
+            course(a, id="ahead")
+        with freeze_time("2030-01-01T01:00:00Z"):
+            assert world.sync("a").quarantined == 1  # the hub refused seq 2
+        with freeze_time("2030-01-03T00:05:00Z"):  # real time has caught up with that stamp
+            course(a, id="later")  # seq 3
+            assert world.sync("a").error is None
+            world.settle(["b"])
+            assert [c["id"] for c in b.get_courses()] == ["first", "later"]
+            assert b.list_quarantine() == [] and b.changes_since({"b": 0}, 10, exclude_origin="b")[1]["seq"] == 2
+            # The refused edit stays on the device that made it, listed in its quarantine.
+            assert [c["id"] for c in a.get_courses()] == ["first", "ahead", "later"]
+            assert [(q["origin"], q["seq"]) for q in a.list_quarantine()] == [("a", 2)]
+            assert [c["id"] for c in world.hub.get_courses()] == ["first", "later"]
+    finally:
+        world.close()
+
+
+def test_a_slot_filler_is_a_valid_change_that_changes_nothing_and_moves_no_clock():
+    filler = slot_filler(change(seq=7, fields="broken"), "learner")
+    assert filler == {"origin": "dev-b", "seq": 7, "hlc": "000000000000000-000000-dev-b", "kind": "user",
+                      "id": "learner", "courseId": None, "op": "upsert", "fields": {}, "bases": {}}
+    assert check_change(filler, now_ms=NOW_MS) is None
+    assert slot_filler(change(seq=2**53 - 1), "u")["seq"] == 2**53 - 1
+    assert slot_filler(change(seq=1), "u")["seq"] == 1
+    for unreadable in ["x", change(origin="a b"), change(origin=5), change(seq=0), change(seq=2**53),
+                       change(seq="7"), change(seq=True), {"seq": 7}]:
+        assert slot_filler(unreadable, "learner") is None
+
+
+def test_the_door_sorts_a_batch_into_passed_refused_and_fillers():
+    good, bad, unreadable = change(seq=1), change(seq=2, op="merge"), "garbage"
+    passed, refused, fillers = at_the_door([good, bad, unreadable], now_ms=NOW_MS, max_skew_ms=DAY_MS, user_id="u")
+    assert passed == [good]
+    assert [(q["origin"], q["seq"], q["reason"], q["receivedAt"]) for q in refused] == [
+        ("dev-b", 2, "op is neither upsert nor delete", "2030-01-01T00:00:00.000Z"),
+        (None, None, "not an object", "2030-01-01T00:00:00.000Z")]
+    assert fillers == [slot_filler(bad, "u")]
+    assert at_the_door([change(hlc=encode(NOW_MS + 2000, 0, "dev-b"))], now_ms=NOW_MS, max_skew_ms=1000,
+                       user_id="u")[0] == []

@@ -20,16 +20,7 @@ from typing import Any
 import orjson
 
 from server import merge
-from server.changes import (
-    MAX_SKEW_MS,
-    Change,
-    Key,
-    change_key,
-    check_change,
-    quarantine_entry,
-    record_key,
-    state_key,
-)
+from server.changes import MAX_SKEW_MS, Change, Key, at_the_door, change_key, record_key, state_key
 from server.clock import ZERO, HybridClock, stamp_ms, wall_ms
 from server.connectors.base import DatabaseConnector
 from server.errors import Conflict, NotFound, PreconditionFailed
@@ -340,23 +331,22 @@ class MergingConnector(DatabaseConnector):
 
     # --- sync -----------------------------------------------------------------------------
     def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None) -> dict:
-        now = wall_ms()
-        good, refused = [], []
-        for ch in changes:
-            reason = check_change(ch, now_ms=now, max_skew_ms=self.max_skew_ms)
-            if reason is None:
-                good.append(ch)
-            else:
-                refused.append(quarantine_entry(ch, reason, iso_now_from_ms(now)))
-                log.warning("quarantined change %s#%s: %s", refused[-1]["origin"], refused[-1]["seq"], reason)
+        good, refused, fillers = at_the_door(changes, now_ms=wall_ms(), max_skew_ms=self.max_skew_ms,
+                                             user_id=self.user_id)
+        for q in refused:
+            log.warning("quarantined change %s#%s: %s", q["origin"], q["seq"], q["reason"])
         for ch in good:  # only a change that passed may move the clock
             self.clock.observe(ch["hlc"])
-        known = self._known(good) if good else {}
-        fresh, logged = [], []
+        known = self._known(good + fillers) if good or fillers else {}
+        # A filler goes in only where its slot is still empty (the same refused change again).
+        fresh = [f for f in fillers if (f["origin"], f["seq"]) not in known]
+        applied = 0
+        logged = []
         for ch in good:
             stored = known.get((ch["origin"], ch["seq"]))
             if stored is None:
                 fresh.append(ch)
+                applied += 1
             elif stored == ch["hlc"]:
                 logged.append(ch)
             else:
@@ -370,7 +360,7 @@ class MergingConnector(DatabaseConnector):
         conflicts = []
         if fresh or bookmarks or refused:
             conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks, quarantined=refused)[1]
-        return {"received": len(changes), "applied": len(fresh), "conflicts": len(conflicts),
+        return {"received": len(changes), "applied": applied, "conflicts": len(conflicts),
                 "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
 
     def quarantine(self, entries: list[dict[str, Any]]) -> None:
