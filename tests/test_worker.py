@@ -317,3 +317,22 @@ def test_a_round_that_outlasts_the_interval_is_said_at_debug_level_not_as_a_warn
     seen = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
     assert seen == [("server.sync", "DEBUG", "a round outlasted the interval; the next scheduled one was skipped"),
                     ("apscheduler.scheduler", "WARNING", "something else")]
+
+
+def test_the_status_tells_the_person_to_fix_a_clock_that_runs_ahead(device, hub_client, tmp_path):
+    from freezegun import freeze_time
+
+    app = make_app(device, hub_client, tmp_path)
+    client = app.test_client()
+    with freeze_time("2030-01-03T00:00:00Z"):  # this device's clock runs two days fast
+        course(device, id="ahead")
+    with freeze_time("2030-01-01T00:00:00Z"):
+        assert client.post("/api/v1/sync", json={}).get_json()["data"]["quarantined"] == 1
+        status = client.get("/api/v1/sync/status").get_json()["data"]
+        assert status["warnings"] == [
+            "The hub refused 1 of this device's edits because its clock is ahead of the hub's. "
+            "Set this device's date and time right; the refused edits are listed in the quarantine."]
+    with freeze_time("2030-01-03T00:05:00Z"):  # the clock is right again
+        course(device, id="later")
+        assert client.post("/api/v1/sync", json={}).get_json()["data"]["pushed"] == 1
+        assert client.get("/api/v1/sync/status").get_json()["data"]["warnings"] == []

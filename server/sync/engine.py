@@ -32,6 +32,7 @@ class RoundReport:
     duration_ms: float = 0.0
     hub_reset: bool = False
     quarantined: int = 0  # changes refused at the door, on either side
+    refused_for_clock: int = 0  # own changes the hub refused because this device's clock is ahead
     error: str | None = None
     error_code: str | None = None
 
@@ -126,6 +127,7 @@ def _push(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batc
         if result.get("quarantined"):
             _keep_refused(local, batch, result["quarantined"])
             report.quarantined += len(result["quarantined"])
+            report.refused_for_clock += sum("ahead of this clock" in r["reason"] for r in result["quarantined"])
         bookmark["cursor"] = _advance(bookmark["cursor"], batch)
         local.set_bookmark(BOOKMARK_KEY, bookmark)
         report.pushed += result["applied"]

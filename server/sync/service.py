@@ -67,6 +67,7 @@ class SyncService:
         self.last_error: str | None = None
         self.last_report: RoundReport | None = None
         self.failures = 0
+        self.clock_ahead = 0  # own changes the hub refused in the last round that pushed, for the clock
         self.backoff_until: float | None = None
         self.totals = {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}
         self.scheduler = None
@@ -113,6 +114,10 @@ class SyncService:
             self.totals["pulled"] += report.pulled
             self.totals["conflicts"] += report.conflicts
             self.totals["rounds"] += 1
+            if report.refused_for_clock:
+                self.clock_ahead = report.refused_for_clock
+            elif report.pushed and not report.error:
+                self.clock_ahead = 0  # the hub took this device's stamps again
             now = self._clock()
             if report.error:
                 self.failures += 1
@@ -197,6 +202,7 @@ class SyncService:
             "consecutiveFailures": self.failures,
             "totals": dict(self.totals),
             "lastRound": self.last_report.as_dict() if self.last_report else None,
+            "warnings": [CLOCK_AHEAD.format(n=self.clock_ahead)] if self.clock_ahead else [],
         }
 
     def health(self) -> dict[str, Any]:
@@ -205,11 +211,13 @@ class SyncService:
 
 
 
+CLOCK_AHEAD = ("The hub refused {n} of this device's edits because its clock is ahead of the hub's. "
+               "Set this device's date and time right; the refused edits are listed in the quarantine.")
 # Without a hub: the same keys, saying that nothing runs.
 DISABLED = {
     "hub": None, "state": "disabled", "worker": None, "lastAttempt": None, "lastSuccess": None,
     "lastError": None, "nextRun": None, "consecutiveFailures": 0,
-    "totals": {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}, "lastRound": None,
+    "totals": {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}, "lastRound": None, "warnings": [],
 }
 
 
