@@ -238,3 +238,21 @@ def test_the_door_sorts_a_batch_into_passed_refused_and_fillers():
     assert fillers == [slot_filler(bad, "u")]
     assert at_the_door([change(hlc=encode(NOW_MS + 2000, 0, "dev-b"))], now_ms=NOW_MS, max_skew_ms=1000,
                        user_id="u")[0] == []
+
+
+def test_documents_written_into_the_mongo_hub_by_hand_stop_no_reader(tmp_path):
+    world = World(tmp_path, "mongomock")
+    try:
+        with freeze_time("2030-01-01T00:00:00Z"):
+            course(world.device("a"), id="c1")
+            world.settle(["a"])
+            hub = world.hub
+            hub.db.origins.insert_many([{"userId": "learner", "origin": {"$ne": None}, "maxSeq": 3},
+                                        {"userId": "learner", "origin": "x", "maxSeq": "lots"}])
+            hub.db.changes.insert_one({"userId": "learner", "origin": "a", "seq": "2"})
+            fresh = world.new_hub_connector()  # connecting repairs tails: it must pass them over
+            assert fresh.pending_since({}) == (1, fresh.changes_since({}, 10)[0]["hlc"])
+            world.settle(["b"])
+            assert [c["id"] for c in world.device("b").get_courses()] == ["c1"]
+    finally:
+        world.close()

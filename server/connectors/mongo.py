@@ -107,10 +107,10 @@ class MongoConnector(MergingConnector):
         logged before their record is saved) the record not saved. Redo both. Foreign changes
         are logged only after their records were saved, so they are not merged again."""
         tails = []
-        for doc in self.db.origins.find({"userId": self.user_id}, NO_ID):
+        for doc in self._origins():
             last = self.db.changes.find_one({"userId": self.user_id, "origin": doc["origin"]},
                                             NO_ID, sort=[("seq", DESCENDING)])
-            if last:
+            if last and type(last.get("seq")) is int:
                 if doc["origin"] == self.device_id:
                     tails.append(self._change_from_doc(last))
                 if last["seq"] > doc["maxSeq"]:
@@ -252,7 +252,10 @@ class MongoConnector(MergingConnector):
 
     # --- sync reads -----------------------------------------------------------------------
     def _origins(self) -> list[dict]:
-        return list(self.db.origins.find({"userId": self.user_id}, NO_ID).sort("origin", ASCENDING))
+        """The user's origins and their tops. A document anyone wrote into the hub by hand with
+        another shape is passed over: one broken document must not stop every reader."""
+        docs = self.db.origins.find({"userId": self.user_id}, NO_ID).sort("origin", ASCENDING)
+        return [d for d in docs if isinstance(d.get("origin"), str) and type(d.get("maxSeq")) is int]
 
     def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None) -> list[Change]:
         out: list[Change] = []
@@ -264,7 +267,7 @@ class MongoConnector(MergingConnector):
                                         NO_ID).sort("seq", ASCENDING).limit(limit - len(out))
             expected = after + 1
             for d in docs:
-                if d["seq"] != expected:
+                if d.get("seq") != expected:
                     break  # a slot reserved but not written yet: stop here, never skip it
                 out.append(self._change_from_doc(d))
                 expected += 1
