@@ -159,3 +159,32 @@ def at_the_door(changes: list[Any], *, now_ms: int, max_skew_ms: int, user_id: s
         if filler is not None:
             fillers.append(filler)
     return good, refused, fillers
+
+
+def moved_to(tail: list[Change], origin: str) -> tuple[list[Change], dict[str, str]]:
+    """This store's own changes from some sequence number on, as they are under a new `origin`:
+    numbered from 1 in the same order, and stamped by the new origin (the same millisecond and
+    counter, so each keeps its place among every other write). Returns (the moved changes,
+    old stamp -> new stamp), which restamp_state applies to the records those changes wrote."""
+    stamps = {}
+    for ch in tail:
+        ms, counter, _ = decode(ch["hlc"])
+        stamps[ch["hlc"]] = encode(ms, counter, origin)
+    moved = [{**ch, "origin": origin, "seq": seq, "hlc": stamps[ch["hlc"]],
+              "bases": {name: stamps.get(base, base) for name, base in ch["bases"].items()}}
+             for seq, ch in enumerate(tail, 1)]
+    return moved, stamps
+
+
+def restamp_state(state: dict[str, Any], stamps: dict[str, str]) -> dict[str, Any]:
+    """A record's merge state with every stamp in `stamps` replaced (see moved_to)."""
+    return {**state,
+            "clocks": {name: stamps.get(c, c) for name, c in state["clocks"].items()},
+            "bases": {name: stamps.get(b, b) for name, b in state["bases"].items()},
+            "dclock": stamps.get(state["dclock"], state["dclock"]),
+            "dbase": stamps.get(state["dbase"], state["dbase"])}
+
+
+def is_slot_filler_of(hlc: Any, origin: str) -> bool:
+    """True for the stamp of a slot filler written for a refused change of `origin`."""
+    return hlc == encode(0, 0, origin)

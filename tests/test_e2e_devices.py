@@ -4,12 +4,14 @@ and one hub over the MongoDB wire protocol, driven only over HTTP and documented
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pymongo
 import pytest
@@ -191,3 +193,39 @@ def test_a_hub_wiped_and_reseeded_keeps_the_devices_unsynced_edits(network):
         [course] = courses(srv)
         assert course["notes"] == "unsynced on A"
         assert [lec["title"] for lec in course["lectures"]] == ["unsynced on B"]
+
+
+def test_a_device_restored_from_a_backup_recovers_by_itself(network, tmp_path):
+    a = network.device("A")
+    cid = create(a, "/api/v1/courses", {"title": "Mine", "source": "https://a.b"})["id"]
+    network.sync("A")
+    a.stop()  # last night's backup of the laptop
+    store = Path(a.env["SQLITE_PATH"])
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for part in store.parent.glob(store.name + "*"):
+        shutil.copy(part, backup / part.name)
+    a.start()
+    assert a.request("PATCH", f"/api/v1/courses/{cid}", {"notes": "written before the disk died"})[0] == 200
+    network.sync("A")
+    a.stop()  # the disk dies; the laptop is restored from the backup
+    for part in store.parent.glob(store.name + "*"):
+        part.unlink()
+    for part in backup.iterdir():
+        shutil.copy(part, store.parent / part.name)
+    a.start()  # its first round may run before or after the edit below: either way nothing is lost
+    assert a.request("PATCH", f"/api/v1/courses/{cid}", {"title": "after the restore"})[0] == 200
+    assert network.sync("A")["error"] is None
+    network.sync("A")
+    status = a.request("GET", "/api/v1/sync/status")[1]["data"]
+    [restart] = status["originRestarts"]
+    assert restart["from"] == "A" and restart["to"] == status["deviceId"] and status["pending"]["count"] == 0
+    b = network.device("B")
+    network.sync("B")
+    for srv in (a, b):
+        [course] = courses(srv)
+        assert (course["title"], course["notes"]) == ("after the restore", "written before the disk died")
+    origins = {}
+    for doc in network.hub_collection("changes").find({}, {"origin": 1, "seq": 1}):
+        origins.setdefault(doc["origin"], []).append(doc["seq"])
+    assert {o: sorted(s) for o, s in origins.items()} == {"A": [1, 2], restart["to"]: [1]}

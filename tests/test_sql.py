@@ -51,9 +51,9 @@ def test_loading_records_by_key_searches_the_primary_key(store, pairs):
 
 def test_a_store_from_before_step_2_upgrades_and_keeps_its_pending_changes(sql_factory, monkeypatch):
     # Step 1 alone, written the old way: the own origin listed in `origins` with its top.
-    from server.connectors import sql
+    from server.connectors import sql_schema
 
-    monkeypatch.setattr(sql, "SCHEMA_STEPS", sql.SCHEMA_STEPS[:1])
+    monkeypatch.setattr(sql_schema, "SCHEMA_STEPS", sql_schema.SCHEMA_STEPS[:1])
     old = sql_factory("dev", user_id="learner", device_id="dev-a")
     old.connect()
     course = old.create("course", None, validate("course", COURSE, "create"))[0]

@@ -123,10 +123,12 @@ class DatabaseConnector(ABC):
     # --- sync primitives ------------------------------------------------------------------
     @abstractmethod
     def changes_since(
-        self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None
+        self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
+        only_origin: str | None = None,
     ) -> list[Change]:
         """Changes of this user with `seq > cursor.get(origin, 0)`, tombstones included,
-        ordered by (origin, seq), at most `limit`. Within each origin the result is a gapless
+        ordered by (origin, seq), at most `limit`; none of `exclude_origin`, only those of
+        `only_origin` when given. Within each origin the result is a gapless
         run starting right after the cursor, so a reader can move its cursor to the last seq it
         got per origin. A change: {origin, seq, hlc, kind, id, courseId, op: upsert|delete,
         fields: {name: value}, bases: {name: clock}}."""
@@ -144,6 +146,15 @@ class DatabaseConnector(ABC):
         and does not stop the others; it goes to the quarantine with its reason, and the
         answer's "quarantined" lists {"origin", "seq", "reason"} for each.
         Returns {"received", "applied", "conflicts", "quarantined"}."""
+
+    @abstractmethod
+    def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:
+        """This store's own log from `first_seq` on is not what the hub holds under `origin`
+        (the store was restored from a backup, or a copy of it syncs too). Unless this store's
+        origin has already moved on from `origin`: in one step, move those changes, in order, to a
+        new origin that numbers them from 1 and stamps them anew (changes.moved_to, the records
+        they wrote too), make it this store's origin, and leave the changes before `first_seq`
+        under `origin` as a foreign origin. Returns (this store's origin now, changes moved)."""
 
     @abstractmethod
     def pending_since(self, cursor: Cursor, origin: str | None = None) -> tuple[int, str | None]:

@@ -14,31 +14,37 @@ import logging
 import uuid
 from abc import abstractmethod
 from contextlib import AbstractContextManager
-from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from server import merge
-from server.changes import MAX_SKEW_MS, Change, Key, at_the_door, change_key, record_key, state_key
+from server.changes import (
+    MAX_SKEW_MS,
+    Change,
+    Key,
+    at_the_door,
+    change_key,
+    moved_to,
+    record_key,
+    restamp_state,
+    state_key,
+)
 from server.clock import ZERO, HybridClock, stamp_ms, wall_ms
 from server.connectors.base import DatabaseConnector
 from server.errors import Conflict, NotFound, PreconditionFailed
 from server.records import (
     CHILD_KINDS,
     COURSE,
-    EPOCH_START,
     KINDS,
     USER,
     children_of,
     etag_matches,
     iso_now_from_ms,
 )
+from server.shaping import course_tree, shape
 
 log = logging.getLogger("server.sync")
-COURSE_CHILDREN = children_of(COURSE)
-SHAPE_DEFAULTS = {kind: spec.defaults() for kind, spec in KINDS.items()}
-SHAPE_KEYS = {kind: frozenset(spec.by_name) | {"createdAt", "updatedAt"} for kind, spec in KINDS.items()}
 
 
 class RetryMerge(Exception):
@@ -76,6 +82,15 @@ class MergingConnector(DatabaseConnector):
         """The next sequence number of this store's own origin (inside `_writer`). A store that
         other processes also write to first observes the newest stamp they stored, so that the
         stamp taken next sorts after everything already in the store."""
+
+    def _refresh_origin(self) -> None:
+        """Take on the origin another process moved this store to (a store shared by processes)."""
+
+    @abstractmethod
+    def _retire_tail(self, origin: str, first_seq: int, new: str, moved: list[Change], states: list[dict]) -> None:
+        """Inside `_writer`: drop `origin`'s changes from `first_seq` on, store `moved` (their
+        copies under the new origin) and `states` (the records they wrote, restamped), and make
+        the new origin this store's own. Raise RetryMerge on a lost race."""
 
     def _complete(self, changes: list[Change]) -> None:
         """Finish what an earlier attempt to store these (already logged) changes may have left
@@ -196,36 +211,11 @@ class MergingConnector(DatabaseConnector):
                 continue
         raise Conflict("The hub kept changing under this batch; try again.", code="busy")
 
-    # --- shaping --------------------------------------------------------------------------
-    @staticmethod
-    def _shape(state: dict[str, Any]) -> dict[str, Any]:
-        kind, fields = state["kind"], state["fields"]
-        out: dict[str, Any] = {"id": state["id"], "courseId": state["courseId"]} if kind in CHILD_KINDS \
-            else {"id": state["id"]}
-        allowed = SHAPE_KEYS[kind]
-        out.update(SHAPE_DEFAULTS[kind])
-        # Fields written by a newer version, which this one does not know, are left out.
-        out.update(fields if fields.keys() <= allowed else {k: v for k, v in fields.items() if k in allowed})
-        if "tags" in out and "tags" not in fields:
-            out["tags"] = []  # never share the default list between answers
-        if "createdAt" not in out:
-            out["createdAt"] = EPOCH_START
-        if "updatedAt" not in out:
-            out["updatedAt"] = out["createdAt"]
-        return out
-
-    def _course_tree(self, course: dict, children: list[dict]) -> dict[str, Any]:
-        shaped = self._shape(course)
-        for kind in COURSE_CHILDREN:
-            rows = [self._shape(c) for c in children if c["kind"] == kind.name]
-            shaped[kind.plural] = sorted(rows, key=itemgetter(*kind.order_by))
-        return shaped
-
     # --- reads ----------------------------------------------------------------------------
     def get_user(self) -> dict[str, Any]:
         with self._reader():
             state = self._load({(USER, self.user_id)}).get((USER, self.user_id))
-            user = self._shape(state or merge.new_state(USER, self.user_id, None))
+            user = shape(state or merge.new_state(USER, self.user_id, None))
             focus = user.get("focusCourseId")
             if focus:
                 course = self._load({(COURSE, focus)}).get((COURSE, focus))
@@ -240,14 +230,14 @@ class MergingConnector(DatabaseConnector):
         for s in live:
             if s["kind"] in CHILD_KINDS:
                 children.setdefault(s["courseId"], []).append(s)
-        courses = [self._course_tree(s, children.get(s["id"], [])) for s in live if s["kind"] == COURSE]
+        courses = [course_tree(s, children.get(s["id"], [])) for s in live if s["kind"] == COURSE]
         return sorted(courses, key=lambda c: (c["createdAt"], c["id"]))
 
     def get_course(self, course_id: str) -> dict[str, Any]:
         with self._reader():
             course = self._existing(COURSE, course_id)
             children = self._load_children({course_id}).values()
-        return self._course_tree(course, [c for c in children if not c["deleted"]])
+        return course_tree(course, [c for c in children if not c["deleted"]])
 
     # --- writes ---------------------------------------------------------------------------
     def _write_user(self, fields: dict[str, Any], if_match: list[str] | None) -> dict[str, Any]:
@@ -281,7 +271,7 @@ class MergingConnector(DatabaseConnector):
                 raise NotFound("No such course.", code=KINDS[COURSE].not_found_code)
             existing = found[key]
             if existing is not None:
-                current = self._shape(existing) if not existing["deleted"] else None
+                current = shape(existing) if not existing["deleted"] else None
                 if current and all(current.get(k) == v for k, v in fields.items()):
                     return self._answer(existing), False
                 raise Conflict(
@@ -294,12 +284,12 @@ class MergingConnector(DatabaseConnector):
     def _answer(self, state: dict[str, Any]) -> dict[str, Any]:
         """The API answer for a record just written (a course with its lectures and assignments)."""
         if state["kind"] != COURSE:
-            return self._shape(state)
+            return shape(state)
         children = self._load_children({state["id"]}).values()
-        return self._course_tree(state, [c for c in children if not c["deleted"]])
+        return course_tree(state, [c for c in children if not c["deleted"]])
 
     def _check_if_match(self, kind: str, course_id: str | None, state: dict, if_match: list[str] | None) -> None:
-        if if_match is not None and not etag_matches(if_match, self._shape(state)):
+        if if_match is not None and not etag_matches(if_match, shape(state)):
             raise PreconditionFailed(f"The {kind} changed since it was read.", current=self._answer(state))
 
     def _update(self, kind: str, course_id: str | None, record_id: str, updates: dict,
@@ -362,6 +352,27 @@ class MergingConnector(DatabaseConnector):
             conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks, quarantined=refused)[1]
         return {"received": len(changes), "applied": applied, "conflicts": len(conflicts),
                 "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
+
+    def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:
+        with self._writer():
+            self._refresh_origin()
+            if self.device_id != origin:
+                return self.device_id, 0  # another round (or process) has done it already
+            tail = self.changes_since({origin: first_seq - 1}, 2**31 - 1, only_origin=origin)  # all of it
+            new = f"d{uuid.uuid4().hex[:12]}"
+            moved, stamps = moved_to(tail, new)
+            for _ in range(20):
+                states = [restamp_state(s, stamps) for s in self._load({change_key(c) for c in tail}).values()]
+                try:
+                    self._retire_tail(origin, first_seq, new, moved, states)
+                    break
+                except RetryMerge:
+                    continue
+            else:
+                raise Conflict("The store kept changing while its origin moved; try again.", code="busy")
+        log.warning("origin %s moved on to %s from #%d: %d changes to send again", origin, self.device_id,
+                    first_seq, len(moved))
+        return self.device_id, len(moved)
 
     def quarantine(self, entries: list[dict[str, Any]]) -> None:
         if entries:

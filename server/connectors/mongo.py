@@ -224,6 +224,18 @@ class MongoConnector(MergingConnector):
         for key, value in (bookmarks or {}).items():
             self.db.state.update_one({"userId": uid, "key": key}, {"$set": {"value": value}}, upsert=True)
 
+    def _retire_tail(self, origin, first_seq, new, moved, states) -> None:
+        """Crash-safe in this order: the copies first (logged under the new origin, records
+        restamped), then the old tail goes. A crash in between leaves both copies of those
+        changes in the log, which merge to the same records (no device syncs a Mongo store)."""
+        self.device_id, self._seq = new, 0
+        self.clock = HybridClock(new, self.clock.last)
+        if moved:
+            self._persist(moved, states, [], own=True, bookmarks=None)
+        uid = self.user_id
+        self.db.changes.delete_many({"userId": uid, "origin": origin, "seq": {"$gte": first_seq}})
+        self.db.origins.update_one({"userId": uid, "origin": origin}, {"$set": {"maxSeq": first_seq - 1}})
+
     def _log(self, changes: list[Change]) -> None:
         if not changes:
             return
@@ -251,15 +263,18 @@ class MongoConnector(MergingConnector):
                 self.db.origins.update_one({"userId": uid, "origin": origin}, {"$max": {"maxSeq": top}})
 
     # --- sync reads -----------------------------------------------------------------------
-    def _origins(self) -> list[dict]:
-        """The user's origins and their tops. A document anyone wrote into the hub by hand with
-        another shape is passed over: one broken document must not stop every reader."""
-        docs = self.db.origins.find({"userId": self.user_id}, NO_ID).sort("origin", ASCENDING)
+    def _origins(self, only: str | None = None) -> list[dict]:
+        """The user's origins (or just `only`) and their tops. A document anyone wrote into the
+        hub by hand with another shape is passed over: one broken document must not stop every
+        reader."""
+        query = {"userId": self.user_id, **({"origin": only} if only is not None else {})}
+        docs = self.db.origins.find(query, NO_ID).sort("origin", ASCENDING)
         return [d for d in docs if isinstance(d.get("origin"), str) and type(d.get("maxSeq")) is int]
 
-    def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None) -> list[Change]:
+    def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
+                      only_origin: str | None = None) -> list[Change]:
         out: list[Change] = []
-        for doc in self._origins():
+        for doc in self._origins(only_origin):
             origin, after = doc["origin"], cursor.get(doc["origin"], 0)
             if origin == exclude_origin or doc["maxSeq"] <= after or len(out) >= limit:
                 continue

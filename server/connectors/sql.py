@@ -4,6 +4,7 @@ one transaction class that owns every BEGIN and COMMIT, and schema steps recorde
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -11,48 +12,27 @@ import uuid
 from contextlib import nullcontext
 from typing import Any
 
-import orjson
-
 from server.changes import Change, Cursor, Key, seq_spans, state_key
 from server.clock import ZERO, HybridClock
 from server.connectors.merging import MergingConnector, compact_json
 from server.connectors.sql_schema import (
-    APPLICATION_ID,
-    SCHEMA_STEPS,
+    CHANGE_COLS,
+    CHILD_MARKS,
+    LOAD_CHUNK,
+    RECORD_COLS,
     SQLITE_PROBLEMS,
+    SYNCHRONOUS_MODES,
     Transaction,
+    apply_schema_steps,
     check_store_file,
+    loads,
+    row_to_change,
+    row_to_state,
 )
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 
-loads = orjson.loads  # stored JSON is read on every request's path; orjson decodes it ~3x faster
-LOAD_CHUNK = 400  # keys per lookup query: 2 parameters each, well under SQLite's limit of 32,766
-RECORD_COLS = "kind, id, course_id, fields, clocks, deleted, dclock, dbase, v, key"
-CHANGE_COLS = "origin, seq, hlc, kind, record_id, course_id, op, fields, bases"
-CHILD_MARKS = ", ".join("?" * len(CHILD_KINDS))  # one placeholder per kind of a course's children
-
-
-def _row_to_state(row: sqlite3.Row) -> dict[str, Any]:
-    meta = loads(row[4])
-    return {
-        "kind": row[0], "id": row[1], "courseId": row[2], "fields": loads(row[3]),
-        "clocks": meta["c"], "bases": meta["b"], "deleted": bool(row[5]),
-        "dclock": row[6], "dbase": row[7], "v": row[8],
-    }
-
-
-def _row_to_change(row: sqlite3.Row) -> Change:
-    return {
-        "origin": row[0], "seq": row[1], "hlc": row[2], "kind": row[3], "id": row[4],
-        "courseId": row[5], "op": row[6], "fields": loads(row[7]), "bases": loads(row[8]),
-    }
-
-
-# FULL: a write that answered 2xx survives a power cut (an fsync of the WAL per commit). NORMAL:
-# faster, and safe against a crash of the program, but the last commits before a power cut can
-# vanish (SQLite's documentation of WAL mode).
-SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+log = logging.getLogger("server.sync")
 
 
 class SqlConnector(MergingConnector):
@@ -109,7 +89,8 @@ class SqlConnector(MergingConnector):
 
     def _reader(self):
         # A read inside a write already sees one snapshot; only a bare read needs a transaction.
-        return nullcontext() if self._conn().in_transaction else self._atomic()
+        conn = self._conn()
+        return nullcontext(conn) if conn.in_transaction else self._atomic()
 
     def connect(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -144,21 +125,8 @@ class SqlConnector(MergingConnector):
 
     def migrate(self) -> list[int]:
         """Apply the schema steps not yet recorded. Running it twice is harmless."""
-        applied: list[int] = []
         with self._atomic(immediate=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_steps (step INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
-            done = {r[0] for r in conn.execute("SELECT step FROM schema_steps")}
-            for step, sql in SCHEMA_STEPS:
-                if step in done:
-                    continue
-                for statement in filter(str.strip, sql.split(";")):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_steps VALUES (?, datetime('now'))", (step,))
-                applied.append(step)
-            if applied:
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version = {max(step for step, _ in SCHEMA_STEPS)}")
-        return applied
+            return apply_schema_steps(conn)
 
     def close(self) -> None:
         """Close this thread's connection and those of threads that have ended. A connection
@@ -210,7 +178,7 @@ class SqlConnector(MergingConnector):
             for kind, key in chunk:
                 params += (kind, key)
             rows = conn.execute(self._load_sql(len(chunk)), params)
-            out.update({(r[0], r[9]): _row_to_state(r) for r in rows})
+            out.update({(r[0], r[9]): row_to_state(r) for r in rows})
         return out
 
     def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
@@ -219,7 +187,7 @@ class SqlConnector(MergingConnector):
             "course_id IN (SELECT value FROM json_each(?))",
             (self.user_id, *CHILD_KINDS, json.dumps(sorted(course_ids))),
         )
-        return {(r[0], r[9]): _row_to_state(r) for r in rows}
+        return {(r[0], r[9]): row_to_state(r) for r in rows}
 
     def _load_every_live_record(self) -> list[dict[str, Any]]:
         rows = self._conn().execute(
@@ -229,10 +197,39 @@ class SqlConnector(MergingConnector):
         )
         return [{"kind": r[0], "id": r[1], "courseId": r[2], "fields": loads(r[3])} for r in rows]
 
+    def _follow_origin(self, conn: sqlite3.Connection) -> None:
+        """Take on the origin that another process sharing this file moved the store to
+        (restart_origin, run by the sync process): one primary-key read."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'device_id'").fetchone()
+        stored = loads(row[0]) if row else None
+        if stored and stored != self.device_id:
+            log.warning("this store's origin moved on from %s to %s", self.device_id, stored)
+            self._adopt_origin(stored)
+
+    def _adopt_origin(self, origin: str) -> None:
+        self.device_id = origin
+        self.clock = HybridClock(origin, self.clock.last)
+
+    def _refresh_origin(self) -> None:
+        self._follow_origin(self._conn())
+
+    def _retire_tail(self, origin: str, first_seq: int, new: str, moved: list[Change], states: list[dict]) -> None:
+        conn = self._conn()  # inside the writer's transaction: all of it, or none of it
+        conn.execute("DELETE FROM changes WHERE user_id = ? AND origin = ? AND seq >= ?",
+                     (self.user_id, origin, first_seq))
+        if first_seq > 1:  # what is left of the old origin is a foreign origin's log now
+            conn.execute("INSERT INTO origins VALUES (?, ?, ?) ON CONFLICT (user_id, origin) "
+                         "DO UPDATE SET max_seq = excluded.max_seq", (self.user_id, origin, first_seq - 1))
+        self._set_meta(conn, "hlc", self.clock.last)  # the old origin's stamps count as foreign ones
+        self._set_meta(conn, "device_id", new)
+        self._adopt_origin(new)
+        self._persist(moved, states, [], own=True, bookmarks=None)
+
     def _next_seq(self) -> int:
         # Read inside the writer's transaction from the change log itself (a primary-key probe, no
         # page written: the origins table lists foreign origins only, see _tops), with the newest
         # stamps other connections stored: a sync process pulling into this file, a CLI command.
+        self._follow_origin(self._conn())
         foreign, seq, own = self._conn().execute(
             "SELECT (SELECT value FROM meta WHERE key = 'hlc'), c.seq, c.hlc FROM (SELECT 1) LEFT JOIN "
             "(SELECT seq, hlc FROM changes WHERE user_id = ? AND origin = ? ORDER BY seq DESC LIMIT 1) AS c",
@@ -247,6 +244,7 @@ class SqlConnector(MergingConnector):
 
     def _tops(self, conn: sqlite3.Connection) -> list[tuple[str, int]]:
         """Every origin in the log with its newest sequence number, sorted by origin."""
+        self._follow_origin(conn)
         tops = dict(conn.execute("SELECT origin, max_seq FROM origins WHERE user_id = ?", (self.user_id,)))
         own = self._own_top(conn)
         if own:
@@ -303,18 +301,20 @@ class SqlConnector(MergingConnector):
             return super().apply_changes(changes, bookmarks=bookmarks)
 
     # --- sync reads -----------------------------------------------------------------------
-    def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None) -> list[Change]:
+    def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
+                      only_origin: str | None = None) -> list[Change]:
         out: list[Change] = []
         with self._reader() as conn:
             for origin, top in self._tops(conn):
                 after = cursor.get(origin, 0)
-                if origin == exclude_origin or top <= after or len(out) >= limit:
+                if origin == exclude_origin or (only_origin and origin != only_origin) or top <= after \
+                        or len(out) >= limit:
                     continue
                 rows = conn.execute(
                     f"SELECT {CHANGE_COLS} FROM changes WHERE user_id = ? AND origin = ? AND seq > ? "
                     "ORDER BY seq LIMIT ?", (self.user_id, origin, after, limit - len(out)),
                 )
-                out.extend(_row_to_change(r) for r in rows)
+                out.extend(row_to_change(r) for r in rows)
         return out
 
     def pending_since(self, cursor: Cursor, origin: str | None = None) -> tuple[int, str | None]:
@@ -370,7 +370,7 @@ class SqlConnector(MergingConnector):
 
     def dump_records(self) -> dict[Key, dict[str, Any]]:
         rows = self._conn().execute(f"SELECT {RECORD_COLS} FROM records WHERE user_id = ?", (self.user_id,))
-        return {(r[0], r[9]): _row_to_state(r) for r in rows}
+        return {(r[0], r[9]): row_to_state(r) for r in rows}
 
     def is_empty(self) -> bool:
         conn = self._conn()
@@ -386,7 +386,6 @@ class SqlConnector(MergingConnector):
             self._set_meta(conn, "epoch", uuid.uuid4().hex)
             if not self._want_device:
                 # Sequence numbers restart at 1, so the device must not reuse its old origin.
-                self.device_id = f"d{uuid.uuid4().hex[:12]}"
+                self._adopt_origin(f"d{uuid.uuid4().hex[:12]}")
                 self._set_meta(conn, "device_id", self.device_id)
-                self.clock = HybridClock(self.device_id, self.clock.last)
         return removed

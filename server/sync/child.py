@@ -95,7 +95,9 @@ def _child_start(settings: Settings, user_id: str, device_id: str, hub: HubSpec,
     # the hub get a batch it already has. So its commits need not wait for an fsync, and the
     # API's writes need not queue behind them: only the user's own writes must survive a power
     # cut (SQLITE_SYNCHRONOUS, in the server's process).
-    local = get_db_connector("sql", settings, user_id=user_id, device_id=device_id, synchronous="NORMAL")
+    # The store's own origin, not a pinned one: a round may have moved the store to a new origin
+    # (a restored store, see engine._check_own_log), and a new child must go on from there.
+    local = get_db_connector("sql", settings, user_id=user_id, device_id=None, synchronous="NORMAL")
     local.connect()
     _child.update(settings=settings, local=local, hub_spec=hub, hub=None)
 

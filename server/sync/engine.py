@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from server.changes import Change, Cursor, quarantine_entry
+from server.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError
 from server.records import iso_now_from_ms
@@ -33,6 +33,7 @@ class RoundReport:
     hub_reset: bool = False
     quarantined: int = 0  # changes refused at the door, on either side
     refused_for_clock: int = 0  # own changes the hub refused because this device's clock is ahead
+    origin_restart: dict | None = None  # this round moved the store to a new origin (a restored store)
     error: str | None = None
     error_code: str | None = None
 
@@ -40,7 +41,8 @@ class RoundReport:
         return {
             "pushed": self.pushed, "pushedSent": self.pushed_sent, "pulled": self.pulled,
             "conflicts": self.conflicts, "durationMs": round(self.duration_ms, 1),
-            "hubReset": self.hub_reset, "quarantined": self.quarantined, "error": self.error,
+            "hubReset": self.hub_reset, "originRestarted": self.origin_restart is not None,
+            "quarantined": self.quarantined, "error": self.error,
         }
 
 
@@ -84,6 +86,7 @@ def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int 
     report = RoundReport()
     try:
         bookmark = _begin(local, hub, report)
+        _check_own_log(local, hub, bookmark, batch_size, report)
         _push(local, hub, bookmark, batch_size, report, progress)
         _pull(local, hub, bookmark, batch_size, report, progress)
     except AppError as exc:
@@ -99,7 +102,7 @@ def _begin(local: DatabaseConnector, hub: DatabaseConnector, report: RoundReport
     epoch = hub.hub_epoch()
     stored = stored_bookmark(local)
     bookmark = {"epoch": epoch, "cursor": dict(stored.get("cursor") or {}),
-                "resets": list(stored.get("resets") or [])}
+                "resets": list(stored.get("resets") or []), "restarts": list(stored.get("restarts") or [])}
     if stored.get("epoch") != epoch:
         if stored.get("epoch") is not None:
             # The hub was wiped or re-seeded: what it held is gone, so send it everything we
@@ -111,6 +114,46 @@ def _begin(local: DatabaseConnector, hub: DatabaseConnector, report: RoundReport
         bookmark["cursor"] = {}
         local.set_bookmark(BOOKMARK_KEY, bookmark)
     return bookmark
+
+
+def _check_own_log(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
+                   report: RoundReport) -> None:
+    """Does the hub hold, under this device's origin, anything the store does not? Only this
+    device writes its origin, so the hub's part of it past the cursor is normally nothing, or (a
+    round that died after the hub took a batch) exactly what the store holds: then the cursor
+    just moves. Anything else means this store is older than its own log on the hub, restored
+    from a backup or copied to another machine that syncs too: its edits from the first change
+    that differs go on under a new origin, and the hub's are pulled like another device's."""
+    own = local.device_id
+    after = bookmark["cursor"].get(own, 0)
+    while batch := hub.changes_since({own: after}, batch_size, only_origin=own):
+        ours = {ch["seq"]: ch for ch in local.changes_since({own: after}, len(batch), only_origin=own)}
+        for ch in batch:
+            mine = ours.get(ch["seq"])
+            # The whole change, not only its stamp: two copies of one store can stamp two
+            # different writes alike (the same clock state, the same millisecond).
+            if mine is None or not (mine == ch or is_slot_filler_of(ch["hlc"], own)):
+                _restart_origin(local, bookmark, own, ch["seq"], report)
+                return
+            after = ch["seq"]
+        bookmark["cursor"][own] = after
+        local.set_bookmark(BOOKMARK_KEY, bookmark)
+
+
+def _restart_origin(local: DatabaseConnector, bookmark: dict, origin: str, first_seq: int,
+                    report: RoundReport) -> None:
+    new, moved = local.restart_origin(origin, first_seq)
+    if new == origin:
+        return
+    restart = {"from": origin, "to": new, "at": time.time(), "resent": moved}
+    report.origin_restart = restart
+    # The old origin is read from the hub from here on like any other: what the store still
+    # holds of it is skipped as already known, and what it had lost comes back.
+    bookmark["restarts"] = [*(bookmark.get("restarts") or [])[-9:], restart]
+    local.set_bookmark(BOOKMARK_KEY, bookmark)
+    log.warning("the hub holds changes of this device (%s) from #%d on that this store does not: "
+                "a restored or copied store. %d edits go on as %s; the hub's are pulled back",
+                origin, first_seq, moved, new)
 
 
 def _push(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,

@@ -242,4 +242,7 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
         "quarantined": local.count_quarantine(),
         "hubEpoch": epoch,
         "hubResets": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"])} for r in bookmark.get("resets") or []],
+        # The store was older than its own log on the hub (a restored backup, a copied file).
+        "originRestarts": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"]), "resent": r["resent"]}
+                           for r in bookmark.get("restarts") or []],
     }
