@@ -1,4 +1,6 @@
-"""python -m server: start the API with waitress, configured from the environment / `.env`."""
+"""python -m server: start the API with waitress, configured from the environment / `.env`.
+python -m server --hub: start a hub server instead (the hub protocol in front of the store that
+DB_CONNECTOR names; devices sync through it with HUB_URL and a token)."""
 
 from __future__ import annotations
 
@@ -12,20 +14,27 @@ import sys
 CONNECTIONS = {"connection_limit": 1000, "channel_timeout": 30, "cleanup_interval": 10}
 
 
-def main() -> int:
-    from server.config import ConfigError, load_settings, redact_uri
+def main(argv: list[str] | None = None) -> int:
+    from server.config import ConfigError, load_settings
+
+    args = sys.argv[1:] if argv is None else argv
+    if args not in ([], ["--hub"]):
+        print("usage: python -m server [--hub]", file=sys.stderr)
+        return 2
+    as_hub = args == ["--hub"]
 
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
-    from server.api import configure_logging, create_app
+    from server.api import configure_logging, create_app, create_hub_app
     from server.errors import StoreUnavailable
 
     configure_logging(settings.log_level)
     try:
-        app = create_app(settings, start_sync=False)  # the worker starts once the port is ours
+        # The worker starts once the port is ours.
+        app = create_hub_app(settings) if as_hub else create_app(settings, start_sync=False)
     except StoreUnavailable as exc:
         print(f"error: cannot open the {settings.db_connector} store: {exc.message}", file=sys.stderr)
         return 2
@@ -45,13 +54,19 @@ def main() -> int:
     sys.setswitchinterval(0.001)
     if "sync" in app.extensions:
         start_worker(app.extensions["sync"])
-    store = app.extensions["store"]
-    logging.getLogger("server").info(
-        "serving on http://%s:%s store=%s user=%s device=%s hub=%s", settings.host, settings.port,
-        settings.db_connector, store.user_id, store.device_id, redact_uri(settings.mongo_uri) or "none")
+    _serving(settings, app.extensions["store"], as_hub)
     server.run()
     return 0
 
+
+def _serving(settings, store, as_hub: bool) -> None:
+    if as_hub:
+        logging.getLogger("server").info("serving the hub protocol on http://%s:%s/hub/v1 store=%s",
+                                         settings.host, settings.port, settings.db_connector)
+    else:
+        logging.getLogger("server").info(
+            "serving on http://%s:%s store=%s user=%s device=%s hub=%s", settings.host, settings.port,
+            settings.db_connector, store.user_id, store.device_id, settings.hub_address or "none")
 
 if __name__ == "__main__":
     sys.exit(main())

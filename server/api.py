@@ -48,5 +48,31 @@ def create_app(settings: Settings | None = None, *, store: DatabaseConnector | N
     return app
 
 
+def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector | None = None,
+                   testing: bool = False) -> Flask:
+    """The hub server (`python -m server --hub`): the hub protocol (server/hub_routes.py) and
+    health, in front of the store DB_CONNECTOR names, with its registry of device tokens."""
+    from server import hub_routes
+    from server.connectors.registry import registry_for
+
+    settings = settings or load_settings()
+    if store is None:
+        store = get_db_connector(settings.db_connector, settings)
+        store.connect()
+        atexit.register(store.close)
+    app = Flask(__name__)
+    app.testing = testing
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=hub_routes.MAX_BODY_BYTES)
+    stores = hub_routes.HubStores(settings, store)
+    app.extensions.update(store=store, registry=registry_for(store), hub_stores=stores, operations=[])
+    atexit.register(stores.close)
+    http.install(app, browser_facing=False)
+    app.add_url_rule("/api/v1/health", "health", hub_routes.health)
+    app.register_blueprint(hub_routes.bp)
+    app.after_request(hub_routes.compress)
+    cli.install(app)
+    return app
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

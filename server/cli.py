@@ -8,6 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from server.records import ID_RE
 from server.seeding import SeedError, load_seed_file, validate_seed
 from server.seeding_run import StoreNotEmpty, seed_store
 from server.sync.engine import stored_cursor
@@ -72,6 +73,47 @@ def sync_status_command() -> None:
     click.echo(json.dumps(sync_status(current_app.extensions["store"], current_app.extensions.get("sync")), indent=2))
 
 
+hub_cli = AppGroup("hub", help="Manage the devices that may sync through this hub (run against the hub's store).")
+
+
+def _registry():
+    from server.connectors.registry import registry_for
+
+    return registry_for(current_app.extensions["store"])
+
+
+@hub_cli.command("add-device")
+@click.argument("user_id")
+@click.option("--name", default="", help="A name to tell the device by (a laptop, a phone).")
+def hub_add_device(user_id: str, name: str) -> None:
+    """Make a token for a new device of USER_ID. It is printed once, as the last line."""
+    if not ID_RE.match(user_id):
+        raise click.ClickException(f"not a user id: {user_id!r}")
+    device, token = _registry().add(user_id, name[:200])
+    click.echo(f"device {device.device_id} of {device.user_id} added; its token (shown only now):")
+    click.echo(token)
+
+
+@hub_cli.command("list-devices")
+@click.argument("user_id", required=False)
+def hub_list_devices(user_id: str | None) -> None:
+    """The hub's devices (of USER_ID), oldest first, as JSON lines; tokens are never shown."""
+    for device in _registry().devices(user_id):
+        click.echo(json.dumps(device.as_dict()))
+
+
+@hub_cli.command("revoke")
+@click.argument("token_or_device")
+def hub_revoke(token_or_device: str) -> None:
+    """Revoke a device by its token or its device id: it is refused at once."""
+    revoked = _registry().revoke(token_or_device)
+    if not revoked:
+        raise click.ClickException("no device with that token or id, or it is revoked already")
+    for device in revoked:
+        click.echo(f"revoked {device.device_id} of {device.user_id}")
+
+
 def install(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(sync_cli)
+    app.cli.add_command(hub_cli)

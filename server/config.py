@@ -56,10 +56,17 @@ class Settings:
     hub_timeout_ms: int = 3000
     sync_process: bool = True  # run sync rounds in a child process (see server/sync/child.py)
     max_clock_skew_seconds: float = 86400.0  # see changes.MAX_SKEW_MS
+    hub_url: str | None = None  # a hub server (`python -m server --hub`), instead of MONGO_URI
+    hub_token: str | None = None
+
+    @property
+    def hub_address(self) -> str:
+        """Where this device syncs, for a person: the hub's URL, or MONGO_URI without its password."""
+        return self.hub_url or redact_uri(self.mongo_uri)
 
     @property
     def hub_enabled(self) -> bool:
-        return bool(self.mongo_uri)
+        return bool(self.mongo_uri or self.hub_url)
 
 
 # --- parsers: (setting name, raw text) -> value, or ConfigError naming the setting ---------
@@ -102,6 +109,23 @@ def _mongo_uri(name: str, raw: str) -> str:
     if not raw.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError(f"{name} must start with mongodb:// or mongodb+srv://, got {redact_uri(raw)!r}")
     return raw
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _hub_url(name: str, raw: str) -> str:
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        raise ConfigError(f"{name} is not a URL: {raw!r}") from None
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("https", "http") or not host or parts.username or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must be https://host[:port][/path] with no password, got {raw!r}")
+    if parts.scheme == "http" and not (host in LOOPBACK_HOSTS or host.startswith("127.")):
+        raise ConfigError(f"{name} must be https:// unless the hub is on this machine (loopback), got {raw!r}")
+    return raw.rstrip("/")
 
 
 def _database(name: str, raw: str) -> str:
@@ -170,6 +194,9 @@ SETTINGS: tuple[Setting, ...] = (
             "writes before a power cut can be lost (see Durability)"),
     Setting("MONGO_URI", "mongo_uri", _mongo_uri, "unset", "the hub; unset means no sync"),
     Setting("MONGO_DB", "mongo_db", _database, "`coursesync`", "database on the hub"),
+    Setting("HUB_URL", "hub_url", _hub_url, "unset",
+            "a hub server to sync through, instead of `MONGO_URI` (`https://` unless on loopback)"),
+    Setting("HUB_TOKEN", "hub_token", _token, "unset", "this device's token for `HUB_URL` (`hub add-device`)"),
     Setting("USER_ID", "user_id", _record_id, "the user the store was seeded with, else `me`",
             "whose data this server serves"),
     Setting("DEVICE_ID", "device_id", _record_id, "made once, kept in SQLite",
@@ -216,4 +243,8 @@ def load_settings(env: dict[str, str] | None = None, dotenv_path: str | None = "
             values[setting.attr] = setting.parse(setting.name, raw)
     if values.get("db_connector") == "mongo" and not values.get("mongo_uri"):
         raise ConfigError("DB_CONNECTOR=mongo needs MONGO_URI")
+    if values.get("hub_url") and values.get("mongo_uri"):
+        raise ConfigError("set HUB_URL or MONGO_URI, not both: a device syncs through one hub")
+    if bool(values.get("hub_url")) != bool(values.get("hub_token")):
+        raise ConfigError("HUB_URL and HUB_TOKEN go together: set both or neither")
     return Settings(**values)

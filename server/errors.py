@@ -60,3 +60,17 @@ class StoreUnavailable(AppError):
 
     status = 503
     code = "store_unavailable"
+
+
+class Unauthorized(AppError):
+    """No token, an unknown one, or a revoked one (the hub server)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(AppError):
+    """A known device asking for what its token does not allow (the hub server)."""
+
+    status = 403
+    code = "forbidden"

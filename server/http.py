@@ -22,7 +22,7 @@ from server.records import etag_of
 log = logging.getLogger("server.http")
 TRACE_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
     409: "conflict", 412: "precondition_failed", 413: "payload_too_large",
     415: "unsupported_media_type", 500: "internal_error", 503: "store_unavailable",
 }
@@ -117,6 +117,11 @@ def json_body(required: bool = True) -> Any:
         return NO_BODY
     if request.mimetype != "application/json":
         raise UnsupportedMedia("Send the body as application/json.")
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """JSON text parsed strictly (see json_body)."""
     try:
         text = raw.decode("utf-8")
         return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
@@ -137,17 +142,21 @@ def json_object(required: bool = True) -> dict:
     return body
 
 
-def install(app: Flask) -> None:
+def install(app: Flask, *, browser_facing: bool = True) -> None:
     """The request hooks, in the order they run, and the error handlers. Flask pays a dispatch
     per registered hook and every `request` or `g` access goes through a proxy, so the small
     hooks run from one before and one after hook that resolve both once: this is on every
-    request's path."""
+    request's path. A hub server is not `browser_facing`: no browser page talks to it, it sits
+    behind a proxy under a public name, and each device brings its own token (hub_routes)."""
     settings = app.config["SETTINGS"]
-    before = [_start_trace, _host_check({h.lower() for h in settings.allowed_hosts}), _preflight]
-    if settings.api_token:
-        public = {f"/api/v1{op.path}" for op in app.extensions["operations"] if op.public}
-        before.append(_token_check(settings.api_token, public))
-    after = [_standard_headers, _cors_headers(set(settings.cors_origins)), _log_line]
+    before: list[Before] = [_start_trace]
+    after = [_standard_headers, _log_line]
+    if browser_facing:
+        before += [_host_check({h.lower() for h in settings.allowed_hosts}), _preflight]
+        if settings.api_token:
+            public = {f"/api/v1{op.path}" for op in app.extensions["operations"] if op.public}
+            before.append(_token_check(settings.api_token, public))
+        after.insert(1, _cors_headers(set(settings.cors_origins)))
 
     def run_before() -> Response | None:
         req, ctx = request._get_current_object(), g._get_current_object()

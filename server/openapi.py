@@ -29,7 +29,8 @@ TIMESTAMP = {"type": "string", "format": "date-time", "pattern": r"Z$"}
 ID = {"type": "string", "pattern": ID_RE.pattern, "maxLength": 128}
 MESSAGES = {
     400: "Invalid fields, a malformed body or a Host header not in ALLOWED_HOSTS",
-    401: "A bearer token is required (API_TOKEN is set)",
+    401: "A bearer token is required (API_TOKEN is set; on a hub, a device token), or it was revoked",
+    403: "Another device owns an origin of this batch: nothing was written",
     404: "No such record (or no such route)",
     409: "An id already used with other values, or by a deleted record; or sync is busy or off",
     412: "If-Match did not match; the body carries the current record",
@@ -206,6 +207,62 @@ def _path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+COMMON_SCHEMAS = {
+    "Meta": {"type": "object", "required": ["traceId"], "properties": {"traceId": {"type": "string"}}},
+    "Error": {"type": "object", "required": ["error", "meta"], "properties": {
+        "error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"},
+            "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+            "current": {"type": "object"}, "report": {"type": "object"}}},
+        "meta": ref("Meta")}},
+}
+ORIGIN = {"type": "string", "minLength": 1, "maxLength": 128}
+SEQ = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
+HUB_SCHEMAS = {
+    "HubEpoch": {"type": "object", "required": ["epoch"], "properties": {"epoch": {"type": "string"}}},
+    "Change": {"type": "object", "description": "One write: checked at the door (kinds, fields, stamps)",
+               "required": ["origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"],
+               "properties": {"origin": ORIGIN, "seq": SEQ, "hlc": {"type": "string"}, "kind": {"type": "string"},
+                              "id": {"type": "string"}, "courseId": {"type": "string", "nullable": True},
+                              "op": {"type": "string", "enum": ["upsert", "delete"]},
+                              "fields": {"type": "object"},
+                              "bases": {"type": "object", "additionalProperties": {"type": "string"}}}},
+    "HubChanges": {"type": "object", "required": ["changes"],
+                   "properties": {"changes": {"type": "array", "items": ref("Change")}}},
+    "HubPullRequest": {"type": "object", "additionalProperties": False, "properties": {
+        "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 2000},
+        "excludeOrigin": {**ORIGIN, "nullable": True}, "onlyOrigin": {**ORIGIN, "nullable": True}}},
+    "HubPushRequest": {"type": "object", "additionalProperties": False, "required": ["changes"], "properties": {
+        "changes": {"type": "array", "maxItems": 2000, "items": {"type": "object"}}}},
+    "HubPushResult": {"type": "object", "required": ["received", "applied", "conflicts", "quarantined"],
+                      "properties": {"received": {"type": "integer"}, "applied": {"type": "integer"},
+                                     "conflicts": {"type": "integer"},
+                                     "quarantined": {"type": "array", "items": {
+                                         "type": "object", "required": ["origin", "seq", "reason"],
+                                         "properties": {"origin": {**ORIGIN, "nullable": True},
+                                                        "seq": {"type": "integer", "nullable": True},
+                                                        "reason": {"type": "string"}}}}}},
+}
+
+
+def build_hub_document(operations: list[Operation]) -> dict[str, Any]:
+    """The hub protocol (`python -m server --hub`): every call but this document needs a device token."""
+    paths: dict[str, dict] = {}
+    for op in operations:
+        paths.setdefault(op.document_path, {})[op.method] = _operation(op, True)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "coursesync hub protocol", "version": "1.0.0",
+                 "description": "What devices sync through: the epoch, pull after a cursor, push a batch. "
+                                "Bodies may be gzip-compressed (Content-Encoding: gzip)."},
+        "servers": [{"url": "/hub/v1"}],
+        "paths": paths,
+        "components": {"schemas": {**COMMON_SCHEMAS, **HUB_SCHEMAS},
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
 def build_document(operations: list[Operation], *, token_required: bool = False) -> dict[str, Any]:
     paths: dict[str, dict] = {}
     for op in operations:
@@ -217,13 +274,7 @@ def build_document(operations: list[Operation], *, token_required: bool = False)
             schemas[f"{kind.title}Update"] = request_schema(kind.name, "update")
     schemas.update(UserUpdate=user_request_schema("profile"), FocusCourse=user_request_schema("focus"))
     schemas.update({
-        "Meta": {"type": "object", "required": ["traceId"], "properties": {"traceId": {"type": "string"}}},
-        "Error": {"type": "object", "required": ["error", "meta"], "properties": {
-            "error": {"type": "object", "required": ["code", "message"], "properties": {
-                "code": {"type": "string"}, "message": {"type": "string"},
-                "fields": {"type": "object", "additionalProperties": {"type": "string"}},
-                "current": {"type": "object"}, "report": {"type": "object"}}},
-            "meta": ref("Meta")}},
+        **COMMON_SCHEMAS,
         "Health": {"type": "object", "required": ["status"], "properties": {
             "status": {"type": "string", "enum": ["ok", "degraded"]}, "store": {"type": "object"},
             "hub": {"type": "object"}}},

@@ -93,6 +93,30 @@ def test_the_readme_lists_exactly_the_settings_the_server_reads():
     assert {s.attr for s in SETTINGS} == set(Settings.__dataclass_fields__)
     literal = [(s, s.default.strip("`")) for s in SETTINGS if s.default.startswith("`")]
     described = {s.name for s in SETTINGS if not s.default.startswith("`")}
-    assert described == {"MONGO_URI", "USER_ID", "DEVICE_ID", "CORS_ORIGINS", "API_TOKEN"}
+    assert described == {"MONGO_URI", "USER_ID", "DEVICE_ID", "CORS_ORIGINS", "API_TOKEN", "HUB_URL", "HUB_TOKEN"}
     for setting, text in literal:  # a default the README spells out is the default the server uses
         assert setting.parse(setting.name, text) == getattr(Settings(), setting.attr), setting.name
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"HUB_URL": "http://hub.example.org", "HUB_TOKEN": "t" * 20}, "https"),
+    ({"HUB_URL": "https://u:p@hub.example.org", "HUB_TOKEN": "t" * 20}, "no password"),
+    ({"HUB_URL": "ftp://hub.example.org", "HUB_TOKEN": "t" * 20}, "HUB_URL"),
+    ({"HUB_URL": "https://hub.example.org:x", "HUB_TOKEN": "t" * 20}, "HUB_URL"),
+    ({"HUB_URL": "https://hub.example.org"}, "HUB_TOKEN"),
+    ({"HUB_TOKEN": "t" * 20}, "HUB_URL"),
+    ({"HUB_URL": "https://hub.example.org", "HUB_TOKEN": "t" * 20, "MONGO_URI": "mongodb://h"}, "MONGO_URI"),
+])
+def test_hub_url_settings_are_checked(env, words):
+    from server.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=words):
+        load_settings(env)
+
+
+def test_a_hub_on_loopback_may_use_plain_http():
+    from server.config import load_settings
+
+    for url in ("http://127.0.0.1:8100", "http://localhost:8100/", "http://[::1]:8100", "https://hub.example.org/x"):
+        settings = load_settings({"HUB_URL": url, "HUB_TOKEN": "t" * 20})
+        assert settings.hub_enabled and settings.hub_url == url.rstrip("/") and settings.hub_address == settings.hub_url

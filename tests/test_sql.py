@@ -15,6 +15,7 @@ import pytest
 from freezegun import freeze_time
 
 from server.config import Settings
+from server.connectors.sql_schema import SCHEMA_STEPS
 from server.errors import StoreUnavailable
 from server.records import validate
 from tests.conftest import COURSE, LECTURE
@@ -33,7 +34,7 @@ def test_schema_steps_are_recorded_and_running_them_twice_is_harmless(store):
     assert store.migrate() == []
     store.connect()
     rows = store._conn().execute("SELECT step FROM schema_steps").fetchall()
-    assert rows == [(1,), (2,), (3,)]
+    assert rows == [(step,) for step, _ in SCHEMA_STEPS]
     indexes = {r[0] for r in store._conn().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "records_live" not in indexes and "records_by_course" in indexes
 

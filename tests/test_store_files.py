@@ -11,7 +11,7 @@ import pytest
 
 from server.config import Settings
 from server.connectors.factory import get_db_connector
-from server.connectors.sql_schema import APPLICATION_ID, StoreRefused
+from server.connectors.sql_schema import APPLICATION_ID, SCHEMA_STEPS, StoreRefused
 from tests.procs import ROOT, ServerProcess
 from tests.synckit import course
 
@@ -71,7 +71,7 @@ def test_a_store_with_a_newer_schema_is_refused_untouched(tmp_path, how):
         raw.execute("INSERT INTO schema_steps VALUES (99, 'later')")
     raw.commit()
     raw.close()
-    assert refused(path) == "has schema step 99, newer than this server knows (3): upgrade the server"
+    assert refused(path) == "has schema step 99, newer than this server knows (4): upgrade the server"
 
 
 def test_a_store_with_a_damaged_page_is_refused_untouched(tmp_path):
@@ -96,7 +96,7 @@ def test_a_new_store_is_stamped_and_an_older_one_of_ours_is_stamped_when_it_upgr
     make_store(path)
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == len(SCHEMA_STEPS)
     raw.execute("PRAGMA application_id = 0")  # as a store made before the stamp existed
     raw.execute("PRAGMA user_version = 0")
     raw.execute("DELETE FROM schema_steps WHERE step = 3")

@@ -60,6 +60,15 @@ SCHEMA_STEPS: list[tuple[int, str]] = [
             body TEXT NOT NULL, PRIMARY KEY (user_id, id));
         CREATE INDEX IF NOT EXISTS quarantine_newest ON quarantine (user_id, received_at);
     """),
+    # A hub's devices: who may sync, as whom (a token's hash only), and which device owns which origin.
+    (4, """
+        CREATE TABLE IF NOT EXISTS hub_devices (
+            device_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, revoked_at TEXT);
+        CREATE TABLE IF NOT EXISTS hub_origins (
+            user_id TEXT NOT NULL, origin TEXT NOT NULL, device_id TEXT NOT NULL,
+            PRIMARY KEY (user_id, origin)) WITHOUT ROWID;
+    """),
 ]
 
 def apply_schema_steps(conn: sqlite3.Connection) -> list[int]:

@@ -159,10 +159,21 @@ def _restart_origin(local: DatabaseConnector, bookmark: dict, origin: str, first
 def _push(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
           report: RoundReport, progress: Progress | None) -> None:
     # Push what was pending when the round began: a busy writer must not keep a round (and
-    # its pull) waiting forever. Later writes go in the next round.
-    budget, _ = local.pending_since(bookmark["cursor"])
+    # its pull) waiting forever. Later writes go in the next round. A hub server takes only
+    # this device's own origins; to a MongoDB hub a device also relays what it holds of others
+    # (after a hub reset, that is how their changes come back).
+    origins: list[str | None] = [None]
+    if getattr(hub, "own_origins_only", False):
+        origins = sorted({local.device_id, *(r["from"] for r in bookmark.get("restarts") or [])})
+    for origin in origins:
+        _push_origin(local, hub, bookmark, batch_size, report, progress, origin)
+
+
+def _push_origin(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
+                 report: RoundReport, progress: Progress | None, origin: str | None) -> None:
+    budget, _ = local.pending_since(bookmark["cursor"], origin)
     while budget > 0:
-        batch = local.changes_since(bookmark["cursor"], min(batch_size, budget))
+        batch = local.changes_since(bookmark["cursor"], min(batch_size, budget), only_origin=origin)
         if not batch:
             break
         budget -= len(batch)

@@ -4,6 +4,7 @@ the sync child, so both open the same hub the same way."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
@@ -12,17 +13,24 @@ from server.connectors.factory import get_db_connector
 
 @dataclass(frozen=True)
 class HubSpec:
-    """Picklable, so it can cross into the sync child. `mongo`: MONGO_URI from the settings;
-    `sql`: a SQLite file at `path` (benches and tests sync to one)."""
+    """Picklable, so it can cross into the sync child. `settings`: the hub the settings name
+    (HUB_URL, else MONGO_URI); `sql`: a SQLite file at `path` (benches and tests sync to one)."""
 
-    kind: str = "mongo"
+    kind: str = "settings"
     path: str | None = None
 
 
 def open_hub(settings: Settings, user_id: str, spec: HubSpec = HubSpec()) -> DatabaseConnector:
-    """A connected hub connector for `user_id`, with an origin of its own (it never writes)."""
-    extra = {"path": spec.path} if spec.kind == "sql" else {}
-    hub = get_db_connector(spec.kind, settings, user_id=user_id, device_id=None, **extra)
+    """A connected hub for `user_id`: a hub server's client, or a connector with an origin of
+    its own (it never writes)."""
+    if spec.kind == "settings" and settings.hub_url:
+        from server.sync.http_hub import HubClient
+
+        hub: Any = HubClient(settings.hub_url, settings.hub_token or "", timeout_ms=settings.hub_timeout_ms)
+    elif spec.kind == "sql":
+        hub = get_db_connector("sql", settings, user_id=user_id, device_id=None, path=spec.path)
+    else:
+        hub = get_db_connector("mongo", settings, user_id=user_id, device_id=None)
     try:
         hub.connect()
     except Exception:

@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable
 
 from server.clock import stamp_ms
-from server.config import Settings, redact_uri
+from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, Conflict
 from server.sync.child import ChildRounds
@@ -156,7 +156,7 @@ class SyncService:
                                coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc))
         self.scheduler.start()
         log.info("sync worker started: every %ss to %s", self.settings.sync_interval_seconds,
-                 redact_uri(self.settings.mongo_uri))
+                 self.settings.hub_address)
 
     def shutdown(self) -> None:
         if self.scheduler is not None:
@@ -192,7 +192,7 @@ class SyncService:
     def live_status(self) -> dict[str, Any]:
         """What only a running service knows; `sync_status` adds what the store knows."""
         return {
-            "hub": redact_uri(self.settings.mongo_uri),
+            "hub": self.settings.hub_address,
             "state": self.state(),
             "worker": {"process": "child" if self.child else "server", "pid": self.child.pid if self.child else None},
             "lastAttempt": _iso(self.last_attempt),

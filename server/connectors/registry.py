@@ -1,0 +1,172 @@
+"""A hub's devices: the tokens that may sync through a hub server (`python -m server --hub`),
+the user each one syncs as, and which device owns which origin of the change log.
+
+A token is shown once, when it is made, and only its SHA-256 is kept: tokens are 256 random
+bits, so a fast hash is enough (a slow one protects guessable passwords, which these are not),
+and a copy of the store gives nobody a token. An origin belongs to the first device that pushes
+a change of it; after that no other device may push under it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+from server.connectors.base import DatabaseConnector
+
+TOKEN_PREFIX = "csh_"
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    user_id: str
+    name: str
+    created_at: str
+    revoked_at: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deviceId": self.device_id, "userId": self.user_id, "name": self.name,
+                "createdAt": self.created_at, "revokedAt": self.revoked_at}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class DeviceRegistry(ABC):
+    def add(self, user_id: str, name: str) -> tuple[Device, str]:
+        """A new device of `user_id`, and its token (returned here only)."""
+        device = Device(f"hd_{secrets.token_hex(6)}", user_id, name, _now())
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self._insert(device, token_hash(token))
+        return device, token
+
+    @abstractmethod
+    def _insert(self, device: Device, hashed: str) -> None: ...
+
+    @abstractmethod
+    def find(self, token: str) -> Device | None:
+        """The device this token belongs to (revoked ones too: the caller says why it refuses)."""
+
+    @abstractmethod
+    def devices(self, user_id: str | None = None) -> list[Device]:
+        """Every device (of `user_id`), oldest first."""
+
+    @abstractmethod
+    def revoke(self, token_or_device: str) -> list[Device]:
+        """Revoke the device with this token or device id; the devices revoked now."""
+
+    @abstractmethod
+    def origin_owner(self, user_id: str, origin: str) -> str | None:
+        """The device that owns this origin of the user's log, if one does."""
+
+    @abstractmethod
+    def claim_origin(self, user_id: str, origin: str, device_id: str) -> str:
+        """Make the device the origin's owner unless another already is; the owner after."""
+
+
+class SqlRegistry(DeviceRegistry):
+    def __init__(self, store: Any):
+        self.store = store  # a connected SqlConnector on the hub's file
+
+    def _insert(self, device: Device, hashed: str) -> None:
+        with self.store._atomic(immediate=True) as conn:
+            conn.execute("INSERT INTO hub_devices VALUES (?, ?, ?, ?, ?, NULL)",
+                         (device.device_id, device.user_id, device.name, hashed, device.created_at))
+
+    @staticmethod
+    def _device(row) -> Device:
+        return Device(*row)
+
+    def find(self, token: str) -> Device | None:
+        row = self.store._conn().execute(
+            "SELECT device_id, user_id, name, created_at, revoked_at FROM hub_devices WHERE token_hash = ?",
+            (token_hash(token),)).fetchone()
+        return Device(*row) if row else None
+
+    def devices(self, user_id: str | None = None) -> list[Device]:
+        rows = self.store._conn().execute(
+            "SELECT device_id, user_id, name, created_at, revoked_at FROM hub_devices "
+            "WHERE ? IS NULL OR user_id = ? ORDER BY created_at, device_id", (user_id, user_id))
+        return [Device(*r) for r in rows]
+
+    def revoke(self, token_or_device: str) -> list[Device]:
+        with self.store._atomic(immediate=True) as conn:
+            rows = conn.execute(
+                "UPDATE hub_devices SET revoked_at = ? WHERE revoked_at IS NULL AND (device_id = ? OR token_hash = ?) "
+                "RETURNING device_id, user_id, name, created_at, revoked_at",
+                (_now(), token_or_device, token_hash(token_or_device))).fetchall()
+        return [Device(*r) for r in rows]
+
+    def origin_owner(self, user_id: str, origin: str) -> str | None:
+        row = self.store._conn().execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
+                                         (user_id, origin)).fetchone()
+        return row[0] if row else None
+
+    def claim_origin(self, user_id: str, origin: str, device_id: str) -> str:
+        with self.store._atomic(immediate=True) as conn:
+            conn.execute("INSERT OR IGNORE INTO hub_origins VALUES (?, ?, ?)", (user_id, origin, device_id))
+            return conn.execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
+                                (user_id, origin)).fetchone()[0]
+
+
+class MongoRegistry(DeviceRegistry):
+    def __init__(self, store: Any):
+        self.db = store.db  # a connected MongoConnector's database
+        self.db.hub_devices.create_index([("tokenHash", ASCENDING)], unique=True)
+        self.db.hub_devices.create_index([("deviceId", ASCENDING)], unique=True)
+        self.db.hub_origins.create_index([("userId", ASCENDING), ("origin", ASCENDING)], unique=True)
+
+    @staticmethod
+    def _device(doc: dict) -> Device:
+        return Device(doc["deviceId"], doc["userId"], doc["name"], doc["createdAt"], doc.get("revokedAt"))
+
+    def _insert(self, device: Device, hashed: str) -> None:
+        self.db.hub_devices.insert_one({"deviceId": device.device_id, "userId": device.user_id, "name": device.name,
+                                        "tokenHash": hashed, "createdAt": device.created_at, "revokedAt": None})
+
+    def find(self, token: str) -> Device | None:
+        doc = self.db.hub_devices.find_one({"tokenHash": token_hash(token)})
+        return self._device(doc) if doc else None
+
+    def devices(self, user_id: str | None = None) -> list[Device]:
+        docs = self.db.hub_devices.find({} if user_id is None else {"userId": user_id})
+        return sorted((self._device(d) for d in docs), key=lambda d: (d.created_at, d.device_id))
+
+    def revoke(self, token_or_device: str) -> list[Device]:
+        query = {"revokedAt": None, "$or": [{"deviceId": token_or_device}, {"tokenHash": token_hash(token_or_device)}]}
+        found = [self._device(d) for d in self.db.hub_devices.find(query)]
+        now = _now()
+        for device in found:
+            self.db.hub_devices.update_one({"deviceId": device.device_id, "revokedAt": None},
+                                           {"$set": {"revokedAt": now}})
+        return [Device(**{**asdict(d), "revoked_at": now}) for d in found]
+
+    def origin_owner(self, user_id: str, origin: str) -> str | None:
+        doc = self.db.hub_origins.find_one({"userId": user_id, "origin": origin})
+        return doc["deviceId"] if doc else None
+
+    def claim_origin(self, user_id: str, origin: str, device_id: str) -> str:
+        try:
+            self.db.hub_origins.insert_one({"userId": user_id, "origin": origin, "deviceId": device_id})
+            return device_id
+        except DuplicateKeyError:
+            return self.origin_owner(user_id, origin) or device_id
+
+
+def registry_for(store: DatabaseConnector) -> DeviceRegistry:
+    """The registry kept in this (connected) hub store."""
+    from server.connectors.sql import SqlConnector
+
+    return SqlRegistry(store) if isinstance(store, SqlConnector) else MongoRegistry(store)

@@ -1,0 +1,225 @@
+"""The hub protocol over HTTP, served by `python -m server --hub` in front of the hub's store
+(MongoDB, or an embedded SQLite file). The same three calls the sync engine makes of a hub
+connector: the epoch, pull the changes after a cursor, push a batch.
+
+Every request brings a device's token (`flask hub add-device`), and the token alone decides the
+user: the body can name no user, and whatever it asks for is read and written in that user's
+part of the store only. A device may push changes only under origins it owns (the first device
+to push an origin owns it). Hub processes keep no state between requests, so any number of them
+can serve one store."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import zlib
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+from flask import Blueprint, current_app, g, request
+
+from server.config import Settings
+from server.connectors.base import DatabaseConnector
+from server.connectors.registry import Device, DeviceRegistry
+from server.errors import BadBody, Forbidden, Unauthorized, UnsupportedMedia, ValidationError
+from server.http import declaring, envelope, error, parse_json
+from server.openapi import Operation, build_hub_document
+
+bp = Blueprint("hub", __name__, url_prefix="/hub/v1")
+OPERATIONS: list[Operation] = []
+route = declaring(bp, OPERATIONS)
+MAX_BATCH = 2000  # changes per push or pull
+MAX_BODY_BYTES = 64 * 1024 * 1024  # a push after decompression
+MAX_CURSOR_ORIGINS = 100_000
+
+
+class HubStores:
+    """A connected connector per user of one hub store, kept for reuse (the least recently used
+    closed beyond `limit`). They hold no state the store does not: a cache, not a session."""
+
+    def __init__(self, settings: Settings, base: DatabaseConnector, limit: int = 256):
+        self.settings, self.base, self.limit = settings, base, limit
+        self._stores: OrderedDict[str, DatabaseConnector] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def for_user(self, user_id: str) -> DatabaseConnector:
+        with self._lock:
+            store = self._stores.get(user_id)
+            if store is not None:
+                self._stores.move_to_end(user_id)
+                return store
+        store = self._open(user_id)
+        with self._lock:
+            self._stores[user_id] = store
+            while len(self._stores) > self.limit:
+                self._stores.popitem(last=False)[1].close()
+        return store
+
+    def _open(self, user_id: str) -> DatabaseConnector:
+        from server.connectors.factory import get_db_connector
+        from server.connectors.sql import SqlConnector
+
+        if isinstance(self.base, SqlConnector):
+            store = get_db_connector("sql", self.settings, path=self.base.path, user_id=user_id, device_id=None)
+        else:
+            store = get_db_connector("mongo", self.settings, user_id=user_id, device_id=None,
+                                     client=self.base._client, db_name=self.base.db_name)
+        store.connect()
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            stores, self._stores = list(self._stores.values()), OrderedDict()
+        for store in stores:
+            store.close()
+
+
+def health():
+    """Liveness, as on a device (at /api/v1/health), saying it is a hub."""
+    if not current_app.extensions["store"].ping():
+        return error(503, "store_unavailable", "The hub's store does not answer.")
+    return envelope({"status": "ok", "role": "hub",
+                     "store": {"kind": current_app.config["SETTINGS"].db_connector, "ok": True}})
+
+
+def _registry() -> DeviceRegistry:
+    return current_app.extensions["registry"]
+
+
+@bp.before_request
+def authenticate() -> None:
+    if request.endpoint == "hub.hubOpenapi":
+        return
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    if not token:
+        raise Unauthorized("Send this device's hub token: Authorization: Bearer <token>.")
+    device = _guarded(_registry().find, token)
+    if device is None:
+        raise Unauthorized("This token is not known to the hub.", code="unknown_token")
+    if device.revoked_at:
+        raise Unauthorized(f"This device's token was revoked at {device.revoked_at}.", code="token_revoked")
+    g.device = device
+    g.hub_store = current_app.extensions["hub_stores"].for_user(device.user_id)
+
+
+def _guarded(fn, *args):
+    """A registry call, with the store's driver errors answered as 503 like the store's own."""
+    store = current_app.extensions["store"]
+    try:
+        return fn(*args)
+    except store.driver_errors as exc:
+        raise store._unavailable(exc) from None
+
+
+def _body() -> dict[str, Any]:
+    """The JSON object of the request, gzip-compressed or not (at most MAX_BODY_BYTES inflated)."""
+    raw = request.get_data(cache=False)
+    if request.headers.get("Content-Encoding", "").lower() == "gzip":
+        inflate = zlib.decompressobj(wbits=31)
+        try:
+            raw = inflate.decompress(raw, MAX_BODY_BYTES)
+        except zlib.error:
+            raise BadBody("The body is not valid gzip.") from None
+        if inflate.unconsumed_tail:
+            raise BadBody(f"The body inflates to more than {MAX_BODY_BYTES} bytes.")
+    if request.mimetype != "application/json":
+        raise UnsupportedMedia("Send the body as application/json.")
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise BadBody("The body must be a JSON object.")
+    return body
+
+
+def _only_keys(body: dict, allowed: set[str]) -> None:
+    extra = sorted(set(body) - allowed)
+    if extra:
+        raise ValidationError({k: "unknown field" for k in extra[:20]})
+
+
+def _origin_or_none(body: dict, key: str, problems: dict) -> str | None:
+    value = body.get(key)
+    if value is not None and not (isinstance(value, str) and 0 < len(value) <= 128):
+        problems[key] = "must be an origin id or null"
+    return value
+
+
+@route(Operation("get", "/epoch", "hubEpoch", "The hub's epoch (changes when the hub is wiped and re-seeded)",
+                 {"200": ("HubEpoch", "The epoch", False)}, (401,)))
+def epoch():
+    return envelope({"epoch": g.hub_store.hub_epoch()})
+
+
+@route(Operation("post", "/pull", "hubPull", "The user's changes after a cursor, in (origin, seq) order",
+                 {"200": ("HubChanges", "Changes", False)}, (401,), "HubPullRequest"))
+def pull():
+    body = _body()
+    _only_keys(body, {"cursor", "limit", "excludeOrigin", "onlyOrigin"})
+    problems: dict[str, str] = {}
+    cursor = body.get("cursor", {})
+    if not isinstance(cursor, dict) or len(cursor) > MAX_CURSOR_ORIGINS or not all(
+            isinstance(k, str) and type(v) is int and 0 <= v < 2**53 for k, v in cursor.items()):
+        problems["cursor"] = "must map origin ids to sequence numbers"
+    limit = body.get("limit", 500)
+    if type(limit) is not int or not 1 <= limit <= MAX_BATCH:
+        problems["limit"] = f"must be an integer from 1 to {MAX_BATCH}"
+    exclude, only = _origin_or_none(body, "excludeOrigin", problems), _origin_or_none(body, "onlyOrigin", problems)
+    if problems:
+        raise ValidationError(problems)
+    return envelope({"changes": g.hub_store.changes_since(cursor, limit, exclude_origin=exclude, only_origin=only)})
+
+
+@route(Operation("post", "/push", "hubPush", "Store a batch of this device's changes; each refused one says why",
+                 {"200": ("HubPushResult", "What the hub did with the batch", False)}, (401, 403), "HubPushRequest"))
+def push():
+    body = _body()
+    _only_keys(body, {"changes"})
+    changes = body.get("changes")
+    if not isinstance(changes, list) or len(changes) > MAX_BATCH:
+        raise ValidationError({"changes": f"must be a list of at most {MAX_BATCH} changes"})
+    device: Device = g.device
+    origins = {ch["origin"] for ch in changes if isinstance(ch, dict) and isinstance(ch.get("origin"), str)}
+    _check_origins(device, sorted(origins))
+    return envelope(g.hub_store.apply_changes(changes))
+
+
+def _check_origins(device: Device, origins: list[str]) -> None:
+    """Refuse the whole batch, writing nothing, if another device owns one of its origins; then
+    take the ones nobody owns yet."""
+    registry = _registry()
+    owners = {o: _guarded(registry.origin_owner, device.user_id, o) for o in origins}
+    for origin in origins:
+        if owners[origin] not in (None, device.device_id):
+            _not_yours(origin)
+    for origin in origins:
+        if owners[origin] is None and _guarded(registry.claim_origin, device.user_id, origin,
+                                               device.device_id) != device.device_id:
+            _not_yours(origin)  # another device took it a moment ago
+
+
+def _not_yours(origin: str) -> None:
+    raise Forbidden(f"Origin {origin!r} belongs to another device: a device pushes only its own changes.",
+                    code="origin_not_yours")
+
+
+@route(Operation("get", "/openapi.json", "hubOpenapi", "This document", {"200": ({"type": "object"}, "OpenAPI", False)},
+                 public=True, enveloped=False))
+def hub_openapi():
+    doc = current_app.extensions.get("hub_openapi")
+    if doc is None:
+        doc = current_app.extensions["hub_openapi"] = orjson.dumps(build_hub_document(OPERATIONS))
+    return current_app.response_class(doc, mimetype="application/json")
+
+
+def compress(resp):
+    """Answers over a kilobyte go gzip-compressed to a client that takes it (a pull of 500
+    changes shrinks about tenfold)."""
+    if (resp.status_code == 200 and not resp.direct_passthrough and "Content-Encoding" not in resp.headers
+            and "gzip" in request.headers.get("Accept-Encoding", "")):
+        data = resp.get_data()
+        if len(data) > 1024:
+            resp.set_data(gzip.compress(data, compresslevel=5))
+            resp.headers["Content-Encoding"] = "gzip"
+            resp.headers["Vary"] = "Accept-Encoding"
+    return resp

@@ -1,0 +1,139 @@
+"""The device's side of the hub protocol over HTTP (HUB_URL, HUB_TOKEN): the calls the sync
+engine makes of a hub (epoch, pull after a cursor, push a batch), each one request on a
+kept-alive connection, bodies gzip-compressed both ways.
+
+What the hub answers is checked before the engine sees it: an answer of another shape is a
+hub failure (the round ends and is retried later), and every pulled change still goes through
+the store's own door (changes.check_change) when it is applied."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import ssl
+import zlib
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from server.changes import Change, Cursor
+from server.errors import StoreUnavailable
+
+MAX_ANSWER_BYTES = 256 * 1024 * 1024  # inflated
+STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, http.client.CannotSendRequest)
+
+
+class HubRefused(StoreUnavailable):
+    """The hub refused this device (a token unknown or revoked, an origin not its own)."""
+
+    code = "hub_refused"
+
+
+class HubClient:
+    # Through a hub server a device may push only under its own origins (the hub refuses the
+    # rest with 403), so the engine does not relay other devices' changes to it.
+    own_origins_only = True
+
+    def __init__(self, url: str, token: str, *, timeout_ms: int = 3000):
+        parts = urlsplit(url)
+        self.url, self._token = url, token
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname or "", parts.port
+        self._base = parts.path.rstrip("/") + "/hub/v1"
+        self._timeout = max(timeout_ms / 1000, 1.0) * 3  # a batch may take longer than a ping
+        self._conn: http.client.HTTPConnection | None = None
+
+    # --- the hub-side contract ----------------------------------------------------------
+    def connect(self) -> None:
+        self.hub_epoch()  # fail now, as a store's connect would, if the hub cannot be used
+
+    def hub_epoch(self) -> str:
+        epoch = self._call("GET", "/epoch").get("epoch")
+        if not isinstance(epoch, str):
+            raise self._garbled("an epoch that is not a string")
+        return epoch
+
+    def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
+                      only_origin: str | None = None) -> list[Change]:
+        body = {"cursor": cursor, "limit": limit, "excludeOrigin": exclude_origin, "onlyOrigin": only_origin}
+        changes = self._call("POST", "/pull", body).get("changes")
+        if not isinstance(changes, list) or len(changes) > limit:
+            raise self._garbled("a pull that is not a list of at most the changes asked for")
+        return changes
+
+    def apply_changes(self, changes: list[Change], *, bookmarks: dict | None = None) -> dict[str, Any]:
+        result = self._call("POST", "/push", {"changes": changes})
+        counts_ok = all(type(result.get(k)) is int and 0 <= result[k] <= len(changes)
+                        for k in ("received", "applied", "conflicts"))
+        refused = result.get("quarantined")
+        if not counts_ok or not isinstance(refused, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("reason"), str) and "seq" in r for r in refused):
+            raise self._garbled("a push result of another shape")
+        return result
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # --- HTTP ---------------------------------------------------------------------------
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self._https:  # certificates and host names verified, as the default context does
+                self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout,
+                                                         context=ssl.create_default_context())
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        return self._conn
+
+    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        data = gzip.compress(orjson.dumps(body), compresslevel=1) if body is not None else None
+        headers = {"Authorization": f"Bearer {self._token}", "Accept-Encoding": "gzip",
+                   "User-Agent": "coursesync-device"}
+        if data is not None:
+            headers.update({"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        for attempt in (1, 2):
+            try:
+                conn = self._connection()
+                conn.request(method, self._base + path, data, headers)
+                resp = conn.getresponse()
+                return self._answer(resp, resp.read())
+            except STALE as exc:  # a kept-alive connection the hub closed meanwhile: once more, anew
+                self.close()
+                if attempt == 2:
+                    raise self._unreachable(exc) from None
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                raise self._unreachable(exc) from None
+        raise AssertionError("unreachable")
+
+    def _unreachable(self, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(f"The hub at {self.url} cannot be reached ({exc.__class__.__name__}).")
+
+    def _answer(self, resp: http.client.HTTPResponse, raw: bytes) -> dict[str, Any]:
+        if (resp.getheader("Content-Encoding") or "").lower() == "gzip":
+            inflate = zlib.decompressobj(wbits=31)
+            try:
+                raw = inflate.decompress(raw, MAX_ANSWER_BYTES)
+            except zlib.error:
+                raise self._garbled("a body that is not valid gzip") from None
+        try:
+            answer = json.loads(raw) if raw else None
+        except ValueError:
+            answer = None
+        if resp.status != 200:
+            err = answer.get("error") if isinstance(answer, dict) else None
+            message = err.get("message") if isinstance(err, dict) and isinstance(err.get("message"), str) else ""
+            words = f"The hub refused this device ({resp.status}): {message[:300] or resp.reason}"
+            if resp.status in (401, 403):
+                raise HubRefused(words)
+            raise StoreUnavailable(words)
+        if not isinstance(answer, dict) or not isinstance(answer.get("data"), dict):
+            raise self._garbled("a body that is not the hub protocol's envelope")
+        return answer["data"]
+
+    def _garbled(self, what: str) -> StoreUnavailable:
+        self.close()
+        return StoreUnavailable(f"The hub at {self.url} answered {what}.")

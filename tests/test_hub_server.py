@@ -1,0 +1,235 @@
+"""The hub server's protocol (`python -m server --hub`) in process, on a SQLite and a Mongo hub
+store: tokens decide the user, origins belong to the device that first pushed them, bad bodies
+and bad changes are refused with a reason, and nothing refused is written."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from server.api import create_hub_app
+from server.config import Settings
+from server.connectors.registry import registry_for
+from tests.synckit import course
+
+USER, OTHER = "learner", "someone-else"
+
+
+class Hub:
+    def __init__(self, base, settings):
+        self.base = base
+        self.app = create_hub_app(settings, store=base, testing=True)
+        self.client = self.app.test_client()
+        self.registry = registry_for(base)
+
+    def token(self, user: str = USER, name: str = "") -> tuple[str, str]:
+        device, token = self.registry.add(user, name)
+        return device.device_id, token
+
+    def call(self, method: str, path: str, token: str | None, body=None, gzipped: bool = False, **kw):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+            if gzipped:
+                data = gzip.compress(data)
+                headers["Content-Encoding"] = "gzip"
+        resp = self.client.open(f"/hub/v1{path}", method=method, data=data, headers={**headers, **kw})
+        return resp.status_code, resp.get_json()
+
+    def everything(self, user: str = USER) -> list:
+        return self.app.extensions["hub_stores"].for_user(user).changes_since({}, 10_000)
+
+
+@pytest.fixture
+def hub(store_factory, tmp_path):
+    base = store_factory("hub", user_id="hub-owner")
+    base.connect()
+    kind = "sql" if store_factory.kind == "sql" else "mongo"
+    settings = Settings(db_connector=kind, sqlite_path=getattr(base, "path", str(tmp_path / "x.sqlite3")))
+    made = Hub(base, settings)
+    yield made
+    made.app.extensions["hub_stores"].close()
+
+
+@pytest.fixture
+def device_changes(sql_factory):
+    """A device of USER with origin dev-a and two changes in its log."""
+    dev = sql_factory("dev-a", user_id=USER, device_id="dev-a")
+    dev.connect()
+    course(dev, id="c1", title="Mine")
+    dev.update("course", None, "c1", {"notes": "private notes"})
+    return dev.changes_since({}, 100)
+
+
+class TestTokens:
+    @pytest.mark.parametrize("header", [None, "Bearer ", "Basic abc", "Bearer csh_not-a-token-anyone-made"])
+    def test_no_token_or_an_unknown_one_is_refused_and_changes_nothing(self, hub, device_changes, header):
+        extra = {"Authorization": header} if header is not None else {}
+        resp = hub.client.post("/hub/v1/push", json={"changes": device_changes}, headers=extra)
+        assert resp.status_code == 401 and resp.get_json()["error"]["code"] in ("unauthorized", "unknown_token")
+        for path in ("/epoch",):
+            assert hub.client.get(f"/hub/v1{path}", headers=extra).status_code == 401
+        assert hub.everything() == []
+
+    def test_a_revoked_token_is_refused_at_once(self, hub, device_changes):
+        device, token = hub.token()
+        assert hub.call("GET", "/epoch", token)[0] == 200
+        assert [d.device_id for d in hub.registry.revoke(device)] == [device]
+        status, body = hub.call("POST", "/push", token, {"changes": device_changes})
+        assert status == 401 and body["error"]["code"] == "token_revoked"
+        assert hub.everything() == [] and hub.registry.origin_owner(USER, "dev-a") is None
+        assert hub.registry.revoke(device) == []  # already revoked
+
+    def test_revoking_by_token_works_too_and_only_a_hash_is_kept(self, hub):
+        device, token = hub.token(name="laptop")
+        [listed] = hub.registry.devices(USER)
+        assert listed.device_id == device and listed.name == "laptop" and token not in json.dumps(listed.as_dict())
+        assert [d.device_id for d in hub.registry.revoke(token)] == [device]
+        assert hub.registry.devices(USER)[0].revoked_at is not None
+        assert hub.registry.devices(OTHER) == []
+
+
+class TestOneUserAndTheNext:
+    def test_two_devices_of_a_user_share_and_another_user_sees_nothing(self, hub, device_changes):
+        _, a = hub.token()
+        _, b = hub.token()
+        _, stranger = hub.token(OTHER)
+        status, body = hub.call("POST", "/push", a, {"changes": device_changes})
+        assert status == 200 and body["data"]["applied"] == 2 and body["data"]["quarantined"] == []
+        status, body = hub.call("POST", "/pull", b, {"cursor": {}, "limit": 100})
+        assert status == 200 and body["data"]["changes"] == device_changes
+        # The stranger asks in every way it can think of; the body names no user it could use.
+        for ask in ({"cursor": {}}, {"cursor": {"dev-a": 0}}, {"cursor": {}, "onlyOrigin": "dev-a"}):
+            status, body = hub.call("POST", "/pull", stranger, ask)
+            assert status == 200 and body["data"]["changes"] == []
+        status, body = hub.call("POST", "/pull", stranger, {"cursor": {}, "userId": USER})
+        assert status == 400
+        assert hub.everything(OTHER) == []
+
+    def test_a_device_cannot_push_under_another_devices_origin(self, hub, device_changes, sql_factory):
+        _, a = hub.token()
+        _, b = hub.token()
+        assert hub.call("POST", "/push", a, {"changes": device_changes[:1]})[0] == 200
+        other = sql_factory("dev-b", user_id=USER, device_id="dev-b")
+        other.connect()
+        course(other, id="c2")
+        mixed = [*other.changes_since({}, 10), *device_changes[1:]]
+        status, body = hub.call("POST", "/push", b, {"changes": mixed})
+        assert status == 403 and body["error"]["code"] == "origin_not_yours" and "dev-a" in body["error"]["message"]
+        assert [ch["origin"] for ch in hub.everything()] == ["dev-a"]
+        assert hub.registry.origin_owner(USER, "dev-b") is None  # a refused batch claims nothing
+        # The same origin id under another user is that user's own.
+        _, stranger = hub.token(OTHER)
+        assert hub.call("POST", "/push", stranger, {"changes": device_changes[:1]})[0] == 200
+
+    def test_the_origin_of_a_user_belongs_to_its_first_pusher(self, hub, device_changes):
+        first, a = hub.token()
+        assert hub.call("POST", "/push", a, {"changes": device_changes[:1]})[0] == 200
+        assert hub.registry.origin_owner(USER, "dev-a") == first
+        assert hub.call("POST", "/push", a, {"changes": device_changes})[0] == 200  # again: its own
+
+
+class TestWhatComesIn:
+    def test_gzip_bodies_and_answers(self, hub, sql_factory):
+        dev = sql_factory("dev-z", user_id=USER, device_id="dev-z")
+        dev.connect()
+        course(dev, id="c1")
+        for i in range(10):
+            dev.update("course", None, "c1", {"notes": f"note {i}"})
+        device_changes = dev.changes_since({}, 100)
+        _, a = hub.token()
+        status, body = hub.call("POST", "/push", a, {"changes": device_changes}, gzipped=True)
+        assert status == 200 and body["data"]["applied"] == 11
+        resp = hub.client.post("/hub/v1/pull", json={"cursor": {}, "limit": 100},
+                               headers={"Authorization": f"Bearer {a}", "Accept-Encoding": "gzip"})
+        assert resp.status_code == 200 and resp.headers["Content-Encoding"] == "gzip"
+        assert json.loads(gzip.decompress(resp.data))["data"]["changes"] == device_changes
+
+    @pytest.mark.parametrize("body, code", [
+        ({"changes": "nope"}, "invalid_fields"),
+        ({"changes": [], "extra": 1}, "invalid_fields"),
+        ({"changes": [{}] * 2001}, "invalid_fields"),
+    ])
+    def test_a_bad_push_body_is_refused(self, hub, body, code):
+        _, a = hub.token()
+        status, answer = hub.call("POST", "/push", a, body)
+        assert status == 400 and answer["error"]["code"] == code
+        assert hub.everything() == []
+
+    @pytest.mark.parametrize("body", [
+        {"cursor": []}, {"cursor": {"a": -1}}, {"cursor": {"a": True}}, {"cursor": {}, "limit": 0},
+        {"cursor": {}, "limit": 2001}, {"cursor": {}, "excludeOrigin": 5}, {"cursor": {}, "onlyOrigin": ""},
+    ])
+    def test_a_bad_pull_body_is_refused(self, hub, body):
+        _, a = hub.token()
+        status, answer = hub.call("POST", "/pull", a, body)
+        assert status == 400 and answer["error"]["code"] == "invalid_fields"
+
+    def test_not_json_not_gzip_and_not_an_object(self, hub):
+        _, a = hub.token()
+        auth = {"Authorization": f"Bearer {a}"}
+        resp = hub.client.post("/hub/v1/push", data="changes=1", headers=auth, content_type="text/plain")
+        assert resp.status_code == 415
+        resp = hub.client.post("/hub/v1/push", data=b"\x1f\x8bnot gzip", content_type="application/json",
+                               headers={**auth, "Content-Encoding": "gzip"})
+        assert resp.status_code == 400 and "gzip" in resp.get_json()["error"]["message"]
+        resp = hub.client.post("/hub/v1/push", data=b"[1]", content_type="application/json", headers=auth)
+        assert resp.status_code == 400
+        bomb = gzip.compress(b" " * (65 * 1024 * 1024))
+        resp = hub.client.post("/hub/v1/push", data=bomb, content_type="application/json",
+                               headers={**auth, "Content-Encoding": "gzip"})
+        assert resp.status_code == 400 and "inflates" in resp.get_json()["error"]["message"]
+
+    def test_bad_changes_are_refused_one_by_one_with_why(self, hub, device_changes):
+        _, a = hub.token()
+        bad = {**device_changes[1], "fields": {**device_changes[1]["fields"], "notes": 5}}
+        status, body = hub.call("POST", "/push", a, {"changes": [device_changes[0], bad, {"origin": 3}]})
+        assert status == 200
+        assert body["data"]["applied"] == 1
+        reasons = [q["reason"] for q in body["data"]["quarantined"]]
+        assert len(reasons) == 2 and any("notes" in r for r in reasons)
+        assert [ch["fields"] for ch in hub.everything() if ch["kind"] == "course"] == [device_changes[0]["fields"]]
+
+
+class TestTheRest:
+    def test_health_says_hub_and_needs_no_token(self, hub):
+        resp = hub.client.get("/api/v1/health")
+        assert resp.status_code == 200 and resp.get_json()["data"]["role"] == "hub"
+
+    def test_the_device_api_is_not_served_by_a_hub(self, hub):
+        assert hub.client.get("/api/v1/courses").status_code == 404
+
+    def test_the_openapi_document_describes_the_protocol(self, hub):
+        resp = hub.client.get("/hub/v1/openapi.json")
+        assert resp.status_code == 200
+        doc = resp.get_json()
+        assert set(doc["paths"]) == {"/epoch", "/pull", "/push", "/openapi.json"}
+        assert doc["paths"]["/push"]["post"]["security"] == [{"bearer": []}]
+        assert {"401", "403"} <= set(doc["paths"]["/push"]["post"]["responses"])
+        assert "Change" in doc["components"]["schemas"]
+
+    def test_the_epoch_is_the_stores(self, hub):
+        _, a = hub.token()
+        status, body = hub.call("GET", "/epoch", a)
+        assert status == 200 and body["data"]["epoch"] == hub.base.hub_epoch()
+
+
+def test_a_device_of_the_hub_is_made_with_the_cli(hub):
+    runner = hub.app.test_cli_runner()
+    result = runner.invoke(args=["hub", "add-device", USER, "--name", "phone"])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip().splitlines()[-1]
+    assert token.startswith("csh_") and len(token) > 40
+    assert hub.call("GET", "/epoch", token)[0] == 200
+    listed = runner.invoke(args=["hub", "list-devices", USER])
+    [row] = [json.loads(line) for line in listed.output.splitlines()]
+    assert row["name"] == "phone" and token not in listed.output
+    assert runner.invoke(args=["hub", "revoke", row["deviceId"]]).exit_code == 0
+    assert hub.call("GET", "/epoch", token)[0] == 401
+    assert runner.invoke(args=["hub", "revoke", row["deviceId"]]).exit_code != 0
+    assert runner.invoke(args=["hub", "add-device", "../etc"]).exit_code != 0
+
