@@ -34,7 +34,8 @@ def stop_process(proc: subprocess.Popen | None, timeout: float) -> None:
 
 
 class ServerProcess:
-    def __init__(self, tmp_path: Path, name: str = "device", **env: str):
+    def __init__(self, tmp_path: Path, name: str = "device", *, args: tuple[str, ...] = (), **env: str):
+        self.args = args  # ("--hub",) for a hub server
         self.port = free_port()
         self.log_path = tmp_path / f"{name}.log"
         self.env = {
@@ -46,7 +47,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "server", *self.args], cwd=ROOT, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,0 +1,137 @@
+"""The device's hub client against a hub that misbehaves: every answer it cannot trust ends the
+round as a hub failure with words a person can read, never as a crash or a wrong sync."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from server.errors import StoreUnavailable
+from server.sync.http_hub import HubClient, HubRefused
+from tests.procs import free_port
+
+
+class FakeHub:
+    """Answers every request with (status, body bytes, headers) from `answer`; counts connections."""
+
+    def __init__(self):
+        self.answer = (200, b"{}", {})
+        self.connections = 0
+        self.requests: list[tuple[str, str, dict]] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                hub.connections += 1
+                super().setup()
+
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                if self.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                hub.requests.append((self.command, self.path, json.loads(raw) if raw else None))
+                status, body, headers = hub.answer
+                self.send_response(status)
+                for k, v in {"Content-Length": str(len(body)), "Content-Type": "application/json", **headers}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def says(self, data, status: int = 200, gz: bool = False):
+        body = json.dumps(data).encode()
+        self.answer = (status, gzip.compress(body) if gz else body, {"Content-Encoding": "gzip"} if gz else {})
+
+
+@pytest.fixture
+def fake():
+    hub = FakeHub()
+    yield hub
+    hub.server.shutdown()
+
+
+def client(url: str) -> HubClient:
+    return HubClient(url, "csh_" + "t" * 40, timeout_ms=500)
+
+
+def test_calls_speak_the_protocol_on_one_kept_alive_connection(fake):
+    hub = client(fake.url)
+    fake.says({"data": {"epoch": "e1"}, "meta": {}})
+    assert hub.hub_epoch() == "e1"
+    fake.says({"data": {"changes": []}, "meta": {}}, gz=True)
+    assert hub.changes_since({"a": 3}, 10, exclude_origin="me") == []
+    fake.says({"data": {"received": 1, "applied": 1, "conflicts": 0, "quarantined": []}, "meta": {}})
+    assert hub.apply_changes([{"origin": "me", "seq": 1}])["applied"] == 1
+    assert [r[:2] for r in fake.requests] == [("GET", "/hub/v1/epoch"), ("POST", "/hub/v1/pull"),
+                                              ("POST", "/hub/v1/push")]
+    assert fake.requests[1][2] == {"cursor": {"a": 3}, "limit": 10, "excludeOrigin": "me", "onlyOrigin": None}
+    assert fake.connections == 1
+    hub.close()
+
+
+@pytest.mark.parametrize("call, answer", [
+    ("epoch", {"data": {"epoch": 5}}),
+    ("epoch", {"nope": 1}),
+    ("epoch", [1, 2]),
+    ("pull", {"data": {"changes": "x"}}),
+    ("pull", {"data": {"changes": [{}] * 11}}),
+    ("push", {"data": {"received": 1, "applied": 9, "conflicts": 0, "quarantined": []}}),
+    ("push", {"data": {"received": 1, "applied": 1, "conflicts": 0, "quarantined": [{"seq": 1}]}}),
+    ("push", {"data": {"received": "1", "applied": 1, "conflicts": 0, "quarantined": []}}),
+])
+def test_an_answer_of_another_shape_is_a_hub_failure(fake, call, answer):
+    hub = client(fake.url)
+    fake.says(answer)
+    run = {"epoch": hub.hub_epoch, "pull": lambda: hub.changes_since({}, 10),
+           "push": lambda: hub.apply_changes([{"origin": "me", "seq": 1}])}[call]
+    with pytest.raises(StoreUnavailable, match="answered"):
+        run()
+
+
+def test_not_json_and_not_gzip(fake):
+    hub = client(fake.url)
+    fake.answer = (200, b"<html>a captive portal</html>", {})
+    with pytest.raises(StoreUnavailable, match="envelope"):
+        hub.hub_epoch()
+    fake.answer = (200, b"not gzip", {"Content-Encoding": "gzip"})
+    with pytest.raises(StoreUnavailable, match="gzip"):
+        hub.hub_epoch()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refusal_says_why(fake, status):
+    fake.says({"error": {"code": "token_revoked", "message": "This device's token was revoked."}}, status)
+    with pytest.raises(HubRefused, match="revoked") as caught:
+        client(fake.url).hub_epoch()
+    assert caught.value.code == "hub_refused" and caught.value.status == 503
+
+
+def test_a_hub_error_is_a_hub_failure(fake):
+    fake.says({"error": {"code": "store_unavailable", "message": "The hub's store does not answer."}}, 503)
+    with pytest.raises(StoreUnavailable, match="store does not answer"):
+        client(fake.url).hub_epoch()
+
+
+def test_nobody_listening():
+    with pytest.raises(StoreUnavailable, match="cannot be reached"):
+        client(f"http://127.0.0.1:{free_port()}").hub_epoch()
+
+
+def test_https_verifies_the_certificate(fake):
+    with pytest.raises(StoreUnavailable, match="cannot be reached"):
+        client(fake.url.replace("http://", "https://")).hub_epoch()

@@ -1,0 +1,173 @@
+"""Devices syncing through hub servers, every one a real process over real HTTP: an embedded
+SQLite hub (and a MongoDB one on the wire tier), tokens made with the documented command,
+revoked ones refused, a hub killed in the middle of a round, two hub processes on one store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pymongo
+import pytest
+
+from tests.conftest import WIRE
+from tests.procs import ROOT, ServerProcess
+from tests.test_e2e_devices import courses, create, wait_for
+
+USER, OTHER = "learner", "someone-else"
+
+
+class Hubs:
+    """Hub processes on one store (a SQLite file, or a database of the wire tier's server), and
+    devices syncing through them."""
+
+    def __init__(self, tmp_path: Path, kind: str, wire_uri: str | None):
+        self.tmp_path, self.kind = tmp_path, kind
+        if kind == "sql":
+            self.store_env = {"DB_CONNECTOR": "sql", "SQLITE_PATH": str(tmp_path / "hub.sqlite3")}
+        else:
+            self.store_env = {"DB_CONNECTOR": "mongo", "MONGO_URI": wire_uri,
+                              "MONGO_DB": f"hub_{os.getpid()}_{id(self)}"}
+        self.hubs: list[ServerProcess] = []
+        self.devices: dict[str, ServerProcess] = {}
+
+    def hub(self) -> ServerProcess:
+        srv = ServerProcess(self.tmp_path, f"hub{len(self.hubs)}", args=("--hub",), **self.store_env)
+        srv.env.update(self.store_env)
+        self.hubs.append(srv.start())
+        return srv
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        env = {**{k: v for k, v in os.environ.items() if k not in ("MONGO_URI", "DB_CONNECTOR")}, **self.store_env}
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "server.api", "hub", *args], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    def token(self, user: str = USER) -> str:
+        done = self.cli("add-device", user, "--name", "test")
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    def device(self, name: str, hub: ServerProcess, token: str, user: str = USER, **env: str) -> ServerProcess:
+        settings = {"HUB_URL": f"http://127.0.0.1:{hub.port}", "HUB_TOKEN": token, "USER_ID": user,
+                    "SYNC_INTERVAL_SECONDS": "3600", "HUB_TIMEOUT_MS": "1500", **env}
+        srv = ServerProcess(self.tmp_path, name, **settings)
+        srv.env.update(settings)
+        self.devices[name] = srv.start()
+        return srv
+
+    def sync(self, name: str) -> dict:
+        status, body, _ = self.devices[name].request("POST", "/api/v1/sync", {}, timeout=300)
+        assert status == 200, body
+        return body["data"]
+
+    def hub_seqs(self) -> dict[str, list[int]]:
+        if self.kind == "sql":
+            conn = sqlite3.connect(self.store_env["SQLITE_PATH"])
+            rows = conn.execute("SELECT origin, seq FROM changes WHERE user_id = ?", (USER,)).fetchall()
+            conn.close()
+        else:
+            client = pymongo.MongoClient(self.store_env["MONGO_URI"], serverSelectionTimeoutMS=3000)
+            rows = [(d["origin"], d["seq"]) for d in client[self.store_env["MONGO_DB"]].changes.find({"userId": USER})]
+            client.close()
+        out: dict[str, list[int]] = {}
+        for origin, seq in rows:
+            out.setdefault(origin, []).append(seq)
+        return {o: sorted(s) for o, s in out.items()}
+
+    def stop(self) -> None:
+        for srv in [*self.devices.values(), *self.hubs]:
+            srv.stop()
+
+
+@pytest.fixture(params=["sql", WIRE])
+def hubs(request, tmp_path):
+    uri = request.getfixturevalue("wire_uri") if request.param == "wire" else None
+    made = Hubs(tmp_path, request.param, uri)
+    yield made
+    made.stop()
+
+
+def test_two_devices_converge_through_a_hub_and_another_user_sees_none_of_it(hubs):
+    hub = hubs.hub()
+    a, b = hubs.device("A", hub, hubs.token()), hubs.device("B", hub, hubs.token())
+    stranger = hubs.device("C", hub, hubs.token(OTHER), user=OTHER)
+    cid = create(a, "/api/v1/courses", {"title": "Shared", "source": "https://a.b"})["id"]
+    create(a, f"/api/v1/courses/{cid}/lectures", {"title": "L1", "order": 1, "videoUrl": "https://a.b/1"})
+    hubs.sync("A")
+    hubs.sync("B")
+    assert courses(b) == courses(a) and len(courses(b)[0]["lectures"]) == 1
+    assert b.request("PATCH", f"/api/v1/courses/{cid}", {"notes": "from B"})[0] == 200
+    hubs.sync("B")
+    hubs.sync("A")
+    assert courses(a)[0]["notes"] == "from B"
+    hubs.sync("C")
+    assert courses(stranger) == []
+    status = a.request("GET", "/api/v1/sync/status")[1]["data"]
+    assert status["hub"] == f"http://127.0.0.1:{hub.port}" and status["lastError"] is None
+
+
+def test_a_revoked_device_is_refused_and_told_why(hubs):
+    hub = hubs.hub()
+    a = hubs.device("A", hub, hubs.token())
+    hubs.sync("A")
+    devices = hubs.cli("list-devices", USER).stdout.strip().splitlines()
+    assert len(devices) == 1 and "csh_" not in devices[0]
+    device_id = devices[0].split('"deviceId": "')[1].split('"')[0]
+    assert hubs.cli("revoke", device_id).returncode == 0
+    create(a, "/api/v1/courses", {"title": "After", "source": "https://a.b"})
+    status, body, _ = a.request("POST", "/api/v1/sync", {}, timeout=60)
+    assert status == 503 and body["error"]["code"] == "hub_refused" and "revoked" in body["error"]["message"]
+    assert hubs.hub_seqs() == {}
+
+
+def test_a_hub_killed_in_the_middle_of_a_round_loses_and_doubles_nothing(hubs):
+    hub = hubs.hub()
+    a = hubs.device("A", hub, hubs.token(), SYNC_BATCH_SIZE="1")
+    cid = create(a, "/api/v1/courses", {"title": "Big", "source": "https://a.b"})["id"]
+    for i in range(200):
+        create(a, f"/api/v1/courses/{cid}/lectures", {"title": f"L{i}", "order": i + 1, "videoUrl": "https://a.b/v"})
+    origin = a.request("GET", "/api/v1/sync/status")[1]["data"]["deviceId"]
+
+    def round_that_fails() -> None:
+        a.request("POST", "/api/v1/sync", {}, timeout=300)
+
+    thread = threading.Thread(target=round_that_fails, daemon=True)
+    thread.start()
+    wait_for(lambda: len(hubs.hub_seqs().get(origin, [])) >= 30, 120, "part of the push")
+    os.kill(hub.proc.pid, signal.SIGKILL)
+    hub.proc.wait()
+    taken = len(hubs.hub_seqs().get(origin, []))
+    assert 0 < taken < 201, "the kill must land in the middle of the round"
+    thread.join(60)
+    hub.start()
+    hubs.sync("A")
+    b = hubs.device("B", hub, hubs.token())
+    hubs.sync("B")
+    assert hubs.hub_seqs()[origin] == list(range(1, 202)), "every change once, none twice"
+    assert courses(a) == courses(b) and len(courses(b)[0]["lectures"]) == 200
+
+
+def test_two_hub_processes_on_one_store_and_devices_alternating_between_them(hubs):
+    first, second = hubs.hub(), hubs.hub()
+    tokens = {"A": hubs.token(), "B": hubs.token()}
+    a, b = hubs.device("A", first, tokens["A"]), hubs.device("B", second, tokens["B"])
+    cid = create(a, "/api/v1/courses", {"title": "Shared", "source": "https://a.b"})["id"]
+    create(b, "/api/v1/courses", {"id": "from-b", "title": "B's", "source": "https://a.b"})
+    for name in ("A", "B", "A"):
+        hubs.sync(name)
+    for name, hub in (("A", second), ("B", first)):  # each device now goes through the other hub
+        hubs.devices[name].stop()
+        hubs.device(name, hub, tokens[name])
+    a, b = hubs.devices["A"], hubs.devices["B"]
+    assert b.request("PATCH", f"/api/v1/courses/{cid}", {"notes": "via the first hub"})[0] == 200
+    assert a.request("PATCH", "/api/v1/courses/from-b", {"notes": "via the second hub"})[0] == 200
+    for name in ("A", "B", "A"):
+        hubs.sync(name)
+    assert courses(a) == courses(b)
+    notes = {c["id"]: c["notes"] for c in courses(a)}
+    assert notes == {cid: "via the first hub", "from-b": "via the second hub"}
