@@ -20,7 +20,7 @@ $(BIN)/.installed: requirements.txt
 		touch $@; \
 	fi
 
-.PHONY: install wirehub run test lint mutation
+.PHONY: install wirehub run test lint mutation demo
 install: $(BIN)/.installed
 
 wirehub: .wirehub/bin/.installed
@@ -39,6 +39,10 @@ mutation: install
 	rm -rf mutants
 	SYNC_PROPERTY_EXAMPLES=60 $(BIN)/mutmut run --max-children 2 > mutants.log 2>&1 || (tail -c 2000 mutants.log; exit 1)
 	$(BIN)/python tests/mutation_score.py
+
+# An embedded hub and two devices on this machine; an edit travels from one to the other.
+demo: install
+	scripts/demo.sh
 
 lint: install
 	$(BIN)/ruff check .

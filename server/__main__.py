@@ -5,6 +5,7 @@ DB_CONNECTOR names; devices sync through it with HUB_URL and a token)."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 # Waitress's defaults let about 100 idle or trickling connections make the server unreachable
@@ -55,8 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     if "sync" in app.extensions:
         start_worker(app.extensions["sync"])
     _serving(settings, app.extensions["store"], as_hub)
-    server.run()
+    # SIGTERM (systemd, a container runtime, `kill`) stops the server as Ctrl-C does: the worker
+    # and its sync child shut down and the stores close, instead of the process just vanishing.
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
     return 0
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _serving(settings, store, as_hub: bool) -> None:

@@ -37,7 +37,7 @@ def seed_command(path: str, reset: bool) -> None:
 def _service():
     service = current_app.extensions.get("sync")
     if service is None:
-        raise click.ClickException("No hub is configured: set MONGO_URI to enable sync.")
+        raise click.ClickException("No hub is configured: set HUB_URL and HUB_TOKEN (or MONGO_URI) to enable sync.")
     return service
 
 

@@ -171,3 +171,14 @@ def test_two_hub_processes_on_one_store_and_devices_alternating_between_them(hub
     assert courses(a) == courses(b)
     notes = {c["id"]: c["notes"] for c in courses(a)}
     assert notes == {cid: "via the first hub", "from-b": "via the second hub"}
+
+
+def test_make_demo_walks_an_edit_from_one_device_to_the_other(tmp_path):
+    from tests.procs import free_port
+
+    env = {**{k: v for k, v in os.environ.items() if k not in ("MONGO_URI", "DB_CONNECTOR")}, "DEMO_ONCE": "1",
+           "DEMO_DIR": str(tmp_path), "DEMO_HUB_PORT": str(free_port()), "DEMO_A_PORT": str(free_port()),
+           "DEMO_B_PORT": str(free_port())}
+    done = subprocess.run(["scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"title":"Made on the laptop"' in done.stdout.splitlines()[-1]
