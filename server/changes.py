@@ -4,6 +4,7 @@ a cursor, how a record is keyed, and the sequence spans of a batch. No I/O, no c
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import orjson
@@ -120,8 +121,12 @@ QUARANTINE_BODY_MAX = 20_000  # characters of a refused change kept for a person
 def quarantine_entry(change: Any, reason: str, received_at: str) -> dict[str, Any]:
     """What is kept of a refused change: its origin and seq when they are readable, the reason,
     and the change itself as JSON text (whatever it held, cut to a readable size)."""
-    body = orjson.dumps(change, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()[:QUARANTINE_BODY_MAX]
-    origin = change.get("origin") if isinstance(change, dict) and isinstance(change.get("origin"), str) else None
+    try:
+        body = orjson.dumps(change, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # text no UTF-8 can hold (a lone surrogate): kept escaped
+        body = json.dumps(change, default=repr, separators=(",", ":"))
+    body = body[:QUARANTINE_BODY_MAX]
+    origin = change.get("origin") if isinstance(change, dict) and _is_id(change.get("origin")) else None
     seq = change.get("seq") if isinstance(change, dict) and type(change.get("seq")) is int else None
     ident = f"{origin}#{seq}" if origin is not None and seq is not None else body
     return {"id": hashlib.sha256(ident.encode()).hexdigest()[:24], "origin": origin, "seq": seq,

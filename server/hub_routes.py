@@ -25,6 +25,7 @@ from server.connectors.registry import Device, DeviceRegistry
 from server.errors import BadBody, Forbidden, Unauthorized, UnsupportedMedia, ValidationError
 from server.http import declaring, envelope, error, parse_json
 from server.openapi import Operation, build_hub_document
+from server.records import ID_RE
 
 bp = Blueprint("hub", __name__, url_prefix="/hub/v1")
 OPERATIONS: list[Operation] = []
@@ -179,7 +180,9 @@ def push():
     if not isinstance(changes, list) or len(changes) > MAX_BATCH:
         raise ValidationError({"changes": f"must be a list of at most {MAX_BATCH} changes"})
     device: Device = g.device
-    origins = {ch["origin"] for ch in changes if isinstance(ch, dict) and isinstance(ch.get("origin"), str)}
+    # Origins that are not ids cannot be claimed; the door quarantines their changes anyway.
+    origins = {ch["origin"] for ch in changes
+               if isinstance(ch, dict) and isinstance(ch.get("origin"), str) and ID_RE.match(ch["origin"])}
     _check_origins(device, sorted(origins))
     return envelope(g.hub_store.apply_changes(changes))
 

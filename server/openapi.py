@@ -234,7 +234,8 @@ HUB_SCHEMAS = {
         "limit": {"type": "integer", "minimum": 1, "maximum": 2000},
         "excludeOrigin": {**ORIGIN, "nullable": True}, "onlyOrigin": {**ORIGIN, "nullable": True}}},
     "HubPushRequest": {"type": "object", "additionalProperties": False, "required": ["changes"], "properties": {
-        "changes": {"type": "array", "maxItems": 2000, "items": {"type": "object"}}}},
+        "changes": {"type": "array", "maxItems": 2000, "items": {},
+                    "description": "Changes (see Change); anything else is quarantined with its reason"}}},
     "HubPushResult": {"type": "object", "required": ["received", "applied", "conflicts", "quarantined"],
                       "properties": {"received": {"type": "integer"}, "applied": {"type": "integer"},
                                      "conflicts": {"type": "integer"},

@@ -37,7 +37,8 @@ def sync_now():
         raise ValidationError({"body": "must be empty or {}"})
     service = _service()
     if service is None:
-        raise Conflict("No hub is configured: set HUB_URL and HUB_TOKEN (or MONGO_URI) to enable sync.", code="sync_disabled")
+        raise Conflict("No hub is configured: set HUB_URL and HUB_TOKEN (or MONGO_URI) to enable sync.",
+                       code="sync_disabled")
     report = service.run_once(wait_seconds=current_app.config["SYNC_WAIT_SECONDS"])
     if report.error:
         return error(503, report.error_code or "store_unavailable",

@@ -41,3 +41,37 @@ def test_schemathesis_finds_nothing(live_server):
     tail = proc.stdout[-6000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, f"seed {seed}:\n{tail}"
     assert f"Seed: {seed}" in proc.stdout and " passed" in proc.stdout
+
+
+@pytest.fixture
+def live_hub(tmp_path):
+    from server.connectors.registry import SqlRegistry
+    from server.connectors.sql import SqlConnector
+
+    path = str(tmp_path / "hub.sqlite3")
+    store = SqlConnector(path, user_id="learner")
+    store.connect()
+    _, token = SqlRegistry(store).add("learner", "fuzz")
+    store.close()
+    env = {"DB_CONNECTOR": "sql", "SQLITE_PATH": path, "LOG_LEVEL": "WARNING"}
+    srv = ServerProcess(tmp_path, "hub", args=("--hub",), **env)
+    srv.env.update(env)
+    srv.start()
+    yield srv, token
+    srv.stop()
+
+
+def test_schemathesis_finds_nothing_in_the_hub_protocol(live_hub):
+    srv, token = live_hub
+    seed = int(os.environ.get("FUZZ_SEED") or random.randrange(1, 2**31))
+    print(f"schemathesis seed: {seed} (replay with FUZZ_SEED={seed})")
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG), "run",
+        f"http://127.0.0.1:{srv.port}/hub/v1/openapi.json", "-H", f"Authorization: Bearer {token}",
+        "--checks", "all", "--phases", "examples,coverage,fuzzing", "--max-examples", EXAMPLES,
+        "--seed", str(seed), "--workers", "1", "--request-timeout", "10", "--no-color",
+    ]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    tail = proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, f"seed {seed}:\n{tail}"
+    assert f"Seed: {seed}" in proc.stdout and " passed" in proc.stdout

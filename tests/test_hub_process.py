@@ -182,3 +182,29 @@ def test_make_demo_walks_an_edit_from_one_device_to_the_other(tmp_path):
     done = subprocess.run(["scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"title":"Made on the laptop"' in done.stdout.splitlines()[-1]
+
+
+def test_a_hub_wiped_and_reseeded_gets_every_devices_edits_back(hubs):
+    hub = hubs.hub()
+    a, b = hubs.device("A", hub, hubs.token()), hubs.device("B", hub, hubs.token())
+    cid = create(a, "/api/v1/courses", {"title": "Mine", "source": "https://a.b"})["id"]
+    create(b, "/api/v1/courses", {"id": "b-course", "title": "B's", "source": "https://a.b"})
+    for name in ("A", "B", "A"):
+        hubs.sync(name)
+    assert a.request("PATCH", f"/api/v1/courses/{cid}", {"notes": "unsynced on A"})[0] == 200
+    if hubs.kind == "sql":
+        command = [sys.executable, "seed.py", "data/seed.json", "--db", hubs.store_env["SQLITE_PATH"], "--reset"]
+    else:
+        command = [sys.executable, "seed_mongo.py", "data/seed.json", "--uri", hubs.store_env["MONGO_URI"],
+                   "--db", hubs.store_env["MONGO_DB"]]
+    seeded = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert seeded.returncode == 0, seeded.stderr
+    for name in ("A", "B", "A", "B"):
+        hubs.sync(name)
+    for srv in (a, b):
+        status = srv.request("GET", "/api/v1/sync/status")[1]["data"]
+        assert status["hubResets"] and status["lastError"] is None
+        notes = {c["id"]: c["notes"] for c in courses(srv)}
+        assert notes == {cid: "unsynced on A", "b-course": ""}
+    assert sorted(hubs.hub_seqs()) == sorted({a.request("GET", "/api/v1/sync/status")[1]["data"]["deviceId"],
+                                              b.request("GET", "/api/v1/sync/status")[1]["data"]["deviceId"]})

@@ -193,6 +193,11 @@ class TestWhatComesIn:
         reasons = [q["reason"] for q in body["data"]["quarantined"]]
         assert len(reasons) == 2 and any("notes" in r for r in reasons)
         assert [ch["fields"] for ch in hub.everything() if ch["kind"] == "course"] == [device_changes[0]["fields"]]
+        # Text no UTF-8 can hold, in a key, a value and an origin: refused and kept, not a crash.
+        lone = b'{"changes": [{"origin": "dev-a\\udb9b", "seq": 9, "k\\ud800": "\\udfff"}]}'
+        resp = hub.client.post("/hub/v1/push", data=lone, content_type="application/json",
+                               headers={"Authorization": f"Bearer {a}"})
+        assert resp.status_code == 200 and len(resp.get_json()["data"]["quarantined"]) == 1
 
 
 class TestTheRest:

@@ -99,6 +99,11 @@ def test_a_quarantine_entry_keeps_the_change_whatever_it_holds():
     no_seq = quarantine_entry({"origin": "dev-b"}, "r", "t")
     assert (no_seq["origin"], no_seq["seq"]) == ("dev-b", None)
     assert no_seq["id"] == hashlib.sha256(b'{"origin":"dev-b"}').hexdigest()[:24]
+    lone = quarantine_entry({"origin": "d\udb9b", "seq": 1, "t\ud800": "\udfff"}, "r", "t")
+    assert (lone["origin"], lone["seq"]) == (None, 1)
+    assert lone["change"] == '{"origin":"d\\udb9b","seq":1,"t\\ud800":"\\udfff"}'
+    assert lone["id"] == hashlib.sha256(lone["change"].encode()).hexdigest()[:24]
+    assert quarantine_entry({"origin": "not an id!", "seq": 1}, "r", "t")["origin"] is None
     no_origin = quarantine_entry({"seq": 3}, "r", "t")
     assert (no_origin["origin"], no_origin["seq"], no_origin["id"]) == (
         None, 3, hashlib.sha256(b'{"seq":3}').hexdigest()[:24])
