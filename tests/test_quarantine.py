@@ -104,6 +104,8 @@ def test_a_quarantine_entry_keeps_the_change_whatever_it_holds():
     assert lone["change"] == '{"origin":"d\\udb9b","seq":1,"t\\ud800":"\\udfff"}'
     assert lone["id"] == hashlib.sha256(lone["change"].encode()).hexdigest()[:24]
     assert quarantine_entry({"origin": "not an id!", "seq": 1}, "r", "t")["origin"] is None
+    both = quarantine_entry({"t\ud800": b"x", "when": dt.date(2030, 1, 1)}, "r", "t")  # escaped, and repr'd
+    assert both["change"] == '{"t\\ud800":"b\'x\'","when":"datetime.date(2030, 1, 1)"}'
     no_origin = quarantine_entry({"seq": 3}, "r", "t")
     assert (no_origin["origin"], no_origin["seq"], no_origin["id"]) == (
         None, 3, hashlib.sha256(b'{"seq":3}').hexdigest()[:24])
