@@ -68,10 +68,19 @@ def field_schema(f: Field) -> dict[str, Any]:
     return schema
 
 
+def input_schema(f: Field) -> dict[str, Any]:
+    """What a request may send for a field: a nullable one also takes "" (null), as HTML forms
+    send an optional input left empty."""
+    schema = field_schema(f)
+    if not f.nullable:
+        return schema
+    return {"anyOf": [schema, {"type": "string", "enum": [""]}], "description": '"" means null'}
+
+
 def request_schema(kind: str, mode: str) -> dict[str, Any]:
     """The JSON Schema of a create or update body, exactly as strict as records.validate."""
     fields = [f for f in KINDS[kind].fields if (f.on_create if mode == "create" else f.on_update)]
-    props = {f.name: field_schema(f) for f in fields}
+    props = {f.name: input_schema(f) for f in fields}
     if mode == "create":
         props["id"] = dict(ID)
     schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
@@ -85,7 +94,7 @@ def user_request_schema(which: str) -> dict[str, Any]:
     """The body of PATCH /users/me (`profile`) or /users/me/focus-course (`focus`)."""
     key, field_name = USER_BODIES[which]
     return {"type": "object", "additionalProperties": False, "required": [key],
-            "properties": {key: field_schema(KINDS[USER].by_name[field_name])}}
+            "properties": {key: input_schema(KINDS[USER].by_name[field_name])}}
 
 
 def record_schema(kind: str) -> dict[str, Any]:

@@ -283,6 +283,8 @@ def check_fields(kind: str, body: Any, mode: str) -> tuple[dict[str, Any], dict[
         if f is None:
             problems[_field_label(key)] = "unknown field"
             continue
+        if value == "" and f.nullable and mode in ("create", "update"):
+            value = None  # an HTML form's optional input left empty
         value, problem = check_value(f, value)
         if problem:
             problems[key] = problem
@@ -338,7 +340,8 @@ def validate_user_body(body: Any, which: str) -> Any:
     if key not in body:
         errors[key] = "is required" + (" (a course id or null)" if which == "focus" else "")
     else:
-        value, problem = check_value(KINDS[USER].by_name[field_name], body[key])
+        f = KINDS[USER].by_name[field_name]
+        value, problem = check_value(f, None if body[key] == "" and f.nullable else body[key])
         if problem:
             errors[key] = problem
     if errors:
