@@ -299,7 +299,12 @@ def build_document(operations: list[Operation], *, token_required: bool = False)
         "SyncStatus": {"type": "object", "required": ["enabled", "state", "deviceId", "userId"], "properties": {
             "enabled": {"type": "boolean"}, "deviceId": {"type": "string"}, "userId": {"type": "string"},
             "state": {"type": "string", "enum": ["disabled", "idle", "running", "backing_off"]}}},
-        "Conflict": {"type": "object", "required": ["kind", "recordId", "field", "winner", "detectedAt"]},
+        "Conflict": {"type": "object", "required": ["id", "kind", "recordId", "field", "winner", "detectedAt",
+                                                    "resolution"],
+                     "properties": {"id": {"type": "string"}, "resolution": {
+                         "type": "object", "nullable": True, "required": ["action", "at"],
+                         "properties": {"action": {"type": "string", "enum": ["restored", "dismissed"]},
+                                        "at": TIMESTAMP, "edit": {"type": "object", "nullable": True}}}}},
         "SyncRequest": {"type": "object", "additionalProperties": False, "properties": {}},
         "Quarantined": {"type": "object", "required": ["id", "origin", "seq", "reason", "receivedAt", "change"],
                         "properties": {"id": {"type": "string"}, "origin": {"type": "string", "nullable": True},

@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, request
 from server.errors import Conflict, UnsupportedMedia, ValidationError
 from server.http import NO_BODY, declaring, envelope, error, json_body
 from server.openapi import Operation
+from server.sync import ledger
 from server.sync.service import SyncService, sync_status
 
 bp = Blueprint("sync", __name__, url_prefix="/api/v1")
@@ -46,11 +47,45 @@ def sync_now():
     return envelope(report.as_dict())
 
 
+STATUS = {"name": "status", "in": "query", "required": False,
+          "schema": {"type": "string", "enum": ["all", "open", "resolved"]}}
+CONFLICT_ID = "/sync/conflicts/<conflict_id>"
+
+
 @route(Operation("get", "/sync/conflicts", "syncConflicts", "Values that lost a merge, newest first",
                  {"200": ({"type": "array", "items": {"$ref": "#/components/schemas/Conflict"}}, "Conflicts", False)},
-                 query=(LIMIT,)))
+                 query=(LIMIT, STATUS)))
 def conflicts():
-    return envelope(current_app.extensions["store"].list_conflicts(_limit()))
+    status = request.args.get("status", "all")
+    if status not in ("all", "open", "resolved"):
+        raise ValidationError({"status": "must be all, open or resolved"})
+    return envelope(current_app.extensions["store"].list_conflicts(_limit(), status))
+
+
+@route(Operation("post", f"{CONFLICT_ID}/restore", "restoreConflict",
+                 "Write the losing value back as a new edit; answers the record",
+                 {"200": ({"type": "object"}, "The record, with the value restored", False)}, (404, 409),
+                 "SyncRequest"))
+def restore_conflict(conflict_id: str):
+    _no_body()
+    return envelope(ledger.restore(current_app.extensions["store"], conflict_id))
+
+
+@route(Operation("post", f"{CONFLICT_ID}/dismiss", "dismissConflict", "Mark a conflict resolved without a write",
+                 {"200": ("Conflict", "The conflict, resolved", False)}, (404, 409), "SyncRequest"))
+def dismiss_conflict(conflict_id: str):
+    _no_body()
+    return envelope(ledger.dismiss(current_app.extensions["store"], conflict_id))
+
+
+def _no_body() -> None:
+    """These writes take no body, but like every write they take only JSON (an empty body or
+    {}): a cross-site form post, which needs no CORS preflight, must not resolve a conflict."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMedia("Send the request as application/json (an empty body or {}).")
+    body = json_body(required=False)
+    if body is not NO_BODY and body != {}:
+        raise ValidationError({"body": "must be empty or {}"})
 
 
 @route(Operation("get", "/sync/quarantine", "syncQuarantine", "Changes refused at the door, newest first, with why",

@@ -337,6 +337,7 @@ CALLS = {
     "delete": ("lecture", "c1", "l1"),
     "changes_since": ({}, 10), "apply_changes": ([CHANGE],), "pending_since": ({},),
     "list_conflicts": (), "count_conflicts": (), "list_quarantine": (), "count_quarantine": (),
+    "get_conflict": ("x",), "resolve_conflict": ("x", {"action": "dismissed", "at": "2030-01-01T00:00:00.000Z"}),
     "quarantine": ([{"id": "q1", "origin": None, "seq": None, "reason": "r", "receivedAt": "2030-01-01T00:00:00Z",
                      "change": "{}"}],), "get_bookmark": ("hub",), "set_bookmark": ("hub", {}),
     "hub_epoch": (), "dump_records": (), "is_empty": (), "wipe": (), "restart_origin": ("<own origin>", 1),

@@ -161,8 +161,18 @@ class DatabaseConnector(ABC):
         """(count, oldest hlc) of changes after the cursor (only `origin`'s when given)."""
 
     @abstractmethod
-    def list_conflicts(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Recorded conflicts, newest first."""
+    def list_conflicts(self, limit: int = 100, status: str = "all") -> list[dict[str, Any]]:
+        """Recorded conflicts, newest first: `all`, the `open` ones or the `resolved` ones. Each
+        has a `resolution`: null while open, else {"action": "restored"|"dismissed", "at", ...}."""
+
+    @abstractmethod
+    def get_conflict(self, conflict_id: str) -> dict[str, Any] | None:
+        """One conflict (as list_conflicts gives it), or None."""
+
+    @abstractmethod
+    def resolve_conflict(self, conflict_id: str, resolution: dict[str, Any]) -> dict[str, Any] | None:
+        """Record how a person resolved an open conflict (an already resolved one keeps its first
+        resolution). Returns the conflict as it is now, or None when there is no such conflict."""
 
     @abstractmethod
     def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -180,7 +190,7 @@ class DatabaseConnector(ABC):
 
     @abstractmethod
     def count_conflicts(self) -> int:
-        """How many conflicts are recorded."""
+        """How many conflicts are open (not resolved by a person)."""
 
     @abstractmethod
     def get_bookmark(self, key: str) -> Any:

@@ -51,6 +51,7 @@ INDEXES = {
     ],
     "state": [([("userId", ASCENDING), ("key", ASCENDING)], True)],
 }
+CONFLICT_STATUS = {"all": {}, "open": {"resolution": None}, "resolved": {"resolution": {"$ne": None}}}
 SEEDED = ("records", "changes", "origins", "conflicts", "quarantine", "state")
 
 
@@ -301,9 +302,20 @@ class MongoConnector(MergingConnector):
                 oldest = first["hlc"]
         return count, oldest
 
-    def list_conflicts(self, limit: int = 100) -> list[dict[str, Any]]:
-        docs = self.db.conflicts.find({"userId": self.user_id}, {"_id": 0, "userId": 0})
-        return list(docs.sort([("detectedAt", DESCENDING), ("id", ASCENDING)]).limit(limit))
+    def list_conflicts(self, limit: int = 100, status: str = "all") -> list[dict[str, Any]]:
+        query = {"userId": self.user_id, **CONFLICT_STATUS[status]}
+        docs = self.db.conflicts.find(query, {"_id": 0, "userId": 0})
+        newest = docs.sort([("detectedAt", DESCENDING), ("id", ASCENDING)]).limit(limit)
+        return [{"resolution": None, **d} for d in newest]
+
+    def get_conflict(self, conflict_id: str) -> dict[str, Any] | None:
+        doc = self.db.conflicts.find_one({"userId": self.user_id, "id": conflict_id}, {"_id": 0, "userId": 0})
+        return {"resolution": None, **doc} if doc else None
+
+    def resolve_conflict(self, conflict_id: str, resolution: dict[str, Any]) -> dict[str, Any] | None:
+        self.db.conflicts.update_one({"userId": self.user_id, "id": conflict_id, "resolution": None},
+                                     {"$set": {"resolution": resolution}})
+        return self.get_conflict(conflict_id)
 
     def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
         docs = self.db.quarantine.find({"userId": self.user_id}, {"_id": 0, "userId": 0})
@@ -313,7 +325,7 @@ class MongoConnector(MergingConnector):
         return self.db.quarantine.count_documents({"userId": self.user_id})
 
     def count_conflicts(self) -> int:
-        return self.db.conflicts.count_documents({"userId": self.user_id})
+        return self.db.conflicts.count_documents({"userId": self.user_id, "resolution": None})
 
     def get_bookmark(self, key: str) -> Any:
         doc = self.db.state.find_one({"userId": self.user_id, "key": key})

@@ -15,6 +15,7 @@ from typing import Any
 from server.changes import Change, Cursor, Key, seq_spans, state_key
 from server.clock import ZERO, HybridClock
 from server.connectors.merging import MergingConnector, compact_json
+from server.connectors.sql_ledgers import SqlLedgers
 from server.connectors.sql_schema import (
     CHANGE_COLS,
     CHILD_MARKS,
@@ -35,7 +36,7 @@ from server.records import CHILD_KINDS, COURSE
 log = logging.getLogger("server.sync")
 
 
-class SqlConnector(MergingConnector):
+class SqlConnector(SqlLedgers, MergingConnector):
     driver_errors = (sqlite3.Error, OSError)
 
     def __init__(self, path: str, *, user_id: str | None = None, device_id: str | None = None,
@@ -331,25 +332,6 @@ class SqlConnector(MergingConnector):
                 count += n
                 oldest = first if oldest is None or (first and first < oldest) else oldest
         return count, oldest
-
-    def list_conflicts(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._conn().execute(
-            "SELECT body FROM conflicts WHERE user_id = ? ORDER BY detected_at DESC, id LIMIT ?",
-            (self.user_id, limit),
-        )
-        return [json.loads(r[0]) for r in rows]
-
-    def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._conn().execute(
-            "SELECT body FROM quarantine WHERE user_id = ? ORDER BY received_at DESC, id LIMIT ?",
-            (self.user_id, limit))
-        return [loads(r[0]) for r in rows]
-
-    def count_quarantine(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM quarantine WHERE user_id = ?", (self.user_id,)).fetchone()[0]
-
-    def count_conflicts(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM conflicts WHERE user_id = ?", (self.user_id,)).fetchone()[0]
 
     def get_bookmark(self, key: str) -> Any:
         row = self._conn().execute(
