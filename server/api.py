@@ -10,7 +10,7 @@ from typing import Callable
 
 from flask import Flask
 
-from server import cli, http, routes, sync_routes
+from server import cli, http, page, routes, sync_routes
 from server.config import Settings, load_settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None, *, store: DatabaseConnector | N
         atexit.register(store.close)
     app = Flask(__name__)
     app.testing = testing
-    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SYNC_WAIT_SECONDS=sync_wait_seconds)
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SYNC_WAIT_SECONDS=sync_wait_seconds,
+                      PUBLIC_PATHS=page.PUBLIC_PATHS)
     app.extensions["store"] = store
     service = build_sync(settings, store, hub=hub, start=start_sync)
     if service is not None:
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, *, store: DatabaseConnector | N
     http.install(app)
     app.register_blueprint(routes.bp)
     app.register_blueprint(sync_routes.bp)
+    app.register_blueprint(page.bp)
     cli.install(app)
     return app
 

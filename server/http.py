@@ -155,6 +155,7 @@ def install(app: Flask, *, browser_facing: bool = True) -> None:
         before += [_host_check({h.lower() for h in settings.allowed_hosts}), _preflight]
         if settings.api_token:
             public = {f"/api/v1{op.path}" for op in app.extensions["operations"] if op.public}
+            public |= set(app.config.get("PUBLIC_PATHS", ()))  # the sync page's shell
             before.append(_token_check(settings.api_token, public))
         after.insert(1, _cors_headers(set(settings.cors_origins)))
 

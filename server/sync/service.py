@@ -10,6 +10,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from typing import Any, Callable
 
 from server.clock import stamp_ms
@@ -21,6 +22,7 @@ from server.sync.engine import Progress, RoundReport, run_round, stored_bookmark
 
 log = logging.getLogger("server.sync")
 BACKOFF_CAP_SECONDS = 300.0
+HISTORY = 30  # rounds kept for the sync page's chart
 
 
 def _iso(ts: float | None) -> str | None:
@@ -70,6 +72,7 @@ class SyncService:
         self.clock_ahead = 0  # own changes the hub refused in the last round that pushed, for the clock
         self.backoff_until: float | None = None
         self.totals = {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)  # the recent rounds, for the sync page
         self.scheduler = None
 
     # --- rounds ---------------------------------------------------------------------------
@@ -114,6 +117,9 @@ class SyncService:
             self.totals["pulled"] += report.pulled
             self.totals["conflicts"] += report.conflicts
             self.totals["rounds"] += 1
+            self.history.append({"at": _iso(self._clock()), "pushed": report.pushed, "pulled": report.pulled,
+                                 "conflicts": report.conflicts, "durationMs": round(report.duration_ms, 1),
+                                 "error": report.error})
             if report.refused_for_clock:
                 self.clock_ahead = report.refused_for_clock
             elif report.pushed and not report.error:
@@ -202,6 +208,7 @@ class SyncService:
             "consecutiveFailures": self.failures,
             "totals": dict(self.totals),
             "lastRound": self.last_report.as_dict() if self.last_report else None,
+            "recentRounds": list(self.history),
             "warnings": [CLOCK_AHEAD.format(n=self.clock_ahead)] if self.clock_ahead else [],
         }
 
@@ -217,7 +224,8 @@ CLOCK_AHEAD = ("The hub refused {n} of this device's edits because its clock is 
 DISABLED = {
     "hub": None, "state": "disabled", "worker": None, "lastAttempt": None, "lastSuccess": None,
     "lastError": None, "nextRun": None, "consecutiveFailures": 0,
-    "totals": {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}, "lastRound": None, "warnings": [],
+    "totals": {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}, "lastRound": None, "recentRounds": [],
+    "warnings": [],
 }
 
 

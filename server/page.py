@@ -1,0 +1,117 @@
+"""The sync page for people: `/` and `/sync` (a shell that asks for API_TOKEN when one is set)
+and `/sync/panel` (what the shell shows and refreshes every few seconds). Server-rendered with
+Jinja; the page's little JavaScript only fetches the panel and posts the buttons' actions to
+the JSON API, so everything works offline, with no build step and nothing from elsewhere."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, render_template
+
+from server.sync.ledger import losing_value
+from server.sync.service import sync_status
+
+bp = Blueprint("page", __name__, template_folder="templates")
+PUBLIC_PATHS = ("/", "/sync")  # the shell holds no data: the panel needs the token
+CONFLICTS_SHOWN = 50
+QUARANTINE_SHOWN = 20
+
+
+def _csp(nonce: str) -> str:
+    return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
+            "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+@bp.get("/")
+@bp.get("/sync")
+def shell():
+    nonce = secrets.token_urlsafe(16)
+    settings = current_app.config["SETTINGS"]
+    panel = None if settings.api_token else _panel_html()  # with a token, the script fetches it
+    html = render_template("sync.html", nonce=nonce, panel=panel, needs_token=bool(settings.api_token))
+    return current_app.response_class(html, mimetype="text/html", headers={"Content-Security-Policy": _csp(nonce)})
+
+
+@bp.get("/sync/panel")
+def panel():
+    return current_app.response_class(_panel_html(), mimetype="text/html")
+
+
+def _panel_html() -> str:
+    store = current_app.extensions["store"]
+    status = sync_status(store, current_app.extensions.get("sync"))
+    now = time.time()
+    conflicts = [_conflict_view(c) for c in store.list_conflicts(CONFLICTS_SHOWN)]
+    return render_template("_panel.html", s=status, state=state_words(status, now), ago=lambda iso: ago(iso, now),
+                           conflicts=conflicts, quarantine=store.list_quarantine(QUARANTINE_SHOWN),
+                           chart=chart(status.get("recentRounds") or []))
+
+
+def _ts(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    return dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def ago(iso: str | None, now: float) -> str:
+    """'12 s ago', '5 min ago', '3 h ago', '2 days ago'; 'never' for none."""
+    ts = _ts(iso)
+    if ts is None:
+        return "never"
+    seconds = max(0, now - ts)
+    for size, unit in ((86400, "days"), (3600, "h"), (60, "min")):
+        if seconds >= size * (2 if unit == "days" else 1):
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds)} s ago"
+
+
+def _clock(iso: str | None) -> str:
+    ts = _ts(iso)
+    return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts is not None else "soon"
+
+
+def state_words(s: dict[str, Any], now: float) -> dict[str, str]:
+    """The state as a learner would say it: a headline, a line of detail and a tone."""
+    pending = s["pending"]["count"]
+    if s["state"] == "disabled":
+        return {"tone": "off", "headline": "Sync is off",
+                "detail": "This device keeps everything here. To share it with your other devices, set "
+                          "HUB_URL and HUB_TOKEN (or MONGO_URI) and restart."}
+    if s["state"] == "running":
+        return {"tone": "busy", "headline": "Syncing now…", "detail": f"{pending} of your changes waiting to go."}
+    if s["state"] == "backing_off":
+        wait = max(0, int((_ts(s["nextRun"]) or now) - now))
+        return {"tone": "warn", "headline": "Can't reach the hub right now",
+                "detail": f"Your changes are safe on this device. Trying again at {_clock(s['nextRun'])} "
+                          f"(in {wait} s). What went wrong: {s['lastError'] or 'unknown'}"}
+    if s["lastError"]:
+        return {"tone": "warn", "headline": "The last sync did not finish", "detail": s["lastError"]}
+    if s["lastSuccess"] is None:
+        return {"tone": "busy", "headline": "Not synced yet", "detail": "The first round starts shortly."}
+    if pending:
+        return {"tone": "busy", "headline": f"{pending} change{'s' if pending != 1 else ''} waiting to be sent",
+                "detail": f"They go with the next round, at {_clock(s['nextRun'])}, or press Sync now."}
+    return {"tone": "ok", "headline": "Everything is synced", "detail": "This device and the hub agree."}
+
+
+def _conflict_view(c: dict[str, Any]) -> dict[str, Any]:
+    kept = c["localValue"] if c["winner"] == "local" else c["remoteValue"]
+    return {**c, "kept": kept, "lost": losing_value(c),
+            "why": "deleted on another device" if c["reason"] == "deleted" else "a later edit won"}
+
+
+def chart(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bars for the recent rounds: changes moved per round (pushed below pulled), errors in red."""
+    tallest = max([r["pushed"] + r["pulled"] for r in rounds] + [1])
+    bars = []
+    for i, r in enumerate(rounds):
+        moved = r["pushed"] + r["pulled"]
+        height = 2 + 56 * moved / tallest
+        bars.append({"x": i * 10, "y": 60 - height, "height": height, "error": bool(r["error"]),
+                     "label": f"{r['at']}: sent {r['pushed']}, received {r['pulled']}, {r['durationMs']} ms"
+                              + (f", failed: {r['error']}" if r["error"] else "")})
+    return {"bars": bars, "width": max(10, len(rounds) * 10)}

@@ -1,0 +1,171 @@
+"""The sync page, in a real browser (Debian's chromium driven by Playwright) against real
+`python -m server` processes syncing through a hub server: a conflict made by two devices shows
+and is restored with a click, "Sync now" moves a pending change, a hub that goes away shows as
+backing off with its reason and recovers, and API_TOKEN is asked for once per tab.
+Without chromium the browser tests are skipped with a message, except under CI=true."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import pytest
+
+from tests.test_e2e_devices import courses, create
+from tests.test_hub_process import Hubs
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+TOKEN = "a-token-for-this-test-only"
+
+
+def _unavailable() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright for Python is not installed (pip install -r requirements.txt)"
+    if not os.path.exists(CHROMIUM):
+        return f"no chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = _unavailable()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests cannot run under CI: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def net(tmp_path):
+    hubs = Hubs(tmp_path, "sql", None)
+    yield hubs
+    hubs.stop()
+
+
+def open_page(page, srv):
+    page.goto(f"http://127.0.0.1:{srv.port}/")
+    return page
+
+
+def expect_text(page, selector: str, pattern: str):
+    from playwright.sync_api import expect
+
+    expect(page.locator(selector)).to_contain_text(re.compile(pattern), timeout=15_000)
+
+
+def test_a_conflict_shows_both_values_and_restore_brings_the_lost_one_back_everywhere(net, page):
+    hub = net.hub()
+    a, b = net.device("A", hub, net.token()), net.device("B", hub, net.token())
+    create(a, "/api/v1/courses", {"id": "c1", "title": "First", "source": "https://a.b"})
+    net.sync("A")
+    net.sync("B")
+    assert a.request("PATCH", "/api/v1/courses/c1", {"title": "A's title"})[0] == 200
+    assert b.request("PATCH", "/api/v1/courses/c1", {"title": "B's title"})[0] == 200  # later: it wins
+    net.sync("B")
+    net.sync("A")
+    open_page(page, a)
+    expect_text(page, "#conflicts-heading", r"\(1 open\)")
+    article = page.locator("article.conflict")
+    expect_text(page, "article.conflict .kept", "B's title")
+    expect_text(page, "article.conflict .lost-value", "A's title")
+    article.get_by_role("button", name="Restore this value").click()
+    expect_text(page, "#notice", "Restored")
+    expect_text(page, "article.conflict .resolved", "Restored")
+    expect_text(page, "#conflicts-heading", r"\(0 open\)")
+    page.get_by_role("button", name="Sync now").click()
+    expect_text(page, "#notice", r"Synced: sent 1")
+    net.sync("B")
+    assert courses(a)[0]["title"] == courses(b)[0]["title"] == "A's title"
+
+
+def test_sync_now_moves_a_pending_change_and_works_from_the_keyboard(net, page):
+    hub = net.hub()
+    a, b = net.device("A", hub, net.token()), net.device("B", hub, net.token())
+    net.sync("A")
+    create(a, "/api/v1/courses", {"id": "new", "title": "Made on A", "source": "https://a.b"})
+    open_page(page, a)
+    expect_text(page, "#state-headline", "1 change waiting to be sent")
+    expect_text(page, "#pending", "1 change")
+    page.focus("#sync-now")
+    page.keyboard.press("Enter")
+    expect_text(page, "#notice", r"Synced: sent 1")
+    expect_text(page, "#state-headline", "Everything is synced")
+    expect_text(page, "#pending", "0 changes")
+    net.sync("B")
+    assert [c["id"] for c in courses(b)] == ["new"]
+
+
+def test_a_hub_that_goes_away_shows_as_backing_off_with_why_and_recovers(net, page):
+    hub = net.hub()
+    a = net.device("A", hub, net.token(), HUB_TIMEOUT_MS="500")
+    net.sync("A")
+    open_page(page, a)
+    expect_text(page, "#state-headline", "Everything is synced")
+    hub.kill()
+    create(a, "/api/v1/courses", {"id": "offline", "title": "Written offline", "source": "https://a.b"})
+    page.get_by_role("button", name="Sync now").click()
+    expect_text(page, "#notice", "cannot be reached")
+    expect_text(page, "#state-headline", "Can't reach the hub right now")
+    expect_text(page, "#state-detail", r"safe on this device.*Trying again at .*What went wrong: The hub at .* cannot")
+    hub.start()
+    page.get_by_role("button", name="Sync now").click()
+    expect_text(page, "#state-headline", "Everything is synced")
+    expect_text(page, "#pending", "0 changes")
+
+
+def test_the_page_asks_for_the_api_token_once_per_tab(net, page):
+    hub = net.hub()
+    a = net.device("A", hub, net.token(), API_TOKEN=TOKEN)
+    open_page(page, a)
+    expect_text(page, "#token-form", "access token")
+    assert page.locator("#panel").inner_text().strip() == ""
+    page.fill("#token", "not the token at all")
+    page.get_by_role("button", name="Open").click()
+    expect_text(page, "#token-form", "access token")
+    assert page.locator("#token-form").is_visible()
+    page.fill("#token", TOKEN)
+    page.get_by_role("button", name="Open").click()
+    expect_text(page, "#state-headline", "synced|Not synced|waiting")
+    assert not page.locator("#token-form").is_visible()
+    page.reload()  # the same tab: no second question
+    expect_text(page, "#state-headline", "synced|Not synced|waiting")
+    assert not page.locator("#token-form").is_visible()
+
+
+# --- without a browser: what the page's answers carry ---------------------------------------
+def test_the_page_is_escaped_guarded_and_self_contained(client, connector):
+    from server.merge import _conflict
+
+    state = {"kind": "course", "id": "c1", "courseId": None}
+    entry = {**_conflict(state, "title", "<script>alert(1)</script>", "1", "<b>x</b>", "2", "remote", "newer_write"),
+             "id": "k1", "detectedAt": "2030-01-01T00:00:00.000Z"}
+    with connector._writer():  # a conflict entry as a merge stores one
+        connector._persist([], [], [entry], own=False, bookmarks=None)
+    resp = client.get("/sync")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and resp.mimetype == "text/html"
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "script-src 'nonce-" in resp.headers["Content-Security-Policy"]
+    assert "http://" not in html.replace("http://127.0.0.1", "") and "https://" not in html  # nothing from elsewhere
+    assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
+    assert client.get("/sync/panel").status_code == 200
