@@ -58,7 +58,7 @@ def _ts(iso: str | None) -> float | None:
 
 
 def ago(iso: str | None, now: float) -> str:
-    """'12 s ago', '5 min ago', '3 h ago', '2 days ago'; 'never' for none."""
+    """'just now', '12 s ago', '5 min ago', '3 h ago', '2 days ago'; 'never' for none."""
     ts = _ts(iso)
     if ts is None:
         return "never"
@@ -66,7 +66,7 @@ def ago(iso: str | None, now: float) -> str:
     for size, unit in ((86400, "days"), (3600, "h"), (60, "min")):
         if seconds >= size * (2 if unit == "days" else 1):
             return f"{int(seconds // size)} {unit} ago"
-    return f"{int(seconds)} s ago"
+    return "just now" if seconds < 5 else f"{int(seconds)} s ago"
 
 
 def _clock(iso: str | None) -> str:
