@@ -20,7 +20,7 @@ $(BIN)/.installed: requirements.txt
 		touch $@; \
 	fi
 
-.PHONY: install wirehub run test lint mutation demo
+.PHONY: install wirehub run test lint mutation demo seed sync status
 install: $(BIN)/.installed
 
 wirehub: .wirehub/bin/.installed
@@ -39,6 +39,15 @@ mutation: install
 	rm -rf mutants
 	SYNC_PROPERTY_EXAMPLES=60 $(BIN)/mutmut run --max-children 2 > mutants.log 2>&1 || (tail -c 2000 mutants.log; exit 1)
 	$(BIN)/python tests/mutation_score.py
+
+seed: install
+	$(BIN)/python seed.py --if-empty
+
+sync: install
+	$(BIN)/flask --app server.api sync once
+
+status: install
+	$(BIN)/flask --app server.api sync status
 
 # An embedded hub and two devices on this machine; an edit travels from one to the other.
 demo: install

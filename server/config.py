@@ -216,7 +216,8 @@ SETTINGS: tuple[Setting, ...] = (
             "comma-separated origins allowed to call the API"),
     Setting("ALLOWED_HOSTS", "allowed_hosts", _hosts, "`localhost,127.0.0.1,[::1],::1`", "accepted `Host` headers"),
     Setting("API_TOKEN", "api_token", _token, "unset",
-            "when set, every route but health needs `Authorization: Bearer <token>`"),
+            "when set, every route but health and the sync page's empty shell needs "
+            "`Authorization: Bearer <token>`"),
     Setting("LOG_LEVEL", "log_level", _log_level, "`INFO`", "`DEBUG`, `INFO`, `WARNING`, `ERROR`"),
 )
 

@@ -1,0 +1,115 @@
+"""The README's commands, as printed: every shell line names a program a fresh clone has (a make
+target, something in .venv/bin, curl), and the ones a newcomer runs first work in a temporary
+clone of this repository: seeding, the status, the server with its sync page, the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.procs import ROOT, free_port, stop_process
+
+README = (ROOT / "README.md").read_text()
+ALLOWED = ("make", "curl", "export", "cd")
+
+
+def shell_lines() -> list[str]:
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", README, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                lines.append(line)
+    return lines
+
+
+def program(line: str) -> str:
+    """The program a shell line runs: the first word after any VAR=value assignments."""
+    words = shlex.split(line.rstrip("&").strip(), posix=True)
+    return next(w for w in words if not re.match(r"^[A-Z_][A-Z0-9_]*=", w))
+
+
+def test_every_shell_line_runs_a_program_a_fresh_clone_has():
+    lines = shell_lines()
+    assert len(lines) > 10
+    for line in lines:
+        first = program(line)
+        assert first in ALLOWED or first.startswith(".venv/bin/"), f"README runs {first!r}: {line}"
+
+
+def test_no_command_in_the_prose_needs_a_guess():
+    spans = re.findall(r"`((?:python|flask|pytest|mutmut)\b[^`]*)`", README)
+    assert spans == [], f"spell these with .venv/bin/ or a make target: {spans}"
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    where = tmp_path_factory.mktemp("clone") / "coursesync"
+    done = subprocess.run(["git", "clone", "-q", str(ROOT), str(where)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    # What `make install` would build: the suite's own .venv (a fresh clone builds its own).
+    (where / ".venv").symlink_to(ROOT / ".venv")
+    (ROOT / ".venv" / "bin" / ".installed").touch()
+    return where
+
+
+def run(clone: Path, command: str, **env) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in ("MONGO_URI", "DB_CONNECTOR", "SQLITE_PATH", "PORT")}
+    return subprocess.run(command, shell=True, cwd=clone, env={**environ, **env}, capture_output=True, text=True,
+                          timeout=300)
+
+
+def get(port: int, path: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        return resp.status, resp.read().decode()
+
+
+def test_seed_status_and_the_pwa_sample(clone):
+    seeded = run(clone, "make seed")
+    assert seeded.returncode == 0, seeded.stderr
+    assert (clone / "var" / "courses.sqlite3").exists()
+    status = run(clone, "make --no-print-directory status")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout[status.stdout.index("{"):])["enabled"] is False
+    sample = run(clone, ".venv/bin/python seed.py tests/fixtures/pwa_seed.json --reset")
+    assert sample.returncode == 0, sample.stderr
+
+
+def test_make_run_serves_the_api_and_the_sync_page(clone):
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if k not in ("MONGO_URI", "DB_CONNECTOR", "SQLITE_PATH")}
+    proc = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=clone, env={**environ, "PORT": str(port)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if get(port, "/api/v1/health")[0] == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        status, body = get(port, "/api/v1/courses")
+        assert status == 200 and json.loads(body)["data"], "make run seeds an empty store"
+        status, page = get(port, "/")
+        assert status == 200 and "Sync is off" in page
+    finally:
+        os.killpg(proc.pid, 15)
+        stop_process(proc, 20)
+
+
+def test_make_demo_as_printed(clone):
+    env = {"DEMO_ONCE": "1", "DEMO_HUB_PORT": str(free_port()), "DEMO_A_PORT": str(free_port()),
+           "DEMO_B_PORT": str(free_port())}
+    done = run(clone, "make --no-print-directory demo", **env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Made on the laptop" in done.stdout
