@@ -32,7 +32,11 @@ def shell_lines() -> list[str]:
 
 
 def program(line: str) -> str:
-    """The program a shell line runs: the first word after any VAR=value assignments."""
+    """The program a shell line runs: the first word after any VAR=value assignments (or, for
+    VAR=$(command), the command's)."""
+    captured = re.match(r"^[A-Z_][A-Z0-9_]*=\$\((.*)\)$", line)
+    if captured:
+        return program(captured.group(1).split("|")[0])
     words = shlex.split(line.rstrip("&").strip(), posix=True)
     return next(w for w in words if not re.match(r"^[A-Z_][A-Z0-9_]*=", w))
 
