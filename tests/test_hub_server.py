@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -238,3 +239,49 @@ def test_a_device_of_the_hub_is_made_with_the_cli(hub):
     assert runner.invoke(args=["hub", "revoke", row["deviceId"]]).exit_code != 0
     assert runner.invoke(args=["hub", "add-device", "../etc"]).exit_code != 0
 
+
+
+def test_two_devices_converge_over_http_through_a_mongomock_hub(tmp_path):
+    """The whole path in one process: devices' HubClients over real HTTP (waitress on a loopback
+    port) to the hub app on a mongomock-ng store."""
+    import threading
+
+    import mongomock_ng
+    from waitress import create_server
+
+    from server.connectors.factory import get_db_connector
+    from server.sync.engine import run_round
+    from server.sync.http_hub import HubClient
+    from tests.synckit import assert_converged, lecture
+
+    base = get_db_connector("mongo", Settings(), client=mongomock_ng.MongoClient(), db_name="hub", user_id="x")
+    base.connect()
+    hub = Hub(base, Settings(db_connector="mongo"))
+    server = create_server(hub.app, host="127.0.0.1", port=0, threads=4)
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.effective_port}"
+        devices = {}
+        for name in ("a", "b"):
+            store = get_db_connector("sql", Settings(), path=str(tmp_path / f"{name}.sqlite3"), user_id=USER,
+                                     device_id=name)
+            store.connect()
+            devices[name] = (store, HubClient(url, hub.token()[1]))
+        a, b = devices["a"][0], devices["b"][0]
+        course(a, id="c1", title="from a")
+        lecture(a, "c1", id="l1")
+        for name in ("a", "b", "a"):
+            assert run_round(*devices[name]).error is None
+        b.update("course", None, "c1", {"notes": "from b"})
+        for name in ("b", "a"):
+            assert run_round(*devices[name]).error is None
+        assert a.get_course("c1") == b.get_course("c1") and a.get_course("c1")["notes"] == "from b"
+
+        # What assert_converged compares: every device against the hub's records of the user.
+        assert_converged(SimpleNamespace(hub=hub.app.extensions["hub_stores"].for_user(USER),
+                                         devices={"a": a, "b": b}))
+    finally:
+        server.close()
+        for store, client in devices.values():
+            client.close()
+            store.close()
