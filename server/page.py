@@ -74,6 +74,17 @@ def _clock(iso: str | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts is not None else "soon"
 
 
+# A round's error code -> (headline, what it means for the learner).
+PLAIN_ERRORS = {
+    "store_unavailable": ("Can't reach the hub right now",
+                          "This device may be offline, or the hub is down; nothing to do but wait."),
+    "hub_refused": ("The hub no longer accepts this device",
+                    "Its token was revoked or is wrong: ask whoever runs the hub for a new one (HUB_TOKEN)."),
+    "sync_process_lost": ("Sync stopped for a moment", "Its helper process ended; a new one starts by itself."),
+    "internal_error": ("Sync ran into a problem", "This is a bug: the server's log says more."),
+}
+
+
 def state_words(s: dict[str, Any], now: float) -> dict[str, str]:
     """The state as a learner would say it: a headline, a line of detail and a tone."""
     pending = s["pending"]["count"]
@@ -83,13 +94,16 @@ def state_words(s: dict[str, Any], now: float) -> dict[str, str]:
                           "HUB_URL and HUB_TOKEN (or MONGO_URI) and restart."}
     if s["state"] == "running":
         return {"tone": "busy", "headline": "Syncing now…", "detail": f"{pending} of your changes waiting to go."}
+    code = (s.get("lastRound") or {}).get("errorCode")
     if s["state"] == "backing_off":
         wait = max(0, int((_ts(s["nextRun"]) or now) - now))
-        return {"tone": "warn", "headline": "Can't reach the hub right now",
-                "detail": f"Your changes are safe on this device. Trying again at {_clock(s['nextRun'])} "
+        headline, why = PLAIN_ERRORS.get(code, PLAIN_ERRORS["store_unavailable"])
+        return {"tone": "warn", "headline": headline,
+                "detail": f"Your changes are safe on this device. {why} Trying again at {_clock(s['nextRun'])} "
                           f"(in {wait} s). What went wrong: {s['lastError'] or 'unknown'}"}
     if s["lastError"]:
-        return {"tone": "warn", "headline": "The last sync did not finish", "detail": s["lastError"]}
+        headline, why = PLAIN_ERRORS.get(code, ("The last sync did not finish", ""))
+        return {"tone": "warn", "headline": headline, "detail": f"{why} {s['lastError']}".strip()}
     if s["lastSuccess"] is None:
         return {"tone": "busy", "headline": "Not synced yet", "detail": "The first round starts shortly."}
     if pending:

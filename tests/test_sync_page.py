@@ -169,3 +169,46 @@ def test_the_page_is_escaped_guarded_and_self_contained(client, connector):
     assert "http://" not in html.replace("http://127.0.0.1", "") and "https://" not in html  # nothing from elsewhere
     assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
     assert client.get("/sync/panel").status_code == 200
+
+
+def _status(**kw):
+    base = {"state": "idle", "pending": {"count": 0}, "lastError": None, "lastSuccess": "2030-01-01T00:00:00.000Z",
+            "nextRun": "2030-01-01T00:00:30.000Z", "lastRound": None}
+    return {**base, **kw}
+
+
+NOW = 1893456010.0  # 2030-01-01T00:00:10Z
+
+
+@pytest.mark.parametrize("status, headline, words", [
+    (_status(), "Everything is synced", "agree"),
+    (_status(pending={"count": 2}), "2 changes waiting to be sent", "Sync now"),
+    (_status(pending={"count": 1}), "1 change waiting to be sent", "next round"),
+    (_status(state="running", pending={"count": 3}), "Syncing now", "3 of your changes"),
+    (_status(state="disabled"), "Sync is off", "HUB_URL"),
+    (_status(lastSuccess=None), "Not synced yet", "first round"),
+    (_status(state="backing_off", lastError="The hub at x cannot be reached (OSError).",
+             lastRound={"errorCode": "store_unavailable"}),
+     "Can't reach the hub", "in 20 s). What went wrong: The hub"),
+    (_status(state="backing_off", lastError="revoked", lastRound={"errorCode": "hub_refused"}),
+     "no longer accepts this device", "new one (HUB_TOKEN)"),
+    (_status(lastError="boom", lastRound={"errorCode": "internal_error"}), "ran into a problem", "log says more. boom"),
+    (_status(lastError="odd", lastRound={"errorCode": "something_new"}), "did not finish", "odd"),
+])
+def test_the_state_in_words_a_learner_understands(status, headline, words):
+    from server.page import state_words
+
+    said = state_words(status, NOW)
+    assert headline in said["headline"] and words in said["detail"], said
+
+
+def test_how_long_ago_in_words():
+    from server.page import ago
+
+    assert ago(None, NOW) == "never"
+    assert ago("2030-01-01T00:00:08.000Z", NOW) == "just now"
+    assert ago("2030-01-01T00:00:00.000Z", NOW) == "10 s ago"
+    assert ago("2029-12-31T23:55:10.000Z", NOW) == "5 min ago"
+    assert ago("2029-12-31T21:00:10.000Z", NOW) == "3 h ago"
+    assert ago("2029-12-31T00:00:10.000Z", NOW) == "24 h ago"
+    assert ago("2029-12-29T00:00:10.000Z", NOW) == "3 days ago"

@@ -42,7 +42,7 @@ class RoundReport:
             "pushed": self.pushed, "pushedSent": self.pushed_sent, "pulled": self.pulled,
             "conflicts": self.conflicts, "durationMs": round(self.duration_ms, 1),
             "hubReset": self.hub_reset, "originRestarted": self.origin_restart is not None,
-            "quarantined": self.quarantined, "error": self.error,
+            "quarantined": self.quarantined, "error": self.error, "errorCode": self.error_code,
         }
 
 
