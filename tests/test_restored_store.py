@@ -293,3 +293,34 @@ class TestPureParts:
         assert not is_slot_filler_of(encode(0, 0, "a"), "b")
         assert not is_slot_filler_of(encode(0, 1, "a"), "a") and not is_slot_filler_of(encode(1, 0, "a"), "a")
         assert not is_slot_filler_of(None, "a")
+
+
+class TestTwinsStampingAlike:
+    def test_a_change_stamped_like_a_logged_one_is_not_taken_for_it(self, world, tmp_path):
+        a = world.device("a")
+        with at(0):
+            course(a, id="c1")
+            world.settle(["a"])
+        copy = back_up(a, tmp_path / "copy.sqlite3")
+        twin = get_db_connector("sql", Settings(), path=str(copy), user_id=USER, device_id=None)
+        twin.connect()
+        world.built.append(twin)
+        world.devices["twin"] = twin
+        with at(1):  # the same clock state, the same millisecond: the same stamp for two writes
+            a.update("course", None, "c1", {"notes": "on the first machine"})
+            twin.update("course", None, "c1", {"notes": "on the copy"})
+        [mine] = a.changes_since({"a": 1}, 10, only_origin="a")
+        [theirs] = twin.changes_since({"a": 1}, 10, only_origin="a")
+        assert (mine["seq"], mine["hlc"]) == (theirs["seq"], theirs["hlc"]) and mine != theirs
+        # Pushed straight at the hub (as a round that raced the other would), it is refused, not dropped.
+        with at(1), pytest.raises(Exception, match="already stored with other content") as refused:
+            assert world.sync("a").error is None
+            world.hub_for("twin").apply_changes([theirs])
+        assert getattr(refused.value, "code", None) == "origin_reused"
+        with at(2):
+            world.settle(["twin", "a"])
+        assert twin.device_id != "a"
+        for dev in (a, twin):
+            assert {(c["localValue"], c["remoteValue"]) for c in dev.list_conflicts()} & {
+                ("on the first machine", "on the copy"), ("on the copy", "on the first machine")}
+        assert_converged(world)

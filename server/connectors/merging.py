@@ -23,15 +23,13 @@ from server.changes import (
     MAX_SKEW_MS,
     Change,
     Key,
-    at_the_door,
     change_key,
-    moved_to,
     record_key,
-    restamp_state,
     state_key,
 )
-from server.clock import ZERO, HybridClock, stamp_ms, wall_ms
+from server.clock import ZERO, HybridClock, stamp_ms
 from server.connectors.base import DatabaseConnector
+from server.connectors.intake import ChangeIntake, RetryMerge
 from server.errors import Conflict, NotFound, PreconditionFailed
 from server.records import (
     CHILD_KINDS,
@@ -47,11 +45,7 @@ from server.shaping import course_tree, shape
 log = logging.getLogger("server.sync")
 
 
-class RetryMerge(Exception):
-    """A record changed under us between load and save (Mongo's optimistic check): redo."""
-
-
-class MergingConnector(DatabaseConnector):
+class MergingConnector(ChangeIntake, DatabaseConnector):
     clock: HybridClock
     max_skew_ms = MAX_SKEW_MS  # MAX_CLOCK_SKEW_SECONDS; the factory sets it from the settings
 
@@ -97,8 +91,9 @@ class MergingConnector(DatabaseConnector):
         undone. A store that logs a batch in one transaction has nothing to finish."""
 
     @abstractmethod
-    def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
-        """(origin, seq) -> hlc for those of these changes already stored."""
+    def _known(self, changes: list[Change], whole: bool = False) -> dict[tuple[str, int], Any]:
+        """(origin, seq) -> hlc (or, `whole`, the stored change) for those of these changes already
+        stored, whatever the origin's top says."""
 
     @abstractmethod
     def _persist(self, changes: list[Change], states: list[dict], conflicts: list[dict],
@@ -318,67 +313,6 @@ class MergingConnector(DatabaseConnector):
 
     def delete(self, kind, parent_id, record_id, *, if_match=None):
         self._delete(_record_kind(kind, parent_id), parent_id, record_id, if_match)
-
-    # --- sync -----------------------------------------------------------------------------
-    def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None) -> dict:
-        good, refused, fillers = at_the_door(changes, now_ms=wall_ms(), max_skew_ms=self.max_skew_ms,
-                                             user_id=self.user_id)
-        for q in refused:
-            log.warning("quarantined change %s#%s: %s", q["origin"], q["seq"], q["reason"])
-        for ch in good:  # only a change that passed may move the clock
-            self.clock.observe(ch["hlc"])
-        known = self._known(good + fillers) if good or fillers else {}
-        # A filler goes in only where its slot is still empty (the same refused change again).
-        fresh = [f for f in fillers if (f["origin"], f["seq"]) not in known]
-        applied = 0
-        logged = []
-        for ch in good:
-            stored = known.get((ch["origin"], ch["seq"]))
-            if stored is None:
-                fresh.append(ch)
-                applied += 1
-            elif stored == ch["hlc"]:
-                logged.append(ch)
-            else:
-                raise Conflict(
-                    f"Change {ch['origin']}#{ch['seq']} is already stored with other content: "
-                    "two stores are using the same device id.",
-                    code="origin_reused",
-                )
-        if logged:  # sent again: the first attempt may have stopped after logging them
-            self._complete(logged)
-        conflicts = []
-        if fresh or bookmarks or refused:
-            conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks, quarantined=refused)[1]
-        return {"received": len(changes), "applied": applied, "conflicts": len(conflicts),
-                "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
-
-    def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:
-        with self._writer():
-            self._refresh_origin()
-            if self.device_id != origin:
-                return self.device_id, 0  # another round (or process) has done it already
-            tail = self.changes_since({origin: first_seq - 1}, 2**31 - 1, only_origin=origin)  # all of it
-            new = f"d{uuid.uuid4().hex[:12]}"
-            moved, stamps = moved_to(tail, new)
-            for _ in range(20):
-                states = [restamp_state(s, stamps) for s in self._load({change_key(c) for c in tail}).values()]
-                try:
-                    self._retire_tail(origin, first_seq, new, moved, states)
-                    break
-                except RetryMerge:
-                    continue
-            else:
-                raise Conflict("The store kept changing while its origin moved; try again.", code="busy")
-        log.warning("origin %s moved on to %s from #%d: %d changes to send again", origin, self.device_id,
-                    first_seq, len(moved))
-        return self.device_id, len(moved)
-
-    def quarantine(self, entries: list[dict[str, Any]]) -> None:
-        if entries:
-            with self._writer():
-                self._merge_and_persist([], own=False, quarantined=entries)
-
 
 def _record_kind(kind: str, parent_id: str | None) -> str:
     """The kind, checked: a programming error (not bad input) when it is unknown, the user, or

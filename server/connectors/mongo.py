@@ -180,14 +180,14 @@ class MongoConnector(MergingConnector):
         # it moves when the change is logged, so a failed write leaves no gap.
         return self._seq + 1
 
-    def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
+    def _known(self, changes: list[Change], whole: bool = False) -> dict[tuple[str, int], Any]:
         spans = seq_spans(changes)  # one index range per origin
         docs = self.db.changes.find(
             {"userId": self.user_id,
              "$or": [{"origin": o, "seq": {"$gte": low, "$lte": high}} for o, (low, high) in spans.items()]},
-            {"_id": 0, "origin": 1, "seq": 1, "hlc": 1},
+            NO_ID if whole else {"_id": 0, "origin": 1, "seq": 1, "hlc": 1},
         )
-        return {(d["origin"], d["seq"]): d["hlc"] for d in docs}
+        return {(d["origin"], d["seq"]): self._change_from_doc(d) if whole else d["hlc"] for d in docs}
 
     def _persist(self, changes, states, conflicts, *, own, bookmarks, quarantined=()) -> None:
         """Crash-safe in this order, with every write safe to repeat: conflicts first (a retry

@@ -252,13 +252,14 @@ class SqlConnector(SqlLedgers, MergingConnector):
             tops[self.device_id] = own
         return sorted(tops.items())
 
-    def _known(self, changes: list[Change]) -> dict[tuple[str, int], str]:
-        known: dict[tuple[str, int], str] = {}
+    def _known(self, changes: list[Change], whole: bool = False) -> dict[tuple[str, int], Any]:
+        known: dict[tuple[str, int], Any] = {}
         conn = self._conn()
+        cols = CHANGE_COLS if whole else "origin, seq, hlc"
         for origin, (low, high) in seq_spans(changes).items():  # one primary-key range each
-            rows = conn.execute("SELECT seq, hlc FROM changes WHERE user_id = ? AND origin = ? AND seq BETWEEN ? AND ?",
+            rows = conn.execute(f"SELECT {cols} FROM changes WHERE user_id = ? AND origin = ? AND seq BETWEEN ? AND ?",
                                 (self.user_id, origin, low, high))
-            known.update(((origin, seq), hlc) for seq, hlc in rows)
+            known.update(((origin, r[1]), row_to_change(r) if whole else r[2]) for r in rows)
         return known
 
     def _persist(self, changes, states, conflicts, *, own, bookmarks, quarantined=()) -> None:

@@ -1,0 +1,93 @@
+"""What comes into a store from elsewhere: a batch of changes checked at the door and merged,
+the quarantine of what was refused, and moving a restored store's own edits to a new origin. A
+part of MergingConnector, written on its storage primitives."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from server.changes import Change, at_the_door, change_key, moved_to, restamp_state
+from server.clock import wall_ms
+from server.errors import Conflict
+
+log = logging.getLogger("server.sync")
+
+
+class RetryMerge(Exception):
+    """A record changed under us between load and save (Mongo's optimistic check): redo."""
+
+
+class ChangeIntake:
+    """Mixed into MergingConnector, whose primitives (_known, _complete, _merge_and_persist,
+    _writer, _load, _refresh_origin, _retire_tail) these methods use."""
+
+    def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None) -> dict:
+        good, refused, fillers = at_the_door(changes, now_ms=wall_ms(), max_skew_ms=self.max_skew_ms,
+                                             user_id=self.user_id)
+        for q in refused:
+            log.warning("quarantined change %s#%s: %s", q["origin"], q["seq"], q["reason"])
+        for ch in good:  # only a change that passed may move the clock
+            self.clock.observe(ch["hlc"])
+        known = self._known(good + fillers) if good or fillers else {}
+        # A filler goes in only where its slot is still empty (the same refused change again).
+        fresh = [f for f in fillers if (f["origin"], f["seq"]) not in known]
+        applied = 0
+        logged = []
+        for ch in good:
+            stored = known.get((ch["origin"], ch["seq"]))
+            if stored is None:
+                fresh.append(ch)
+                applied += 1
+            elif stored == ch["hlc"]:
+                logged.append(ch)
+            else:
+                raise _reused(ch)
+        if logged:  # sent again: the first attempt may have stopped after logging them
+            self._same_as_logged(logged)
+            self._complete(logged)
+        conflicts = []
+        if fresh or bookmarks or refused:
+            conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks, quarantined=refused)[1]
+        return {"received": len(changes), "applied": applied, "conflicts": len(conflicts),
+                "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
+
+    def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:
+        with self._writer():
+            self._refresh_origin()
+            if self.device_id != origin:
+                return self.device_id, 0  # another round (or process) has done it already
+            tail = self.changes_since({origin: first_seq - 1}, 2**31 - 1, only_origin=origin)  # all of it
+            new = f"d{uuid.uuid4().hex[:12]}"
+            moved, stamps = moved_to(tail, new)
+            for _ in range(20):
+                states = [restamp_state(s, stamps) for s in self._load({change_key(c) for c in tail}).values()]
+                try:
+                    self._retire_tail(origin, first_seq, new, moved, states)
+                    break
+                except RetryMerge:
+                    continue
+            else:
+                raise Conflict("The store kept changing while its origin moved; try again.", code="busy")
+        log.warning("origin %s moved on to %s from #%d: %d changes to send again", origin, self.device_id,
+                    first_seq, len(moved))
+        return self.device_id, len(moved)
+
+    def _same_as_logged(self, changes: list[Change]) -> None:
+        """A change logged already under its (origin, seq, hlc) must be that very change: two copies
+        of one store can stamp two writes alike (the sender then moves to a new origin)."""
+        logged = self._known(changes, whole=True)
+        for ch in changes:
+            if logged.get((ch["origin"], ch["seq"])) != ch:
+                raise _reused(ch)
+
+    def quarantine(self, entries: list[dict[str, Any]]) -> None:
+        if entries:
+            with self._writer():
+                self._merge_and_persist([], own=False, quarantined=entries)
+
+
+def _reused(ch: Change) -> Conflict:
+    return Conflict(f"Change {ch['origin']}#{ch['seq']} is already stored with other content: two stores are "
+                    "using the same device id.", code="origin_reused")
