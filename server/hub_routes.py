@@ -149,7 +149,8 @@ def _origin_or_none(body: dict, key: str, problems: dict) -> str | None:
 @route(Operation("get", "/epoch", "hubEpoch", "The hub's epoch (changes when the hub is wiped and re-seeded)",
                  {"200": ("HubEpoch", "The epoch", False)}, (401,)))
 def epoch():
-    return envelope({"epoch": g.hub_store.hub_epoch()})
+    # Whose token this is, so that a device set up for another user can refuse it (HubClient).
+    return envelope({"epoch": g.hub_store.hub_epoch(), "userId": g.device.user_id, "deviceId": g.device.device_id})
 
 
 @route(Operation("post", "/pull", "hubPull", "The user's changes after a cursor, in (origin, seq) order",

@@ -228,7 +228,9 @@ COMMON_SCHEMAS = {
 ORIGIN = {"type": "string", "minLength": 1, "maxLength": 128}
 SEQ = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
 HUB_SCHEMAS = {
-    "HubEpoch": {"type": "object", "required": ["epoch"], "properties": {"epoch": {"type": "string"}}},
+    "HubEpoch": {"type": "object", "required": ["epoch", "userId", "deviceId"],
+                 "properties": {"epoch": {"type": "string"}, "userId": {"type": "string"},
+                                "deviceId": {"type": "string", "description": "the token's device"}}},
     "Change": {"type": "object", "description": "One write: checked at the door (kinds, fields, stamps)",
                "required": ["origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"],
                "properties": {"origin": ORIGIN, "seq": SEQ, "hlc": {"type": "string"}, "kind": {"type": "string"},

@@ -135,3 +135,10 @@ def test_nobody_listening():
 def test_https_verifies_the_certificate(fake):
     with pytest.raises(StoreUnavailable, match="cannot be reached"):
         client(fake.url.replace("http://", "https://")).hub_epoch()
+
+
+def test_a_token_of_another_user_is_refused_by_the_device(fake):
+    fake.says({"data": {"epoch": "e1", "userId": "bob", "deviceId": "hd_1"}, "meta": {}})
+    assert HubClient(fake.url, "csh_" + "t" * 40, user_id="bob").hub_epoch() == "e1"
+    with pytest.raises(HubRefused, match="belongs to user 'bob', but this device serves 'alice'"):
+        HubClient(fake.url, "csh_" + "t" * 40, user_id="alice").hub_epoch()

@@ -208,3 +208,13 @@ def test_a_hub_wiped_and_reseeded_gets_every_devices_edits_back(hubs):
         assert notes == {cid: "unsynced on A", "b-course": ""}
     assert sorted(hubs.hub_seqs()) == sorted({a.request("GET", "/api/v1/sync/status")[1]["data"]["deviceId"],
                                               b.request("GET", "/api/v1/sync/status")[1]["data"]["deviceId"]})
+
+
+def test_a_device_set_up_for_another_user_refuses_the_token_and_writes_nothing(hubs):
+    hub = hubs.hub()
+    wrong = hubs.device("W", hub, hubs.token(USER), user=OTHER)
+    create(wrong, "/api/v1/courses", {"title": "Someone else's", "source": "https://a.b"})
+    status, body, _ = wrong.request("POST", "/api/v1/sync", {}, timeout=60)
+    assert status == 503 and body["error"]["code"] == "hub_refused"
+    assert f"belongs to user '{USER}'" in body["error"]["message"]
+    assert hubs.hub_seqs() == {}

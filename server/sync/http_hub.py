@@ -36,9 +36,10 @@ class HubClient:
     # rest with 403), so the engine does not relay other devices' changes to it.
     own_origins_only = True
 
-    def __init__(self, url: str, token: str, *, timeout_ms: int = 3000):
+    def __init__(self, url: str, token: str, *, timeout_ms: int = 3000, user_id: str | None = None):
         parts = urlsplit(url)
         self.url, self._token = url, token
+        self.user_id = user_id  # the user this device serves: a token of another is refused
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname or "", parts.port
         self._base = parts.path.rstrip("/") + "/hub/v1"
@@ -50,9 +51,13 @@ class HubClient:
         self.hub_epoch()  # fail now, as a store's connect would, if the hub cannot be used
 
     def hub_epoch(self) -> str:
-        epoch = self._call("GET", "/epoch").get("epoch")
+        answer = self._call("GET", "/epoch")
+        epoch, owner = answer.get("epoch"), answer.get("userId")
         if not isinstance(epoch, str):
             raise self._garbled("an epoch that is not a string")
+        if self.user_id is not None and owner != self.user_id:
+            raise HubRefused(f"This device's HUB_TOKEN belongs to user {str(owner)[:100]!r}, but this device serves "
+                             f"{self.user_id!r}: set USER_ID to that user, or get a token for this one.")
         return epoch
 
     def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,

@@ -26,7 +26,8 @@ def open_hub(settings: Settings, user_id: str, spec: HubSpec = HubSpec()) -> Dat
     if spec.kind == "settings" and settings.hub_url:
         from server.sync.http_hub import HubClient
 
-        hub: Any = HubClient(settings.hub_url, settings.hub_token or "", timeout_ms=settings.hub_timeout_ms)
+        hub: Any = HubClient(settings.hub_url, settings.hub_token or "", timeout_ms=settings.hub_timeout_ms,
+                             user_id=user_id)
     elif spec.kind == "sql":
         hub = get_db_connector("sql", settings, user_id=user_id, device_id=None, path=spec.path)
     else:
