@@ -119,13 +119,14 @@ def _conflict_view(c: dict[str, Any]) -> dict[str, Any]:
 
 
 def chart(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Bars for the recent rounds: changes moved per round (pushed below pulled), errors in red."""
+    """Bars for the recent rounds: changes sent (below) and received (above), a failed round as
+    a red stub."""
     tallest = max([r["pushed"] + r["pulled"] for r in rounds] + [1])
     bars = []
     for i, r in enumerate(rounds):
-        moved = r["pushed"] + r["pulled"]
-        height = 2 + 56 * moved / tallest
-        bars.append({"x": i * 10, "y": 60 - height, "height": height, "error": bool(r["error"]),
+        sent, got = 56 * r["pushed"] / tallest, 56 * r["pulled"] / tallest
+        bars.append({"x": i * 10, "sent_y": 60 - 2 - sent, "sent": 2 + sent, "got_y": 60 - 2 - sent - got,
+                     "got": got, "error": bool(r["error"]),
                      "label": f"{r['at']}: sent {r['pushed']}, received {r['pulled']}, {r['durationMs']} ms"
                               + (f", failed: {r['error']}" if r["error"] else "")})
     return {"bars": bars, "width": max(10, len(rounds) * 10)}

@@ -212,3 +212,15 @@ def test_how_long_ago_in_words():
     assert ago("2029-12-31T21:00:10.000Z", NOW) == "3 h ago"
     assert ago("2029-12-31T00:00:10.000Z", NOW) == "24 h ago"
     assert ago("2029-12-29T00:00:10.000Z", NOW) == "3 days ago"
+
+
+def test_the_chart_stacks_what_each_round_sent_and_received():
+    from server.page import chart
+
+    rounds = [{"at": "t1", "pushed": 10, "pulled": 30, "durationMs": 5.0, "error": None},
+              {"at": "t2", "pushed": 0, "pulled": 0, "durationMs": 1.0, "error": "hub down"}]
+    bars = chart(rounds)["bars"]
+    assert bars[0]["sent"] == 2 + 14 and bars[0]["got"] == 42 and bars[0]["got_y"] == 60 - 2 - 14 - 42
+    assert bars[1]["error"] and bars[1]["got"] == 0 and "failed: hub down" in bars[1]["label"]
+    assert "sent 10, received 30, 5.0 ms" in bars[0]["label"]
+    assert chart([])["bars"] == []
