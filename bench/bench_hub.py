@@ -23,7 +23,7 @@ from common import record
 from server.connectors.registry import SqlRegistry
 from server.sync.engine import run_round
 from server.sync.http_hub import HubClient
-from tests.procs import ServerProcess
+from tests.procs import ServerProcess, started
 
 POUCHDB = {"push": 3.46, "pull": 3.35, "round": 0.042}
 
@@ -33,9 +33,8 @@ def start_hub(tmp: Path) -> tuple[ServerProcess, str]:
     hub = sql_hub(path)  # made here first, so its token can be added before the server starts
     _, token = SqlRegistry(hub).add(USER, "bench")
     hub.close()
-    srv = ServerProcess(tmp, "hub", args=("--hub",), DB_CONNECTOR="sql", SQLITE_PATH=str(path), LOG_LEVEL="WARNING")
-    srv.env.update({"DB_CONNECTOR": "sql", "SQLITE_PATH": str(path), "LOG_LEVEL": "WARNING"})
-    return srv.start(), token
+    settings = {"DB_CONNECTOR": "sql", "SQLITE_PATH": str(path), "LOG_LEVEL": "WARNING"}
+    return started(tmp, "hub", settings, args=("--hub",)), token
 
 
 def timed_round(local, hub) -> tuple[float, object]:

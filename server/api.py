@@ -29,10 +29,7 @@ def create_app(settings: Settings | None = None, *, store: DatabaseConnector | N
     the background worker from starting; `sync_wait_seconds`, how long POST /api/v1/sync waits
     for a running round."""
     settings = settings or load_settings()
-    if store is None:
-        store = get_db_connector(settings.db_connector, settings)
-        store.connect()
-        atexit.register(store.close)
+    store = _connected_store(settings) if store is None else store
     app = Flask(__name__)
     app.testing = testing
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SYNC_WAIT_SECONDS=sync_wait_seconds,
@@ -58,10 +55,7 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
     from server.connectors.registry import registry_for
 
     settings = settings or load_settings()
-    if store is None:
-        store = get_db_connector(settings.db_connector, settings)
-        store.connect()
-        atexit.register(store.close)
+    store = _connected_store(settings) if store is None else store
     app = Flask(__name__)
     app.testing = testing
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=hub_routes.MAX_BODY_BYTES)
@@ -74,6 +68,14 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
     app.after_request(hub_routes.compress)
     cli.install(app)
     return app
+
+
+def _connected_store(settings: Settings) -> DatabaseConnector:
+    """The store DB_CONNECTOR names, connected, and closed when the process exits."""
+    store = get_db_connector(settings.db_connector, settings)
+    store.connect()
+    atexit.register(store.close)
+    return store
 
 
 def configure_logging(level: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from server.clock import ZERO, decode, encode, is_stamp
-from server.records import CHILD_KINDS, ID_RE, KINDS, check_fields, iso_now_from_ms
+from server.records import CHILD_KINDS, KINDS, check_fields, is_id, iso_now_from_ms
 
 Change = dict[str, Any]  # {"origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"}
 Cursor = dict[str, int]  # origin -> last sequence number seen
@@ -60,12 +60,8 @@ def check_change(change: Any, *, now_ms: int, max_skew_ms: int = MAX_SKEW_MS) ->
     return _envelope_problem(change) or _stamp_problem(change, now_ms, max_skew_ms) or _body_problem(change)
 
 
-def _is_id(value: Any) -> bool:
-    return isinstance(value, str) and ID_RE.match(value) is not None
-
-
 def _envelope_problem(change: dict) -> str | None:
-    if not _is_id(change["origin"]):
+    if not is_id(change["origin"]):
         return "origin is not a device id"
     seq = change["seq"]
     if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq < 2**53:
@@ -73,9 +69,9 @@ def _envelope_problem(change: dict) -> str | None:
     kind = change["kind"]
     if kind not in KINDS:
         return f"unknown kind {str(kind)[:40]!r}"
-    if not _is_id(change["id"]):
+    if not is_id(change["id"]):
         return "id is not a record id"
-    if (kind in CHILD_KINDS) != _is_id(change["courseId"]) or (kind not in CHILD_KINDS and change["courseId"]):
+    if (kind in CHILD_KINDS) != is_id(change["courseId"]) or (kind not in CHILD_KINDS and change["courseId"]):
         return "courseId does not fit the kind"
     if change["op"] not in ("upsert", "delete"):
         return "op is neither upsert nor delete"
@@ -126,7 +122,7 @@ def quarantine_entry(change: Any, reason: str, received_at: str) -> dict[str, An
     except TypeError:  # text no UTF-8 can hold (a lone surrogate): kept escaped
         body = json.dumps(change, default=repr, separators=(",", ":"))
     body = body[:QUARANTINE_BODY_MAX]
-    origin = change.get("origin") if isinstance(change, dict) and _is_id(change.get("origin")) else None
+    origin = change.get("origin") if isinstance(change, dict) and is_id(change.get("origin")) else None
     seq = change.get("seq") if isinstance(change, dict) and type(change.get("seq")) is int else None
     ident = f"{origin}#{seq}" if origin is not None and seq is not None else body
     return {"id": hashlib.sha256(ident.encode()).hexdigest()[:24], "origin": origin, "seq": seq,
@@ -139,7 +135,7 @@ def slot_filler(refused: Any, user_id: str) -> Change | None:
     the Mongo hub stops at a gap, which may be a slot another writer is still filling), so a
     refused change must not leave a gap: without the filler nothing its origin wrote after it
     would ever be pulled. Stamped at millisecond 0, so it can move no clock."""
-    if not isinstance(refused, dict) or not _is_id(refused.get("origin")):
+    if not isinstance(refused, dict) or not is_id(refused.get("origin")):
         return None
     seq = refused.get("seq")
     if type(seq) is not int or not 1 <= seq < 2**53:

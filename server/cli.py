@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from server.records import ID_RE
+from server.records import is_id
 from server.seeding import SeedError, load_seed_file, validate_seed
 from server.seeding_run import StoreNotEmpty, seed_store
 from server.sync.engine import stored_cursor
@@ -87,7 +87,7 @@ def _registry():
 @click.option("--name", default="", help="A name to tell the device by (a laptop, a phone).")
 def hub_add_device(user_id: str, name: str) -> None:
     """Make a token for a new device of USER_ID. It is printed once, as the last line."""
-    if not ID_RE.match(user_id):
+    if not is_id(user_id):
         raise click.ClickException(f"not a user id: {user_id!r}")
     device, token = _registry().add(user_id, name[:200])
     click.echo(f"device {device.device_id} of {device.user_id} added; its token (shown only now):")

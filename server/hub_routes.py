@@ -25,7 +25,7 @@ from server.connectors.registry import Device, DeviceRegistry
 from server.errors import BadBody, Forbidden, Unauthorized, UnsupportedMedia, ValidationError
 from server.http import declaring, envelope, error, parse_json
 from server.openapi import Operation, build_hub_document
-from server.records import ID_RE
+from server.records import is_id
 
 bp = Blueprint("hub", __name__, url_prefix="/hub/v1")
 OPERATIONS: list[Operation] = []
@@ -182,8 +182,7 @@ def push():
         raise ValidationError({"changes": f"must be a list of at most {MAX_BATCH} changes"})
     device: Device = g.device
     # Origins that are not ids cannot be claimed; the door quarantines their changes anyway.
-    origins = {ch["origin"] for ch in changes
-               if isinstance(ch, dict) and isinstance(ch.get("origin"), str) and ID_RE.match(ch["origin"])}
+    origins = {ch["origin"] for ch in changes if isinstance(ch, dict) and is_id(ch.get("origin"))}
     _check_origins(device, sorted(origins))
     return envelope(g.hub_store.apply_changes(changes))
 

@@ -274,7 +274,7 @@ def check_fields(kind: str, body: Any, mode: str) -> tuple[dict[str, Any], dict[
     clean: dict[str, Any] = {}
     for key, value in body.items():
         if key == "id" and mode in ("create", "stored"):
-            ok = isinstance(value, str) and ID_RE.match(value)
+            ok = is_id(value)
             clean["id"] = value
             if not ok:
                 problems["id"] = ID_PROBLEM
@@ -353,6 +353,15 @@ def _field_label(key: str) -> str:
     # Keys are echoed back in `fields`; keep them printable and short.
     label = key if len(key) <= 100 else key[:100] + "..."
     return label.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_id(value: Any) -> bool:
+    """A record, user or device id: 1-128 letters, digits or . _ ~ : -."""
+    return isinstance(value, str) and ID_RE.match(value) is not None
+
+
+def iso_now() -> str:
+    return iso_now_from_ms(int(time.time() * 1000))
 
 
 def iso_now_from_ms(ms: int) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 
 from flask import Blueprint, current_app, request
 
@@ -15,7 +14,7 @@ from server import http
 from server.connectors.base import DatabaseConnector
 from server.http import envelope, if_match, json_object, record_answer
 from server.openapi import Operation, build_document, record_operations
-from server.records import RECORD_KINDS, Kind, iso_now_from_ms, validate, validate_user_body
+from server.records import RECORD_KINDS, Kind, iso_now, validate, validate_user_body
 
 EXPORT_VERSION = 1
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -75,7 +74,7 @@ def patch_focus():
 @route(Operation("get", "/users/me/export", "exportUser", "Everything, for backup",
                  {"200": ("Export", "Export", False)}))
 def export_me():
-    now = iso_now_from_ms(int(time.time() * 1000))
+    now = iso_now()
     return envelope({"user": store().get_user(), "courses": store().get_courses(),
                      "exportedAt": now, "version": EXPORT_VERSION})
 

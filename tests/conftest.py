@@ -72,6 +72,17 @@ def mongo_factory_for(request, kind: str) -> MongoFactory:
     return MongoFactory(kind, request.getfixturevalue("wire_uri") if kind == "wire" else None)
 
 
+@pytest.fixture(params=MONGO_KINDS + ["sqlite"])
+def world(request, tmp_path):
+    """Devices and one hub (tests/synckit.py), over every kind of hub."""
+    from tests.synckit import World  # synckit builds on this module
+
+    uri = request.getfixturevalue("wire_uri") if request.param == "wire" else None
+    made = World(tmp_path, request.param, wire_uri=uri)
+    yield made
+    made.close()
+
+
 @pytest.fixture(params=MONGO_KINDS)
 def mongo_factory(request):
     factory = mongo_factory_for(request, request.param)

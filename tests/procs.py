@@ -33,6 +33,13 @@ def stop_process(proc: subprocess.Popen | None, timeout: float) -> None:
             proc.wait()
 
 
+def started(tmp_path: Path, name: str, settings: dict[str, str], **kw) -> "ServerProcess":
+    """A server process with exactly these settings (over whatever the environment has), started."""
+    srv = ServerProcess(tmp_path, name, **kw, **settings)
+    srv.env.update(settings)
+    return srv.start()
+
+
 class ServerProcess:
     def __init__(self, tmp_path: Path, name: str = "device", *, args: tuple[str, ...] = (), **env: str):
         self.args = args  # ("--hub",) for a hub server
@@ -74,6 +81,12 @@ class ServerProcess:
                 return resp.status, json.loads(resp.read() or b"null"), resp.headers
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"null"), err.headers
+
+    def sync(self) -> dict:
+        """One round now (POST /api/v1/sync); its report, which must be a success."""
+        status, body, _ = self.request("POST", "/api/v1/sync", {}, timeout=300)
+        assert status == 200, body
+        return body["data"]
 
     def stop(self) -> None:
         stop_process(self.proc, timeout=10)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from tests.procs import ROOT, ServerProcess
+from tests.procs import ROOT, ServerProcess, started
 from tests.wire.hub import WireHub, unavailable_reason, wire_python
 
 pytestmark = pytest.mark.wire
@@ -65,15 +65,11 @@ class Network:
     def device(self, name: str, **env) -> ServerProcess:
         settings = {"MONGO_URI": self.uri, "MONGO_DB": self.db, "USER_ID": USER, "DEVICE_ID": name,
                     "SYNC_INTERVAL_SECONDS": "3600", "SYNC_BATCH_SIZE": "50", "HUB_TIMEOUT_MS": "1500", **env}
-        srv = ServerProcess(self.tmp_path, name, **settings)
-        srv.env.update(settings)
-        self.devices[name] = srv.start()
+        srv = self.devices[name] = started(self.tmp_path, name, settings)
         return srv
 
     def sync(self, name: str) -> dict:
-        status, body, _ = self.devices[name].request("POST", "/api/v1/sync", {}, timeout=300)
-        assert status == 200, body
-        return body["data"]
+        return self.devices[name].sync()
 
     def hub_collection(self, name: str):
         client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=3000)

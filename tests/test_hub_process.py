@@ -16,7 +16,7 @@ import pymongo
 import pytest
 
 from tests.conftest import WIRE
-from tests.procs import ROOT, ServerProcess
+from tests.procs import ROOT, ServerProcess, started
 from tests.test_e2e_devices import courses, create, wait_for
 
 USER, OTHER = "learner", "someone-else"
@@ -37,9 +37,8 @@ class Hubs:
         self.devices: dict[str, ServerProcess] = {}
 
     def hub(self) -> ServerProcess:
-        srv = ServerProcess(self.tmp_path, f"hub{len(self.hubs)}", args=("--hub",), **self.store_env)
-        srv.env.update(self.store_env)
-        self.hubs.append(srv.start())
+        srv = started(self.tmp_path, f"hub{len(self.hubs)}", self.store_env, args=("--hub",))
+        self.hubs.append(srv)
         return srv
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
@@ -55,15 +54,11 @@ class Hubs:
     def device(self, name: str, hub: ServerProcess, token: str, user: str = USER, **env: str) -> ServerProcess:
         settings = {"HUB_URL": f"http://127.0.0.1:{hub.port}", "HUB_TOKEN": token, "USER_ID": user,
                     "SYNC_INTERVAL_SECONDS": "3600", "HUB_TIMEOUT_MS": "1500", **env}
-        srv = ServerProcess(self.tmp_path, name, **settings)
-        srv.env.update(settings)
-        self.devices[name] = srv.start()
+        srv = self.devices[name] = started(self.tmp_path, name, settings)
         return srv
 
     def sync(self, name: str) -> dict:
-        status, body, _ = self.devices[name].request("POST", "/api/v1/sync", {}, timeout=300)
-        assert status == 200, body
-        return body["data"]
+        return self.devices[name].sync()
 
     def hub_seqs(self) -> dict[str, list[int]]:
         if self.kind == "sql":

@@ -18,7 +18,6 @@ from server.config import Settings
 from server.connectors.factory import get_db_connector
 from server.sync.engine import BOOKMARK_KEY
 from server.sync.service import sync_status
-from tests.conftest import MONGO_KINDS
 from tests.synckit import USER, World, assert_converged, course, lecture
 
 T0 = dt.datetime(2030, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -28,12 +27,14 @@ def at(minutes: float):
     return freeze_time(T0 + dt.timedelta(minutes=minutes))
 
 
-@pytest.fixture(params=MONGO_KINDS + ["sqlite"])
-def world(request, tmp_path):
-    uri = request.getfixturevalue("wire_uri") if request.param == "wire" else None
-    w = World(tmp_path, request.param, wire_uri=uri)
-    yield w
-    w.close()
+def copy_syncing_too(world: World, store, tmp_path: Path):
+    """A copy of the store's file, opened as the second machine it was copied to (syncing as "twin")."""
+    twin = get_db_connector("sql", Settings(), path=str(back_up(store, tmp_path / "copy.sqlite3")), user_id=USER,
+                            device_id=None)
+    twin.connect()
+    world.built.append(twin)
+    world.devices["twin"] = twin
+    return twin
 
 
 def back_up(store, to: Path) -> Path:
@@ -167,11 +168,7 @@ class TestACopiedStore:
         a = world.device("a")
         course(a, id="c1")
         world.settle(["a"])
-        copy = back_up(a, tmp_path / "copy.sqlite3")
-        twin = get_db_connector("sql", Settings(), path=str(copy), user_id=USER, device_id=None)
-        twin.connect()
-        world.built.append(twin)
-        world.devices["twin"] = twin
+        twin = copy_syncing_too(world, a, tmp_path)
         assert twin.device_id == "a"
         a.update("course", None, "c1", {"title": "on the first machine"})
         lecture(twin, "c1", id="l-twin")
@@ -301,11 +298,7 @@ class TestTwinsStampingAlike:
         with at(0):
             course(a, id="c1")
             world.settle(["a"])
-        copy = back_up(a, tmp_path / "copy.sqlite3")
-        twin = get_db_connector("sql", Settings(), path=str(copy), user_id=USER, device_id=None)
-        twin.connect()
-        world.built.append(twin)
-        world.devices["twin"] = twin
+        twin = copy_syncing_too(world, a, tmp_path)
         with at(1):  # the same clock state, the same millisecond: the same stamp for two writes
             a.update("course", None, "c1", {"notes": "on the first machine"})
             twin.update("course", None, "c1", {"notes": "on the copy"})

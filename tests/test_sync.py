@@ -13,19 +13,10 @@ from server.records import META_FIELDS
 from server.seeding import load_seed_file, validate_seed
 from server.seeding_run import seed_store
 from server.sync.engine import run_round
-from tests.conftest import MONGO_KINDS
-from tests.synckit import FlakyHub, World, assert_converged, course, lecture
+from tests.synckit import FlakyHub, assert_converged, course, lecture
 from tests.test_seed import OUR_SEED
 
 T0 = dt.datetime(2030, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
-
-
-@pytest.fixture(params=MONGO_KINDS + ["sqlite"])
-def world(request, tmp_path):
-    uri = request.getfixturevalue("wire_uri") if request.param == "wire" else None
-    w = World(tmp_path, request.param, wire_uri=uri)
-    yield w
-    w.close()
 
 
 def losses(store) -> set[tuple]:

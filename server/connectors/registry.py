@@ -8,7 +8,6 @@ a change of it; after that no other device may push under it."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import secrets
 from abc import ABC, abstractmethod
@@ -19,6 +18,7 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from server.connectors.base import DatabaseConnector
+from server.records import iso_now
 
 TOKEN_PREFIX = "csh_"
 
@@ -40,14 +40,10 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 class DeviceRegistry(ABC):
     def add(self, user_id: str, name: str) -> tuple[Device, str]:
         """A new device of `user_id`, and its token (returned here only)."""
-        device = Device(f"hd_{secrets.token_hex(6)}", user_id, name, _now())
+        device = Device(f"hd_{secrets.token_hex(6)}", user_id, name, iso_now())
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         self._insert(device, token_hash(token))
         return device, token
@@ -85,10 +81,6 @@ class SqlRegistry(DeviceRegistry):
             conn.execute("INSERT INTO hub_devices VALUES (?, ?, ?, ?, ?, NULL)",
                          (device.device_id, device.user_id, device.name, hashed, device.created_at))
 
-    @staticmethod
-    def _device(row) -> Device:
-        return Device(*row)
-
     def find(self, token: str) -> Device | None:
         row = self.store._conn().execute(
             "SELECT device_id, user_id, name, created_at, revoked_at FROM hub_devices WHERE token_hash = ?",
@@ -106,7 +98,7 @@ class SqlRegistry(DeviceRegistry):
             rows = conn.execute(
                 "UPDATE hub_devices SET revoked_at = ? WHERE revoked_at IS NULL AND (device_id = ? OR token_hash = ?) "
                 "RETURNING device_id, user_id, name, created_at, revoked_at",
-                (_now(), token_or_device, token_hash(token_or_device))).fetchall()
+                (iso_now(), token_or_device, token_hash(token_or_device))).fetchall()
         return [Device(*r) for r in rows]
 
     def origin_owner(self, user_id: str, origin: str) -> str | None:
@@ -147,7 +139,7 @@ class MongoRegistry(DeviceRegistry):
     def revoke(self, token_or_device: str) -> list[Device]:
         query = {"revokedAt": None, "$or": [{"deviceId": token_or_device}, {"tokenHash": token_hash(token_or_device)}]}
         found = [self._device(d) for d in self.db.hub_devices.find(query)]
-        now = _now()
+        now = iso_now()
         for device in found:
             self.db.hub_devices.update_one({"deviceId": device.device_id, "revokedAt": None},
                                            {"$set": {"revokedAt": now}})

@@ -16,7 +16,7 @@ from typing import Callable
 from server.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError
-from server.records import iso_now_from_ms
+from server.records import iso_now
 
 log = logging.getLogger("server.sync")
 BOOKMARK_KEY = "hub"
@@ -61,7 +61,7 @@ def _keep_refused(local: DatabaseConnector, batch: list[Change], refused: list[d
     """The hub refused some of this device's own changes: keep them in the local quarantine,
     so the person can see them and the queue goes on without them."""
     by_seq = {ch["seq"]: ch for ch in batch}
-    now = iso_now_from_ms(int(time.time() * 1000))
+    now = iso_now()
     local.quarantine([quarantine_entry(by_seq.get(r["seq"], r), f"refused by the hub: {r['reason']}", now)
                       for r in refused])
 

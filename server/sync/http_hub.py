@@ -99,20 +99,19 @@ class HubClient:
                    "User-Agent": "coursesync-device"}
         if data is not None:
             headers.update({"Content-Type": "application/json", "Content-Encoding": "gzip"})
-        for attempt in (1, 2):
-            try:
-                conn = self._connection()
-                conn.request(method, self._base + path, data, headers)
-                resp = conn.getresponse()
-                return self._answer(resp, resp.read())
-            except STALE as exc:  # a kept-alive connection the hub closed meanwhile: once more, anew
-                self.close()
-                if attempt == 2:
-                    raise self._unreachable(exc) from None
-            except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                raise self._unreachable(exc) from None
-        raise AssertionError("unreachable")
+        return self._send(method, path, data, headers)
+
+    def _send(self, method: str, path: str, data: bytes | None, headers: dict, retry: bool = True) -> dict[str, Any]:
+        try:
+            conn = self._connection()
+            conn.request(method, self._base + path, data, headers)
+            resp = conn.getresponse()
+            return self._answer(resp, resp.read())
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            if retry and isinstance(exc, STALE):  # a kept-alive connection the hub closed: once more, anew
+                return self._send(method, path, data, headers, retry=False)
+            raise self._unreachable(exc) from None
 
     def _unreachable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(f"The hub at {self.url} cannot be reached ({exc.__class__.__name__}).")

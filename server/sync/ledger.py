@@ -4,13 +4,12 @@ stays listed, with how it was resolved."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from server.connectors.base import DatabaseConnector
 from server.errors import Conflict, NotFound, ValidationError
 from server.merge import DELETED
-from server.records import KINDS, USER, iso_now_from_ms, validate
+from server.records import KINDS, USER, iso_now, validate
 
 
 def _open_conflict(store: DatabaseConnector, conflict_id: str) -> dict[str, Any]:
@@ -46,7 +45,7 @@ def restore(store: DatabaseConnector, conflict_id: str) -> dict[str, Any]:
         raise Conflict(f"The {kind} this value belonged to has been deleted since: there is nothing to "
                        "restore it into.", code="record_deleted") from None
     edit = _the_edit(store, conflict)
-    store.resolve_conflict(conflict_id, {"action": "restored", "at": _now(), "value": value, "edit": edit})
+    store.resolve_conflict(conflict_id, {"action": "restored", "at": iso_now(), "value": value, "edit": edit})
     return record
 
 
@@ -71,8 +70,4 @@ def _the_edit(store: DatabaseConnector, conflict: dict[str, Any]) -> dict[str, A
 
 def dismiss(store: DatabaseConnector, conflict_id: str) -> dict[str, Any]:
     _open_conflict(store, conflict_id)
-    return store.resolve_conflict(conflict_id, {"action": "dismissed", "at": _now()})
-
-
-def _now() -> str:
-    return iso_now_from_ms(int(time.time() * 1000))
+    return store.resolve_conflict(conflict_id, {"action": "dismissed", "at": iso_now()})
