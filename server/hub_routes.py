@@ -50,12 +50,17 @@ class HubStores:
             if store is not None:
                 self._stores.move_to_end(user_id)
                 return store
-        store = self._open(user_id)
+        store = self._open(user_id)  # outside the lock: a slow store must not hold up other users
         with self._lock:
-            self._stores[user_id] = store
+            already = self._stores.get(user_id)
+            if already is None:
+                self._stores[user_id] = already = store
+                store = None
             while len(self._stores) > self.limit:
                 self._stores.popitem(last=False)[1].close()
-        return store
+        if store is not None:  # another request of the same user opened one meanwhile
+            store.close()
+        return already
 
     def _open(self, user_id: str) -> DatabaseConnector:
         from server.connectors.factory import get_db_connector

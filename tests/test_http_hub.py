@@ -20,6 +20,7 @@ class FakeHub:
 
     def __init__(self):
         self.answer = (200, b"{}", {})
+        self.route = None
         self.connections = 0
         self.requests: list[tuple[str, str, dict]] = []
         hub = self
@@ -36,7 +37,10 @@ class FakeHub:
                 raw = self.rfile.read(length)
                 if self.headers.get("Content-Encoding") == "gzip":
                     raw = gzip.decompress(raw)
-                hub.requests.append((self.command, self.path, json.loads(raw) if raw else None))
+                request = json.loads(raw) if raw else None
+                hub.requests.append((self.command, self.path, request))
+                if hub.route is not None:  # an answer made for each request: (path, body) -> data
+                    hub.says({"data": hub.route(self.path, request), "meta": {}})
                 status, body, headers = hub.answer
                 self.send_response(status)
                 for k, v in {"Content-Length": str(len(body)), "Content-Type": "application/json", **headers}.items():
@@ -142,3 +146,43 @@ def test_a_token_of_another_user_is_refused_by_the_device(fake):
     assert HubClient(fake.url, "csh_" + "t" * 40, user_id="bob").hub_epoch() == "e1"
     with pytest.raises(HubRefused, match="belongs to user 'bob', but this device serves 'alice'"):
         HubClient(fake.url, "csh_" + "t" * 40, user_id="alice").hub_epoch()
+
+
+def test_a_pull_of_garbage_is_quarantined_and_ends_the_round_without_a_loop(fake, sql_factory):
+    from server.sync.engine import run_round
+
+    local = sql_factory("dev", user_id="u", device_id="dev")
+    local.connect()
+    garbage = ["not a change", 7, {"origin": 3}]
+
+    def hub_answers(path, body):
+        if path.endswith("/epoch"):
+            return {"epoch": "e1"}
+        return {"changes": [] if body.get("onlyOrigin") else garbage}  # the same pull, every time
+
+    fake.route = hub_answers
+    report = run_round(local, client(fake.url))
+    assert report.error is None and report.pulled == 0 and report.quarantined == 3
+    assert local.count_quarantine() == 3
+    assert sum(path.endswith("/pull") for _, path, _ in fake.requests) == 2  # own log once, the pull once
+
+
+def test_a_hub_answering_this_devices_log_out_of_order_is_not_trusted_with_it(fake, sql_factory):
+    from server.sync.engine import run_round
+    from tests.synckit import course
+
+    local = sql_factory("dev", user_id="u", device_id="dev")
+    local.connect()
+    course(local, id="c1")
+
+    def hub_answers(path, body):
+        if path.endswith("/epoch"):
+            return {"epoch": "e1"}
+        if path.endswith("/push"):
+            return {"received": 1, "applied": 1, "conflicts": 0, "quarantined": []}
+        return {"changes": ["junk", {"seq": 9}] if body.get("onlyOrigin") else []}
+
+    fake.route = hub_answers
+    report = run_round(local, client(fake.url))
+    assert report.error is None and report.origin_restart is None and local.device_id == "dev"
+    assert report.pushed == 1

@@ -51,6 +51,8 @@ def _advance(cursor: Cursor, batch: list[Change]) -> Cursor:
     passed by number; the hub's query for what comes after never returns it again anyway."""
     moved = dict(cursor)
     for ch in batch:
+        if not isinstance(ch, dict):  # a hub server may answer anything; the door refuses it
+            continue
         origin, seq = ch.get("origin"), ch.get("seq")
         if isinstance(origin, str) and type(seq) is int and seq > moved.get(origin, 0):
             moved[origin] = seq
@@ -129,10 +131,13 @@ def _check_own_log(local: DatabaseConnector, hub: DatabaseConnector, bookmark: d
     while batch := hub.changes_since({own: after}, batch_size, only_origin=own):
         ours = {ch["seq"]: ch for ch in local.changes_since({own: after}, len(batch), only_origin=own)}
         for ch in batch:
+            if not isinstance(ch, dict) or ch.get("seq") != after + 1:
+                log.warning("the hub answered its part of this device's log out of order; not compared")
+                return
             mine = ours.get(ch["seq"])
             # The whole change, not only its stamp: two copies of one store can stamp two
             # different writes alike (the same clock state, the same millisecond).
-            if mine is None or not (mine == ch or is_slot_filler_of(ch["hlc"], own)):
+            if mine is None or not (mine == ch or is_slot_filler_of(ch.get("hlc"), own)):
                 _restart_origin(local, bookmark, own, ch["seq"], report)
                 return
             after = ch["seq"]
@@ -199,9 +204,14 @@ def _pull(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batc
         moved = {**bookmark, "cursor": _advance(bookmark["cursor"], batch)}
         # The batch and the cursor that passes it are stored in one transaction.
         result = local.apply_changes(batch, bookmarks={BOOKMARK_KEY: moved})
-        bookmark["cursor"] = moved["cursor"]
         report.pulled += result["applied"]
         report.conflicts += result["conflicts"]
         report.quarantined += len(result.get("quarantined", ()))
         if progress:
             progress("pull", report.pulled)
+        if moved["cursor"] == bookmark["cursor"]:
+            # Nothing in the batch could be passed by number (a hub answering garbage): asking
+            # again would get the same answer forever.
+            log.warning("the hub's batch named no change this device could move past; the pull stops here")
+            break
+        bookmark["cursor"] = moved["cursor"]
