@@ -97,6 +97,7 @@ def test_calls_speak_the_protocol_on_one_kept_alive_connection(fake):
     ("push", {"data": {"received": 1, "applied": 9, "conflicts": 0, "quarantined": []}}),
     ("push", {"data": {"received": 1, "applied": 1, "conflicts": 0, "quarantined": [{"seq": 1}]}}),
     ("push", {"data": {"received": "1", "applied": 1, "conflicts": 0, "quarantined": []}}),
+    ("push", {"data": {"received": 1, "applied": 0, "conflicts": 0, "quarantined": [{"seq": [1], "reason": "r"}]}}),
 ])
 def test_an_answer_of_another_shape_is_a_hub_failure(fake, call, answer):
     hub = client(fake.url)

@@ -73,8 +73,7 @@ class HubClient:
         counts_ok = all(type(result.get(k)) is int and 0 <= result[k] <= len(changes)
                         for k in ("received", "applied", "conflicts"))
         refused = result.get("quarantined")
-        if not counts_ok or not isinstance(refused, list) or not all(
-                isinstance(r, dict) and isinstance(r.get("reason"), str) and "seq" in r for r in refused):
+        if not counts_ok or not isinstance(refused, list) or not all(map(_refusal, refused)):
             raise self._garbled("a push result of another shape")
         return result
 
@@ -141,3 +140,9 @@ class HubClient:
     def _garbled(self, what: str) -> StoreUnavailable:
         self.close()
         return StoreUnavailable(f"The hub at {self.url} answered {what}.")
+
+
+def _refusal(entry: Any) -> bool:
+    """One entry of a push answer's `quarantined`: a reason, and the change's seq (or null)."""
+    return isinstance(entry, dict) and isinstance(entry.get("reason"), str) and (
+        entry.get("seq") is None or type(entry["seq"]) is int)
