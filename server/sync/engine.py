@@ -64,7 +64,7 @@ def _keep_refused(local: DatabaseConnector, batch: list[Change], refused: list[d
     so the person can see them and the queue goes on without them."""
     by_seq = {ch["seq"]: ch for ch in batch}
     now = iso_now()
-    local.quarantine([quarantine_entry(by_seq.get(r["seq"], r), f"refused by the hub: {r['reason']}", now)
+    local.quarantine([quarantine_entry(by_seq.get(r.get("seq"), r), f"refused by the hub: {r['reason']}", now)
                       for r in refused])
 
 
