@@ -33,6 +33,11 @@ route = declaring(bp, OPERATIONS)
 MAX_BATCH = 2000  # changes per push or pull
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a push after decompression
 MAX_CURSOR_ORIGINS = 100_000
+# What this hub server can do beyond the first protocol, named in the epoch answer so that a
+# device talks to an older hub server as before: "shortfall" (what the hub lacks of a cursor),
+# "relay" (a push of other origins' changes the hub lost), "resume" (a push answer that says
+# where an origin must be sent again from instead of storing a gap).
+FEATURES = ("shortfall", "relay", "resume")
 
 
 class HubStores:
@@ -155,7 +160,30 @@ def _origin_or_none(body: dict, key: str, problems: dict) -> str | None:
                  {"200": ("HubEpoch", "The epoch", False)}, (401,)))
 def epoch():
     # Whose token this is, so that a device set up for another user can refuse it (HubClient).
-    return envelope({"epoch": g.hub_store.hub_epoch(), "userId": g.device.user_id, "deviceId": g.device.device_id})
+    return envelope({"epoch": g.hub_store.hub_epoch(), "userId": g.device.user_id, "deviceId": g.device.device_id,
+                     "features": list(FEATURES)})
+
+
+def _cursor(body: dict, problems: dict) -> dict[str, int]:
+    cursor = body.get("cursor", {})
+    if not isinstance(cursor, dict) or len(cursor) > MAX_CURSOR_ORIGINS or not all(
+            isinstance(k, str) and type(v) is int and 0 <= v < 2**53 for k, v in cursor.items()):
+        problems["cursor"] = "must map origin ids to sequence numbers"
+    return cursor
+
+
+@route(Operation("post", "/shortfall", "hubShortfall",
+                 "Of the origins in a cursor, those the hub holds less of than the cursor says, with what it holds",
+                 {"200": ("HubShortfall", "origin -> the hub's newest seq; empty when it holds everything", False)},
+                 (401,), "HubShortfallRequest"))
+def shortfall():
+    body = _body()
+    _only_keys(body, {"cursor"})
+    problems: dict[str, str] = {}
+    cursor = _cursor(body, problems)
+    if problems:
+        raise ValidationError(problems)
+    return envelope({"shortfall": g.hub_store.shortfall(cursor)})
 
 
 @route(Operation("post", "/pull", "hubPull", "The user's changes after a cursor, in (origin, seq) order",
@@ -164,10 +192,7 @@ def pull():
     body = _body()
     _only_keys(body, {"cursor", "limit", "excludeOrigin", "onlyOrigin"})
     problems: dict[str, str] = {}
-    cursor = body.get("cursor", {})
-    if not isinstance(cursor, dict) or len(cursor) > MAX_CURSOR_ORIGINS or not all(
-            isinstance(k, str) and type(v) is int and 0 <= v < 2**53 for k, v in cursor.items()):
-        problems["cursor"] = "must map origin ids to sequence numbers"
+    cursor = _cursor(body, problems)
     limit = body.get("limit", 500)
     if type(limit) is not int or not 1 <= limit <= MAX_BATCH:
         problems["limit"] = f"must be an integer from 1 to {MAX_BATCH}"
@@ -181,10 +206,18 @@ def pull():
                  {"200": ("HubPushResult", "What the hub did with the batch", False)}, (401, 403), "HubPushRequest"))
 def push():
     body = _body()
-    _only_keys(body, {"changes"})
-    changes = body.get("changes")
+    _only_keys(body, {"changes", "relay"})
+    changes, relay = body.get("changes"), body.get("relay", False)
     if not isinstance(changes, list) or len(changes) > MAX_BATCH:
         raise ValidationError({"changes": f"must be a list of at most {MAX_BATCH} changes"})
+    if type(relay) is not bool:
+        raise ValidationError({"relay": "must be true or false"})
+    if relay:
+        # Changes of the user's other origins that this hub lost (restored from a backup,
+        # recreated) and a device still holds. They are the token's user's (the store is that
+        # user's part), claim no origin, and are taken only past the hub's top of each origin,
+        # gapless, through the same door: a relay can only give back, never overwrite.
+        return envelope(g.hub_store.relay_changes(changes))
     device: Device = g.device
     # Origins that are not ids cannot be claimed; the door quarantines their changes anyway.
     origins = {ch["origin"] for ch in changes if isinstance(ch, dict) and is_id(ch.get("origin"))}

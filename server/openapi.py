@@ -230,7 +230,14 @@ SEQ = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
 HUB_SCHEMAS = {
     "HubEpoch": {"type": "object", "required": ["epoch", "userId", "deviceId"],
                  "properties": {"epoch": {"type": "string"}, "userId": {"type": "string"},
-                                "deviceId": {"type": "string", "description": "the token's device"}}},
+                                "deviceId": {"type": "string", "description": "the token's device"},
+                                "features": {"type": "array", "items": {"type": "string"},
+                                             "description": "calls beyond the first protocol: shortfall, relay, "
+                                                            "resume"}}},
+    "HubShortfallRequest": {"type": "object", "additionalProperties": False, "properties": {
+        "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq acknowledged"}}},
+    "HubShortfall": {"type": "object", "required": ["shortfall"],
+                     "properties": {"shortfall": {"type": "object", "additionalProperties": SEQ}}},
     "Change": {"type": "object", "description": "One write: checked at the door (kinds, fields, stamps)",
                "required": ["origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"],
                "properties": {"origin": ORIGIN, "seq": SEQ, "hlc": {"type": "string"}, "kind": {"type": "string"},
@@ -246,10 +253,15 @@ HUB_SCHEMAS = {
         "excludeOrigin": {**ORIGIN, "nullable": True}, "onlyOrigin": {**ORIGIN, "nullable": True}}},
     "HubPushRequest": {"type": "object", "additionalProperties": False, "required": ["changes"], "properties": {
         "changes": {"type": "array", "maxItems": 2000, "items": {},
-                    "description": "Changes (see Change); anything else is quarantined with its reason"}}},
+                    "description": "Changes (see Change); anything else is quarantined with its reason"},
+        "relay": {"type": "boolean", "description": "other origins' changes the hub lost: only what it lacks is "
+                                                    "taken, no origin is claimed"}}},
     "HubPushResult": {"type": "object", "required": ["received", "applied", "conflicts", "quarantined"],
                       "properties": {"received": {"type": "integer"}, "applied": {"type": "integer"},
                                      "conflicts": {"type": "integer"},
+                                     "resume": {"type": "object", "additionalProperties": SEQ,
+                                                "description": "origin -> the hub's top, for an origin whose "
+                                                               "changes started past it: send again from there"},
                                      "quarantined": {"type": "array", "items": {
                                          "type": "object", "required": ["origin", "seq", "reason"],
                                          "properties": {"origin": {**ORIGIN, "nullable": True},

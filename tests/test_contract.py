@@ -226,7 +226,7 @@ class TestApply:
         batch = peer.changes_since({}, 10)
         assert connector.apply_changes(batch)["applied"] == 2
         before = connector.dump_records()
-        assert connector.apply_changes(batch) == {"received": 2, "applied": 0, "conflicts": 0, "quarantined": []}
+        assert connector.apply_changes(batch) == {"received": 2, "applied": 0, "conflicts": 0, "resume": {}, "quarantined": []}
         assert connector.dump_records() == before
         assert connector.get_courses() == peer.get_courses()
 
@@ -336,6 +336,7 @@ CALLS = {
     "update": ("course", None, "c1", {"title": "t"}),
     "delete": ("lecture", "c1", "l1"),
     "changes_since": ({}, 10), "apply_changes": ([CHANGE],), "pending_since": ({},),
+    "relay_changes": ([CHANGE],), "shortfall": ({"x": 1},),
     "list_conflicts": (), "count_conflicts": (), "list_quarantine": (), "count_quarantine": (),
     "get_conflict": ("x",), "resolve_conflict": ("x", {"action": "dismissed", "at": "2030-01-01T00:00:00.000Z"}),
     "quarantine": ([{"id": "q1", "origin": None, "seq": None, "reason": "r", "receivedAt": "2030-01-01T00:00:00Z",

@@ -135,8 +135,8 @@ class DatabaseConnector(ABC):
 
     @abstractmethod
     def apply_changes(
-        self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None
-    ) -> dict[str, int]:
+        self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None, relayed: bool = False,
+    ) -> dict[str, Any]:
         """Merge foreign changes by the merge rule (merge.py), store them so they can be
         exported again, record every losing value as a conflict, and advance the clock past
         them. Idempotent: a change already stored (same origin, seq and hlc) is not applied
@@ -145,7 +145,23 @@ class DatabaseConnector(ABC):
         first (changes.check_change): one that fails is not applied, does not move the clock
         and does not stop the others; it goes to the quarantine with its reason, and the
         answer's "quarantined" lists {"origin", "seq", "reason"} for each.
-        Returns {"received", "applied", "conflicts", "quarantined"}."""
+        The sequence rule (sequences.admit) comes before: per origin, only a run that starts at
+        most one past the store's top is taken; from a gap on nothing of that origin is, and
+        "resume" maps such an origin to the top to send again from. `relayed`: a change stored
+        under its slot with other content is left as it is instead of raising Conflict.
+        Returns {"received", "applied", "conflicts", "resume", "quarantined"}."""
+
+    def relay_changes(self, changes: list[Change]) -> dict[str, Any]:
+        """Hand this store changes of the user's other origins that it may have lost (a hub
+        restored from a backup or recreated): as apply_changes with `relayed=True`, which takes
+        only what the store does not hold and never overwrites a change it holds."""
+        return self.apply_changes(changes, relayed=True)
+
+    @abstractmethod
+    def shortfall(self, cursor: Cursor) -> dict[str, int]:
+        """origin -> the newest seq this store holds, for each origin of `cursor` of which it
+        holds less than the cursor says (a hub that acknowledged more than it now has). {} when
+        it holds all of it. Writes nothing."""
 
     @abstractmethod
     def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:

@@ -11,6 +11,7 @@ from typing import Any
 from server.changes import Change, at_the_door, change_key, moved_to, restamp_state
 from server.clock import wall_ms
 from server.errors import Conflict
+from server.sequences import admit, shortfall
 
 log = logging.getLogger("server.sync")
 
@@ -23,11 +24,22 @@ class ChangeIntake:
     """Mixed into MergingConnector, whose primitives (_known, _complete, _merge_and_persist,
     _writer, _load, _refresh_origin, _retire_tail) these methods use."""
 
-    def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None) -> dict:
+    def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None,
+                      relayed: bool = False) -> dict:
         good, refused, fillers = at_the_door(changes, now_ms=wall_ms(), max_skew_ms=self.max_skew_ms,
                                              user_id=self.user_id)
         for q in refused:
             log.warning("quarantined change %s#%s: %s", q["origin"], q["seq"], q["reason"])
+        # Then the sequence rule, on what takes a slot (a refused change's filler too): a run
+        # that starts past this store's top is not stored from the gap on, and the sender is
+        # told where to resume, so that no reader can ever step over a hole.
+        slotted = good + fillers
+        if slotted:
+            taken, resume = admit(slotted, self._tops_of({ch["origin"] for ch in slotted}))
+            kept = {id(ch) for ch in taken}
+            good, fillers = [c for c in good if id(c) in kept], [f for f in fillers if id(f) in kept]
+        else:
+            resume = {}
         for ch in good:  # only a change that passed may move the clock
             self.clock.observe(ch["hlc"])
         known = self._known(good + fillers) if good or fillers else {}
@@ -42,16 +54,21 @@ class ChangeIntake:
                 applied += 1
             elif stored == ch["hlc"]:
                 logged.append(ch)
-            else:
+            elif not relayed:  # a relayed copy never overwrites what the store holds
                 raise _reused(ch)
         if logged:  # sent again: the first attempt may have stopped after logging them
-            self._same_as_logged(logged)
+            self._same_as_logged(logged, relayed)
             self._complete(logged)
         conflicts = []
         if fresh or bookmarks or refused:
             conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks, quarantined=refused)[1]
-        return {"received": len(changes), "applied": applied, "conflicts": len(conflicts),
+        return {"received": len(changes), "applied": applied, "conflicts": len(conflicts), "resume": resume,
                 "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
+
+    def shortfall(self, cursor: dict[str, int]) -> dict[str, int]:
+        with self._reader():
+            held = self._tops_of(set(cursor)) if cursor else {}
+        return shortfall(cursor, held)
 
     def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:
         with self._writer():
@@ -74,12 +91,13 @@ class ChangeIntake:
                     first_seq, len(moved))
         return self.device_id, len(moved)
 
-    def _same_as_logged(self, changes: list[Change]) -> None:
+    def _same_as_logged(self, changes: list[Change], relayed: bool = False) -> None:
         """A change logged already under its (origin, seq, hlc) must be that very change: two copies
-        of one store can stamp two writes alike (the sender then moves to a new origin)."""
+        of one store can stamp two writes alike (the sender then moves to a new origin). A relayed
+        copy that differs is only not taken: it is not the relayer's to settle."""
         logged = self._known(changes, whole=True)
         for ch in changes:
-            if logged.get((ch["origin"], ch["seq"])) != ch:
+            if logged.get((ch["origin"], ch["seq"])) != ch and not relayed:
                 raise _reused(ch)
 
     def quarantine(self, entries: list[dict[str, Any]]) -> None:

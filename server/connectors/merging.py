@@ -91,6 +91,11 @@ class MergingConnector(ChangeIntake, DatabaseConnector):
         undone. A store that logs a batch in one transaction has nothing to finish."""
 
     @abstractmethod
+    def _tops_of(self, origins: set[str]) -> dict[str, int]:
+        """origin -> the newest sequence number this store holds of it, for those of `origins` it
+        holds anything of (the own origin included)."""
+
+    @abstractmethod
     def _known(self, changes: list[Change], whole: bool = False) -> dict[tuple[str, int], Any]:
         """(origin, seq) -> hlc (or, `whole`, the stored change) for those of these changes already
         stored, whatever the origin's top says."""

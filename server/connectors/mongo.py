@@ -25,6 +25,7 @@ from server.config import redact_uri
 from server.connectors.merging import MergingConnector, RetryMerge
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
+from server.sequences import run_after
 
 log = logging.getLogger("server.mongo")
 NO_ID = {"_id": False}
@@ -180,6 +181,15 @@ class MongoConnector(MergingConnector):
         # it moves when the change is logged, so a failed write leaves no gap.
         return self._seq + 1
 
+    def _tops_of(self, origins: set[str]) -> dict[str, int]:
+        wanted = sorted(origins)
+        tops: dict[str, int] = {}
+        for i in range(0, len(wanted), 1000):
+            docs = self.db.origins.find({"userId": self.user_id, "origin": {"$in": wanted[i:i + 1000]}}, NO_ID)
+            tops.update((d["origin"], d["maxSeq"]) for d in docs
+                        if isinstance(d.get("origin"), str) and type(d.get("maxSeq")) is int)
+        return tops
+
     def _known(self, changes: list[Change], whole: bool = False) -> dict[tuple[str, int], Any]:
         spans = seq_spans(changes)  # one index range per origin
         docs = self.db.changes.find(
@@ -281,12 +291,8 @@ class MongoConnector(MergingConnector):
                 continue
             docs = self.db.changes.find({"userId": self.user_id, "origin": origin, "seq": {"$gt": after}},
                                         NO_ID).sort("seq", ASCENDING).limit(limit - len(out))
-            expected = after + 1
-            for d in docs:
-                if d.get("seq") != expected:
-                    break  # a slot reserved but not written yet: stop here, never skip it
-                out.append(self._change_from_doc(d))
-                expected += 1
+            # A slot reserved but not written yet: stop there, never skip it.
+            out.extend(self._change_from_doc(d) for d in run_after(after, ((d.get("seq"), d) for d in docs)))
         return out
 
     def pending_since(self, cursor: Cursor, origin: str | None = None) -> tuple[int, str | None]:

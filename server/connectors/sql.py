@@ -32,6 +32,7 @@ from server.connectors.sql_schema import (
 )
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
+from server.sequences import run_after
 
 log = logging.getLogger("server.sync")
 
@@ -252,6 +253,21 @@ class SqlConnector(SqlLedgers, MergingConnector):
             tops[self.device_id] = own
         return sorted(tops.items())
 
+    def _tops_of(self, origins: set[str]) -> dict[str, int]:
+        conn = self._conn()
+        self._follow_origin(conn)
+        wanted = sorted(origins)
+        tops: dict[str, int] = {}
+        for i in range(0, len(wanted), 500):  # under SQLite's limit on bound parameters
+            part = wanted[i:i + 500]
+            tops.update(conn.execute(f"SELECT origin, max_seq FROM origins WHERE user_id = ? AND origin IN "
+                                     f"({','.join('?' * len(part))})", (self.user_id, *part)))
+        if self.device_id in origins:
+            own = self._own_top(conn)
+            if own:
+                tops[self.device_id] = own
+        return tops
+
     def _known(self, changes: list[Change], whole: bool = False) -> dict[tuple[str, int], Any]:
         known: dict[tuple[str, int], Any] = {}
         conn = self._conn()
@@ -298,9 +314,9 @@ class SqlConnector(SqlLedgers, MergingConnector):
         if not own:  # own stamps are in the change log already; remember how far foreign ones went
             self._set_meta(conn, "hlc", self.clock.last)
 
-    def apply_changes(self, changes, *, bookmarks=None):
+    def apply_changes(self, changes, *, bookmarks=None, relayed=False):
         with self._writer():
-            return super().apply_changes(changes, bookmarks=bookmarks)
+            return super().apply_changes(changes, bookmarks=bookmarks, relayed=relayed)
 
     # --- sync reads -----------------------------------------------------------------------
     def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
@@ -316,7 +332,7 @@ class SqlConnector(SqlLedgers, MergingConnector):
                     f"SELECT {CHANGE_COLS} FROM changes WHERE user_id = ? AND origin = ? AND seq > ? "
                     "ORDER BY seq LIMIT ?", (self.user_id, origin, after, limit - len(out)),
                 )
-                out.extend(row_to_change(r) for r in rows)
+                out.extend(run_after(after, ((r[1], row_to_change(r)) for r in rows)))
         return out
 
     def pending_since(self, cursor: Cursor, origin: str | None = None) -> tuple[int, str | None]:

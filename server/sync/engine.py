@@ -15,8 +15,9 @@ from typing import Callable
 
 from server.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
 from server.connectors.base import DatabaseConnector
-from server.errors import AppError
+from server.errors import AppError, StoreUnavailable
 from server.records import iso_now
+from server.sequences import advance
 
 log = logging.getLogger("server.sync")
 BOOKMARK_KEY = "hub"
@@ -34,6 +35,8 @@ class RoundReport:
     quarantined: int = 0  # changes refused at the door, on either side
     refused_for_clock: int = 0  # own changes the hub refused because this device's clock is ahead
     origin_restart: dict | None = None  # this round moved the store to a new origin (a restored store)
+    hub_rollback: dict | None = None  # the hub held less than it had acknowledged (restored from a backup)
+    relayed: int = 0  # other origins' changes given back to a hub that had lost them
     error: str | None = None
     error_code: str | None = None
 
@@ -42,21 +45,9 @@ class RoundReport:
             "pushed": self.pushed, "pushedSent": self.pushed_sent, "pulled": self.pulled,
             "conflicts": self.conflicts, "durationMs": round(self.duration_ms, 1),
             "hubReset": self.hub_reset, "originRestarted": self.origin_restart is not None,
+            "hubRolledBack": self.hub_rollback is not None, "relayed": self.relayed,
             "quarantined": self.quarantined, "error": self.error, "errorCode": self.error_code,
         }
-
-
-def _advance(cursor: Cursor, batch: list[Change]) -> Cursor:
-    """The cursor past this batch. A change too broken to name its origin and seq cannot be
-    passed by number; the hub's query for what comes after never returns it again anyway."""
-    moved = dict(cursor)
-    for ch in batch:
-        if not isinstance(ch, dict):  # a hub server may answer anything; the door refuses it
-            continue
-        origin, seq = ch.get("origin"), ch.get("seq")
-        if isinstance(origin, str) and type(seq) is int and seq > moved.get(origin, 0):
-            moved[origin] = seq
-    return moved
 
 
 def _keep_refused(local: DatabaseConnector, batch: list[Change], refused: list[dict]) -> None:
@@ -88,6 +79,7 @@ def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int 
     report = RoundReport()
     try:
         bookmark = _begin(local, hub, report)
+        _check_acknowledged(local, hub, bookmark, report)
         _check_own_log(local, hub, bookmark, batch_size, report)
         _push(local, hub, bookmark, batch_size, report, progress)
         _pull(local, hub, bookmark, batch_size, report, progress)
@@ -104,7 +96,8 @@ def _begin(local: DatabaseConnector, hub: DatabaseConnector, report: RoundReport
     epoch = hub.hub_epoch()
     stored = stored_bookmark(local)
     bookmark = {"epoch": epoch, "cursor": dict(stored.get("cursor") or {}),
-                "resets": list(stored.get("resets") or []), "restarts": list(stored.get("restarts") or [])}
+                "resets": list(stored.get("resets") or []), "restarts": list(stored.get("restarts") or []),
+                "rollbacks": list(stored.get("rollbacks") or [])}
     if stored.get("epoch") != epoch:
         if stored.get("epoch") is not None:
             # The hub was wiped or re-seeded: what it held is gone, so send it everything we
@@ -116,6 +109,26 @@ def _begin(local: DatabaseConnector, hub: DatabaseConnector, report: RoundReport
         bookmark["cursor"] = {}
         local.set_bookmark(BOOKMARK_KEY, bookmark)
     return bookmark
+
+
+def _check_acknowledged(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict,
+                        report: RoundReport) -> None:
+    """Does the hub still hold everything it acknowledged to this device (its own origins' tops
+    as pushed, the other origins as far as they were pulled)? A hub restored from a backup, a
+    store file swapped under a hub server or a MongoDB restored from a snapshot keeps its epoch
+    but holds less. Then the cursor goes back to what the hub holds, and this round gives back
+    what the hub lost: this device's own changes by the push, other devices' by the relay."""
+    cursor = bookmark["cursor"]
+    short = hub.shortfall(cursor) if cursor else {}
+    if not short:
+        return
+    rollback = {"at": time.time(), "origins": len(short), "changes": sum(cursor[o] - top for o, top in short.items())}
+    report.hub_rollback = rollback
+    bookmark["rollbacks"] = [*(bookmark.get("rollbacks") or [])[-9:], rollback]
+    bookmark["cursor"] = {**cursor, **short}
+    local.set_bookmark(BOOKMARK_KEY, bookmark)
+    log.warning("the hub holds %d fewer changes than it acknowledged (in %d origins): it was restored from an "
+                "older copy; giving them back", rollback["changes"], rollback["origins"])
 
 
 def _check_own_log(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
@@ -164,32 +177,69 @@ def _restart_origin(local: DatabaseConnector, bookmark: dict, origin: str, first
 def _push(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
           report: RoundReport, progress: Progress | None) -> None:
     # Push what was pending when the round began: a busy writer must not keep a round (and
-    # its pull) waiting forever. Later writes go in the next round. A hub server takes only
-    # this device's own origins; to a MongoDB hub a device also relays what it holds of others
-    # (after a hub reset, that is how their changes come back).
-    origins: list[str | None] = [None]
-    if getattr(hub, "own_origins_only", False):
-        origins = sorted({local.device_id, *(r["from"] for r in bookmark.get("restarts") or [])})
-    for origin in origins:
-        _push_origin(local, hub, bookmark, batch_size, report, progress, origin)
+    # its pull) waiting forever. Later writes go in the next round. This device's own origin
+    # first; then, as a relay, whatever else the store holds past the cursor: the changes of
+    # other origins a hub lost (reset, rolled back, or a retired device's that only this store
+    # still has), and what is left of an origin this store moved on from.
+    own = local.device_id
+    everything, _ = local.pending_since(bookmark["cursor"])
+    mine, _ = local.pending_since(bookmark["cursor"], own)
+    try:
+        _push_origin(local, hub, bookmark, batch_size, report, progress, mine, only=own)
+    except HubRefusedOrigin:
+        # The hub gives this origin to another device: the store was copied or moved to a
+        # machine with another token. What the hub has of it stays; the rest goes on anew.
+        _restart_origin(local, bookmark, own, bookmark["cursor"].get(own, 0) + 1, report)
+        moved, _ = local.pending_since(bookmark["cursor"], local.device_id)
+        _push_origin(local, hub, bookmark, batch_size, report, progress, moved, only=local.device_id)
+    if everything > mine:
+        _push_origin(local, hub, bookmark, batch_size, report, progress, everything - mine, exclude=own)
+
+
+class HubRefusedOrigin(Exception):
+    """The hub answered 403 origin_not_yours to this device's own origin."""
 
 
 def _push_origin(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
-                 report: RoundReport, progress: Progress | None, origin: str | None) -> None:
-    budget, _ = local.pending_since(bookmark["cursor"], origin)
+                 report: RoundReport, progress: Progress | None, budget: int, *, only: str | None = None,
+                 exclude: str | None = None) -> None:
+    """Send `budget` changes after the cursor: `only` this device's origin, or (a relay) all the
+    others but `exclude`."""
+    relay = only is None
+    resumes = 0
     while budget > 0:
-        batch = local.changes_since(bookmark["cursor"], min(batch_size, budget), only_origin=origin)
+        batch = local.changes_since(bookmark["cursor"], min(batch_size, budget), only_origin=only,
+                                    exclude_origin=exclude)
         if not batch:
             break
         budget -= len(batch)
-        result = hub.apply_changes(batch)
+        try:
+            result = hub.relay_changes(batch) if relay else hub.apply_changes(batch)
+        except AppError as exc:
+            if getattr(exc, "reason", "") == "origin_not_yours" and not relay:
+                raise HubRefusedOrigin() from None
+            raise
+        if result.get("unsupported"):
+            return  # an older hub server takes no relay: these wait, counted as pending
         if result.get("quarantined"):
             _keep_refused(local, batch, result["quarantined"])
             report.quarantined += len(result["quarantined"])
             report.refused_for_clock += sum("ahead of this clock" in r["reason"] for r in result["quarantined"])
-        bookmark["cursor"] = _advance(bookmark["cursor"], batch)
+        cursor = advance(bookmark["cursor"], batch)
+        for o, top in (result.get("resume") or {}).items():
+            # The hub holds less of this origin than the batch assumed: send again from its top.
+            if top < cursor.get(o, 0):
+                budget += cursor[o] - top
+                cursor[o] = top
+                resumes += 1
+        if resumes > 20:
+            raise StoreUnavailable("The hub keeps asking for changes it was just sent; the round stops here.")
+        bookmark["cursor"] = cursor
         local.set_bookmark(BOOKMARK_KEY, bookmark)
-        report.pushed += result["applied"]
+        if relay:
+            report.relayed += result["applied"]
+        else:
+            report.pushed += result["applied"]
         report.pushed_sent += len(batch)
         if progress:
             progress("push", report.pushed_sent)
@@ -201,7 +251,7 @@ def _pull(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batc
         batch = hub.changes_since(bookmark["cursor"], batch_size, exclude_origin=local.device_id)
         if not batch:
             break
-        moved = {**bookmark, "cursor": _advance(bookmark["cursor"], batch)}
+        moved = {**bookmark, "cursor": advance(bookmark["cursor"], batch)}
         # The batch and the cursor that passes it are stored in one transaction.
         result = local.apply_changes(batch, bookmarks={BOOKMARK_KEY: moved})
         report.pulled += result["applied"]

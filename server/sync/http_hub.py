@@ -26,15 +26,20 @@ STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, 
 
 
 class HubRefused(StoreUnavailable):
-    """The hub refused this device (a token unknown or revoked, an origin not its own)."""
+    """The hub refused this device (a token unknown or revoked, an origin not its own);
+    `reason` is the hub's error code (`origin_not_yours`, `token_revoked`, ...)."""
 
     code = "hub_refused"
 
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
 
 class HubClient:
-    # Through a hub server a device may push only under its own origins (the hub refuses the
-    # rest with 403), so the engine does not relay other devices' changes to it.
-    own_origins_only = True
+    """A hub server, seen through the hub's part of the connector contract. Through it a device
+    pushes its own origins; other origins' changes go only as a relay, and only to a hub server
+    that says it takes them (`features`)."""
 
     def __init__(self, url: str, token: str, *, timeout_ms: int = 3000, user_id: str | None = None):
         parts = urlsplit(url)
@@ -45,6 +50,7 @@ class HubClient:
         self._base = parts.path.rstrip("/") + "/hub/v1"
         self._timeout = max(timeout_ms / 1000, 1.0) * 3  # a batch may take longer than a ping
         self._conn: http.client.HTTPConnection | None = None
+        self.features: frozenset[str] = frozenset()  # learnt from the epoch answer
 
     # --- the hub-side contract ----------------------------------------------------------
     def connect(self) -> None:
@@ -55,6 +61,9 @@ class HubClient:
         epoch, owner = answer.get("epoch"), answer.get("userId")
         if not isinstance(epoch, str):
             raise self._garbled("an epoch that is not a string")
+        features = answer.get("features", [])
+        self.features = frozenset(f for f in features if isinstance(f, str)) if isinstance(features, list) \
+            else frozenset()
         if self.user_id is not None and owner != self.user_id:
             raise HubRefused(f"This device's HUB_TOKEN belongs to user {str(owner)[:100]!r}, but this device serves "
                              f"{self.user_id!r}: set USER_ID to that user, or get a token for this one.")
@@ -68,14 +77,31 @@ class HubClient:
             raise self._garbled("a pull that is not a list of at most the changes asked for")
         return changes
 
-    def apply_changes(self, changes: list[Change], *, bookmarks: dict | None = None) -> dict[str, Any]:
-        result = self._call("POST", "/push", {"changes": changes})
+    def apply_changes(self, changes: list[Change], *, bookmarks: dict | None = None,
+                      relayed: bool = False) -> dict[str, Any]:
+        if relayed and "relay" not in self.features:
+            # An older hub server refuses other origins (403): they wait for one that takes them.
+            return {"received": len(changes), "applied": 0, "conflicts": 0, "quarantined": [], "resume": {},
+                    "unsupported": True}
+        result = self._call("POST", "/push", {"changes": changes, **({"relay": True} if relayed else {})})
         counts_ok = all(type(result.get(k)) is int and 0 <= result[k] <= len(changes)
                         for k in ("received", "applied", "conflicts"))
-        refused = result.get("quarantined")
-        if not counts_ok or not isinstance(refused, list) or not all(map(_refusal, refused)):
+        refused, resume = result.get("quarantined"), result.setdefault("resume", {})
+        if not counts_ok or not isinstance(refused, list) or not all(map(_refusal, refused)) or not _tops(resume):
             raise self._garbled("a push result of another shape")
         return result
+
+    def relay_changes(self, changes: list[Change]) -> dict[str, Any]:
+        return self.apply_changes(changes, relayed=True)
+
+    def shortfall(self, cursor: Cursor) -> dict[str, int]:
+        """What the hub lacks of `cursor`; {} from an older hub server, which cannot say."""
+        if "shortfall" not in self.features or not cursor:
+            return {}
+        short = self._call("POST", "/shortfall", {"cursor": cursor}).get("shortfall")
+        if not _tops(short) or not all(o in cursor and short[o] < cursor[o] for o in short):
+            raise self._garbled("a shortfall that is not below the cursor it was asked about")
+        return short
 
     def close(self) -> None:
         if self._conn is not None:
@@ -131,7 +157,8 @@ class HubClient:
             message = err.get("message") if isinstance(err, dict) and isinstance(err.get("message"), str) else ""
             words = f"The hub refused this device ({resp.status}): {message[:300] or resp.reason}"
             if resp.status in (401, 403):
-                raise HubRefused(words)
+                code = err.get("code") if isinstance(err, dict) and isinstance(err.get("code"), str) else ""
+                raise HubRefused(words, code[:100])
             raise StoreUnavailable(words)
         if not isinstance(answer, dict) or not isinstance(answer.get("data"), dict):
             raise self._garbled("a body that is not the hub protocol's envelope")
@@ -146,3 +173,9 @@ def _refusal(entry: Any) -> bool:
     """One entry of a push answer's `quarantined`: a reason, and the change's seq (or null)."""
     return isinstance(entry, dict) and isinstance(entry.get("reason"), str) and (
         entry.get("seq") is None or type(entry["seq"]) is int)
+
+
+def _tops(value: Any) -> bool:
+    """An origin -> seq map as the hub sends it (a resume or a shortfall)."""
+    return isinstance(value, dict) and all(isinstance(k, str) and type(v) is int and 0 <= v < 2**53
+                                           for k, v in value.items())

@@ -253,4 +253,8 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
         # The store was older than its own log on the hub (a restored backup, a copied file).
         "originRestarts": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"]), "resent": r["resent"]}
                            for r in bookmark.get("restarts") or []],
+        # The hub held less than it had acknowledged (restored from an older backup); what it
+        # lost was given back by the round that noticed.
+        "hubRollbacks": [{"at": _iso(r["at"]), "origins": r["origins"], "changes": r["changes"]}
+                         for r in bookmark.get("rollbacks") or []],
     }

@@ -1,0 +1,84 @@
+"""What a reader may step over: the one rule about sequence numbers that every store, the hub
+and the sync engine follow. Pure: no I/O, no connector.
+
+Each origin numbers its changes 1, 2, 3, ... with no gap, and a cursor (origin -> last seq seen)
+says "I hold everything of this origin up to here". That is only true if nobody ever stores or
+passes a change whose predecessor is missing. So:
+- a store takes, per origin, only a run that starts at most one past its top (what it already
+  holds is recognised, never stored twice); a batch that starts further on is refused from the
+  gap on, and the sender is told where to resume (`admit`);
+- a reader stops at the first missing number (`run_after`);
+- a cursor moves only through numbers it got without a gap (`advance`).
+A hub restored from a backup holds less than it acknowledged; `shortfall` names what it lacks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+Cursor = dict[str, int]
+
+
+def _slot(change: Any) -> tuple[str, int] | None:
+    """(origin, seq) of a change that names them readably, else None (the door refuses it)."""
+    if not isinstance(change, dict):
+        return None
+    origin, seq = change.get("origin"), change.get("seq")
+    if isinstance(origin, str) and type(seq) is int and seq >= 1:
+        return origin, seq
+    return None
+
+
+def admit(changes: list[Any], tops: Cursor) -> tuple[list[Any], Cursor]:
+    """(the changes a store holding `tops` may take, origin -> top for each origin whose part of
+    the batch starts past top + 1 or has a hole). Within an origin, changes are taken in seq
+    order while each is at most one past the highest taken or held; from the first gap on that
+    origin's changes are left out. Changes without a readable origin and seq pass through, for
+    the door to refuse with its reason."""
+    reach = dict(tops)
+    taken: list[Any] = []
+    stopped: Cursor = {}
+    for ch in sorted(changes, key=lambda c: (_slot(c) or ("", 0))):
+        slot = _slot(ch)
+        if slot is None:
+            taken.append(ch)
+            continue
+        origin, seq = slot
+        if origin in stopped:
+            continue
+        top = reach.get(origin, 0)
+        if seq > top + 1:
+            stopped[origin] = top
+            continue
+        reach[origin] = max(top, seq)
+        taken.append(ch)
+    # Keep the batch's own order (a store merges in the order it was sent).
+    keep = {id(ch) for ch in taken}
+    return [ch for ch in changes if id(ch) in keep], stopped
+
+
+def run_after(after: int, seqs_and_items: Iterable[tuple[int, Any]]) -> list[Any]:
+    """The items of one origin, given in seq order, from `after + 1` up to the first missing seq."""
+    out = []
+    expected = after + 1
+    for seq, item in seqs_and_items:
+        if seq != expected:
+            break
+        out.append(item)
+        expected += 1
+    return out
+
+
+def advance(cursor: Cursor, batch: list[Any]) -> Cursor:
+    """The cursor past this batch, moved per origin only through seqs that follow it without a
+    gap. A change too broken to name its origin and seq cannot be passed by number."""
+    moved = dict(cursor)
+    for origin, seq in sorted(s for s in map(_slot, batch) if s is not None):
+        if seq == moved.get(origin, 0) + 1:
+            moved[origin] = seq
+    return moved
+
+
+def shortfall(acknowledged: Cursor, held: Cursor) -> Cursor:
+    """origin -> what the store holds, for each origin where it holds less than it acknowledged."""
+    return {o: held.get(o, 0) for o, seq in acknowledged.items() if held.get(o, 0) < seq}
