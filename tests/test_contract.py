@@ -226,7 +226,8 @@ class TestApply:
         batch = peer.changes_since({}, 10)
         assert connector.apply_changes(batch)["applied"] == 2
         before = connector.dump_records()
-        assert connector.apply_changes(batch) == {"received": 2, "applied": 0, "conflicts": 0, "resume": {}, "quarantined": []}
+        assert connector.apply_changes(batch) == {
+            "received": 2, "applied": 0, "conflicts": 0, "resume": {}, "quarantined": []}
         assert connector.dump_records() == before
         assert connector.get_courses() == peer.get_courses()
 
