@@ -183,7 +183,7 @@ def shortfall():
     cursor = _cursor(body, problems)
     if problems:
         raise ValidationError(problems)
-    return envelope({"shortfall": g.hub_store.shortfall(cursor)})
+    return envelope(g.hub_store.shortfall(cursor))
 
 
 @route(Operation("post", "/pull", "hubPull", "The user's changes after a cursor, in (origin, seq) order",

@@ -236,8 +236,14 @@ HUB_SCHEMAS = {
                                                             "resume"}}},
     "HubShortfallRequest": {"type": "object", "additionalProperties": False, "properties": {
         "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq acknowledged"}}},
-    "HubShortfall": {"type": "object", "required": ["shortfall"],
-                     "properties": {"shortfall": {"type": "object", "additionalProperties": SEQ}}},
+    "HubShortfall": {"type": "object", "required": ["shortfall", "rollbacks"], "properties": {
+        "shortfall": {"type": "object", "additionalProperties": SEQ,
+                      "description": "origin -> the hub's newest seq, where it holds less than the cursor"},
+        "rollbacks": {"type": "array", "maxItems": 10, "description": "the user's last findings of a hub holding "
+                                                                      "less than it acknowledged, oldest first",
+                      "items": {"type": "object", "required": ["id", "at", "origins", "changes"], "properties": {
+                          "id": {"type": "string"}, "at": {"type": "number", "description": "epoch seconds"},
+                          "origins": {"type": "integer"}, "changes": {"type": "integer"}}}}}},
     "Change": {"type": "object", "description": "One write: checked at the door (kinds, fields, stamps)",
                "required": ["origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"],
                "properties": {"origin": ORIGIN, "seq": SEQ, "hlc": {"type": "string"}, "kind": {"type": "string"},

@@ -36,25 +36,18 @@ def admit(changes: list[Any], tops: Cursor) -> tuple[list[Any], Cursor]:
     origin's changes are left out. Changes without a readable origin and seq pass through, for
     the door to refuse with its reason."""
     reach = dict(tops)
-    taken: list[Any] = []
     stopped: Cursor = {}
-    for ch in sorted(changes, key=lambda c: (_slot(c) or ("", 0))):
-        slot = _slot(ch)
-        if slot is None:
-            taken.append(ch)
-            continue
-        origin, seq = slot
-        if origin in stopped:
-            continue
+    left_out: set[int] = set()
+    slots = sorted((slot, n) for n, slot in enumerate(map(_slot, changes)) if slot is not None)
+    for (origin, seq), n in slots:
         top = reach.get(origin, 0)
-        if seq > top + 1:
-            stopped[origin] = top
+        if origin in stopped or seq > top + 1:
+            stopped.setdefault(origin, top)
+            left_out.add(n)
             continue
         reach[origin] = max(top, seq)
-        taken.append(ch)
-    # Keep the batch's own order (a store merges in the order it was sent).
-    keep = {id(ch) for ch in taken}
-    return [ch for ch in changes if id(ch) in keep], stopped
+    # The batch keeps its own order (a store merges in the order it was sent).
+    return [ch for n, ch in enumerate(changes) if n not in left_out], stopped
 
 
 def run_after(after: int, seqs_and_items: Iterable[tuple[int, Any]]) -> list[Any]:

@@ -158,10 +158,12 @@ class DatabaseConnector(ABC):
         return self.apply_changes(changes, relayed=True)
 
     @abstractmethod
-    def shortfall(self, cursor: Cursor) -> dict[str, int]:
-        """origin -> the newest seq this store holds, for each origin of `cursor` of which it
-        holds less than the cursor says (a hub that acknowledged more than it now has). {} when
-        it holds all of it. Writes nothing."""
+    def shortfall(self, cursor: Cursor) -> dict[str, Any]:
+        """{"shortfall": origin -> the newest seq this store holds, for each origin of `cursor`
+        of which it holds less than the cursor says (a hub that acknowledged more than it now has;
+        {} when it holds all of it), "rollbacks": the user's last ten such findings, oldest first,
+        each {"id", "at" (epoch seconds), "origins", "changes" (how many were missing)}}. A
+        shortfall is recorded as a finding first, so that every device of the user hears of it."""
 
     @abstractmethod
     def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:

@@ -5,6 +5,7 @@ part of MergingConnector, written on its storage primitives."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -14,6 +15,8 @@ from server.errors import Conflict
 from server.sequences import admit, shortfall
 
 log = logging.getLogger("server.sync")
+# On a hub: the last times a device found it holding less than it had acknowledged (per user).
+ROLLBACKS_KEY = "hub-rollbacks"
 
 
 class RetryMerge(Exception):
@@ -65,10 +68,18 @@ class ChangeIntake:
         return {"received": len(changes), "applied": applied, "conflicts": len(conflicts), "resume": resume,
                 "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
 
-    def shortfall(self, cursor: dict[str, int]) -> dict[str, int]:
+    def shortfall(self, cursor: dict[str, int]) -> dict[str, Any]:
         with self._reader():
             held = self._tops_of(set(cursor)) if cursor else {}
-        return shortfall(cursor, held)
+        short = shortfall(cursor, held)
+        if not short:
+            return {"shortfall": {}, "rollbacks": list(self.get_bookmark(ROLLBACKS_KEY) or [])}
+        with self._writer():
+            found = list(self.get_bookmark(ROLLBACKS_KEY) or [])[-9:]
+            found.append({"id": uuid.uuid4().hex[:16], "at": time.time(), "origins": len(short),
+                          "changes": sum(cursor[o] - top for o, top in short.items())})
+            self.set_bookmark(ROLLBACKS_KEY, found)
+        return {"shortfall": short, "rollbacks": found}
 
     def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:
         with self._writer():

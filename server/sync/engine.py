@@ -97,7 +97,7 @@ def _begin(local: DatabaseConnector, hub: DatabaseConnector, report: RoundReport
     stored = stored_bookmark(local)
     bookmark = {"epoch": epoch, "cursor": dict(stored.get("cursor") or {}),
                 "resets": list(stored.get("resets") or []), "restarts": list(stored.get("restarts") or []),
-                "rollbacks": list(stored.get("rollbacks") or [])}
+                "rollbacks": list(stored.get("rollbacks") or []), "rollbackIds": list(stored.get("rollbackIds") or [])}
     if stored.get("epoch") != epoch:
         if stored.get("epoch") is not None:
             # The hub was wiped or re-seeded: what it held is gone, so send it everything we
@@ -106,7 +106,7 @@ def _begin(local: DatabaseConnector, hub: DatabaseConnector, report: RoundReport
             reset = {"from": stored["epoch"], "to": epoch, "at": time.time()}
             bookmark["resets"] = [*bookmark["resets"][-9:], reset]
             log.warning("hub epoch changed (%s -> %s): full resync", stored["epoch"], epoch)
-        bookmark["cursor"] = {}
+        bookmark["cursor"], bookmark["rollbackIds"] = {}, []
         local.set_bookmark(BOOKMARK_KEY, bookmark)
     return bookmark
 
@@ -117,18 +117,29 @@ def _check_acknowledged(local: DatabaseConnector, hub: DatabaseConnector, bookma
     as pushed, the other origins as far as they were pulled)? A hub restored from a backup, a
     store file swapped under a hub server or a MongoDB restored from a snapshot keeps its epoch
     but holds less. Then the cursor goes back to what the hub holds, and this round gives back
-    what the hub lost: this device's own changes by the push, other devices' by the relay."""
+    what the hub lost: this device's own changes by the push, other devices' by the relay.
+    The hub keeps what each device found, so that a device whose losses another one gave back
+    first still hears of it; one that joined after a finding does not."""
     cursor = bookmark["cursor"]
-    short = hub.shortfall(cursor) if cursor else {}
-    if not short:
+    answer = hub.shortfall(cursor)
+    short = answer["shortfall"]
+    known = set(bookmark.get("rollbackIds") or ())
+    fresh = [f for f in answer["rollbacks"] if f["id"] not in known]
+    if not short and not fresh:
         return
-    rollback = {"at": time.time(), "origins": len(short), "changes": sum(cursor[o] - top for o, top in short.items())}
-    report.hub_rollback = rollback
-    bookmark["rollbacks"] = [*(bookmark.get("rollbacks") or [])[-9:], rollback]
-    bookmark["cursor"] = {**cursor, **short}
+    bookmark["rollbackIds"] = [f["id"] for f in answer["rollbacks"]]
+    if cursor:  # a device that starts from nothing has lost nothing and is told of nothing
+        for n, found in enumerate(fresh, 1):
+            here = bool(short) and n == len(fresh)  # this device's own finding is the newest
+            rollback = {"at": found["at"], "origins": found["origins"],
+                        "changes": found["changes"], "by": "this device" if here else "another device"}
+            bookmark["rollbacks"] = [*(bookmark.get("rollbacks") or [])[-9:], rollback]
+            report.hub_rollback = rollback
+    if short:
+        bookmark["cursor"] = {**cursor, **short}
+        log.warning("the hub holds %d fewer changes than it acknowledged (in %d origins): it was restored from an "
+                    "older copy; giving them back", sum(cursor[o] - top for o, top in short.items()), len(short))
     local.set_bookmark(BOOKMARK_KEY, bookmark)
-    log.warning("the hub holds %d fewer changes than it acknowledged (in %d origins): it was restored from an "
-                "older copy; giving them back", rollback["changes"], rollback["origins"])
 
 
 def _check_own_log(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,

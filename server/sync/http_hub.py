@@ -94,14 +94,18 @@ class HubClient:
     def relay_changes(self, changes: list[Change]) -> dict[str, Any]:
         return self.apply_changes(changes, relayed=True)
 
-    def shortfall(self, cursor: Cursor) -> dict[str, int]:
-        """What the hub lacks of `cursor`; {} from an older hub server, which cannot say."""
-        if "shortfall" not in self.features or not cursor:
-            return {}
-        short = self._call("POST", "/shortfall", {"cursor": cursor}).get("shortfall")
+    def shortfall(self, cursor: Cursor) -> dict[str, Any]:
+        """What the hub lacks of `cursor`, and its findings; nothing from an older hub server,
+        which cannot say."""
+        if "shortfall" not in self.features:
+            return {"shortfall": {}, "rollbacks": []}
+        answer = self._call("POST", "/shortfall", {"cursor": cursor})
+        short, found = answer.get("shortfall"), answer.get("rollbacks")
         if not _tops(short) or not all(o in cursor and short[o] < cursor[o] for o in short):
             raise self._garbled("a shortfall that is not below the cursor it was asked about")
-        return short
+        if not isinstance(found, list) or len(found) > 10 or not all(map(_finding, found)):
+            raise self._garbled("findings of a rollback of another shape")
+        return {"shortfall": short, "rollbacks": [{k: f[k] for k in ("id", "at", "origins", "changes")} for f in found]}
 
     def close(self) -> None:
         if self._conn is not None:
@@ -173,6 +177,13 @@ def _refusal(entry: Any) -> bool:
     """One entry of a push answer's `quarantined`: a reason, and the change's seq (or null)."""
     return isinstance(entry, dict) and isinstance(entry.get("reason"), str) and (
         entry.get("seq") is None or type(entry["seq"]) is int)
+
+
+def _finding(entry: Any) -> bool:
+    """One of the hub's findings of a rollback: {id, at, origins, changes}."""
+    return isinstance(entry, dict) and isinstance(entry.get("id"), str) and 0 < len(entry["id"]) <= 64 and \
+        type(entry.get("at")) in (int, float) and 0 <= entry["at"] < 2**40 and \
+        all(type(entry.get(k)) is int and 0 <= entry[k] < 2**53 for k in ("origins", "changes"))
 
 
 def _tops(value: Any) -> bool:

@@ -255,6 +255,7 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
                            for r in bookmark.get("restarts") or []],
         # The hub held less than it had acknowledged (restored from an older backup); what it
         # lost was given back by the round that noticed.
-        "hubRollbacks": [{"at": _iso(r["at"]), "origins": r["origins"], "changes": r["changes"]}
+        "hubRollbacks": [{"at": _iso(r["at"]), "origins": r["origins"], "changes": r["changes"],
+                          "foundBy": r.get("by", "this device")}
                          for r in bookmark.get("rollbacks") or []],
     }
