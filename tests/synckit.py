@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import shutil
+import sqlite3
 from pathlib import Path
 
 from server.config import Settings
@@ -62,6 +65,50 @@ class World:
             for name in names or list(self.devices):
                 report = self.sync(name)
                 assert report.error is None, report.error
+
+    def backup_hub(self) -> object:
+        """A copy of the whole hub as it is now, as an operator's backup would take it."""
+        if self.mongo:
+            db = self.hub.db
+            return {name: list(db[name].find()) for name in db.list_collection_names()}
+        path = self.tmp_path / f"hub-backup-{len(list(self.tmp_path.glob('hub-backup-*')))}.sqlite3"
+        src, dst = sqlite3.connect(self.tmp_path / "hub.sqlite3"), sqlite3.connect(path)
+        src.backup(dst)
+        src.close()
+        dst.close()
+        return path
+
+    def restore_hub(self, backup: object) -> None:
+        """Put a backup back in place of the hub (a SQLite file copied over a stopped hub, or a
+        MongoDB restored with --drop); hub connectors are built anew, as a restarted hub's are."""
+        if self.mongo:
+            db = self.hub.db
+            for name in db.list_collection_names():
+                db[name].delete_many({})
+            for name, docs in backup.items():
+                if docs:
+                    db[name].insert_many(copy.deepcopy(docs))
+            return
+        for conn in self.hubs.values():
+            conn.close()
+        self.hubs.clear()
+        for suffix in ("", "-wal", "-shm"):
+            (self.tmp_path / f"hub.sqlite3{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(backup, self.tmp_path / "hub.sqlite3")
+
+    def hub_seqs(self) -> dict[str, list[int]]:
+        """origin -> the seqs the hub's log holds of it, sorted, read from the store itself (not
+        through a reader that stops at a hole)."""
+        if self.mongo:
+            rows = [(d["origin"], d["seq"]) for d in self.hub.db.changes.find({"userId": USER})]
+        else:
+            conn = sqlite3.connect(self.tmp_path / "hub.sqlite3")
+            rows = conn.execute("SELECT origin, seq FROM changes WHERE user_id = ?", (USER,)).fetchall()
+            conn.close()
+        out: dict[str, list[int]] = {}
+        for origin, seq in rows:
+            out.setdefault(origin, []).append(seq)
+        return {o: sorted(s) for o, s in out.items()}
 
     def close(self) -> None:
         for conn in self.built:

@@ -1,7 +1,8 @@
 """A bounded chaos run: a hub process and two device processes (`python -m server`, each with its
 sync child), random edits, creates and deletes on both, and meanwhile kills of a device, of a
-sync child and of the hub. Afterwards the devices must converge, and every acknowledged write
-must be visible, overwritten by a later write, deleted, or in the conflicts ledger.
+sync child and of the hub, and the hub put back to an older copy of its data file. Afterwards
+the devices must converge, and every acknowledged write must be visible, overwritten by a later
+write, deleted, or in the conflicts ledger.
 
 The run prints its seed; `CHAOS_SEED=<n>` replays the same choices (the timing of the sync
 rounds still varies). `CHAOS_SECONDS` sets how long the chaos lasts (default 25)."""
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -42,7 +45,8 @@ class Chaos:
         self.created: set[str] = set()
         self.deleted: set[str] = set()
         self.lectures: list[str] = []
-        self.kills = {"device": 0, "child": 0, "hub": 0}
+        self.kills = {"device": 0, "child": 0, "hub": 0, "hub restored from a backup": 0}
+        self.backup = None
         self.n = 0
 
     def step(self) -> None:
@@ -53,6 +57,8 @@ class Chaos:
             self.kill_child()
         elif roll < 0.10 and self.hub is not None:
             self.kill_hub()
+        elif roll < 0.115 and self.hub is not None:
+            self.back_up_or_restore_hub()
         elif roll < 0.25:
             self.create_lecture()
         elif roll < 0.28 and len(self.lectures) > 3:
@@ -119,6 +125,24 @@ class Chaos:
             self.edit()
         self.hub.start()
         self.kills["hub"] += 1
+
+
+    def back_up_or_restore_hub(self) -> None:
+        """Take a copy of the hub's data file (the first time), or put the copy back: the hub
+        then holds less than it acknowledged, and the devices must give it all back."""
+        if self.backup is None:
+            self.backup = self.hub.data_file.with_name("hub-backup.sqlite3")
+            src, dst = sqlite3.connect(self.hub.data_file), sqlite3.connect(self.backup)
+            src.backup(dst)
+            src.close()
+            dst.close()
+            return
+        self.hub.kill()
+        for suffix in ("", "-wal", "-shm"):
+            self.hub.data_file.with_name(self.hub.data_file.name + suffix).unlink(missing_ok=True)
+        shutil.copyfile(self.backup, self.hub.data_file)
+        self.hub.start()
+        self.kills["hub restored from a backup"] += 1
 
 
 def settle(net: Network, seed: int) -> None:

@@ -187,3 +187,60 @@ def test_a_hub_answering_this_devices_log_out_of_order_is_not_trusted_with_it(fa
     report = run_round(local, client(fake.url))
     assert report.error is None and report.origin_restart is None and local.device_id == "dev"
     assert report.pushed == 1
+
+
+def featured(fake, *features: str) -> HubClient:
+    """A client that has read an epoch answer listing `features`."""
+    hub = client(fake.url)
+    fake.says({"data": {"epoch": "e1", "features": list(features)}, "meta": {}})
+    hub.hub_epoch()
+    return hub
+
+
+def test_an_older_hub_server_is_asked_for_no_shortfall_and_handed_no_relay(fake):
+    hub = featured(fake)
+    assert hub.shortfall({"a": 3}) == {"shortfall": {}, "rollbacks": []}
+    assert hub.relay_changes([{"origin": "a", "seq": 1}])["unsupported"] is True
+    assert [r[1] for r in fake.requests] == ["/hub/v1/epoch"], "nothing was sent past the epoch"
+
+
+def test_a_shortfall_and_the_hubs_findings_are_read(fake):
+    hub = featured(fake, "shortfall", "relay", "resume")
+    finding = {"id": "f1", "at": 1.5, "origins": 1, "changes": 2, "extra": "dropped"}
+    fake.says({"data": {"shortfall": {"a": 1}, "rollbacks": [finding]}, "meta": {}})
+    assert hub.shortfall({"a": 3}) == {"shortfall": {"a": 1},
+                                       "rollbacks": [{"id": "f1", "at": 1.5, "origins": 1, "changes": 2}]}
+    assert fake.requests[-1] == ("POST", "/hub/v1/shortfall", {"cursor": {"a": 3}})
+    fake.says({"data": {"received": 1, "applied": 1, "conflicts": 0, "quarantined": [], "resume": {}}, "meta": {}})
+    hub.relay_changes([{"origin": "a", "seq": 1}])
+    assert fake.requests[-1][2] == {"changes": [{"origin": "a", "seq": 1}], "relay": True}
+
+
+GOOD_FINDING = {"id": "f1", "at": 1.0, "origins": 1, "changes": 1}
+
+
+@pytest.mark.parametrize("answer", [
+    {"shortfall": {"a": 3}, "rollbacks": []},  # not below the cursor
+    {"shortfall": {"b": 0}, "rollbacks": []},  # an origin not asked about
+    {"shortfall": {"a": -1}, "rollbacks": []},
+    {"shortfall": [], "rollbacks": []},
+    {"shortfall": {}},
+    {"shortfall": {}, "rollbacks": [GOOD_FINDING] * 11},
+    {"shortfall": {}, "rollbacks": [{**GOOD_FINDING, "at": "yesterday"}]},
+    {"shortfall": {}, "rollbacks": [{**GOOD_FINDING, "id": ""}]},
+    {"shortfall": {}, "rollbacks": [{**GOOD_FINDING, "changes": -4}]},
+    {"shortfall": {}, "rollbacks": [{**GOOD_FINDING, "origins": True}]},
+])
+def test_a_shortfall_of_another_shape_is_a_hub_failure(fake, answer):
+    hub = featured(fake, "shortfall")
+    fake.says({"data": answer, "meta": {}})
+    with pytest.raises(StoreUnavailable, match="answered"):
+        hub.shortfall({"a": 3})
+
+
+@pytest.mark.parametrize("resume", [[], {"a": "1"}, {"a": -1}, {"a": 2**60}])
+def test_a_resume_of_another_shape_is_a_hub_failure(fake, resume):
+    hub = featured(fake, "resume")
+    fake.says({"data": {"received": 1, "applied": 0, "conflicts": 0, "quarantined": [], "resume": resume}, "meta": {}})
+    with pytest.raises(StoreUnavailable, match="answered"):
+        hub.apply_changes([{"origin": "a", "seq": 1}])

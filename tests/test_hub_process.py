@@ -5,11 +5,13 @@ revoked ones refused, a hub killed in the middle of a round, two hub processes o
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import pymongo
@@ -73,6 +75,45 @@ class Hubs:
         for origin, seq in rows:
             out.setdefault(origin, []).append(seq)
         return {o: sorted(s) for o, s in out.items()}
+
+    def backup(self) -> object:
+        """A copy of the hub's store as an operator's backup takes it, the hubs running."""
+        if self.kind == "sql":
+            path = self.tmp_path / f"backup-{len(list(self.tmp_path.glob('backup-*')))}.sqlite3"
+            src, dst = sqlite3.connect(self.store_env["SQLITE_PATH"]), sqlite3.connect(path)
+            src.backup(dst)
+            src.close()
+            dst.close()
+            return path
+        db = self._mongo()
+        return {name: list(db[name].find()) for name in db.list_collection_names()}
+
+    def restore(self, backup: object) -> None:
+        """Put a backup back: the hub processes stopped, the file copied over, started again (for
+        MongoDB, a restore with --drop under the running hubs)."""
+        if self.kind == "sql":
+            for hub in self.hubs:
+                hub.stop()
+            for suffix in ("", "-wal", "-shm"):
+                Path(self.store_env["SQLITE_PATH"] + suffix).unlink(missing_ok=True)
+            if backup is not None:
+                shutil.copyfile(backup, self.store_env["SQLITE_PATH"])
+            for hub in self.hubs:
+                hub.start()
+            return
+        db = self._mongo()
+        for name in db.list_collection_names():
+            db[name].delete_many({})
+        for name, docs in (backup or {}).items():
+            if docs:
+                db[name].insert_many(docs)
+
+    def _mongo(self):
+        client = pymongo.MongoClient(self.store_env["MONGO_URI"], serverSelectionTimeoutMS=3000)
+        return client[self.store_env["MONGO_DB"]]
+
+    def status(self, name: str) -> dict:
+        return self.devices[name].request("GET", "/api/v1/sync/status")[1]["data"]
 
     def stop(self) -> None:
         for srv in [*self.devices.values(), *self.hubs]:
@@ -213,3 +254,128 @@ def test_a_device_set_up_for_another_user_refuses_the_token_and_writes_nothing(h
     assert status == 503 and body["error"]["code"] == "hub_refused"
     assert f"belongs to user '{USER}'" in body["error"]["message"]
     assert hubs.hub_seqs() == {}
+
+
+def titles(srv: ServerProcess) -> set[str]:
+    return {c["title"] for c in courses(srv)}
+
+
+def assert_gapless(hubs: Hubs) -> None:
+    for origin, seqs in hubs.hub_seqs().items():
+        assert seqs == list(range(1, len(seqs) + 1)), f"the hub's log of {origin} has a hole: {seqs}"
+
+
+def add(srv: ServerProcess, title: str) -> None:
+    create(srv, "/api/v1/courses", {"id": title, "title": title, "source": "https://a.b"})
+
+
+def test_a_hub_restored_from_an_older_backup_gets_every_acknowledged_edit_back(hubs):
+    hub = hubs.hub()
+    a, b = hubs.device("A", hub, hubs.token()), hubs.device("B", hub, hubs.token())
+    add(a, "c1")
+    for name in ("A", "B"):
+        hubs.sync(name)
+    backup = hubs.backup()
+    add(a, "c2")
+    add(b, "b2")
+    for name in ("A", "B", "A", "B"):
+        hubs.sync(name)
+    assert titles(a) == titles(b) == {"c1", "c2", "b2"}
+    hubs.restore(backup)
+    add(a, "c3")
+    first, second = hubs.sync("A"), hubs.sync("B")
+    assert first["hubRolledBack"] and not first["hubReset"] and first["error"] is None
+    assert second["hubRolledBack"] and second["error"] is None
+    for name in ("A", "B"):
+        hubs.sync(name)
+    c = hubs.device("C", hub, hubs.token())
+    hubs.sync("C")
+    assert titles(a) == titles(b) == titles(c) == {"c1", "c2", "b2", "c3"}
+    for name in ("A", "B"):
+        status = hubs.status(name)
+        assert status["pending"]["count"] == 0 and status["lastError"] is None
+        assert len(status["hubRollbacks"]) == 1 and status["hubRollbacks"][0]["changes"] == 2
+    assert [r["foundBy"] for name in ("A", "B") for r in hubs.status(name)["hubRollbacks"]] == [
+        "this device", "another device"]
+    assert hubs.status("C")["hubRollbacks"] == [], "a device that joined later lost nothing"
+    with urllib.request.urlopen(f"http://127.0.0.1:{b.port}/sync", timeout=30) as resp:
+        page = resp.read().decode()
+    assert "Hub restored from a backup" in page and "another of your devices noticed" in page
+    assert_gapless(hubs)
+
+
+def test_a_hub_recreated_empty_while_a_device_is_retired_gets_its_edits_from_another(hubs):
+    hub = hubs.hub()
+    a, b = hubs.device("A", hub, hubs.token()), hubs.device("B", hub, hubs.token())
+    add(a, "c1")
+    for name in ("A", "B"):
+        hubs.sync(name)
+    assert b.request("PATCH", "/api/v1/courses/c1", {"notes": "from the phone"})[0] == 200
+    add(b, "b1")
+    for name in ("B", "A"):
+        hubs.sync(name)
+    hubs.devices.pop("B").stop()  # the phone is retired
+    hubs.restore(None)  # the hub's store is recreated empty: every token is gone with it
+    hubs.devices.pop("A").stop()
+    a = hubs.device("A", hub, hubs.token())
+    assert hubs.sync("A")["error"] is None  # (the round at start has met the new hub already)
+    status = hubs.status("A")
+    assert len(status["hubResets"]) == 1 and status["pending"]["count"] == 0 and status["lastError"] is None
+    assert len(hubs.hub_seqs()) == 2, "A's origin and the phone's, relayed"
+    c = hubs.device("C", hub, hubs.token())
+    hubs.sync("C")
+    assert titles(c) == {"c1", "b1"}
+    assert {x["id"]: x["notes"] for x in courses(c)}["c1"] == "from the phone"
+    assert_gapless(hubs)
+
+
+def test_a_store_copied_to_a_new_laptop_with_a_new_token_goes_on_and_delivers_its_edits(hubs):
+    hub = hubs.hub()
+    a = hubs.device("A", hub, hubs.token())
+    add(a, "c1")
+    hubs.sync("A")
+    add(a, "unsynced")
+    old_origin = hubs.status("A")["deviceId"]
+    hubs.devices.pop("A").stop()
+    shutil.copyfile(hubs.tmp_path / "A.sqlite3", hubs.tmp_path / "A2.sqlite3")
+    laptop = hubs.device("A2", hub, hubs.token())
+    assert hubs.sync("A2")["error"] is None  # (the round at start has met the hub already)
+    status = hubs.status("A2")
+    assert [r["from"] for r in status["originRestarts"]] == [old_origin] and status["deviceId"] != old_origin
+    assert status["pending"]["count"] == 0 and status["lastError"] is None
+    assert hubs.sync("A2")["error"] is None, "the next round is an ordinary one"
+    c = hubs.device("C", hub, hubs.token())
+    hubs.sync("C")
+    assert titles(c) == titles(laptop) == {"c1", "unsynced"}
+    assert_gapless(hubs)
+
+
+def test_a_hub_put_back_to_each_earlier_point_of_a_history_loses_nothing(hubs):
+    hub = hubs.hub()
+    a, b = hubs.device("A", hub, hubs.token()), hubs.device("B", hub, hubs.token())
+    script = [
+        lambda: add(a, "c1"),
+        lambda: add(b, "b1"),
+        lambda: a.request("PATCH", "/api/v1/courses/b1", {"notes": "A's note"}),
+        lambda: b.request("DELETE", "/api/v1/courses/c1"),
+        lambda: add(a, "c2"),
+    ]
+    backups = []
+    for step in script:
+        backups.append(hubs.backup())
+        step()
+        for name in ("A", "B", "A"):
+            hubs.sync(name)
+    final = {c["id"]: c["notes"] for c in courses(a)}
+    assert final == {"b1": "A's note", "c2": ""}
+    for n, backup in reversed(list(enumerate(backups))):
+        hubs.restore(backup)
+        for name in ("B", "A", "B"):
+            assert hubs.sync(name)["error"] is None
+        for srv in (a, b):
+            assert {c["id"]: c["notes"] for c in courses(srv)} == final, f"restored to before step {n}"
+        assert hubs.status("A")["pending"]["count"] == hubs.status("B")["pending"]["count"] == 0
+        assert_gapless(hubs)
+    newcomer = hubs.device("C", hub, hubs.token())
+    hubs.sync("C")
+    assert {c["id"]: c["notes"] for c in courses(newcomer)} == final

@@ -2,10 +2,12 @@
 and rounds failing at random points, every replica holds exactly what an independent model of
 the merge rule (tests/merge_model.py) says, its conflict ledger lists exactly the losses the
 model says were lost unseen, quiescent rounds leave every replica identical, and every
-acknowledged write is either present or explainably superseded."""
+acknowledged write is either present or explainably superseded, even when the hub was restored
+from one of its older backups in between."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import tempfile
@@ -53,6 +55,9 @@ step = st.one_of(
     st.tuples(st.just("tick"), st.integers(min_value=0, max_value=5000)),
     # A device's wall clock set to disagree with the others, forwards or back (a jump back too).
     st.tuples(st.just("skew"), dev, st.sampled_from([0, 0, 1, -1, 250, -250, HOUR_MS, -HOUR_MS])),
+    # The hub backed up, and later restored from one of its backups: it loses what came after.
+    st.tuples(st.just("backup")),
+    st.tuples(st.just("restore"), st.integers(min_value=0, max_value=3)),
 )
 
 
@@ -62,6 +67,7 @@ class Oracle:
     def __init__(self) -> None:
         self.replicas = {name: Replica(name) for name in [*DEVICES, HUB]}
         self.own_seq = dict.fromkeys(DEVICES, 0)
+        self.backups: list[tuple[object, Replica]] = []  # the hub's, with the model's hub as it was
 
     @staticmethod
     def name_of(store) -> str:
@@ -155,6 +161,16 @@ def run_step(world: World, oracle: Oracle, s: tuple, acked: list, frozen, skews:
         return
     if kind == "skew":
         skews[s[1]] = s[2]
+        return
+    if kind == "backup":
+        oracle.backups.append((world.backup_hub(), copy.deepcopy(oracle.replicas[HUB])))
+        return
+    if kind == "restore":
+        if oracle.backups:
+            backup, model = oracle.backups[-1 - s[1] % len(oracle.backups)]
+            world.restore_hub(backup)
+            oracle.replicas[HUB] = copy.deepcopy(model)
+            event("hub restored from a backup")
         return
     name = s[1]
     with device_clock(skews[name]):
