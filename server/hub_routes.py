@@ -22,7 +22,7 @@ from flask import Blueprint, current_app, g, request
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.registry import Device, DeviceRegistry
-from server.errors import BadBody, Forbidden, Unauthorized, UnsupportedMedia, ValidationError
+from server.errors import BadBody, Forbidden, TooManyRequests, Unauthorized, UnsupportedMedia, ValidationError
 from server.http import declaring, envelope, error, parse_json
 from server.openapi import Operation, build_hub_document
 from server.records import is_id
@@ -31,7 +31,13 @@ bp = Blueprint("hub", __name__, url_prefix="/hub/v1")
 OPERATIONS: list[Operation] = []
 route = declaring(bp, OPERATIONS)
 MAX_BATCH = 2000  # changes per push or pull
-MAX_BODY_BYTES = 64 * 1024 * 1024  # a push after decompression
+# A body as sent and after decompression. A device sends pushes of at most PUSH_BYTES of JSON
+# (the sync engine splits larger batches), so this leaves it twice that.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+# Arrays, objects and elements in one body: a valid push of MAX_BATCH changes holds some tens
+# per change. Counted before parsing, so that a small body of `[]` cannot cost gigabytes.
+MAX_BODY_VALUES = 100 * MAX_BATCH
+MAX_IN_FLIGHT = 4  # requests of one device served at once (one at a time is what a device does)
 MAX_CURSOR_ORIGINS = 100_000
 # What this hub server can do beyond the first protocol, named in the epoch answer so that a
 # device talks to an older hub server as before: "shortfall" (what the hub lacks of a cursor),
@@ -72,7 +78,10 @@ class HubStores:
         from server.connectors.sql import SqlConnector
 
         if isinstance(self.base, SqlConnector):
-            store = get_db_connector("sql", self.settings, path=self.base.path, user_id=user_id, device_id=None)
+            # One pool of connections for every user's store on the file: open files grow with
+            # the server's threads, not with users times threads.
+            store = get_db_connector("sql", self.settings, path=self.base.path, user_id=user_id, device_id=None,
+                                     connections=self.base.pool)
         else:
             store = get_db_connector("mongo", self.settings, user_id=user_id, device_id=None,
                                      client=self.base._client, db_name=self.base.db_name)
@@ -111,8 +120,40 @@ def authenticate() -> None:
         raise Unauthorized("This token is not known to the hub.", code="unknown_token")
     if device.revoked_at:
         raise Unauthorized(f"This device's token was revoked at {device.revoked_at}.", code="token_revoked")
+    if not current_app.extensions["in_flight"].enter(device.device_id):
+        raise TooManyRequests(f"This device has {MAX_IN_FLIGHT} requests at the hub already; wait for them.",
+                              code="too_many_requests")
+    g.in_flight = device.device_id
     g.device = device
     g.hub_store = current_app.extensions["hub_stores"].for_user(device.user_id)
+
+
+@bp.teardown_request
+def _leave(exc) -> None:
+    device_id = g.pop("in_flight", None)
+    if device_id is not None:
+        current_app.extensions["in_flight"].leave(device_id)
+
+
+class InFlight:
+    """How many requests each device has in this process right now, at most `limit`."""
+
+    def __init__(self, limit: int = MAX_IN_FLIGHT):
+        self.limit, self._count, self._lock = limit, {}, threading.Lock()
+
+    def enter(self, key: str) -> bool:
+        with self._lock:
+            n = self._count.get(key, 0)
+            if n >= self.limit:
+                return False
+            self._count[key] = n + 1
+            return True
+
+    def leave(self, key: str) -> None:
+        with self._lock:
+            n = self._count.pop(key, 1) - 1
+            if n > 0:
+                self._count[key] = n
 
 
 def _guarded(fn, *args):
@@ -137,7 +178,7 @@ def _body() -> dict[str, Any]:
             raise BadBody(f"The body inflates to more than {MAX_BODY_BYTES} bytes.")
     if request.mimetype != "application/json":
         raise UnsupportedMedia("Send the body as application/json.")
-    body = parse_json(raw)
+    body = parse_json(raw, MAX_BODY_VALUES)
     if not isinstance(body, dict):
         raise BadBody("The body must be a JSON object.")
     return body

@@ -174,8 +174,7 @@ def break_driver(conn, how: str = "gone") -> None:
                     raise sqlite3.DatabaseError("database disk image is malformed")
                 return fail
 
-        conn._conn()
-        conn._local.conn = Malformed()
+        conn.pool.replace_mine(Malformed())
         return
     if isinstance(conn, SqlConnector):
         conn.close()

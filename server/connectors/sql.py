@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sqlite3
-import threading
 import uuid
 from contextlib import nullcontext
 from typing import Any
@@ -16,6 +15,7 @@ from server.changes import Change, Cursor, Key, seq_spans, state_key
 from server.clock import ZERO, HybridClock
 from server.connectors.merging import MergingConnector, compact_json
 from server.connectors.sql_ledgers import SqlLedgers
+from server.connectors.sql_pool import Connections
 from server.connectors.sql_schema import (
     CHANGE_COLS,
     CHILD_MARKS,
@@ -41,38 +41,22 @@ class SqlConnector(SqlLedgers, MergingConnector):
     driver_errors = (sqlite3.Error, OSError)
 
     def __init__(self, path: str, *, user_id: str | None = None, device_id: str | None = None,
-                 busy_timeout_ms: int = 10_000, synchronous: str = "FULL") -> None:
+                 busy_timeout_ms: int = 10_000, synchronous: str = "FULL",
+                 connections: Connections | None = None) -> None:
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
         self.path = path
-        self.synchronous = synchronous
         self._want_user, self._want_device = user_id, device_id
-        self.busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
-        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._conns_lock = threading.Lock()
-        self._write_lock = threading.RLock()  # queue our own threads here, not in SQLite's busy loop
+        # Another connector's pool (a hub's per-user stores on one file) is shared, not owned.
+        self._owns_pool = connections is None
+        self.pool = connections or Connections(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+        self._write_lock = self.pool.write_lock
         self.user_id = user_id or ""
         self.device_id = device_id or ""
 
     # --- connection and transactions -----------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
-                                   isolation_level=None, check_same_thread=False)
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-                conn.execute("PRAGMA foreign_keys = ON")
-            except sqlite3.Error:
-                conn.close()
-                raise
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append((threading.current_thread(), conn))
-        return conn
+        return self.pool.get()
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         name = getattr(exc, "sqlite_errorname", "")
@@ -131,19 +115,10 @@ class SqlConnector(SqlLedgers, MergingConnector):
             return apply_schema_steps(conn)
 
     def close(self) -> None:
-        """Close this thread's connection and those of threads that have ended. A connection
-        another live thread may be using right now is left to be freed with that thread:
-        closing it under a running statement can crash the interpreter."""
-        me = threading.current_thread()
-        with self._conns_lock:
-            closing = [c for t, c in self._conns if t is me or not t.is_alive()]
-            self._conns = [(t, c) for t, c in self._conns if not (t is me or not t.is_alive())]
-        for conn in closing:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
-        self._local = threading.local()
+        """Close this thread's connection and those of threads that have ended (see
+        Connections.close); a shared pool is left to its owner."""
+        if self._owns_pool:
+            self.pool.close()
 
     def ping(self) -> bool:
         try:
@@ -314,9 +289,9 @@ class SqlConnector(SqlLedgers, MergingConnector):
         if not own:  # own stamps are in the change log already; remember how far foreign ones went
             self._set_meta(conn, "hlc", self.clock.last)
 
-    def apply_changes(self, changes, *, bookmarks=None, relayed=False):
+    def apply_changes(self, changes, *, bookmarks=None, relayed=False, from_hub=False):
         with self._writer():
-            return super().apply_changes(changes, bookmarks=bookmarks, relayed=relayed)
+            return super().apply_changes(changes, bookmarks=bookmarks, relayed=relayed, from_hub=from_hub)
 
     # --- sync reads -----------------------------------------------------------------------
     def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
