@@ -8,12 +8,6 @@ import logging
 import signal
 import sys
 
-# Waitress's defaults let about 100 idle or trickling connections make the server unreachable
-# (connection_limit 100, channel_timeout 120 s): a hostile page can open that many. Idle and
-# half-sent requests cost no thread (waitress buffers a request before a thread sees it), so
-# many more may wait, and one that stays silent is closed sooner.
-CONNECTIONS = {"connection_limit": 1000, "channel_timeout": 30, "cleanup_interval": 10}
-
 
 def main(argv: list[str] | None = None) -> int:
     from server.config import ConfigError, load_settings
@@ -39,13 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     except StoreUnavailable as exc:
         print(f"error: cannot open the {settings.db_connector} store: {exc.message}", file=sys.stderr)
         return 2
-    from waitress import create_server
-
+    from server import serving
     from server.sync.wiring import start_worker
 
     try:
-        server = create_server(app, host=settings.host, port=settings.port, threads=8, ident="coursesync",
-                               **CONNECTIONS)
+        server = serving.create(app, settings.host, settings.port, app.config["MAX_CONTENT_LENGTH"])
     except OSError as exc:  # a busy port, an address this machine does not have, no permission
         print(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
         return 3

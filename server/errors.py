@@ -69,6 +69,17 @@ class Unauthorized(AppError):
     code = "unauthorized"
 
 
+class TooManyRequests(AppError):
+    """A device over one of its quotas (the hub server); `retry_after` seconds, when it may try again."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 class Forbidden(AppError):
     """A known device asking for what its token does not allow (the hub server)."""
 

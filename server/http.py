@@ -24,7 +24,7 @@ TRACE_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
     409: "conflict", 412: "precondition_failed", 413: "payload_too_large",
-    415: "unsupported_media_type", 500: "internal_error", 503: "store_unavailable",
+    415: "unsupported_media_type", 429: "too_many_requests", 500: "internal_error", 503: "store_unavailable",
 }
 STANDARD_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"))
 # Trace ids need only be unique: a random per-process prefix and a counter (uuid4 per request cost
@@ -120,8 +120,23 @@ def json_body(required: bool = True) -> Any:
     return parse_json(raw)
 
 
-def parse_json(raw: bytes) -> Any:
-    """JSON text parsed strictly (see json_body)."""
+# A JSON string, escapes included: what a count of brackets and commas must not look inside.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def count_values(raw: bytes) -> int:
+    """An upper bound of the arrays, objects and elements in JSON text, counted without parsing
+    it (a few bytes of `[]` cost Python a hundred; the count comes first). Brackets and commas
+    inside strings count only on the slow path, when the quick count is already high."""
+    return raw.count(b"[") + raw.count(b"{") + raw.count(b",")
+
+
+def parse_json(raw: bytes, max_values: int | None = None) -> Any:
+    """JSON text parsed strictly (see json_body); with `max_values`, text holding more arrays,
+    objects and elements than that is refused before it is parsed."""
+    if max_values is not None and count_values(raw) > max_values and \
+            count_values(_JSON_STRING.sub(b'""', raw)) > max_values:
+        raise BadBody(f"The body holds more than {max_values} JSON values.")
     try:
         text = raw.decode("utf-8")
         return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
@@ -256,16 +271,24 @@ def _app_error(exc: AppError) -> Response:
         resp = error(exc.status, exc.code, exc.message, extra={"current": exc.current})
         resp.headers["ETag"] = etag_of(exc.current)
         return resp
-    return error(exc.status, exc.code, exc.message, exc.fields)
+    resp = error(exc.status, exc.code, exc.message, exc.fields)
+    if getattr(exc, "retry_after", None):
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
 
 
-HTTP_MESSAGES = {404: "No such route.", 405: "This method is not allowed on this route.",
-                 413: "The body is larger than 1 MiB."}
+HTTP_MESSAGES = {404: "No such route.", 405: "This method is not allowed on this route."}
+
+
+def too_large_message(limit: int | None) -> str:
+    return f"The body is larger than {(limit or 0) // (1024 * 1024)} MiB." if limit else "The body is too large."
 
 
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
-    resp = error(status, HTTP_CODES.get(status, "http_error"), HTTP_MESSAGES.get(status, exc.description or exc.name))
+    message = too_large_message(current_app.config.get("MAX_CONTENT_LENGTH")) if status == 413 else \
+        HTTP_MESSAGES.get(status, exc.description or exc.name)
+    resp = error(status, HTTP_CODES.get(status, "http_error"), message)
     if status == 405 and exc.get_response().headers.get("Allow"):
         resp.headers["Allow"] = exc.get_response().headers["Allow"]
     return resp

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -41,8 +42,10 @@ def started(tmp_path: Path, name: str, settings: dict[str, str], **kw) -> "Serve
 
 
 class ServerProcess:
-    def __init__(self, tmp_path: Path, name: str = "device", *, args: tuple[str, ...] = (), **env: str):
+    def __init__(self, tmp_path: Path, name: str = "device", *, args: tuple[str, ...] = (),
+                 files: int | None = None, **env: str):
         self.args = args  # ("--hub",) for a hub server
+        self.files = files  # a limit on open files (soft and hard), as `ulimit -n` sets
         self.port = free_port()
         self.log_path = tmp_path / f"{name}.log"
         self.env = {
@@ -54,8 +57,14 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         self._log = open(self.log_path, "ab")
+        limit = self.files
+
+        def limit_files() -> None:
+            if limit:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         self.proc = subprocess.Popen([sys.executable, "-m", "server", *self.args], cwd=ROOT, env=self.env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+                                     stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=limit_files)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

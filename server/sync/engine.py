@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import orjson
+
 from server.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, StoreUnavailable
@@ -21,6 +23,8 @@ from server.sequences import advance
 
 log = logging.getLogger("server.sync")
 BOOKMARK_KEY = "hub"
+# A push's JSON at most (a hub server takes twice that): a batch of large notes is split.
+PUSH_BYTES = 4 * 1024 * 1024
 Progress = Callable[[str, int], None]  # (phase, changes moved so far in that phase)
 
 
@@ -207,6 +211,17 @@ def _push(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batc
         _push_origin(local, hub, bookmark, batch_size, report, progress, everything - mine, exclude=own)
 
 
+def within_bytes(batch: list[Change], limit: int) -> list[Change]:
+    """The longest start of `batch` whose JSON fits in `limit` bytes (at least one change: the
+    largest valid change is far below any hub's limit). The rest goes in the next push."""
+    total = 0
+    for n, change in enumerate(batch):
+        total += len(orjson.dumps(change)) + 1
+        if total > limit and n:
+            return batch[:n]
+    return batch
+
+
 class HubRefusedOrigin(Exception):
     """The hub answered 403 origin_not_yours to this device's own origin."""
 
@@ -219,8 +234,8 @@ def _push_origin(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dic
     relay = only is None
     resumes = 0
     while budget > 0:
-        batch = local.changes_since(bookmark["cursor"], min(batch_size, budget), only_origin=only,
-                                    exclude_origin=exclude)
+        batch = within_bytes(local.changes_since(bookmark["cursor"], min(batch_size, budget), only_origin=only,
+                                                 exclude_origin=exclude), PUSH_BYTES)
         if not batch:
             break
         budget -= len(batch)
@@ -264,7 +279,7 @@ def _pull(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batc
             break
         moved = {**bookmark, "cursor": advance(bookmark["cursor"], batch)}
         # The batch and the cursor that passes it are stored in one transaction.
-        result = local.apply_changes(batch, bookmarks={BOOKMARK_KEY: moved})
+        result = local.apply_changes(batch, bookmarks={BOOKMARK_KEY: moved}, from_hub=True)
         report.pulled += result["applied"]
         report.conflicts += result["conflicts"]
         report.quarantined += len(result.get("quarantined", ()))

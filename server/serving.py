@@ -1,0 +1,82 @@
+"""How `python -m server` serves its app with waitress: limits read from the machine, and the
+errors waitress answers by itself in the API's envelope.
+
+- poll(), not select(): select() cannot watch a descriptor at or above 1,024, and a process
+  holding that many files (connections, store files) died with "filedescriptor out of range".
+- The open-file limit is raised to the hard limit at start, and the connection limit kept below
+  it with room for the store's files, the sync child's pipes and the logs: beyond it waitress
+  stops accepting (connections wait in the kernel's backlog) instead of failing.
+- A body over the app's own limit is refused by waitress from its Content-Length (or as it
+  streams in) before it is read or spooled to disk; the answer is the API's 413.
+- Idle and half-sent requests cost no thread (waitress buffers a request before a thread sees
+  it), and a connection silent for `channel_timeout` seconds is closed.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from typing import Any
+
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
+
+from server.http import HTTP_CODES, too_large_message
+
+THREADS = 8
+MAX_CONNECTIONS = 10_000
+RESERVED_FILES = 64 + 4 * THREADS  # store files (a WAL file pair per thread), pipes, logs, the listener
+
+
+def open_file_limit() -> int:
+    """The soft limit on open files, raised to the hard one (capped at 65,536) when it can be."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 65_536 if hard == resource.RLIM_INFINITY else min(hard, 65_536)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return 65_536 if soft == resource.RLIM_INFINITY else soft
+
+
+def waitress_settings(max_body_bytes: int, files: int | None = None) -> dict[str, Any]:
+    files = open_file_limit() if files is None else files
+    return {
+        "threads": THREADS, "ident": "coursesync", "asyncore_use_poll": True,
+        "connection_limit": max(8, min(MAX_CONNECTIONS, files - RESERVED_FILES)),
+        "channel_timeout": 30, "cleanup_interval": 10,
+        "max_request_body_size": max_body_bytes,
+    }
+
+
+class EnvelopeErrorTask(ErrorTask):
+    """Waitress's own refusals (a body too large, a malformed request line or chunk) as the
+    API's error envelope, not its text page."""
+
+    def execute(self) -> None:
+        e = self.request.error
+        message = too_large_message(self.channel.server.adj.max_request_body_size) if e.code == 413 else \
+            f"{e.reason}: {str(e.body)[:200]}"
+        body = json.dumps({"error": {"code": HTTP_CODES.get(e.code, "bad_request"), "message": message},
+                           "meta": {"traceId": ""}}).encode()
+        self.status = f"{e.code} {e.reason}"
+        self.response_headers.extend([("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff"),
+                                      ("Cache-Control", "no-store")])
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class Channel(HTTPChannel):
+    error_task_class = EnvelopeErrorTask
+
+
+def create(app, host: str, port: int, max_body_bytes: int):
+    """A waitress server for `app`, not yet running (raises OSError when it cannot listen)."""
+    from waitress import create_server
+
+    server = create_server(app, host=host, port=port, **waitress_settings(max_body_bytes))
+    server.channel_class = Channel
+    return server
