@@ -48,10 +48,11 @@ def seq_spans(changes: list[Change]) -> dict[str, tuple[int, int]]:
     return spans
 
 
-def check_change(change: Any, *, now_ms: int, max_skew_ms: int = MAX_SKEW_MS) -> str | None:
+def check_change(change: Any, *, now_ms: int, max_skew_ms: int | None = MAX_SKEW_MS) -> str | None:
     """Why a change from someone else cannot be applied, or None when it can: the same field
     definitions as the API (kinds, ids, field names, types, values), the op, the shape of the
-    stamps and bases, and the bound on clock skew."""
+    stamps and bases, and the bound on clock skew (none when `max_skew_ms` is None: a change the
+    hub took, whose door judged its stamp)."""
     if not isinstance(change, dict):
         return "not an object"
     if change.keys() != CHANGE_KEYS:
@@ -78,14 +79,14 @@ def _envelope_problem(change: dict) -> str | None:
     return None
 
 
-def _stamp_problem(change: dict, now_ms: int, max_skew_ms: int) -> str | None:
+def _stamp_problem(change: dict, now_ms: int, max_skew_ms: int | None) -> str | None:
     hlc = change["hlc"]
     if not is_stamp(hlc):
         return "hlc is not a clock stamp"
     ms, _, device = decode(hlc)
     if device != change["origin"]:
         return "hlc was not stamped by its origin"
-    if ms > now_ms + max_skew_ms:
+    if max_skew_ms is not None and ms > now_ms + max_skew_ms:
         return f"hlc is {(ms - now_ms) / 1000:.0f} s ahead of this clock (the limit is {max_skew_ms // 1000} s)"
     bases = change["bases"]
     if not isinstance(bases, dict):
@@ -144,7 +145,7 @@ def slot_filler(refused: Any, user_id: str) -> Change | None:
             "id": user_id, "courseId": None, "op": "upsert", "fields": {}, "bases": {}}
 
 
-def at_the_door(changes: list[Any], *, now_ms: int, max_skew_ms: int, user_id: str,
+def at_the_door(changes: list[Any], *, now_ms: int, max_skew_ms: int | None, user_id: str,
                 ) -> tuple[list[Change], list[dict[str, Any]], list[Change]]:
     """(the changes that passed, quarantine entries for the others, slot fillers for those of
     them whose origin and seq can be read)."""

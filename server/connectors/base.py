@@ -136,6 +136,7 @@ class DatabaseConnector(ABC):
     @abstractmethod
     def apply_changes(
         self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None, relayed: bool = False,
+        from_hub: bool = False,
     ) -> dict[str, Any]:
         """Merge foreign changes by the merge rule (merge.py), store them so they can be
         exported again, record every losing value as a conflict, and advance the clock past
@@ -149,6 +150,9 @@ class DatabaseConnector(ABC):
         most one past the store's top is taken; from a gap on nothing of that origin is, and
         "resume" maps such an origin to the top to send again from. `relayed`: a change stored
         under its slot with other content is left as it is instead of raising Conflict.
+        `from_hub`: changes pulled from the hub, whose door judged their stamps against its own
+        clock: here a stamp may be up to twice the skew limit ahead (the hub's clock may be ahead
+        of this one by one limit), so that every device applies what the hub took.
         Returns {"received", "applied", "conflicts", "resume", "quarantined"}."""
 
     def relay_changes(self, changes: list[Change]) -> dict[str, Any]:

@@ -28,9 +28,14 @@ class ChangeIntake:
     _writer, _load, _refresh_origin, _retire_tail) these methods use."""
 
     def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None,
-                      relayed: bool = False) -> dict:
-        good, refused, fillers = at_the_door(changes, now_ms=wall_ms(), max_skew_ms=self.max_skew_ms,
-                                             user_id=self.user_id)
+                      relayed: bool = False, from_hub: bool = False) -> dict:
+        # What the hub took is applied though this clock may be behind the hub's: the hub's door
+        # judged its stamp, and every device of the user must apply the same changes (one that
+        # refused what another applied would disagree with it for good). The limit is doubled,
+        # not dropped: the hub's clock may be up to one limit ahead of this one, and a stamp past
+        # both was never taken by a hub's door (a hostile writer in the store behind it).
+        skew = 2 * self.max_skew_ms if from_hub else self.max_skew_ms
+        good, refused, fillers = at_the_door(changes, now_ms=wall_ms(), max_skew_ms=skew, user_id=self.user_id)
         for q in refused:
             log.warning("quarantined change %s#%s: %s", q["origin"], q["seq"], q["reason"])
         # Then the sequence rule, on what takes a slot (a refused change's filler too): a run

@@ -202,7 +202,11 @@ def _quick_check(conn: sqlite3.Connection) -> str | None:
         return None
     finally:
         conn.set_progress_handler(None, 0)
-    return None if result == "ok" else f"is damaged (SQLite's quick check: {result[:200]})"
+    if result == "ok":
+        return None
+    # SQLite's report spans lines ("*** in database main ***", then the page): one line here.
+    detail = " ".join(part for part in result.split() if part != "***")
+    return f"is damaged (SQLite's quick check: {detail[:200]}); restore a backup or point SQLITE_PATH elsewhere"
 
 
 loads = orjson.loads  # stored JSON is read on every request's path; orjson decodes it ~3x faster

@@ -78,7 +78,7 @@ class HubClient:
         return changes
 
     def apply_changes(self, changes: list[Change], *, bookmarks: dict | None = None,
-                      relayed: bool = False) -> dict[str, Any]:
+                      relayed: bool = False, from_hub: bool = False) -> dict[str, Any]:
         if relayed and "relay" not in self.features:
             # An older hub server refuses other origins (403): they wait for one that takes them.
             return {"received": len(changes), "applied": 0, "conflicts": 0, "quarantined": [], "resume": {},

@@ -220,6 +220,8 @@ class SyncService:
 
 CLOCK_AHEAD = ("The hub refused {n} of this device's edits because its clock is ahead of the hub's. "
                "Set this device's date and time right; the refused edits are listed in the quarantine.")
+QUARANTINE_HELD = ("{n} change{s} {verb} held in the quarantine, refused at a door and not synced "
+                   "(GET /api/v1/sync/quarantine says why); everything else syncs.")
 # Without a hub: the same keys, saying that nothing runs.
 DISABLED = {
     "hub": None, "state": "disabled", "worker": None, "lastAttempt": None, "lastSuccess": None,
@@ -236,18 +238,24 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
     count, oldest = local.pending_since(cursor)
     now = service._clock() if service else time.time()
     oldest_s = stamp_ms(oldest) / 1000 if oldest else None
+    held = local.count_quarantine()
+    live = service.live_status() if service else DISABLED
+    warnings = list(live["warnings"])
+    if held and not warnings:
+        warnings.append(QUARANTINE_HELD.format(n=held, s="" if held == 1 else "s", verb="is" if held == 1 else "are"))
     return {
         "enabled": service is not None,
         "deviceId": local.device_id,
         "userId": local.user_id,
-        **(service.live_status() if service else DISABLED),
+        **live,
+        "warnings": warnings,
         "pending": {
             "count": count,
             "oldestAt": _iso(oldest_s),
             "oldestAgeSeconds": round(now - oldest_s, 1) if oldest_s is not None else None,
         },
         "openConflicts": local.count_conflicts(),
-        "quarantined": local.count_quarantine(),
+        "quarantined": held,
         "hubEpoch": epoch,
         "hubResets": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"])} for r in bookmark.get("resets") or []],
         # The store was older than its own log on the hub (a restored backup, a copied file).
