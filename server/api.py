@@ -61,7 +61,8 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=hub_routes.MAX_BODY_BYTES)
     stores = hub_routes.HubStores(settings, store)
     app.extensions.update(store=store, registry=registry_for(store), hub_stores=stores, operations=[],
-                          in_flight=hub_routes.InFlight())
+                          in_flight=hub_routes.InFlight(),
+                          refusals=hub_routes.Refusals(settings.hub_max_refusals_per_minute))
     atexit.register(stores.close)
     http.install(app, browser_facing=False)
     app.add_url_rule("/api/v1/health", "health", hub_routes.health)

@@ -115,14 +115,17 @@ def _body_problem(change: dict) -> str | None:
 QUARANTINE_BODY_MAX = 20_000  # characters of a refused change kept for a person to read
 
 
-def quarantine_entry(change: Any, reason: str, received_at: str) -> dict[str, Any]:
+def quarantine_entry(change: Any, reason: str, received_at: str, keep: int = QUARANTINE_BODY_MAX) -> dict[str, Any]:
     """What is kept of a refused change: its origin and seq when they are readable, the reason,
-    and the change itself as JSON text (whatever it held, cut to a readable size)."""
+    and the change itself as JSON text (whatever it held; past `keep` characters, the start and
+    the SHA-256 of the whole)."""
     try:
         body = orjson.dumps(change, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:  # text no UTF-8 can hold (a lone surrogate): kept escaped
         body = json.dumps(change, default=repr, separators=(",", ":"))
-    body = body[:QUARANTINE_BODY_MAX]
+    if len(body) > keep:
+        digest = hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+        body = f"{body[:keep]}... ({len(body)} characters in all, sha256 {digest})"
     origin = change.get("origin") if isinstance(change, dict) and is_id(change.get("origin")) else None
     seq = change.get("seq") if isinstance(change, dict) and type(change.get("seq")) is int else None
     ident = f"{origin}#{seq}" if origin is not None and seq is not None else body
@@ -146,7 +149,7 @@ def slot_filler(refused: Any, user_id: str) -> Change | None:
 
 
 def at_the_door(changes: list[Any], *, now_ms: int, max_skew_ms: int | None, user_id: str,
-                ) -> tuple[list[Change], list[dict[str, Any]], list[Change]]:
+                keep: int = QUARANTINE_BODY_MAX) -> tuple[list[Change], list[dict[str, Any]], list[Change]]:
     """(the changes that passed, quarantine entries for the others, slot fillers for those of
     them whose origin and seq can be read)."""
     good, refused, fillers = [], [], []
@@ -156,7 +159,7 @@ def at_the_door(changes: list[Any], *, now_ms: int, max_skew_ms: int | None, use
         if reason is None:
             good.append(ch)
             continue
-        refused.append(quarantine_entry(ch, reason, received_at))
+        refused.append(quarantine_entry(ch, reason, received_at, keep))
         filler = slot_filler(ch, user_id)
         if filler is not None:
             fillers.append(filler)

@@ -97,9 +97,18 @@ def hub_add_device(user_id: str, name: str) -> None:
 @hub_cli.command("list-devices")
 @click.argument("user_id", required=False)
 def hub_list_devices(user_id: str | None) -> None:
-    """The hub's devices (of USER_ID), oldest first, as JSON lines; tokens are never shown."""
-    for device in _registry().devices(user_id):
-        click.echo(json.dumps(device.as_dict()))
+    """The hub's devices (of USER_ID), oldest first, as JSON lines, with what each holds of its
+    quotas (origins of its own and brought in by relay, against HUB_MAX_ORIGINS); tokens are
+    never shown."""
+    from server.connectors.registry import RELAYED
+
+    registry = _registry()
+    limit = current_app.config["SETTINGS"].hub_max_origins
+    for device in registry.devices(user_id):
+        quotas = {"origins": registry.origins_held(device.user_id, device.device_id), "originsAllowed": limit,
+                  "relayedOrigins": registry.origins_held(device.user_id, RELAYED + device.device_id),
+                  "relayedOriginsAllowed": 4 * limit}
+        click.echo(json.dumps({**device.as_dict(), "quotas": quotas}))
 
 
 @hub_cli.command("revoke")

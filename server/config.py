@@ -58,6 +58,10 @@ class Settings:
     max_clock_skew_seconds: float = 86400.0  # see changes.MAX_SKEW_MS
     hub_url: str | None = None  # a hub server (`python -m server --hub`), instead of MONGO_URI
     hub_token: str | None = None
+    # A hub server's quotas per device (see hub_routes): going over answers 429.
+    hub_max_origins: int = 16
+    hub_max_quarantined: int = 1000
+    hub_max_refusals_per_minute: int = 600
 
     @property
     def hub_address(self) -> str:
@@ -219,6 +223,13 @@ SETTINGS: tuple[Setting, ...] = (
             "when set, every route but health and the sync page's empty shell needs "
             "`Authorization: Bearer <token>`"),
     Setting("LOG_LEVEL", "log_level", _log_level, "`INFO`", "`DEBUG`, `INFO`, `WARNING`, `ERROR`"),
+    Setting("HUB_MAX_ORIGINS", "hub_max_origins", _integer(1, 100_000), "`16`",
+            "a hub server: origins one device may own (its first, and one per restored or moved store) "
+            "and bring in by relay"),
+    Setting("HUB_MAX_QUARANTINED", "hub_max_quarantined", _integer(1, 10_000_000), "`1000`",
+            "a hub server: refused changes it keeps per device"),
+    Setting("HUB_MAX_REFUSALS_PER_MINUTE", "hub_max_refusals_per_minute", _integer(1, 1_000_000), "`600`",
+            "a hub server: changes of one device it refuses in a minute before it answers 429"),
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from typing import Any
@@ -21,7 +22,7 @@ from flask import Blueprint, current_app, g, request
 
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
-from server.connectors.registry import Device, DeviceRegistry
+from server.connectors.registry import RELAYED, Device, DeviceRegistry
 from server.errors import BadBody, Forbidden, TooManyRequests, Unauthorized, UnsupportedMedia, ValidationError
 from server.http import declaring, envelope, error, parse_json
 from server.openapi import Operation, build_hub_document
@@ -86,6 +87,9 @@ class HubStores:
             store = get_db_connector("mongo", self.settings, user_id=user_id, device_id=None,
                                      client=self.base._client, db_name=self.base.db_name)
         store.connect()
+        # A hub keeps of a refused change its start and digest, and so many per user: the
+        # device that sent it keeps it whole in its own quarantine.
+        store.quarantine_keep, store.quarantine_cap = 1024, self.settings.hub_max_quarantined
         return store
 
     def close(self) -> None:
@@ -253,31 +257,84 @@ def push():
         raise ValidationError({"changes": f"must be a list of at most {MAX_BATCH} changes"})
     if type(relay) is not bool:
         raise ValidationError({"relay": "must be true or false"})
+    device: Device = g.device
+    limits = current_app.extensions["refusals"]
+    if limits.over(device.device_id):
+        raise TooManyRequests(f"The hub refused more than {limits.per_minute} of this device's changes in the last "
+                              "minute; it takes no more for now.", code="refusal_quota", retry_after=60)
+    # Origins that are not ids cannot be claimed; the door quarantines their changes anyway.
+    origins = sorted({ch["origin"] for ch in changes if isinstance(ch, dict) and is_id(ch.get("origin"))})
     if relay:
         # Changes of the user's other origins that this hub lost (restored from a backup,
         # recreated) and a device still holds. They are the token's user's (the store is that
-        # user's part), claim no origin, and are taken only past the hub's top of each origin,
-        # gapless, through the same door: a relay can only give back, never overwrite.
-        return envelope(g.hub_store.relay_changes(changes))
-    device: Device = g.device
-    # Origins that are not ids cannot be claimed; the door quarantines their changes anyway.
-    origins = {ch["origin"] for ch in changes if isinstance(ch, dict) and is_id(ch.get("origin"))}
-    _check_origins(device, sorted(origins))
-    return envelope(g.hub_store.apply_changes(changes))
+        # user's part), and are taken only past the hub's top of each origin, gapless, through
+        # the same door: a relay can only give back, never overwrite. An origin the hub does not
+        # know is held for the relaying device (within its quota) until its own device pushes it.
+        _hold_relayed(device, origins)
+        result = g.hub_store.relay_changes(changes)
+    else:
+        _check_origins(device, origins)
+        result = g.hub_store.apply_changes(changes)
+    limits.count(device.device_id, len(result["quarantined"]))
+    return envelope(result)
 
 
 def _check_origins(device: Device, origins: list[str]) -> None:
     """Refuse the whole batch, writing nothing, if another device owns one of its origins; then
-    take the ones nobody owns yet."""
+    take the ones nobody owns yet (or that only a relay brought in), within the device's quota."""
     registry = _registry()
     owners = {o: _guarded(registry.origin_owner, device.user_id, o) for o in origins}
     for origin in origins:
-        if owners[origin] not in (None, device.device_id):
+        if owners[origin] not in (None, device.device_id) and not owners[origin].startswith(RELAYED):
             _not_yours(origin)
-    for origin in origins:
+    new = [o for o in origins if owners[o] != device.device_id]
+    if new:
+        _within_quota(device, device.device_id, len(new), "origins of its own")
+    for origin in new:
         if owners[origin] is None and _guarded(registry.claim_origin, device.user_id, origin,
-                                               device.device_id) != device.device_id:
+                                               device.device_id) == device.device_id:
+            continue
+        if not _guarded(registry.take_relayed, device.user_id, origin, device.device_id):
             _not_yours(origin)  # another device took it a moment ago
+
+
+def _hold_relayed(device: Device, origins: list[str]) -> None:
+    registry = _registry()
+    unknown = [o for o in origins if _guarded(registry.origin_owner, device.user_id, o) is None]
+    if unknown:
+        _within_quota(device, RELAYED + device.device_id, len(unknown), "origins brought in by relay", factor=4)
+        for origin in unknown:
+            _guarded(registry.claim_origin, device.user_id, origin, RELAYED + device.device_id)
+
+
+def _within_quota(device: Device, holder: str, more: int, what: str, factor: int = 1) -> None:
+    limit = current_app.config["SETTINGS"].hub_max_origins * factor
+    held = _guarded(_registry().origins_held, device.user_id, holder)
+    if held + more > limit:
+        raise TooManyRequests(f"This device holds {held} {what}; the hub allows {limit} (HUB_MAX_ORIGINS). Ask "
+                              "whoever runs the hub.", code="origin_quota", retry_after=3600)
+
+
+class Refusals:
+    """Changes of each device refused in this process in the current minute, at most `per_minute`."""
+
+    def __init__(self, per_minute: int, clock=time.monotonic):
+        self.per_minute, self._clock, self._lock = per_minute, clock, threading.Lock()
+        self._counts: dict[str, tuple[int, int]] = {}  # device -> (minute, refused in it)
+
+    def over(self, device_id: str) -> bool:
+        minute = int(self._clock() // 60)
+        with self._lock:
+            at, n = self._counts.get(device_id, (minute, 0))
+            return at == minute and n >= self.per_minute
+
+    def count(self, device_id: str, refused: int) -> None:
+        if not refused:
+            return
+        minute = int(self._clock() // 60)
+        with self._lock:
+            at, n = self._counts.get(device_id, (minute, 0))
+            self._counts[device_id] = (minute, (n if at == minute else 0) + refused)
 
 
 def _not_yours(origin: str) -> None:

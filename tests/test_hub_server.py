@@ -234,6 +234,10 @@ def test_a_device_of_the_hub_is_made_with_the_cli(hub):
     listed = runner.invoke(args=["hub", "list-devices", USER])
     [row] = [json.loads(line) for line in listed.output.splitlines()]
     assert row["name"] == "phone" and token not in listed.output
+    assert row["quotas"] == {"origins": 0, "originsAllowed": 16, "relayedOrigins": 0, "relayedOriginsAllowed": 64}
+    hub.call("POST", "/push", token, {"changes": [noop("o1")]})
+    listed = runner.invoke(args=["hub", "list-devices", USER])
+    assert json.loads(listed.output.splitlines()[0])["quotas"]["origins"] == 1
     assert runner.invoke(args=["hub", "revoke", row["deviceId"]]).exit_code == 0
     assert hub.call("GET", "/epoch", token)[0] == 401
     assert runner.invoke(args=["hub", "revoke", row["deviceId"]]).exit_code != 0
@@ -285,3 +289,68 @@ def test_two_devices_converge_over_http_through_a_mongomock_hub(tmp_path):
         for store, client in devices.values():
             client.close()
             store.close()
+
+
+def noop(origin: str, seq: int = 1) -> dict:
+    """A valid change that changes next to nothing, under `origin`."""
+    return {"origin": origin, "seq": seq, "hlc": f"000000000000001-{seq:06d}-{origin}", "kind": "user", "id": USER,
+            "courseId": None, "op": "upsert", "fields": {"displayName": "x"}, "bases": {"displayName": ""}}
+
+
+class TestQuotas:
+    def test_a_device_owns_at_most_its_quota_of_origins_and_others_are_unharmed(self, store_factory, tmp_path,
+                                                                              device_changes):
+        base = store_factory("hub", user_id="hub-owner")
+        base.connect()
+        kind = "sql" if store_factory.kind == "sql" else "mongo"
+        hub = Hub(base, Settings(db_connector=kind, sqlite_path=getattr(base, "path", ""), hub_max_origins=3))
+        try:
+            flooder_id, flooder = hub.token()
+            _, victim = hub.token()
+            status, body = hub.call("POST", "/push", flooder, {"changes": [noop(f"f{n}") for n in range(3)]})
+            assert status == 200 and body["data"]["applied"] == 3
+            status, body = hub.call("POST", "/push", flooder, {"changes": [noop("f3")]})
+            assert (status, body["error"]["code"]) == (429, "origin_quota")
+            assert "holds 3 origins of its own; the hub allows 3" in body["error"]["message"]
+            status, body = hub.call("POST", "/push", flooder, {"changes": [noop("f0", 2)]})
+            assert status == 200, "an origin it owns goes on"
+            # Relays bring in unknown origins within four times the quota.
+            status, body = hub.call("POST", "/push", flooder, {"changes": [noop(f"r{n}") for n in range(13)],
+                                                               "relay": True})
+            assert (status, body["error"]["code"]) == (429, "origin_quota")
+            assert hub.call("POST", "/push", victim, {"changes": device_changes})[1]["data"]["applied"] == 2
+            assert sorted({c["origin"] for c in hub.everything()}) == ["dev-a", "f0", "f1", "f2"]
+        finally:
+            hub.app.extensions["hub_stores"].close()
+
+    def test_an_origin_brought_in_by_a_relay_is_still_its_own_devices(self, hub, device_changes):
+        _, relayer = hub.token()
+        _, owner = hub.token()
+        status, body = hub.call("POST", "/push", relayer, {"changes": device_changes[:1], "relay": True})
+        assert status == 200 and body["data"]["applied"] == 1
+        status, body = hub.call("POST", "/push", owner, {"changes": device_changes})
+        assert status == 200 and body["data"]["applied"] == 1, "the owner pushes its origin as its own"
+        status, body = hub.call("POST", "/push", relayer, {"changes": [{**device_changes[1], "seq": 3}]})
+        assert (status, body["error"]["code"]) == (403, "origin_not_yours")
+
+    def test_a_device_refused_too_often_is_told_to_wait(self, store_factory, device_changes):
+        base = store_factory("hub", user_id="hub-owner")
+        base.connect()
+        kind = "sql" if store_factory.kind == "sql" else "mongo"
+        hub = Hub(base, Settings(db_connector=kind, sqlite_path=getattr(base, "path", ""),
+                                 hub_max_refusals_per_minute=5, hub_max_quarantined=3))
+        try:
+            _, bad = hub.token()
+            _, good = hub.token()
+            junk = [{"origin": "junk", "seq": n, "note": "x" * 5000} for n in range(1, 7)]
+            status, body = hub.call("POST", "/push", bad, {"changes": junk})
+            assert status == 200 and len(body["data"]["quarantined"]) == 6
+            status, body = hub.call("POST", "/push", bad, {"changes": junk})
+            assert (status, body["error"]["code"]) == (429, "refusal_quota")
+            store = hub.app.extensions["hub_stores"].for_user(USER)
+            kept = store.list_quarantine()
+            assert len(kept) == 3, "the hub keeps its quota of refused changes, no more"
+            assert all(len(q["change"]) < 1200 and "sha256" in q["change"] for q in kept)
+            assert hub.call("POST", "/push", good, {"changes": device_changes})[1]["data"]["applied"] == 2
+        finally:
+            hub.app.extensions["hub_stores"].close()

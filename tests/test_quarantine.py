@@ -95,7 +95,13 @@ def test_a_quarantine_entry_keeps_the_change_whatever_it_holds():
     assert odd["change"] == '{"origin":7,"seq":"2","1":"b\'x\'","when":"2030-01-01"}'
     assert odd["id"] == hashlib.sha256(odd["change"].encode()).hexdigest()[:24]
     text = quarantine_entry("x" * 30_000, "r", "t")
-    assert (text["origin"], text["seq"], len(text["change"])) == (None, None, QUARANTINE_BODY_MAX)
+    whole = hashlib.sha256(orjson.dumps("x" * 30_000)).hexdigest()
+    assert (text["origin"], text["seq"]) == (None, None)
+    assert text["change"] == '"' + "x" * (QUARANTINE_BODY_MAX - 1) + f"... (30002 characters in all, sha256 {whole})"
+    short = quarantine_entry("x" * 1023, "r", "t", keep=1025)
+    assert short["change"] == '"' + "x" * 1023 + '"', "a body of exactly `keep` characters is kept whole"
+    cut = quarantine_entry("x" * 1024, "r", "t", keep=1025)
+    assert cut["change"].startswith('"' + "x" * 1024 + "... (1026 characters in all, sha256 ")
     no_seq = quarantine_entry({"origin": "dev-b"}, "r", "t")
     assert (no_seq["origin"], no_seq["seq"]) == ("dev-b", None)
     assert no_seq["id"] == hashlib.sha256(b'{"origin":"dev-b"}').hexdigest()[:24]

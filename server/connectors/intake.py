@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from server.changes import Change, at_the_door, change_key, moved_to, restamp_state
+from server.changes import QUARANTINE_BODY_MAX, Change, at_the_door, change_key, moved_to, restamp_state
 from server.clock import wall_ms
 from server.errors import Conflict
 from server.sequences import admit, shortfall
@@ -27,6 +27,9 @@ class ChangeIntake:
     """Mixed into MergingConnector, whose primitives (_known, _complete, _merge_and_persist,
     _writer, _load, _refresh_origin, _retire_tail) these methods use."""
 
+    quarantine_keep = QUARANTINE_BODY_MAX  # characters of a refused change kept (a hub keeps 1 KB)
+    quarantine_cap: int | None = None  # refused changes kept at most (a hub's quota), None: all
+
     def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None,
                       relayed: bool = False, from_hub: bool = False) -> dict:
         # What the hub took is applied though this clock may be behind the hub's: the hub's door
@@ -35,7 +38,8 @@ class ChangeIntake:
         # not dropped: the hub's clock may be up to one limit ahead of this one, and a stamp past
         # both was never taken by a hub's door (a hostile writer in the store behind it).
         skew = 2 * self.max_skew_ms if from_hub else self.max_skew_ms
-        good, refused, fillers = at_the_door(changes, now_ms=wall_ms(), max_skew_ms=skew, user_id=self.user_id)
+        good, refused, fillers = at_the_door(changes, now_ms=wall_ms(), max_skew_ms=skew, user_id=self.user_id,
+                                             keep=self.quarantine_keep)
         for q in refused:
             log.warning("quarantined change %s#%s: %s", q["origin"], q["seq"], q["reason"])
         # Then the sequence rule, on what takes a slot (a refused change's filler too): a run
@@ -67,9 +71,12 @@ class ChangeIntake:
         if logged:  # sent again: the first attempt may have stopped after logging them
             self._same_as_logged(logged, relayed)
             self._complete(logged)
+        kept = refused
+        if refused and self.quarantine_cap is not None:  # a hub keeps so many; the sender keeps its own
+            kept = refused[:max(0, self.quarantine_cap - self.count_quarantine())]
         conflicts = []
-        if fresh or bookmarks or refused:
-            conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks, quarantined=refused)[1]
+        if fresh or bookmarks or kept:
+            conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks, quarantined=kept)[1]
         return {"received": len(changes), "applied": applied, "conflicts": len(conflicts), "resume": resume,
                 "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
 

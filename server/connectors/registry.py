@@ -40,6 +40,9 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
+RELAYED = "relay:"  # the holder of an origin another device brought in by relay, then its id
+
+
 class DeviceRegistry(ABC):
     def add(self, user_id: str, name: str) -> tuple[Device, str]:
         """A new device of `user_id`, and its token (returned here only)."""
@@ -71,6 +74,15 @@ class DeviceRegistry(ABC):
     def claim_origin(self, user_id: str, origin: str, device_id: str) -> str:
         """Make the device the origin's owner unless another already is; the owner after."""
 
+    @abstractmethod
+    def origins_held(self, user_id: str, holder: str) -> int:
+        """How many of the user's origins `holder` holds: a device id, or RELAYED + a device id
+        for the origins that device brought in by relay and nobody has pushed as its own yet."""
+
+    @abstractmethod
+    def take_relayed(self, user_id: str, origin: str, device_id: str) -> bool:
+        """Make `device_id` the owner of an origin only brought in by relay; True if it was one."""
+
 
 class SqlRegistry(DeviceRegistry):
     def __init__(self, store: Any):
@@ -100,6 +112,15 @@ class SqlRegistry(DeviceRegistry):
                 "RETURNING device_id, user_id, name, created_at, revoked_at",
                 (iso_now(), token_or_device, token_hash(token_or_device))).fetchall()
         return [Device(*r) for r in rows]
+
+    def origins_held(self, user_id: str, holder: str) -> int:
+        return self.store._conn().execute("SELECT COUNT(*) FROM hub_origins WHERE user_id = ? AND device_id = ?",
+                                          (user_id, holder)).fetchone()[0]
+
+    def take_relayed(self, user_id: str, origin: str, device_id: str) -> bool:
+        with self.store._atomic(immediate=True) as conn:
+            return conn.execute("UPDATE hub_origins SET device_id = ? WHERE user_id = ? AND origin = ? AND "
+                                "device_id LIKE 'relay:%'", (device_id, user_id, origin)).rowcount == 1
 
     def origin_owner(self, user_id: str, origin: str) -> str | None:
         row = self.store._conn().execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
@@ -144,6 +165,14 @@ class MongoRegistry(DeviceRegistry):
             self.db.hub_devices.update_one({"deviceId": device.device_id, "revokedAt": None},
                                            {"$set": {"revokedAt": now}})
         return [Device(**{**asdict(d), "revoked_at": now}) for d in found]
+
+    def origins_held(self, user_id: str, holder: str) -> int:
+        return self.db.hub_origins.count_documents({"userId": user_id, "deviceId": holder})
+
+    def take_relayed(self, user_id: str, origin: str, device_id: str) -> bool:
+        done = self.db.hub_origins.update_one({"userId": user_id, "origin": origin, "deviceId": {"$regex": "^relay:"}},
+                                              {"$set": {"deviceId": device_id}})
+        return done.modified_count == 1
 
     def origin_owner(self, user_id: str, origin: str) -> str | None:
         doc = self.db.hub_origins.find_one({"userId": user_id, "origin": origin})
