@@ -134,8 +134,16 @@ def _ok(schema: dict, description: str, etag: bool = False, enveloped: bool = Tr
             "content": {"application/json": {"schema": envelope(schema) if enveloped else schema}}}
 
 
-def _errors(statuses: list[int]) -> dict:
-    return {str(s): {"description": MESSAGES[s], "headers": REQUEST_ID,
+HUB_MESSAGES = {
+    **MESSAGES,
+    403: "Another device owns an origin of this batch, or a relay's: nothing was written",
+    413: "The body is larger than 8 MiB, as sent or inflated",
+    429: "This device is over one of its quotas (requests at once, refusals a minute, origins): see Retry-After",
+}
+
+
+def _errors(statuses: list[int], messages: dict[int, str] = MESSAGES) -> dict:
+    return {str(s): {"description": messages[s], "headers": REQUEST_ID,
                      "content": {"application/json": {"schema": ref("Error")}}} for s in statuses}
 
 
@@ -190,14 +198,16 @@ def record_operations(kind: Kind) -> list[Operation]:
     ]
 
 
-def _operation(op: Operation, token_required: bool) -> dict[str, Any]:
+def _operation(op: Operation, token_required: bool, hub: bool = False) -> dict[str, Any]:
     statuses = {400, 503, *op.errors} | ({415, 413} if op.body else set()) | ({412} if op.if_match else set())
     if token_required and not op.public:
         statuses.add(401)
+        if hub:
+            statuses.add(429)
     answers = {status: _ok(ref(schema) if isinstance(schema, str) else schema, description, etag, op.enveloped)
                for status, (schema, description, etag) in op.answers.items()}
     out: dict[str, Any] = {"operationId": op.op_id, "summary": op.summary,
-                           "responses": {**answers, **_errors(sorted(statuses))}}
+                           "responses": {**answers, **_errors(sorted(statuses), HUB_MESSAGES if hub else MESSAGES)}}
     parameters = [_path_param(name) for name in re.findall(r"\{(\w+)\}", op.document_path)] + list(op.query)
     if op.if_match:
         parameters.append({"name": "If-Match", "in": "header", "required": False,
@@ -280,7 +290,7 @@ def build_hub_document(operations: list[Operation]) -> dict[str, Any]:
     """The hub protocol (`python -m server --hub`): every call but this document needs a device token."""
     paths: dict[str, dict] = {}
     for op in operations:
-        paths.setdefault(op.document_path, {})[op.method] = _operation(op, True)
+        paths.setdefault(op.document_path, {})[op.method] = _operation(op, True, hub=True)
     return {
         "openapi": "3.0.3",
         "info": {"title": "coursesync hub protocol", "version": "1.0.0",
