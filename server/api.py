@@ -8,7 +8,7 @@ import atexit
 import logging
 from typing import Callable
 
-from flask import Flask
+from flask import Flask, request
 
 from server import cli, http, page, routes, sync_routes
 from server.config import Settings, load_settings
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, *, store: DatabaseConnector | N
     service = build_sync(settings, store, hub=hub, start=start_sync)
     if service is not None:
         app.extensions["sync"] = service
+        app.after_request(_push_on_write(service))
     app.extensions["operations"] = [*routes.OPERATIONS, *sync_routes.OPERATIONS]
     http.install(app)
     app.register_blueprint(routes.bp)
@@ -45,6 +46,18 @@ def create_app(settings: Settings | None = None, *, store: DatabaseConnector | N
     app.register_blueprint(page.bp)
     cli.install(app)
     return app
+
+
+WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+
+
+def _push_on_write(service):
+    """After a write the API answered with success, ask the sync service to push it soon."""
+    def after(resp):
+        if resp.status_code < 300 and request.method in WRITES and request.path != "/api/v1/sync":
+            service.nudge()
+        return resp
+    return after
 
 
 def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector | None = None,

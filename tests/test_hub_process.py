@@ -379,3 +379,33 @@ def test_a_hub_put_back_to_each_earlier_point_of_a_history_loses_nothing(hubs):
     newcomer = hubs.device("C", hub, hubs.token())
     hubs.sync("C")
     assert {c["id"]: c["notes"] for c in courses(newcomer)} == final
+
+
+def test_a_write_is_pushed_soon_after_it_is_answered_and_a_burst_goes_in_one_round(hubs):
+    hub = hubs.hub()
+    a = hubs.device("A", hub, hubs.token())  # its timer runs once an hour
+    wait_for(lambda: a.request("GET", "/api/v1/sync/status")[1]["data"]["lastSuccess"], 30, "the first round")
+    rounds = a.request("GET", "/api/v1/sync/status")[1]["data"]["totals"]["rounds"]
+    for n in range(20):
+        add(a, f"burst{n}")
+    origin = hubs.status("A")["deviceId"]
+    wait_for(lambda: len(hubs.hub_seqs().get(origin, [])) == 20, 30, "the burst at the hub")
+    status = hubs.status("A")
+    assert status["totals"]["rounds"] - rounds <= 3, "a burst of writes is not a round per write"
+    assert status["pending"]["count"] == 0
+
+
+def test_writes_with_the_hub_down_are_answered_and_wait_for_the_retry(hubs):
+    hub = hubs.hub()
+    a = hubs.device("A", hub, hubs.token())
+    wait_for(lambda: a.request("GET", "/api/v1/sync/status")[1]["data"]["lastSuccess"], 30, "the first round")
+    hub.stop()
+    for n in range(5):
+        add(a, f"offline{n}")
+    wait_for(lambda: hubs.status("A")["state"] == "backing_off", 30, "a failed push to back off")
+    rounds = hubs.status("A")["totals"]["rounds"]
+    for n in range(5):
+        add(a, f"more{n}")
+    assert hubs.status("A")["totals"]["rounds"] == rounds, "while backing off a write starts no round"
+    hub.start()
+    assert hubs.sync("A")["pushed"] == 10

@@ -46,6 +46,9 @@ SCHEDULER_LOG = logging.getLogger("apscheduler.scheduler")
 SCHEDULER_LOG.addFilter(_OverlapsAreDebug())
 
 
+PUSH_DELAY_SECONDS = 0.2  # from a local write to the round that pushes it (a burst goes in one)
+
+
 class SyncBusy(Conflict):
     code = "sync_running"
 
@@ -149,6 +152,29 @@ class SyncService:
             pass
         except Exception:
             pass  # already logged and recorded; the job must survive to run again
+
+    def nudge(self) -> None:
+        """A local write was answered: push it soon, in a round of its own, PUSH_DELAY_SECONDS
+        from the first write of a burst (the writes that follow go in the same round). Never in
+        the write's way: the answer has gone, nothing here waits for the hub, a round already
+        running is waited for rather than overlapped, and while backing off the write waits for
+        the retry like any other."""
+        scheduler = self.scheduler
+        if scheduler is None or (self.backoff_until is not None and self._clock() < self.backoff_until):
+            return
+        from apscheduler.jobstores.base import ConflictingIdError
+
+        when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=PUSH_DELAY_SECONDS)
+        try:
+            scheduler.add_job(self._push_soon, "date", run_date=when, id="push-soon", misfire_grace_time=60)
+        except ConflictingIdError:
+            pass  # one is due already: this write goes with it
+
+    def _push_soon(self) -> None:
+        try:
+            self.run_once(wait_seconds=60)
+        except Exception:
+            pass  # recorded like any round's; the next write or the timer tries again
 
     # --- worker ---------------------------------------------------------------------------
     def start(self) -> None:
