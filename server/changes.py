@@ -124,7 +124,7 @@ def quarantine_entry(change: Any, reason: str, received_at: str, keep: int = QUA
     except TypeError:  # text no UTF-8 can hold (a lone surrogate): kept escaped
         body = json.dumps(change, default=repr, separators=(",", ":"))
     if len(body) > keep:
-        digest = hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+        digest = hashlib.sha256(body.encode()).hexdigest()  # both encoders above give text UTF-8 can hold
         body = f"{body[:keep]}... ({len(body)} characters in all, sha256 {digest})"
     origin = change.get("origin") if isinstance(change, dict) and is_id(change.get("origin")) else None
     seq = change.get("seq") if isinstance(change, dict) and type(change.get("seq")) is int else None

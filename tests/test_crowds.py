@@ -282,3 +282,34 @@ def test_gzip_bombs_cost_the_hub_little_and_leave_other_users_served(tmp_path):
         assert peak_rss_mb(hub) < 300, f"peak RSS {peak_rss_mb(hub):.0f} MB"
     finally:
         hub.stop()
+
+
+def test_an_origin_flood_stops_at_the_quota_and_the_users_other_device_syncs_on(tmp_path):
+    (tmp_path / "devices").mkdir()
+    path, tokens = hub_with_users(tmp_path, 1)
+    store = get_db_connector("sql", Settings(), path=str(path))
+    store.connect()
+    flooder_token = registry_for(store).add("user0", "flooder")[1]
+    store.close()
+    hub = started(tmp_path, "hub", "--hub", DB_CONNECTOR="sql", SQLITE_PATH=str(path))
+    try:
+        flooder = HubClient(f"http://127.0.0.1:{hub.port}", flooder_token, timeout_ms=10_000)
+        template = one_change(tmp_path, "user0")[0]
+        taken, refused = 0, None
+        for n in range(40):
+            origin = f"flood{n}"
+            change = {**template, "origin": origin, "seq": 1, "hlc": template["hlc"].rsplit("-", 1)[0] + f"-{origin}"}
+            try:
+                taken += flooder.apply_changes([change])["applied"]
+            except Exception as exc:  # noqa: BLE001 - the quota's answer
+                refused = str(exc)
+                break
+        assert taken == 16 and refused and "the hub allows 16 (HUB_MAX_ORIGINS)" in refused
+        victim = HubClient(f"http://127.0.0.1:{hub.port}", tokens[0][1], timeout_ms=10_000)
+        (tmp_path / "victim" / "devices").mkdir(parents=True)
+        assert victim.apply_changes(one_change(tmp_path / "victim", "user0"))["applied"] == 1
+        assert len(victim.changes_since({}, 100)) == 17
+        flooder.close()
+        victim.close()
+    finally:
+        hub.stop()

@@ -251,6 +251,9 @@ def test_the_door_sorts_a_batch_into_passed_refused_and_fillers():
     assert fillers == [slot_filler(bad, "u")]
     assert at_the_door([change(hlc=encode(NOW_MS + 2000, 0, "dev-b"))], now_ms=NOW_MS, max_skew_ms=1000,
                        user_id="u")[0] == []
+    _, [kept], _ = at_the_door([{"origin": "dev-b", "seq": 1, "note": "x" * 500}], now_ms=NOW_MS, max_skew_ms=1000,
+                               user_id="u", keep=40)
+    assert kept["change"].startswith('{"origin":"dev-b","seq":1,"note":"xxxxx') and len(kept["change"]) < 150
 
 
 def test_documents_written_into_the_mongo_hub_by_hand_stop_no_reader(tmp_path):
