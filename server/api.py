@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None, *, store: DatabaseConnector | N
     service = build_sync(settings, store, hub=hub, start=start_sync)
     if service is not None:
         app.extensions["sync"] = service
-        app.after_request(_push_on_write(service))
+        if settings.sync_push_on_write:
+            app.after_request(_push_on_write(service))
     app.extensions["operations"] = [*routes.OPERATIONS, *sync_routes.OPERATIONS]
     http.install(app)
     app.register_blueprint(routes.bp)

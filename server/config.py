@@ -55,6 +55,7 @@ class Settings:
     log_level: str = "INFO"
     hub_timeout_ms: int = 3000
     sync_process: bool = True  # run sync rounds in a child process (see server/sync/child.py)
+    sync_push_on_write: bool = True  # a round soon after each write the API answers
     max_clock_skew_seconds: float = 86400.0  # see changes.MAX_SKEW_MS
     hub_url: str | None = None  # a hub server (`python -m server --hub`), instead of MONGO_URI
     hub_token: str | None = None
@@ -212,6 +213,8 @@ SETTINGS: tuple[Setting, ...] = (
             "how long to wait for the hub before calling it down"),
     Setting("SYNC_PROCESS", "sync_process", _flag, "`1`",
             "run sync rounds in a child process of the server (`0`: in the server's own)"),
+    Setting("SYNC_PUSH_ON_WRITE", "sync_push_on_write", _flag, "`1`",
+            "push a write 0.2 s after the API answered it (`0`: on the timer only)"),
     Setting("MAX_CLOCK_SKEW_SECONDS", "max_clock_skew_seconds", _number(60, 7 * 86400), "`86400`",
             "a change stamped further ahead of this device's clock is quarantined, not applied"),
     Setting("HOST", "host", _text, "`127.0.0.1`", "the address to listen on"),

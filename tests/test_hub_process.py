@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -411,3 +412,13 @@ def test_writes_with_the_hub_down_are_answered_and_wait_for_the_retry(hubs):
     assert hubs.status("A")["totals"]["rounds"] == rounds, "while backing off a write starts no round"
     hub.start()
     assert hubs.sync("A")["pushed"] == 10
+
+
+def test_push_on_write_can_be_turned_off(hubs):
+    hub = hubs.hub()
+    a = hubs.device("A", hub, hubs.token(), SYNC_PUSH_ON_WRITE="0")
+    wait_for(lambda: a.request("GET", "/api/v1/sync/status")[1]["data"]["lastSuccess"], 30, "the first round")
+    add(a, "waits")
+    time.sleep(1.5)
+    assert hubs.hub_seqs() == {} and hubs.status("A")["pending"]["count"] == 1
+    assert hubs.sync("A")["pushed"] == 1
