@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import socket
 import sys
 import tempfile
 import threading
@@ -25,7 +24,7 @@ from server.config import Settings
 from server.connectors.factory import get_db_connector
 from server.connectors.registry import registry_for
 from server.sync.http_hub import HubClient
-from tests.procs import ServerProcess, started
+from tests.procs import ServerProcess, peak_rss_mb, raw_gzip_push, started
 
 
 def bodies() -> dict[str, bytes]:
@@ -39,25 +38,6 @@ def bodies() -> dict[str, bytes]:
         "199k values (just under the count)": gzip.compress(b'{"x":[' + budget + b"[]]}", 9),
         "8 MB string": gzip.compress(b'{"x":"' + b"a" * (8 * 1024 * 1024 - 16) + b'"}', 9),
     }
-
-
-def send(port: int, token: str, body: bytes) -> int:
-    s = socket.create_connection(("127.0.0.1", port), timeout=120)
-    s.sendall(f"POST /hub/v1/push HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-              f"Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n"
-              f"Connection: close\r\n\r\n".encode() + body)
-    raw = b""
-    while chunk := s.recv(65_536):
-        raw += chunk
-    s.close()
-    return int(raw.split()[1])
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def legit_calls(client: HubClient, seconds: float) -> list[float]:
@@ -99,7 +79,7 @@ def main() -> None:
 
                 def hostile(token: str) -> None:
                     while time.monotonic() < stop:
-                        status = send(hub.port, token, body)
+                        status = raw_gzip_push(hub.port, token, body)[0]
                         statuses[status] = statuses.get(status, 0) + 1
 
                 threads = [threading.Thread(target=hostile, args=(t,)) for t in tokens[:args.clients]]

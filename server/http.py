@@ -75,14 +75,20 @@ def if_match() -> list[str] | None:
     return [tag.strip() for tag in raw.split(",") if tag.strip()] or [""]
 
 
-def error(status: int, code: str, message: str, fields: dict | None = None,
-          extra: dict | None = None) -> Response:
+def error_body(code: str, message: str, trace_id: str = "", fields: dict | None = None,
+               extra: dict | None = None) -> dict[str, Any]:
+    """The error envelope, also for answers made outside a request (serving.py's)."""
     err: dict[str, Any] = {"code": code, "message": message}
     if fields:
         err["fields"] = fields
     if extra:
         err.update(extra)
-    return _json_response({"error": err, "meta": {"traceId": g.get("trace_id", "")}}, status)
+    return {"error": err, "meta": {"traceId": trace_id}}
+
+
+def error(status: int, code: str, message: str, fields: dict | None = None,
+          extra: dict | None = None) -> Response:
+    return _json_response(error_body(code, message, g.get("trace_id", ""), fields, extra), status)
 
 
 def _dumps(value: Any) -> bytes | str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import threading
-import time
 import zlib
 from collections import OrderedDict
 from typing import Any
@@ -25,6 +24,7 @@ from server.connectors.base import DatabaseConnector
 from server.connectors.registry import RELAYED, Device, DeviceRegistry
 from server.errors import BadBody, Forbidden, TooManyRequests, Unauthorized, UnsupportedMedia, ValidationError
 from server.http import declaring, envelope, error, parse_json
+from server.hub_limits import MAX_IN_FLIGHT
 from server.openapi import Operation, build_hub_document
 from server.records import is_id
 
@@ -38,7 +38,6 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 # Arrays, objects and elements in one body: a valid push of MAX_BATCH changes holds some tens
 # per change. Counted before parsing, so that a small body of `[]` cannot cost gigabytes.
 MAX_BODY_VALUES = 100 * MAX_BATCH
-MAX_IN_FLIGHT = 4  # requests of one device served at once (one at a time is what a device does)
 MAX_CURSOR_ORIGINS = 100_000
 # What this hub server can do beyond the first protocol, named in the epoch answer so that a
 # device talks to an older hub server as before: "shortfall" (what the hub lacks of a cursor),
@@ -137,27 +136,6 @@ def _leave(exc) -> None:
     device_id = g.pop("in_flight", None)
     if device_id is not None:
         current_app.extensions["in_flight"].leave(device_id)
-
-
-class InFlight:
-    """How many requests each device has in this process right now, at most `limit`."""
-
-    def __init__(self, limit: int = MAX_IN_FLIGHT):
-        self.limit, self._count, self._lock = limit, {}, threading.Lock()
-
-    def enter(self, key: str) -> bool:
-        with self._lock:
-            n = self._count.get(key, 0)
-            if n >= self.limit:
-                return False
-            self._count[key] = n + 1
-            return True
-
-    def leave(self, key: str) -> None:
-        with self._lock:
-            n = self._count.pop(key, 1) - 1
-            if n > 0:
-                self._count[key] = n
 
 
 def _guarded(fn, *args):
@@ -314,27 +292,6 @@ def _within_quota(device: Device, holder: str, more: int, what: str, factor: int
         raise TooManyRequests(f"This device holds {held} {what}; the hub allows {limit} (HUB_MAX_ORIGINS). Ask "
                               "whoever runs the hub.", code="origin_quota", retry_after=3600)
 
-
-class Refusals:
-    """Changes of each device refused in this process in the current minute, at most `per_minute`."""
-
-    def __init__(self, per_minute: int, clock=time.monotonic):
-        self.per_minute, self._clock, self._lock = per_minute, clock, threading.Lock()
-        self._counts: dict[str, tuple[int, int]] = {}  # device -> (minute, refused in it)
-
-    def over(self, device_id: str) -> bool:
-        minute = int(self._clock() // 60)
-        with self._lock:
-            at, n = self._counts.get(device_id, (minute, 0))
-            return at == minute and n >= self.per_minute
-
-    def count(self, device_id: str, refused: int) -> None:
-        if not refused:
-            return
-        minute = int(self._clock() // 60)
-        with self._lock:
-            at, n = self._counts.get(device_id, (minute, 0))
-            self._counts[device_id] = (minute, (n if at == minute else 0) + refused)
 
 
 def _not_yours(origin: str) -> None:

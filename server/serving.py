@@ -21,7 +21,7 @@ from typing import Any
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
-from server.http import HTTP_CODES, too_large_message
+from server.http import HTTP_CODES, STANDARD_HEADERS, error_body, too_large_message
 
 THREADS = 8
 MAX_CONNECTIONS = 10_000
@@ -59,11 +59,9 @@ class EnvelopeErrorTask(ErrorTask):
         e = self.request.error
         message = too_large_message(self.channel.server.adj.max_request_body_size) if e.code == 413 else \
             f"{e.reason}: {str(e.body)[:200]}"
-        body = json.dumps({"error": {"code": HTTP_CODES.get(e.code, "bad_request"), "message": message},
-                           "meta": {"traceId": ""}}).encode()
+        body = json.dumps(error_body(HTTP_CODES.get(e.code, "bad_request"), message)).encode()
         self.status = f"{e.code} {e.reason}"
-        self.response_headers.extend([("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff"),
-                                      ("Cache-Control", "no-store")])
+        self.response_headers.extend([("Content-Type", "application/json"), *STANDARD_HEADERS])
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)

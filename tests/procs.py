@@ -106,3 +106,26 @@ class ServerProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def raw_gzip_push(port: int, token: str, body: bytes) -> tuple[int, bytes]:
+    """POST an already gzip-compressed body to a hub's /push over a bare socket (no client that
+    could refuse to send it): (status, the answer's body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=120)
+    s.sendall(f"POST /hub/v1/push HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+              f"Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n"
+              f"Connection: close\r\n\r\n".encode() + body)
+    raw = b""
+    while chunk := s.recv(65_536):
+        raw += chunk
+    s.close()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")

@@ -21,7 +21,7 @@ from server.connectors.factory import get_db_connector
 from server.connectors.registry import registry_for
 from server.records import validate
 from server.sync.http_hub import HubClient
-from tests.procs import ServerProcess
+from tests.procs import ServerProcess, peak_rss_mb, raw_gzip_push
 from tests.test_e2e_devices import create, wait_for
 
 FILES = 400  # the processes' limit on open files, soft and hard: they cannot raise it
@@ -52,13 +52,6 @@ def spool_dir(tmp_path: Path, name: str) -> Path:
 
 def open_files(srv: ServerProcess) -> int:
     return len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
-
-
-def peak_rss_mb(srv: ServerProcess) -> float:
-    for line in Path(f"/proc/{srv.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 def crowd(port: int, idle: int, trickling: int) -> list[socket.socket]:
@@ -256,16 +249,8 @@ def test_gzip_bombs_cost_the_hub_little_and_leave_other_users_served(tmp_path):
         answers: list[tuple[int, str]] = []
 
         def send(token: str, body: bytes) -> None:
-            s = socket.create_connection(("127.0.0.1", hub.port), timeout=120)
-            s.sendall(f"POST /hub/v1/push HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-                      f"Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n"
-                      f"Connection: close\r\n\r\n".encode() + body)
-            raw = b""
-            while chunk := s.recv(65_536):
-                raw += chunk
-            s.close()
-            head, _, rest = raw.partition(b"\r\n\r\n")
-            answers.append((int(head.split()[1]), json.loads(rest)["error"]["message"]))
+            status, rest = raw_gzip_push(hub.port, token, body)
+            answers.append((status, json.loads(rest)["error"]["message"]))
 
         threads = [threading.Thread(target=send, args=(tokens[n][1], big if n % 2 else small)) for n in range(8)]
         for t in threads:
@@ -279,7 +264,7 @@ def test_gzip_bombs_cost_the_hub_little_and_leave_other_users_served(tmp_path):
         client = HubClient(f"http://127.0.0.1:{hub.port}", token, timeout_ms=10_000)
         assert client.apply_changes(one_change(tmp_path, user))["applied"] == 1
         client.close()
-        assert peak_rss_mb(hub) < 300, f"peak RSS {peak_rss_mb(hub):.0f} MB"
+        assert peak_rss_mb(hub.proc.pid) < 300, f"peak RSS {peak_rss_mb(hub.proc.pid):.0f} MB"
     finally:
         hub.stop()
 

@@ -48,8 +48,8 @@ class ChangeIntake:
         slotted = good + fillers
         if slotted:
             taken, resume = admit(slotted, self._tops_of({ch["origin"] for ch in slotted}))
-            kept = {id(ch) for ch in taken}
-            good, fillers = [c for c in good if id(c) in kept], [f for f in fillers if id(f) in kept]
+            admitted = {id(ch) for ch in taken}
+            good, fillers = [c for c in good if id(c) in admitted], [f for f in fillers if id(f) in admitted]
         else:
             resume = {}
         for ch in good:  # only a change that passed may move the clock
@@ -71,12 +71,13 @@ class ChangeIntake:
         if logged:  # sent again: the first attempt may have stopped after logging them
             self._same_as_logged(logged, relayed)
             self._complete(logged)
-        kept = refused
+        stored_refusals = refused
         if refused and self.quarantine_cap is not None:  # a hub keeps so many; the sender keeps its own
-            kept = refused[:max(0, self.quarantine_cap - self.count_quarantine())]
+            stored_refusals = refused[:max(0, self.quarantine_cap - self.count_quarantine())]
         conflicts = []
-        if fresh or bookmarks or kept:
-            conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks, quarantined=kept)[1]
+        if fresh or bookmarks or stored_refusals:
+            conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks,
+                                                quarantined=stored_refusals)[1]
         return {"received": len(changes), "applied": applied, "conflicts": len(conflicts), "resume": resume,
                 "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
 

@@ -9,6 +9,7 @@ a change of it; after that no other device may push under it."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -120,7 +121,8 @@ class SqlRegistry(DeviceRegistry):
     def take_relayed(self, user_id: str, origin: str, device_id: str) -> bool:
         with self.store._atomic(immediate=True) as conn:
             return conn.execute("UPDATE hub_origins SET device_id = ? WHERE user_id = ? AND origin = ? AND "
-                                "device_id LIKE 'relay:%'", (device_id, user_id, origin)).rowcount == 1
+                                "substr(device_id, 1, ?) = ?",
+                                (device_id, user_id, origin, len(RELAYED), RELAYED)).rowcount == 1
 
     def origin_owner(self, user_id: str, origin: str) -> str | None:
         row = self.store._conn().execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
@@ -170,8 +172,9 @@ class MongoRegistry(DeviceRegistry):
         return self.db.hub_origins.count_documents({"userId": user_id, "deviceId": holder})
 
     def take_relayed(self, user_id: str, origin: str, device_id: str) -> bool:
-        done = self.db.hub_origins.update_one({"userId": user_id, "origin": origin, "deviceId": {"$regex": "^relay:"}},
-                                              {"$set": {"deviceId": device_id}})
+        done = self.db.hub_origins.update_one(
+            {"userId": user_id, "origin": origin, "deviceId": {"$regex": "^" + re.escape(RELAYED)}},
+            {"$set": {"deviceId": device_id}})
         return done.modified_count == 1
 
     def origin_owner(self, user_id: str, origin: str) -> str | None:

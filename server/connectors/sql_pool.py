@@ -47,10 +47,6 @@ class Connections:
         self.get()
         self._local.conn = conn
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self._open)
-
     def close(self) -> None:
         """Close this thread's connection and those of threads that have ended. A connection
         another live thread may be using right now is left to be freed with that thread:
