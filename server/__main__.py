@@ -33,11 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     except StoreUnavailable as exc:
         print(f"error: cannot open the {settings.db_connector} store: {exc.message}", file=sys.stderr)
         return 2
-    from server import serving
     from server.sync.wiring import start_worker
 
     try:
-        server = serving.create(app, settings.host, settings.port, app.config["MAX_CONTENT_LENGTH"])
+        server = _listening(app, settings, as_hub)
     except OSError as exc:  # a busy port, an address this machine does not have, no permission
         print(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
         return 3
@@ -56,6 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _listening(app, settings, as_hub: bool):
+    """The server for `app`, bound to its port (OSError when it cannot be)."""
+    if as_hub:  # thousands of devices wait at a hub: an event loop, not a thread each (hub_front.py)
+        from server.hub_front import HubServer
+
+        return HubServer(app, settings.host, settings.port)
+    from server import serving
+
+    return serving.create(app, settings.host, settings.port, app.config["MAX_CONTENT_LENGTH"])
 
 
 def _stop(signum, frame) -> None:

@@ -65,7 +65,7 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
                    testing: bool = False) -> Flask:
     """The hub server (`python -m server --hub`): the hub protocol (server/hub_routes.py) and
     health, in front of the store DB_CONNECTOR names, with its registry of device tokens."""
-    from server import hub_limits, hub_routes
+    from server import hub_limits, hub_routes, hub_waiters
     from server.connectors.registry import registry_for
 
     settings = settings or load_settings()
@@ -75,7 +75,7 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=hub_routes.MAX_BODY_BYTES)
     stores = hub_routes.HubStores(settings, store)
     app.extensions.update(store=store, registry=registry_for(store), hub_stores=stores, operations=[],
-                          in_flight=hub_limits.InFlight(),
+                          in_flight=hub_limits.InFlight(), waiters=hub_waiters.Waiters(),
                           refusals=hub_limits.Refusals(settings.hub_max_refusals_per_minute))
     atexit.register(stores.close)
     http.install(app, browser_facing=False)

@@ -56,6 +56,7 @@ class Settings:
     hub_timeout_ms: int = 3000
     sync_process: bool = True  # run sync rounds in a child process (see server/sync/child.py)
     sync_push_on_write: bool = True  # a round soon after each write the API answers
+    sync_live: bool = True  # keep a request waiting at the hub for other devices' changes
     max_clock_skew_seconds: float = 86400.0  # see changes.MAX_SKEW_MS
     hub_url: str | None = None  # a hub server (`python -m server --hub`), instead of MONGO_URI
     hub_token: str | None = None
@@ -214,7 +215,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SYNC_PROCESS", "sync_process", _flag, "`1`",
             "run sync rounds in a child process of the server (`0`: in the server's own)"),
     Setting("SYNC_PUSH_ON_WRITE", "sync_push_on_write", _flag, "`1`",
-            "push a write 0.2 s after the API answered it (`0`: on the timer only)"),
+            "push a write 0.05 s after the API answered it (`0`: on the timer only)"),
+    Setting("SYNC_LIVE", "sync_live", _flag, "`1`",
+            "keep one request waiting at the hub, so that other devices' changes arrive at once (`0`: on the "
+            "timer only)"),
     Setting("MAX_CLOCK_SKEW_SECONDS", "max_clock_skew_seconds", _number(60, 7 * 86400), "`86400`",
             "a change stamped further ahead of this device's clock is quarantined, not applied"),
     Setting("HOST", "host", _text, "`127.0.0.1`", "the address to listen on"),

@@ -43,7 +43,9 @@ MAX_CURSOR_ORIGINS = 100_000
 # device talks to an older hub server as before: "shortfall" (what the hub lacks of a cursor),
 # "relay" (a push of other origins' changes the hub lost), "resume" (a push answer that says
 # where an origin must be sent again from instead of storing a gap).
-FEATURES = ("shortfall", "relay", "resume")
+# "wait" (POST /wait, held open until there is news: only where the hub's front serves it).
+FEATURES = ("shortfall", "relay", "resume", "wait")
+WAIT_SECONDS, MAX_WAIT_SECONDS = 25, 60
 
 
 class HubStores:
@@ -254,7 +256,45 @@ def push():
         _check_origins(device, origins)
         result = g.hub_store.apply_changes(changes)
     limits.count(device.device_id, len(result["quarantined"]))
+    if result["applied"]:
+        current_app.extensions["waiters"].notify(device.user_id, but=device.device_id)
     return envelope(result)
+
+
+@route(Operation("post", "/wait", "hubWait",
+                 "Held open until the user's log holds a change of another origin past the cursor (then "
+                 "`changed: true`: pull it), or `seconds` pass with none (`changed: false`)",
+                 {"200": ("HubWait", "Whether there is something to pull", False)}, (401,), "HubWaitRequest"))
+def wait():
+    body = _body()
+    _only_keys(body, {"cursor", "excludeOrigin", "seconds"})
+    problems: dict[str, str] = {}
+    cursor = _cursor(body, problems)
+    exclude = _origin_or_none(body, "excludeOrigin", problems)
+    seconds = body.get("seconds", WAIT_SECONDS)
+    if type(seconds) not in (int, float) or not 0 <= seconds <= MAX_WAIT_SECONDS:
+        problems["seconds"] = f"must be a number from 0 to {MAX_WAIT_SECONDS}"
+    if problems:
+        raise ValidationError(problems)
+    # Set by the hub's front (hub_front.py), which can hold a request without a thread; without
+    # it (a bare WSGI server, a test client) the answer is what there is now.
+    holding = request.environ.get("asgi.scope", {}).get("coursesync.wait")
+    waiters = current_app.extensions["waiters"]
+    # Registered before the store is read: a change landing between the two still wakes it.
+    waiter = waiters.add(g.device.user_id, g.device.device_id) if holding and not holding["final"] and seconds \
+        else None
+    try:
+        changed = bool(g.hub_store.changes_since(cursor, 1, exclude_origin=exclude))
+    except BaseException:
+        if waiter is not None:
+            waiters.remove(waiter)
+        raise
+    if waiter is not None:
+        if not changed:
+            holding["park"] = {"waiter": waiter, "seconds": seconds}  # the front holds it and asks again
+        else:
+            waiters.remove(waiter)
+    return envelope({"changed": changed})
 
 
 def _check_origins(device: Device, origins: list[str]) -> None:

@@ -243,7 +243,15 @@ HUB_SCHEMAS = {
                                 "deviceId": {"type": "string", "description": "the token's device"},
                                 "features": {"type": "array", "items": {"type": "string"},
                                              "description": "calls beyond the first protocol: shortfall, relay, "
-                                                            "resume"}}},
+                                                            "resume, wait"}}},
+    "HubWaitRequest": {"type": "object", "additionalProperties": False, "properties": {
+        "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
+        "excludeOrigin": {**ORIGIN, "nullable": True, "description": "this device's own origin: its changes are "
+                                                                     "no news"},
+        "seconds": {"type": "number", "minimum": 0, "maximum": 60, "description": "how long to hold the request "
+                                                                                 "with no news (default 25)"}}},
+    "HubWait": {"type": "object", "required": ["changed"], "properties": {
+        "changed": {"type": "boolean", "description": "true: the user's log holds a change past the cursor; pull"}}},
     "HubShortfallRequest": {"type": "object", "additionalProperties": False, "properties": {
         "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq acknowledged"}}},
     "HubShortfall": {"type": "object", "required": ["shortfall", "rollbacks"], "properties": {
@@ -328,7 +336,8 @@ def build_document(operations: list[Operation], *, token_required: bool = False)
                                       "error": {"type": "string", "nullable": True}}},
         "SyncStatus": {"type": "object", "required": ["enabled", "state", "deviceId", "userId"], "properties": {
             "enabled": {"type": "boolean"}, "deviceId": {"type": "string"}, "userId": {"type": "string"},
-            "state": {"type": "string", "enum": ["disabled", "idle", "running", "backing_off"]}}},
+            "state": {"type": "string", "enum": ["disabled", "idle", "live", "running", "backing_off"]},
+            "live": {"type": "object", "description": "the wait held at the hub: waiting, timer, retrying or off"}}},
         "Conflict": {"type": "object", "required": ["id", "kind", "recordId", "field", "winner", "detectedAt",
                                                     "resolution"],
                      "properties": {"id": {"type": "string"}, "resolution": {

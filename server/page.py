@@ -109,6 +109,11 @@ def state_words(s: dict[str, Any], now: float) -> dict[str, str]:
     if pending:
         return {"tone": "busy", "headline": f"{pending} change{'s' if pending != 1 else ''} waiting to be sent",
                 "detail": f"They go with the next round, at {_clock(s['nextRun'])}, or press Sync now."}
+    if s["state"] == "live":
+        lag = (s.get("live") or {}).get("lastRemoteLagMs")
+        took = f" The last one took {lag / 1000:.1f} s to get here." if lag is not None else ""
+        return {"tone": "ok", "headline": "Everything is synced, live",
+                "detail": f"Connected to the hub: changes made on your other devices show here as they are made.{took}"}
     return {"tone": "ok", "headline": "Everything is synced", "detail": "This device and the hub agree."}
 
 

@@ -64,7 +64,8 @@ class Network:
 
     def device(self, name: str, **env) -> ServerProcess:
         settings = {"MONGO_URI": self.uri, "MONGO_DB": self.db, "USER_ID": USER, "DEVICE_ID": name,
-                    "SYNC_INTERVAL_SECONDS": "3600", "SYNC_BATCH_SIZE": "50", "HUB_TIMEOUT_MS": "1500", **env}
+                    "SYNC_INTERVAL_SECONDS": "3600", "SYNC_BATCH_SIZE": "50", "HUB_TIMEOUT_MS": "1500",
+                    "SYNC_LIVE": "0", **env}
         srv = self.devices[name] = started(self.tmp_path, name, settings)
         return srv
 

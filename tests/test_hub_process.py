@@ -57,7 +57,7 @@ class Hubs:
 
     def device(self, name: str, hub: ServerProcess, token: str, user: str = USER, **env: str) -> ServerProcess:
         settings = {"HUB_URL": f"http://127.0.0.1:{hub.port}", "HUB_TOKEN": token, "USER_ID": user,
-                    "SYNC_INTERVAL_SECONDS": "3600", "HUB_TIMEOUT_MS": "1500", **env}
+                    "SYNC_INTERVAL_SECONDS": "3600", "HUB_TIMEOUT_MS": "1500", "SYNC_LIVE": "0", **env}
         srv = self.devices[name] = started(self.tmp_path, name, settings)
         return srv
 

@@ -81,6 +81,10 @@ class DeviceRegistry(ABC):
         for the origins that device brought in by relay and nobody has pushed as its own yet."""
 
     @abstractmethod
+    def revoked_among(self, device_ids: list[str]) -> set[str]:
+        """Of these devices, the ones revoked (a waiting device's wait ends with 401)."""
+
+    @abstractmethod
     def take_relayed(self, user_id: str, origin: str, device_id: str) -> bool:
         """Make `device_id` the owner of an origin only brought in by relay; True if it was one."""
 
@@ -123,6 +127,15 @@ class SqlRegistry(DeviceRegistry):
             return conn.execute("UPDATE hub_origins SET device_id = ? WHERE user_id = ? AND origin = ? AND "
                                 "substr(device_id, 1, ?) = ?",
                                 (device_id, user_id, origin, len(RELAYED), RELAYED)).rowcount == 1
+
+    def revoked_among(self, device_ids: list[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(device_ids), 500):
+            part = device_ids[i:i + 500]
+            out.update(r[0] for r in self.store._conn().execute(
+                f"SELECT device_id FROM hub_devices WHERE revoked_at IS NOT NULL AND device_id IN "
+                f"({','.join('?' * len(part))})", part))
+        return out
 
     def origin_owner(self, user_id: str, origin: str) -> str | None:
         row = self.store._conn().execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
@@ -176,6 +189,14 @@ class MongoRegistry(DeviceRegistry):
             {"userId": user_id, "origin": origin, "deviceId": {"$regex": "^" + re.escape(RELAYED)}},
             {"$set": {"deviceId": device_id}})
         return done.modified_count == 1
+
+    def revoked_among(self, device_ids: list[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(device_ids), 500):
+            docs = self.db.hub_devices.find({"deviceId": {"$in": device_ids[i:i + 500]}, "revokedAt": {"$ne": None}},
+                                            {"_id": 0, "deviceId": 1})
+            out.update(d["deviceId"] for d in docs)
+        return out
 
     def origin_owner(self, user_id: str, origin: str) -> str | None:
         doc = self.db.hub_origins.find_one({"userId": user_id, "origin": origin})

@@ -16,6 +16,7 @@ from typing import Callable
 import orjson
 
 from server.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
+from server.clock import is_stamp
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, StoreUnavailable
 from server.records import iso_now
@@ -41,6 +42,7 @@ class RoundReport:
     origin_restart: dict | None = None  # this round moved the store to a new origin (a restored store)
     hub_rollback: dict | None = None  # the hub held less than it had acknowledged (restored from a backup)
     relayed: int = 0  # other origins' changes given back to a hub that had lost them
+    newest_pulled: str | None = None  # the newest stamp among the changes pulled
     error: str | None = None
     error_code: str | None = None
 
@@ -281,6 +283,8 @@ def _pull(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batc
         # The batch and the cursor that passes it are stored in one transaction.
         result = local.apply_changes(batch, bookmarks={BOOKMARK_KEY: moved}, from_hub=True)
         report.pulled += result["applied"]
+        stamps = [ch["hlc"] for ch in batch if isinstance(ch, dict) and is_stamp(ch.get("hlc"))]
+        report.newest_pulled = max([report.newest_pulled or "", *stamps]) or None
         report.conflicts += result["conflicts"]
         report.quarantined += len(result.get("quarantined", ()))
         if progress:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import socket
 import ssl
 import zlib
 from typing import Any
@@ -51,6 +52,7 @@ class HubClient:
         self._timeout = max(timeout_ms / 1000, 1.0) * 3  # a batch may take longer than a ping
         self._conn: http.client.HTTPConnection | None = None
         self.features: frozenset[str] = frozenset()  # learnt from the epoch answer
+        self._interrupted = False
 
     # --- the hub-side contract ----------------------------------------------------------
     def connect(self) -> None:
@@ -107,6 +109,31 @@ class HubClient:
             raise self._garbled("findings of a rollback of another shape")
         return {"shortfall": short, "rollbacks": [{k: f[k] for k in ("id", "at", "origins", "changes")} for f in found]}
 
+    def wait(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float) -> bool | None:
+        """Hold a request at the hub until it has a change past `cursor` of another origin than
+        `exclude_origin` (True), or `seconds` pass with none (False). None: this hub server has no
+        waiting call (an older one), so the device syncs on its timer. Use a client of its own:
+        this one's connection is busy while it waits."""
+        if "wait" not in self.features:
+            return None
+        answer = self._call("POST", "/wait", {"cursor": cursor, "excludeOrigin": exclude_origin, "seconds": seconds},
+                            timeout=seconds + self._timeout)
+        if type(answer.get("changed")) is not bool:
+            raise self._garbled("a wait answer of another shape")
+        return answer["changed"]
+
+    def interrupt(self) -> None:
+        """End a call in progress in another thread (a wait): closing a socket does not wake a
+        thread blocked reading it, shutting it down does."""
+        self._interrupted = True  # and no retry on a fresh connection
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -122,24 +149,28 @@ class HubClient:
                 self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         return self._conn
 
-    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    def _call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> dict[str, Any]:
         data = gzip.compress(orjson.dumps(body), compresslevel=1) if body is not None else None
         headers = {"Authorization": f"Bearer {self._token}", "Accept-Encoding": "gzip",
                    "User-Agent": "coursesync-device"}
         if data is not None:
             headers.update({"Content-Type": "application/json", "Content-Encoding": "gzip"})
-        return self._send(method, path, data, headers)
+        return self._send(method, path, data, headers, timeout=timeout)
 
-    def _send(self, method: str, path: str, data: bytes | None, headers: dict, retry: bool = True) -> dict[str, Any]:
+    def _send(self, method: str, path: str, data: bytes | None, headers: dict, retry: bool = True,
+              timeout: float | None = None) -> dict[str, Any]:
         try:
             conn = self._connection()
+            conn.timeout = timeout or self._timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(conn.timeout)
             conn.request(method, self._base + path, data, headers)
             resp = conn.getresponse()
             return self._answer(resp, resp.read())
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            if retry and isinstance(exc, STALE):  # a kept-alive connection the hub closed: once more, anew
-                return self._send(method, path, data, headers, retry=False)
+            if retry and isinstance(exc, STALE) and not self._interrupted:  # a kept-alive connection the hub closed: once more, anew
+                return self._send(method, path, data, headers, retry=False, timeout=timeout)
             raise self._unreachable(exc) from None
 
     def _unreachable(self, exc: BaseException) -> StoreUnavailable:

@@ -19,6 +19,7 @@ from server.connectors.base import DatabaseConnector
 from server.errors import AppError, Conflict
 from server.sync.child import ChildRounds
 from server.sync.engine import Progress, RoundReport, run_round, stored_bookmark, stored_cursor
+from server.sync.live import LiveWait
 
 log = logging.getLogger("server.sync")
 BACKOFF_CAP_SECONDS = 300.0
@@ -46,7 +47,7 @@ SCHEDULER_LOG = logging.getLogger("apscheduler.scheduler")
 SCHEDULER_LOG.addFilter(_OverlapsAreDebug())
 
 
-PUSH_DELAY_SECONDS = 0.2  # from a local write to the round that pushes it (a burst goes in one)
+PUSH_DELAY_SECONDS = 0.05  # from a local write to the round that pushes it (a burst goes in one)
 
 
 class SyncBusy(Conflict):
@@ -56,10 +57,12 @@ class SyncBusy(Conflict):
 class SyncService:
     def __init__(self, settings: Settings, local: DatabaseConnector,
                  open_hub: Callable[[], DatabaseConnector], *, child: ChildRounds | None = None,
-                 rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.time):
+                 rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.time,
+                 live_hub: Callable[[], DatabaseConnector] | None = None):
         """`open_hub` returns a connected hub (server/sync/hub.py's, or a test's). `child`: run
         rounds there rather than in the calling thread (the server does; tests that hand in an
-        in-memory hub cannot)."""
+        in-memory hub cannot). `live_hub` opens the hub the live wait holds (server/sync/live.py);
+        without it, sync runs on the timer and after writes only."""
         self.settings, self.local, self._open_hub = settings, local, open_hub
         self.child = child
         self.hub: DatabaseConnector | None = None
@@ -77,6 +80,9 @@ class SyncService:
         self.totals = {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)  # the recent rounds, for the sync page
         self.scheduler = None
+        self._live_hub = live_hub
+        self.live: LiveWait | None = None
+        self.last_remote_lag_ms: float | None = None  # from the newest pulled change's stamp to here
 
     # --- rounds ---------------------------------------------------------------------------
     def _ensure_hub(self) -> DatabaseConnector:
@@ -123,6 +129,8 @@ class SyncService:
             self.history.append({"at": _iso(self._clock()), "pushed": report.pushed, "pulled": report.pulled,
                                  "conflicts": report.conflicts, "durationMs": round(report.duration_ms, 1),
                                  "error": report.error})
+            if report.newest_pulled:  # the writer's clock against this one's: a guide, not a measure
+                self.last_remote_lag_ms = max(0.0, round(self._clock() * 1000 - stamp_ms(report.newest_pulled), 1))
             if report.refused_for_clock:
                 self.clock_ahead = report.refused_for_clock
             elif report.pushed and not report.error:
@@ -187,10 +195,15 @@ class SyncService:
                                seconds=self.settings.sync_interval_seconds, max_instances=1,
                                coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc))
         self.scheduler.start()
+        if self._live_hub is not None:
+            self.live = LiveWait(self, self._live_hub)
+            self.live.start()
         log.info("sync worker started: every %ss to %s", self.settings.sync_interval_seconds,
                  self.settings.hub_address)
 
     def shutdown(self) -> None:
+        if self.live is not None:
+            self.live.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)  # let a running round finish before stores close
             self.scheduler = None
@@ -206,6 +219,8 @@ class SyncService:
             return "running"
         if self.backoff_until is not None and self._clock() < self.backoff_until:
             return "backing_off"
+        if self.live is not None and self.live.state == "waiting":
+            return "live"  # connected, and the hub answers as soon as there is news
         return "idle"
 
     def next_run(self) -> float | None:
@@ -236,7 +251,15 @@ class SyncService:
             "lastRound": self.last_report.as_dict() if self.last_report else None,
             "recentRounds": list(self.history),
             "warnings": [CLOCK_AHEAD.format(n=self.clock_ahead)] if self.clock_ahead else [],
+            "live": self._live_status(),
         }
+
+    def _live_status(self) -> dict[str, Any]:
+        if self.live is None:
+            return dict(LIVE_OFF)
+        live = self.live.status()
+        return {"state": live["state"], "since": _iso(live["since"]), "retryAt": _iso(live["retryAt"]),
+                "wakes": live["wakes"], "lastRemoteLagMs": self.last_remote_lag_ms}
 
     def health(self) -> dict[str, Any]:
         return {"enabled": True, "state": self.state(), "lastSuccess": _iso(self.last_success),
@@ -248,12 +271,13 @@ CLOCK_AHEAD = ("The hub refused {n} of this device's edits because its clock is 
                "Set this device's date and time right; the refused edits are listed in the quarantine.")
 QUARANTINE_HELD = ("{n} change{s} {verb} held in the quarantine, refused at a door and not synced "
                    "(GET /api/v1/sync/quarantine says why); everything else syncs.")
+LIVE_OFF = {"state": "off", "since": None, "retryAt": None, "wakes": 0, "lastRemoteLagMs": None}
 # Without a hub: the same keys, saying that nothing runs.
 DISABLED = {
     "hub": None, "state": "disabled", "worker": None, "lastAttempt": None, "lastSuccess": None,
     "lastError": None, "nextRun": None, "consecutiveFailures": 0,
     "totals": {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}, "lastRound": None, "recentRounds": [],
-    "warnings": [],
+    "warnings": [], "live": LIVE_OFF,
 }
 
 

@@ -32,8 +32,11 @@ def build_sync(settings: Settings, local: DatabaseConnector, *,
         service = _workers.get(local.device_id)
         if service is None or service.local is not local:
             child = None if in_process else ChildRounds(settings, local.user_id, local.device_id)
-            service = SyncService(settings, local, hub or functools.partial(open_hub, settings, local.user_id),
-                                  child=child)
+            opener = functools.partial(open_hub, settings, local.user_id)
+            # The live wait holds a hub connection of its own, so only with a hub it can open
+            # again (not a test's single in-memory one).
+            service = SyncService(settings, local, hub or opener, child=child,
+                                  live_hub=opener if hub is None and settings.sync_live else None)
     if start:
         start_worker(service)
     return service

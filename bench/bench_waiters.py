@@ -1,0 +1,202 @@
+"""Live sync, measured in one run on loopback through a hub server on SQLite:
+
+    python bench/bench_waiters.py [--waiters 1000] [--edits 30]
+
+1. An edit on device A until device B shows it (B's timer is an hour away): A's push on write,
+   then B's waiting pull. Against the same devices with SYNC_LIVE=0 and push on write off, where
+   the 30 s timers carry it (fewer edits: each takes a timer's time).
+2. One hub process holding --waiters waiting devices (one user each, raw sockets held open by
+   this script): its RSS and CPU while idle, the p99 of a push meanwhile, and the p99 from a push
+   until the waiting device of that user has its answer.
+3. The device server's GET /api/v1/courses p99 with its live wait open, against SYNC_LIVE=0."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import select
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from common import pct, record
+
+from server.config import Settings
+from server.connectors.factory import get_db_connector
+from server.connectors.registry import registry_for
+from server.sync.http_hub import HubClient
+from tests.procs import started
+
+
+def hub_file(tmp: Path, users: list[str], devices: int = 1) -> tuple[Path, dict[str, list[str]]]:
+    path = tmp / "hub.sqlite3"
+    store = get_db_connector("sql", Settings(), path=str(path))
+    store.connect()
+    registry = registry_for(store)
+    tokens = {u: [registry.add(u, f"d{n}")[1] for n in range(devices)] for u in users}
+    store.close()
+    return path, tokens
+
+
+def titles(device) -> set[str]:
+    return {c["title"] for c in device.request("GET", "/api/v1/courses")[1]["data"]}
+
+
+def edit_to_other_device(tmp: Path, edits: int, live: bool) -> list[float]:
+    path, tokens = hub_file(tmp, ["learner"], devices=2)
+    quiet = {"LOG_LEVEL": "WARNING"}
+    hub = started(tmp, "hub", {"DB_CONNECTOR": "sql", "SQLITE_PATH": str(path), **quiet}, args=("--hub",))
+    mode = {"SYNC_LIVE": "1", "SYNC_PUSH_ON_WRITE": "1"} if live else \
+        {"SYNC_LIVE": "0", "SYNC_PUSH_ON_WRITE": "0", "SYNC_INTERVAL_SECONDS": "30"}
+    devices = [started(tmp, name, {"HUB_URL": f"http://127.0.0.1:{hub.port}", "HUB_TOKEN": tokens["learner"][n],
+                                   "USER_ID": "learner", "SYNC_INTERVAL_SECONDS": "3600", **quiet, **mode})
+               for n, name in enumerate(("a", "b"))]
+    a, b = devices
+    samples = []
+    try:
+        time.sleep(2)
+        for n in range(edits):
+            time.sleep(random.uniform(0.2, 1.0))
+            status, _, _ = a.request("POST", "/api/v1/courses", {"title": f"c{n}", "source": "https://a.b"})
+            assert status == 201
+            answered = time.perf_counter()
+            while f"c{n}" not in titles(b):
+                time.sleep(0.005)
+            samples.append(time.perf_counter() - answered)
+    finally:
+        for srv in (*devices, hub):
+            srv.stop()
+    return samples
+
+
+def wait_request(token: str, seconds: float = 60) -> bytes:
+    body = json.dumps({"cursor": {}, "excludeOrigin": "bench", "seconds": seconds}).encode()
+    return (f"POST /hub/v1/wait HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def one_change(user: str, origin: str, seq: int) -> dict:
+    return {"origin": origin, "seq": seq, "hlc": f"{int(time.time() * 1000):015d}-000000-{origin}", "kind": "user",
+            "id": user, "courseId": None, "op": "upsert", "fields": {"displayName": f"n{seq}"},
+            "bases": {"displayName": ""}}
+
+
+def many_waiters(tmp: Path, waiters: int, probes: int) -> dict:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    users = [f"u{n}" for n in range(waiters)]
+    path, tokens = hub_file(tmp, users, devices=2)
+    hub = started(tmp, "hub", {"DB_CONNECTOR": "sql", "SQLITE_PATH": str(path), "LOG_LEVEL": "WARNING"},
+                  args=("--hub",))
+    pid = hub.proc.pid
+    rss_before = rss_mb(pid)
+    socks: dict[str, socket.socket] = {}
+    try:
+        for user in users:
+            s = socket.create_connection(("127.0.0.1", hub.port))
+            s.sendall(wait_request(tokens[user][0]))
+            socks[user] = s
+        time.sleep(3)  # every wait parked
+        answered_early = [u for u, s in socks.items() if select.select([s], [], [], 0)[0]]
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(10)
+        idle_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+        rss = rss_mb(pid)
+        pushes, wakes = [], []
+        for n, user in enumerate(random.sample(users, probes)):
+            pusher = HubClient(f"http://127.0.0.1:{hub.port}", tokens[user][1], timeout_ms=10_000)
+            pusher.hub_epoch()
+            start = time.perf_counter()
+            pusher.apply_changes([one_change(user, f"p{n}", 1)])
+            pushes.append(time.perf_counter() - start)
+            if select.select([socks[user]], [], [], 10)[0]:
+                wakes.append(time.perf_counter() - start)
+                head = socks[user].recv(65536)
+                assert b"true" in head, head[:300]
+            pusher.close()
+        return {"waiters": waiters, "rss_before_mb": rss_before, "rss_mb": rss, "idle_cpu_share": idle_cpu,
+                "answered_before_news": len(answered_early), "push_p50": pct(pushes, 50), "push_p99": pct(pushes, 99),
+                "wake_p50": pct(wakes, 50), "wake_p99": pct(wakes, 99), "woken": len(wakes), "probes": probes}
+    finally:
+        for s in socks.values():
+            s.close()
+        hub.stop()
+
+
+def api_while_waiting(tmp: Path, requests: int, live: bool) -> list[float]:
+    path, tokens = hub_file(tmp, ["learner"])
+    hub = started(tmp, "hub", {"DB_CONNECTOR": "sql", "SQLITE_PATH": str(path), "LOG_LEVEL": "WARNING"},
+                  args=("--hub",))
+    device = started(tmp, "device", {"HUB_URL": f"http://127.0.0.1:{hub.port}", "HUB_TOKEN": tokens["learner"][0],
+                                     "USER_ID": "learner", "LOG_LEVEL": "WARNING", "SYNC_INTERVAL_SECONDS": "3600",
+                                     "SYNC_LIVE": "1" if live else "0"})
+    try:
+        time.sleep(2)
+        state = device.request("GET", "/api/v1/sync/status")[1]["data"]["live"]["state"]
+        assert state == ("waiting" if live else "off"), state
+        samples = []
+        for _ in range(requests):
+            start = time.perf_counter()
+            assert device.request("GET", "/api/v1/courses")[0] == 200
+            samples.append(time.perf_counter() - start)
+        return samples
+    finally:
+        device.stop()
+        hub.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--waiters", type=int, default=1000)
+    parser.add_argument("--edits", type=int, default=30)
+    parser.add_argument("--timer-edits", type=int, default=4)
+    parser.add_argument("--probes", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        live = edit_to_other_device(Path(a), args.edits, True)
+        timer = edit_to_other_device(Path(b), args.timer_edits, False)
+    for p, target in ((50, 0.1), (99, 0.5)):
+        ours, base = pct(live, p), pct(timer, p)
+        rows.append({"metric": f"edit on A -> shown on B, p{p} (s)", "ours": ours, "baseline": base,
+                     "ratio": ours / base, "target": f"<{target}s", "ok": ours < target,
+                     "edits": len(live), "timer_edits": len(timer)})
+    with tempfile.TemporaryDirectory() as a:
+        crowd = many_waiters(Path(a), args.waiters, args.probes)
+    rows.append({"metric": f"hub RSS with {args.waiters} waiting devices (MB)", "ours": crowd["rss_mb"],
+                 "baseline": crowd["rss_before_mb"], "ratio": crowd["rss_mb"] / crowd["rss_before_mb"],
+                 "target": "<150 MB", "ok": crowd["rss_mb"] < 150})
+    rows.append({"metric": "hub CPU while they wait (share of a core)", "ours": crowd["idle_cpu_share"],
+                 "target": "<0.02", "ok": crowd["idle_cpu_share"] < 0.02,
+                 "answered_before_news": crowd["answered_before_news"]})
+    rows.append({"metric": "push p99 with them waiting (s)", "ours": crowd["push_p99"], "p50": crowd["push_p50"]})
+    rows.append({"metric": "push -> that user's waiting device answered, p99 (s)", "ours": crowd["wake_p99"],
+                 "p50": crowd["wake_p50"], "woken": crowd["woken"], "probes": crowd["probes"]})
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        waiting = api_while_waiting(Path(a), args.requests, True)
+        quiet = api_while_waiting(Path(b), args.requests, False)
+    for p in (50, 99):
+        rows.append({"metric": f"device GET /api/v1/courses p{p}, live wait open vs off (s)",
+                     "ours": pct(waiting, p), "baseline": pct(quiet, p), "ratio": pct(waiting, p) / pct(quiet, p)})
+    record("live-waiters", rows)
+
+
+if __name__ == "__main__":
+    main()
