@@ -64,6 +64,7 @@ class Settings:
     hub_max_origins: int = 16
     hub_max_quarantined: int = 1000
     hub_max_refusals_per_minute: int = 600
+    hub_max_wait_seconds: float = 60.0  # a wait is held at most this long, whatever it asks
 
     @property
     def hub_address(self) -> str:
@@ -237,6 +238,8 @@ SETTINGS: tuple[Setting, ...] = (
             "a hub server: refused changes it keeps per device"),
     Setting("HUB_MAX_REFUSALS_PER_MINUTE", "hub_max_refusals_per_minute", _integer(1, 1_000_000), "`600`",
             "a hub server: changes of one device it refuses in a minute before it answers 429"),
+    Setting("HUB_MAX_WAIT_SECONDS", "hub_max_wait_seconds", _number(1, 60), "`60`",
+            "a hub server holds a device's waiting call at most this long (below a proxy's idle timeout)"),
 )
 
 

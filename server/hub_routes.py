@@ -291,7 +291,8 @@ def wait():
         raise
     if waiter is not None:
         if not changed:
-            holding["park"] = {"waiter": waiter, "seconds": seconds}  # the front holds it and asks again
+            held = min(seconds, current_app.config["SETTINGS"].hub_max_wait_seconds)
+            holding["park"] = {"waiter": waiter, "seconds": held}  # the front holds it and asks again
         else:
             waiters.remove(waiter)
     return envelope({"changed": changed})

@@ -57,7 +57,8 @@ def live_hub(tmp_path):
     store.connect()
     _, token = SqlRegistry(store).add("learner", "fuzz")
     store.close()
-    env = {"DB_CONNECTOR": "sql", "SQLITE_PATH": path, "LOG_LEVEL": "WARNING"}
+    # Waits held 1 s: the fuzzer's requests time out after 10.
+    env = {"DB_CONNECTOR": "sql", "SQLITE_PATH": path, "LOG_LEVEL": "WARNING", "HUB_MAX_WAIT_SECONDS": "1"}
     srv = started(tmp_path, "hub", env, args=("--hub",))
     yield srv, token
     srv.stop()

@@ -109,6 +109,7 @@ def test_a_device_with_live_off_waits_for_its_timer(hubs):
     hub = hubs.hub()
     a = hubs.device("A", hub, hubs.token(), **LIVE)
     b = hubs.device("B", hub, hubs.token(), SYNC_LIVE="0")
+    wait_for(lambda: hubs.status("B")["state"] == "idle", 30, "B's first round to end")
     create(a, "/api/v1/courses", {"title": "Quiet", "source": "https://a.b"})
     wait_for(lambda: hubs.status("A")["pending"]["count"] == 0, 20, "A to push")
     assert hubs.status("B")["live"]["state"] == "off" and hubs.status("B")["state"] == "idle"

@@ -169,7 +169,8 @@ class HubClient:
             return self._answer(resp, resp.read())
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            if retry and isinstance(exc, STALE) and not self._interrupted:  # a kept-alive connection the hub closed: once more, anew
+            # A kept-alive connection the hub closed: once more, anew (unless interrupt() did it).
+            if retry and isinstance(exc, STALE) and not self._interrupted:
                 return self._send(method, path, data, headers, retry=False, timeout=timeout)
             raise self._unreachable(exc) from None
 
