@@ -22,10 +22,18 @@ from tests.procs import ServerProcess
 from tests.synckit import course
 from tests.test_crowds import one_change
 from tests.test_e2e_devices import courses, create, wait_for
-from tests.test_hub_process import USER
+from tests.test_hub_process import USER, Hubs
 from tests.test_hub_process import hubs as hub_processes
 
 hubs = hub_processes  # the fixture: hub processes on SQLite and on the wire tier's MongoDB
+
+
+@pytest.fixture
+def sql_hubs(tmp_path):
+    """Hub processes on a SQLite file only, for what does not depend on the hub's store."""
+    made = Hubs(tmp_path, "sql", None)
+    yield made
+    made.stop()
 
 LIVE = {"SYNC_LIVE": "1"}
 
@@ -89,30 +97,30 @@ def test_a_push_through_one_hub_process_wakes_a_device_waiting_on_another(hubs):
     assert hubs.status("B")["live"]["wakes"] >= 1
 
 
-def test_devices_back_off_while_the_hub_is_down_and_come_back_live(hubs):
-    hub = hubs.hub()
-    a = hubs.device("A", hub, hubs.token(), **LIVE)
-    b = hubs.device("B", hub, hubs.token(), **LIVE)
-    wait_for(lambda: hubs.status("B")["state"] == "live", 30, "B to be live")
+def test_devices_back_off_while_the_hub_is_down_and_come_back_live(sql_hubs):
+    hub = sql_hubs.hub()
+    a = sql_hubs.device("A", hub, sql_hubs.token(), **LIVE)
+    b = sql_hubs.device("B", hub, sql_hubs.token(), **LIVE)
+    wait_for(lambda: sql_hubs.status("B")["state"] == "live", 30, "B to be live")
     hub.kill()
-    wait_for(lambda: hubs.status("B")["live"]["state"] == "retrying", 30, "B's wait to notice")
+    wait_for(lambda: sql_hubs.status("B")["live"]["state"] == "retrying", 30, "B's wait to notice")
     create(a, "/api/v1/courses", {"title": "While down", "source": "https://a.b"})
     hub.start()
     # A's push (retried on its backoff or its next write) and B's wait both come back by themselves.
     create(a, "/api/v1/courses", {"title": "After", "source": "https://a.b"})
     wait_for(lambda: {"While down", "After"} <= titles(b), 90, "both courses on B")
-    wait_for(lambda: hubs.status("B")["state"] == "live", 60, "B live again")
+    wait_for(lambda: sql_hubs.status("B")["state"] == "live", 60, "B live again")
     assert sorted(c["title"] for c in courses(b)).count("While down") == 1
 
 
-def test_a_device_with_live_off_waits_for_its_timer(hubs):
-    hub = hubs.hub()
-    a = hubs.device("A", hub, hubs.token(), **LIVE)
-    b = hubs.device("B", hub, hubs.token(), SYNC_LIVE="0")
-    wait_for(lambda: hubs.status("B")["state"] == "idle", 30, "B's first round to end")
+def test_a_device_with_live_off_waits_for_its_timer(sql_hubs):
+    hub = sql_hubs.hub()
+    a = sql_hubs.device("A", hub, sql_hubs.token(), **LIVE)
+    b = sql_hubs.device("B", hub, sql_hubs.token(), SYNC_LIVE="0")
+    wait_for(lambda: sql_hubs.status("B")["state"] == "idle", 30, "B's first round to end")
     create(a, "/api/v1/courses", {"title": "Quiet", "source": "https://a.b"})
-    wait_for(lambda: hubs.status("A")["pending"]["count"] == 0, 20, "A to push")
-    assert hubs.status("B")["live"]["state"] == "off" and hubs.status("B")["state"] == "idle"
+    wait_for(lambda: sql_hubs.status("A")["pending"]["count"] == 0, 20, "A to push")
+    assert sql_hubs.status("B")["live"]["state"] == "off" and sql_hubs.status("B")["state"] == "idle"
     assert "Quiet" not in titles(b)
     assert b.sync()["error"] is None and "Quiet" in titles(b)
 
@@ -137,9 +145,9 @@ class TestTheWaitAtTheHub:
         pusher.apply_changes(more)
         assert news.join().answer is True and news.elapsed < 30
 
-    def test_a_newer_wait_of_the_same_device_ends_the_older(self, hubs):
-        hub = hubs.hub()
-        token = hubs.token()
+    def test_a_newer_wait_of_the_same_device_ends_the_older(self, sql_hubs):
+        hub = sql_hubs.hub()
+        token = sql_hubs.token()
         older = Timed(client(hub, token), {}, 60)
         time.sleep(0.5)
         newer = Timed(client(hub, token), {}, 2)
@@ -156,17 +164,17 @@ class TestTheWaitAtTheHub:
         assert isinstance(waiting.error, HubRefused) and waiting.error.reason == "token_revoked"
         assert waiting.elapsed < 30
 
-    def test_a_stopping_hub_answers_its_waits(self, hubs):
-        hub = hubs.hub()
-        waiting = Timed(client(hub, hubs.token()), {}, 60)
+    def test_a_stopping_hub_answers_its_waits(self, sql_hubs):
+        hub = sql_hubs.hub()
+        waiting = Timed(client(hub, sql_hubs.token()), {}, 60)
         time.sleep(0.5)
         hub.stop()
         waiting.join()
         assert waiting.answer is False and waiting.elapsed < 30
 
-    def test_bad_waits_are_refused_at_the_door(self, hubs):
-        hub = hubs.hub()
-        token = hubs.token()
+    def test_bad_waits_are_refused_at_the_door(self, sql_hubs):
+        hub = sql_hubs.hub()
+        token = sql_hubs.token()
         for body, field in [({"seconds": 61}, "seconds"), ({"seconds": True}, "seconds"),
                             ({"cursor": {"o": -1}}, "cursor"), ({"extra": 1}, "extra")]:
             status, answer = _post(hub, "/hub/v1/wait", token, body)
