@@ -75,7 +75,9 @@ def expect_text(page, selector: str, pattern: str):
 
 def test_a_conflict_shows_both_values_and_restore_brings_the_lost_one_back_everywhere(net, page):
     hub = net.hub()
-    a, b = net.device("A", hub, net.token()), net.device("B", hub, net.token())
+    # no push on write on A, so that the restored value waits for "Sync now"
+    a = net.device("A", hub, net.token(), SYNC_PUSH_ON_WRITE="0")
+    b = net.device("B", hub, net.token())
     create(a, "/api/v1/courses", {"id": "c1", "title": "First", "source": "https://a.b"})
     net.sync("A")
     net.sync("B")
@@ -100,7 +102,8 @@ def test_a_conflict_shows_both_values_and_restore_brings_the_lost_one_back_every
 
 def test_sync_now_moves_a_pending_change_and_works_from_the_keyboard(net, page):
     hub = net.hub()
-    a, b = net.device("A", hub, net.token()), net.device("B", hub, net.token())
+    a = net.device("A", hub, net.token(), SYNC_PUSH_ON_WRITE="0")  # the change waits for the click
+    b = net.device("B", hub, net.token())
     net.sync("A")
     create(a, "/api/v1/courses", {"id": "new", "title": "Made on A", "source": "https://a.b"})
     open_page(page, a)
