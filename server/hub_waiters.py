@@ -207,7 +207,7 @@ class Watcher:
         for user in users:
             # A user first seen now is woken too: its waiter checked before this look, and a
             # change may have landed in between. A spurious wake costs one check.
-            if user not in self._tops or tops.get(user) != self._tops[user]:
+            if user not in self._tops or tops.get(user, ()) != self._tops[user]:
                 self.waiters.notify(user)
         self._tops.update((u, tops.get(u, ())) for u in users)
         if len(self._tops) > 4 * len(users) + 1000:  # users who stopped waiting long ago

@@ -248,3 +248,42 @@ def test_a_device_on_a_hub_store_it_opens_itself_polls_and_pulls_at_once(tmp_pat
         hub_a.close()
         for store in stores.values():
             store.close()
+
+
+class FakeSource:
+    """Tops the test sets by hand, and a marker that moves on every look (another writer)."""
+
+    interval = 0.05
+
+    def __init__(self):
+        self.tops_now: dict[str, tuple] = {}
+        self.looks = 0
+
+    def marker(self):
+        self.looks += 1
+        return self.looks
+
+    def tops(self, users):
+        return {u: t for u, t in self.tops_now.items() if u in users}
+
+
+def test_the_watcher_wakes_only_the_users_whose_log_moved():
+    from server.hub_waiters import Waiters, Watcher
+
+    waiters, source = Waiters(), FakeSource()
+    watcher = Watcher(waiters, source, lambda devices: set())
+    source.tops_now = {"ann": (("o1", 3),)}  # bob has no change at all yet
+
+    def wait_all():
+        return {u: waiters.add(u, f"{u}-phone") for u in ("ann", "bob")}
+
+    first = wait_all()
+    watcher.look()
+    assert {u: w.reason for u, w in first.items()} == {"ann": "news", "bob": "news"}  # first seen
+    again = wait_all()
+    watcher.look()
+    watcher.look()
+    assert {u: w.reason for u, w in again.items()} == {"ann": None, "bob": None}  # nothing moved
+    source.tops_now["bob"] = (("o2", 1),)
+    watcher.look()
+    assert {u: w.reason for u, w in again.items()} == {"ann": None, "bob": "news"}
