@@ -44,16 +44,19 @@ def record(section: str, rows: list[dict]) -> None:
     for r in rows:
         ours, base = r.get("ours"), r.get("baseline")
         ratio = r.get("ratio")
-        print(f"{r['metric']:<{width}}  {fmt(ours):>12}  {fmt(base):>12}  "
+        seconds = r.get("unit", "s") == "s"  # a row in other units (MB, a share) says so
+        print(f"{r['metric']:<{width}}  {fmt(ours, seconds):>12}  {fmt(base, seconds):>12}  "
               f"{(f'{ratio:.2f}' if ratio is not None else '-'):>7}  {r.get('target', '-'):>8}  "
               f"{'yes' if r.get('ok') else 'NO' if 'ok' in r else '-'}")
 
 
-def fmt(value) -> str:
+def fmt(value, seconds: bool = True) -> str:
     if value is None:
         return "-"
     if isinstance(value, str):
         return value
+    if not seconds:
+        return f"{value:.3g}"
     if value < 0.001:
         return f"{value * 1e6:.1f}us"
     return f"{value * 1000:.3f}ms" if value < 10 else f"{value:.2f}s"
