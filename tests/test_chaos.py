@@ -1,8 +1,9 @@
 """A bounded chaos run: a hub process and two device processes (`python -m server`, each with its
-sync child), random edits, creates and deletes on both, and meanwhile kills of a device, of a
-sync child and of the hub, and the hub put back to an older copy of its data file. Afterwards
-the devices must converge, and every acknowledged write must be visible, overwritten by a later
-write, deleted, or in the conflicts ledger.
+sync child), syncing live (push on write, and a wait for the hub's news), random edits, creates
+and deletes on both, and meanwhile kills of a device, of a sync child and of the hub, and the
+hub put back to an older copy of its data file. Afterwards the devices must converge, and every
+acknowledged write must be visible, overwritten by a later write, deleted, or in the conflicts
+ledger.
 
 The run prints its seed; `CHAOS_SEED=<n>` replays the same choices (the timing of the sync
 rounds still varies). `CHAOS_SECONDS` sets how long the chaos lasts (default 25)."""
@@ -23,7 +24,10 @@ from tests.test_e2e_devices import Network, courses, create, wait_for
 from tests.wire.hub import WireHub, unavailable_reason, wire_python
 
 pytestmark = pytest.mark.wire
-FAST = {"SYNC_INTERVAL_SECONDS": "0.3", "HUB_TIMEOUT_MS": "800", "SYNC_BATCH_SIZE": "7"}
+# Live: each write is pushed at once and each device waits on the hub for the other's changes;
+# the timer (30 s) hardly ever fires in a run, so the live path carries the sync.
+LIVE = {"SYNC_LIVE": "1", "SYNC_PUSH_ON_WRITE": "1", "SYNC_INTERVAL_SECONDS": "30",
+        "HUB_TIMEOUT_MS": "800", "SYNC_BATCH_SIZE": "7"}
 FIELDS = {"course": ("title", "notes"), "lecture": ("title", "note")}
 
 
@@ -170,10 +174,13 @@ def test_chaos_converges_and_loses_no_acknowledged_write(tmp_path):
     hub = None if os.environ.get("MONGO_URI") else WireHub(tmp_path).start()  # a real server is not ours to kill
     net = Network(tmp_path, hub.uri if hub else os.environ["MONGO_URI"], f"chaos_{seed}_{os.getpid()}")
     try:
-        a = net.device("A", **FAST)
-        net.device("B", **FAST)
+        a = net.device("A", **LIVE)
+        b = net.device("B", **LIVE)
+        wait_for(lambda: all(srv.request("GET", "/api/v1/sync/status")[1]["data"]["state"] == "live"
+                             for srv in (a, b)), 20, "both devices past their first round, waiting at the hub")
         create(a, "/api/v1/courses", {"id": "shared", "title": "Shared", "source": "https://a.b"})
-        wait_for(lambda: any(c["id"] == "shared" for c in courses(net.devices["B"])), 60, "the course on B")
+        wait_for(lambda: any(c["id"] == "shared" for c in courses(b)), 20, "the course on B, live")
+        assert live_wakes(b) >= 1, "B pulled the course on a timer round, not because the hub had news"
         chaos = Chaos(net, hub, random.Random(seed), seed)
         deadline = time.monotonic() + float(os.environ.get("CHAOS_SECONDS", "25"))
         while time.monotonic() < deadline:
@@ -188,6 +195,12 @@ def test_chaos_converges_and_loses_no_acknowledged_write(tmp_path):
         net.stop_all()
         if hub is not None:
             hub.stop()
+
+
+def live_wakes(srv) -> int:
+    live = srv.request("GET", "/api/v1/sync/status")[1]["data"]["live"]
+    assert live["state"] in ("waiting", "starting", "retrying"), live
+    return live["wakes"]
 
 
 def check_every_acknowledged_write(net: Network, chaos: Chaos) -> None:
