@@ -190,6 +190,24 @@ def restamp_state(state: dict[str, Any], stamps: dict[str, str]) -> dict[str, An
             "dbase": stamps.get(state["dbase"], state["dbase"])}
 
 
+def still_held(change: Change, state: dict[str, Any] | None) -> Change | None:
+    """What of this store's own `change` its record still holds as that change wrote it (the
+    fields whose clock is still its stamp, or its delete), as a change to write again under a
+    new seq and stamp with the same bases; None when later writes have replaced all of it."""
+    if state is None:
+        return None
+    hlc = change["hlc"]
+    if change["op"] == "delete":
+        return dict(change) if state["deleted"] and state["dclock"] == hlc else None
+    if state["deleted"]:
+        return None
+    names = [name for name in change["fields"] if state["clocks"].get(name) == hlc]
+    if not names:
+        return None
+    return {**change, "fields": {n: change["fields"][n] for n in names},
+            "bases": {n: change["bases"][n] for n in names}}
+
+
 def is_slot_filler_of(hlc: Any, origin: str) -> bool:
     """True for the stamp of a slot filler written for a refused change of `origin`."""
     return hlc == encode(0, 0, origin)

@@ -8,6 +8,7 @@ import inspect
 import pytest
 from freezegun import freeze_time
 
+from server.changes import slot_filler
 from server.clock import encode
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
@@ -325,6 +326,36 @@ class TestApply:
         new_course(connector, title="after")
         assert [(c["origin"], c["seq"]) for c in connector.changes_since({}, 10)] == [(connector.device_id, 1)]
 
+    def test_own_changes_written_again_carry_what_the_records_still_hold(self, connector, store_factory):
+        new_course(connector, id="c1", title="t0", notes="n0")  # seq 1
+        connector.update("course", None, "c1", {"title": "t1", "notes": "n1"})  # seq 2
+        connector.update("course", None, "c1", {"notes": "n2"})  # seq 3: n1 is gone
+        connector.delete("lecture", "c1", new_lecture(connector, "c1")["id"])  # seq 4, 5
+        first = connector.changes_since({}, 10)
+        assert connector.resend_own([2, 3, 5, 99]) == 3
+        again = connector.changes_since({connector.device_id: 5}, 10)
+        assert [c["seq"] for c in again] == [6, 7, 8]
+        assert [c["hlc"] > first[-1]["hlc"] for c in again] == [True] * 3
+        assert [(c["op"], set(c["fields"]) - {"updatedAt"}) for c in again] == [
+            ("upsert", {"title"}), ("upsert", {"notes"}), ("delete", set())]
+        assert again[0]["bases"]["title"] == first[1]["bases"]["title"] == first[0]["hlc"]
+        assert again[2]["bases"] == first[4]["bases"]
+        assert connector.resend_own([2, 3, 5]) == 0, "the records hold the copies' stamps now"
+        peer = self._peer(store_factory)
+        # The hub refused 2, 3 and 5 (their slots hold fillers); their copies bring what they wrote.
+        fillers = {c["seq"]: slot_filler(c, connector.user_id) for c in first}
+        peer.apply_changes([first[0], fillers[2], fillers[3], first[3], fillers[5]])
+        peer.apply_changes(again)
+        assert (peer.get_course("c1")["title"], peer.get_course("c1")["notes"]) == ("t1", "n2")
+        assert peer.get_course("c1")["lectures"] == [] and peer.list_conflicts() == []
+
+    def test_a_released_quarantine_entry_is_gone(self, connector):
+        entry = {"id": "q1", "origin": None, "seq": None, "reason": "r", "receivedAt": "2030-01-01T00:00:00.000Z",
+                 "change": "{}"}
+        connector.quarantine([entry, {**entry, "id": "q2"}])
+        assert connector.release_quarantined(["q1", "q1", "nope"]) == 1
+        assert [e["id"] for e in connector.list_quarantine()] == ["q2"]
+
 
 CHANGE = {"origin": "peer", "seq": 1, "hlc": "001893456000000-000000-peer", "kind": "course", "id": "c9",
           "courseId": None, "op": "upsert", "fields": {"title": "t"}, "bases": {"title": ""}}
@@ -343,6 +374,7 @@ CALLS = {
     "quarantine": ([{"id": "q1", "origin": None, "seq": None, "reason": "r", "receivedAt": "2030-01-01T00:00:00Z",
                      "change": "{}"}],), "get_bookmark": ("hub",), "set_bookmark": ("hub", {}),
     "hub_epoch": (), "dump_records": (), "is_empty": (), "wipe": (), "restart_origin": ("<own origin>", 1),
+    "release_quarantined": (["q1"],), "resend_own": ([1],),
 }
 NEVER_RAISE = {"close", "ping"}
 

@@ -10,7 +10,14 @@ import orjson
 import pytest
 from freezegun import freeze_time
 
-from server.changes import QUARANTINE_BODY_MAX, at_the_door, check_change, quarantine_entry, slot_filler
+from server.changes import (
+    QUARANTINE_BODY_MAX,
+    at_the_door,
+    check_change,
+    is_slot_filler_of,
+    quarantine_entry,
+    slot_filler,
+)
 from server.clock import encode
 from server.config import Settings
 from server.connectors.factory import get_db_connector
@@ -215,16 +222,25 @@ def test_a_refused_change_leaves_no_gap_that_would_hide_the_changes_after_it(tmp
             course(a, id="ahead")
         with freeze_time("2030-01-01T01:00:00Z"):
             assert world.sync("a").quarantined == 1  # the hub refused seq 2
-        with freeze_time("2030-01-03T00:05:00Z"):  # real time has caught up with that stamp
-            course(a, id="later")  # seq 3
+        with freeze_time("2030-01-01T02:00:00Z"):  # the clock is right again
+            course(a, id="later")  # seq 3, stamped past seq 2 (the clock never goes back): refused too
             assert world.sync("a").error is None
             world.settle(["b"])
-            assert [c["id"] for c in b.get_courses()] == ["first", "later"]
-            assert b.list_quarantine() == [] and b.changes_since({"b": 0}, 10, exclude_origin="b")[1]["seq"] == 2
-            # The refused edit stays on the device that made it, listed in its quarantine.
+            assert [c["id"] for c in b.get_courses()] == ["first"]
+            # The refused edits stay on the device that made them, listed in its quarantine.
             assert [c["id"] for c in a.get_courses()] == ["first", "ahead", "later"]
-            assert [(q["origin"], q["seq"]) for q in a.list_quarantine()] == [("a", 2)]
-            assert [c["id"] for c in world.hub.get_courses()] == ["first", "later"]
+            assert [(q["origin"], q["seq"]) for q in a.list_quarantine()] == [("a", 3), ("a", 2)]
+        with freeze_time("2030-01-03T00:05:00Z"):  # real time has caught up with those stamps
+            course(a, id="after")  # seq 4
+            report = world.sync("a")
+            assert (report.error, report.resent, report.quarantined) == (None, 2, 0)  # as seq 5 and 6
+            world.settle(["b"])
+            assert {c["id"] for c in b.get_courses()} == {"first", "ahead", "later", "after"}
+            pulled = b.changes_since({"b": 0}, 10, exclude_origin="b")
+            assert b.list_quarantine() == [] and [c["seq"] for c in pulled] == [1, 2, 3, 4, 5, 6]
+            assert [is_slot_filler_of(c["hlc"], "a") for c in pulled] == [False, True, True, False, False, False]
+            assert a.list_quarantine() == []
+            assert {c["id"] for c in world.hub.get_courses()} == {"first", "ahead", "later", "after"}
     finally:
         world.close()
 

@@ -331,11 +331,12 @@ def test_the_status_tells_the_person_to_fix_a_clock_that_runs_ahead(device, hub_
         status = client.get("/api/v1/sync/status").get_json()["data"]
         assert status["warnings"] == [
             "The hub refused 1 of this device's edits because its clock is ahead of the hub's. "
-            "Set this device's date and time right; the refused edits are listed in the quarantine."]
+            "Set this device's date and time right. The refused edits wait in the quarantine and are "
+            "sent again by themselves once the hub's clock has caught up with them."]
     with freeze_time("2030-01-03T00:05:00Z"):  # the clock is right again
         course(device, id="later")
-        assert client.post("/api/v1/sync", json={}).get_json()["data"]["pushed"] == 1
-        # The refused edit is still held, and the status keeps saying so.
-        assert client.get("/api/v1/sync/status").get_json()["data"]["warnings"] == [
-            "1 change is held in the quarantine, refused at a door and not synced "
-            "(GET /api/v1/sync/quarantine says why); everything else syncs."]
+        # The refused edit is due again (the hub's clock has caught up with it): it goes too.
+        answer = client.post("/api/v1/sync", json={}).get_json()["data"]
+        assert (answer["pushed"], answer["quarantined"]) == (2, 0)
+        assert client.get("/api/v1/sync/status").get_json()["data"]["warnings"] == []
+        assert device.count_quarantine() == 0

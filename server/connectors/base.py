@@ -211,6 +211,18 @@ class DatabaseConnector(ABC):
         keeps there its own changes that the hub refused."""
 
     @abstractmethod
+    def release_quarantined(self, ids: list[str]) -> int:
+        """Take these entries out of the quarantine (a device's own refused change that it has
+        written again); returns how many there were."""
+
+    @abstractmethod
+    def resend_own(self, seqs: list[int]) -> int:
+        """Write again, as new changes of this store's own origin (next seqs, fresh stamps, the
+        same bases), what of its own changes `seqs` its records still hold as those changes wrote
+        it (changes.still_held): changes the hub refused because their stamps were ahead of its
+        clock, once that clock has caught up. Returns how many changes were written."""
+
+    @abstractmethod
     def count_conflicts(self) -> int:
         """How many conflicts are open (not resolved by a person)."""
 

@@ -9,7 +9,15 @@ import time
 import uuid
 from typing import Any
 
-from server.changes import QUARANTINE_BODY_MAX, Change, at_the_door, change_key, moved_to, restamp_state
+from server.changes import (
+    QUARANTINE_BODY_MAX,
+    Change,
+    at_the_door,
+    change_key,
+    moved_to,
+    restamp_state,
+    still_held,
+)
 from server.clock import wall_ms
 from server.errors import Conflict
 from server.sequences import admit, shortfall
@@ -114,6 +122,23 @@ class ChangeIntake:
         log.warning("origin %s moved on to %s from #%d: %d changes to send again", origin, self.device_id,
                     first_seq, len(moved))
         return self.device_id, len(moved)
+
+    def resend_own(self, seqs: list[int]) -> int:
+        with self._writer():
+            self._refresh_origin()
+            own = self.device_id
+            logged = self._known([{"origin": own, "seq": s} for s in seqs], whole=True) if seqs else {}
+            held = [logged[(own, s)] for s in sorted(set(seqs)) if (own, s) in logged]
+            states = self._load({change_key(c) for c in held})
+            copies = [(ch, still_held(ch, states.get(change_key(ch)))) for ch in held]
+            copies = [(ch, copy) for ch, copy in copies if copy is not None]
+            first = self._next_seq() if copies else 0  # first: it may move the clock
+            again = [{**copy, "seq": first + n, "hlc": self.clock.now()} for n, (_, copy) in enumerate(copies)]
+            if again:
+                self._merge_and_persist(again, own=True)
+        for (ch, _), new in zip(copies, again):
+            log.warning("own change %s#%s written again as #%s", own, ch["seq"], new["seq"])
+        return len(again)
 
     def _same_as_logged(self, changes: list[Change], relayed: bool = False) -> None:
         """A change logged already under its (origin, seq, hlc) must be that very change: two copies

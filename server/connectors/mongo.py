@@ -327,6 +327,9 @@ class MongoConnector(MergingConnector):
         docs = self.db.quarantine.find({"userId": self.user_id}, {"_id": 0, "userId": 0})
         return list(docs.sort([("receivedAt", DESCENDING), ("id", ASCENDING)]).limit(limit))
 
+    def release_quarantined(self, ids: list[str]) -> int:
+        return self.db.quarantine.delete_many({"userId": self.user_id, "id": {"$in": sorted(set(ids))}}).deleted_count
+
     def count_quarantine(self) -> int:
         return self.db.quarantine.count_documents({"userId": self.user_id})
 

@@ -51,5 +51,10 @@ class SqlLedgers:
             (self.user_id, limit))
         return [loads(r[0]) for r in rows]
 
+    def release_quarantined(self, ids: list[str]) -> int:
+        with self._atomic(immediate=True) as conn:
+            return sum(conn.execute("DELETE FROM quarantine WHERE user_id = ? AND id = ?", (self.user_id, i)).rowcount
+                       for i in set(ids))
+
     def count_quarantine(self) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM quarantine WHERE user_id = ?", (self.user_id,)).fetchone()[0]

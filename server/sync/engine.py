@@ -9,6 +9,7 @@ after the other side took the batch; for a pull, in the same SQLite transaction 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -19,7 +20,7 @@ from server.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
 from server.clock import is_stamp
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, StoreUnavailable
-from server.records import iso_now
+from server.records import iso_now, ms_from_iso
 from server.sequences import advance
 
 log = logging.getLogger("server.sync")
@@ -42,6 +43,7 @@ class RoundReport:
     origin_restart: dict | None = None  # this round moved the store to a new origin (a restored store)
     hub_rollback: dict | None = None  # the hub held less than it had acknowledged (restored from a backup)
     relayed: int = 0  # other origins' changes given back to a hub that had lost them
+    resent: int = 0  # own changes refused for their stamps, written again now that they are due
     newest_pulled: str | None = None  # the newest stamp among the changes pulled
     error: str | None = None
     error_code: str | None = None
@@ -52,6 +54,7 @@ class RoundReport:
             "conflicts": self.conflicts, "durationMs": round(self.duration_ms, 1),
             "hubReset": self.hub_reset, "originRestarted": self.origin_restart is not None,
             "hubRolledBack": self.hub_rollback is not None, "relayed": self.relayed,
+            "resent": self.resent,
             "quarantined": self.quarantined, "error": self.error, "errorCode": self.error_code,
         }
 
@@ -61,8 +64,58 @@ def _keep_refused(local: DatabaseConnector, batch: list[Change], refused: list[d
     so the person can see them and the queue goes on without them."""
     by_seq = {ch["seq"]: ch for ch in batch}
     now = iso_now()
-    local.quarantine([quarantine_entry(by_seq.get(r.get("seq"), r), f"refused by the hub: {r['reason']}", now)
-                      for r in refused])
+    entries = [quarantine_entry(by_seq.get(r.get("seq"), r), f"refused by the hub: {r['reason']}", now)
+               for r in refused]
+    local.quarantine(entries)
+    dues = [d for d in map(due_at, entries) if d is not None]
+    if dues:  # the earliest time a round looks at them again (_resend_held)
+        held = (local.get_bookmark(HELD_KEY) or {}).get("due")
+        local.set_bookmark(HELD_KEY, {"due": min([*dues, *([held] if held is not None else [])])})
+
+
+# The hub's reason for a stamp ahead of its clock (changes._stamp_problem), as the device keeps it.
+AHEAD = re.compile(r"^refused by the hub: hlc is (\d+) s ahead of this clock \(the limit is (\d+) s\)$")
+HELD_LOOKED_AT = 1000  # quarantine entries looked at, newest first
+HELD_KEY = "held-for-clock"  # bookmark: {"due": when the earliest of them is due, or None}
+
+
+def due_at(entry: dict) -> float | None:
+    """When this device's own change, refused by the hub because its stamp was ahead of the
+    hub's clock, is due to be written again (epoch seconds on this device's clock), or None for
+    any other refusal. At the refusal the stamp was `ahead` seconds past the hub's clock and the
+    hub takes at most `limit`: after `ahead - limit` seconds (on this device's clock, whose rate
+    is right even where its time is not) the hub's clock has caught up. A clock still wrong is
+    refused again, and due again after as long: the retry paces itself."""
+    found = AHEAD.match(entry.get("reason") or "")
+    if found is None:
+        return None
+    ahead, limit = int(found[1]), int(found[2])
+    return ms_from_iso(entry["receivedAt"]) / 1000 + max(0, ahead - limit) + 1
+
+
+def due_again(entry: dict, now_s: float) -> bool:
+    due = due_at(entry)
+    return due is not None and now_s >= due
+
+
+def _resend_held(local: DatabaseConnector, report: RoundReport) -> None:
+    """Own changes the hub refused as ahead of its clock, written again once they are due, so
+    that the hub and the user's other devices get them: a refusal for time is not for good.
+    The quarantine is read only when the earliest due time (kept as a bookmark) has come, or
+    when no round has looked yet."""
+    now = time.time()
+    held = local.get_bookmark(HELD_KEY)
+    if held is not None and (held.get("due") is None or now < held["due"]):
+        return
+    own = local.device_id
+    mine = [e for e in local.list_quarantine(HELD_LOOKED_AT)
+            if e.get("origin") == own and type(e.get("seq")) is int and due_at(e) is not None]
+    due = [e for e in mine if due_again(e, now)]
+    if due:
+        report.resent += local.resend_own([e["seq"] for e in due])
+        local.release_quarantined([e["id"] for e in due])
+    later = [due_at(e) for e in mine if not due_again(e, now)]
+    local.set_bookmark(HELD_KEY, {"due": min(later) if later else None})
 
 
 def stored_bookmark(local: DatabaseConnector) -> dict:
@@ -87,6 +140,7 @@ def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int 
         bookmark = _begin(local, hub, report)
         _check_acknowledged(local, hub, bookmark, report)
         _check_own_log(local, hub, bookmark, batch_size, report)
+        _resend_held(local, report)
         _push(local, hub, bookmark, batch_size, report, progress)
         _pull(local, hub, bookmark, batch_size, report, progress)
     except AppError as exc:

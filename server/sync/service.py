@@ -268,7 +268,8 @@ class SyncService:
 
 
 CLOCK_AHEAD = ("The hub refused {n} of this device's edits because its clock is ahead of the hub's. "
-               "Set this device's date and time right; the refused edits are listed in the quarantine.")
+               "Set this device's date and time right. The refused edits wait in the quarantine and are "
+               "sent again by themselves once the hub's clock has caught up with them.")
 QUARANTINE_HELD = ("{n} change{s} {verb} held in the quarantine, refused at a door and not synced "
                    "(GET /api/v1/sync/quarantine says why); everything else syncs.")
 LIVE_OFF = {"state": "off", "since": None, "retryAt": None, "wakes": 0, "lastRemoteLagMs": None}
