@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import gzip
 import threading
-import zlib
 from collections import OrderedDict
 from typing import Any
 
 import orjson
 from flask import Blueprint, current_app, g, request
 
+from server.compression import NotInflated, inflate
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.registry import RELAYED, Device, DeviceRegistry
@@ -153,13 +153,10 @@ def _body() -> dict[str, Any]:
     """The JSON object of the request, gzip-compressed or not (at most MAX_BODY_BYTES inflated)."""
     raw = request.get_data(cache=False)
     if request.headers.get("Content-Encoding", "").lower() == "gzip":
-        inflate = zlib.decompressobj(wbits=31)
         try:
-            raw = inflate.decompress(raw, MAX_BODY_BYTES)
-        except zlib.error:
-            raise BadBody("The body is not valid gzip.") from None
-        if inflate.unconsumed_tail:
-            raise BadBody(f"The body inflates to more than {MAX_BODY_BYTES} bytes.")
+            raw = inflate(raw, MAX_BODY_BYTES)
+        except NotInflated as exc:
+            raise BadBody(f"The body {exc}.") from None
     if request.mimetype != "application/json":
         raise UnsupportedMedia("Send the body as application/json.")
     body = parse_json(raw, MAX_BODY_VALUES)

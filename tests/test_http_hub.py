@@ -118,6 +118,14 @@ def test_not_json_and_not_gzip(fake):
         hub.hub_epoch()
 
 
+def test_an_answer_that_inflates_past_the_limit_is_refused_not_cut(fake, monkeypatch):
+    monkeypatch.setattr("server.sync.http_hub.MAX_ANSWER_BYTES", 1000)
+    hub = client(fake.url)
+    fake.answer = (200, gzip.compress(b'{"data": {"epoch": "' + b"e" * 2000 + b'"}}'), {"Content-Encoding": "gzip"})
+    with pytest.raises(StoreUnavailable, match="inflates to more than 1000 bytes"):
+        hub.hub_epoch()
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_refusal_says_why(fake, status):
     fake.says({"error": {"code": "token_revoked", "message": "This device's token was revoked."}}, status)

@@ -13,13 +13,13 @@ import http.client
 import json
 import socket
 import ssl
-import zlib
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from server.changes import Change, Cursor
+from server.compression import NotInflated, inflate
 from server.errors import StoreUnavailable
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # inflated
@@ -179,11 +179,10 @@ class HubClient:
 
     def _answer(self, resp: http.client.HTTPResponse, raw: bytes) -> dict[str, Any]:
         if (resp.getheader("Content-Encoding") or "").lower() == "gzip":
-            inflate = zlib.decompressobj(wbits=31)
             try:
-                raw = inflate.decompress(raw, MAX_ANSWER_BYTES)
-            except zlib.error:
-                raise self._garbled("a body that is not valid gzip") from None
+                raw = inflate(raw, MAX_ANSWER_BYTES)
+            except NotInflated as exc:
+                raise self._garbled(f"a body that {exc}") from None
         try:
             answer = json.loads(raw) if raw else None
         except ValueError:

@@ -17,6 +17,7 @@ from server.clock import stamp_ms
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, Conflict
+from server.records import iso_now_from_ms
 from server.sync.child import ChildRounds
 from server.sync.engine import Progress, RoundReport, run_round, stored_bookmark, stored_cursor
 from server.sync.live import LiveWait
@@ -27,9 +28,7 @@ HISTORY = 30  # rounds kept for the sync page's chart
 
 
 def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return None if ts is None else iso_now_from_ms(int(ts * 1000))
 
 
 class _OverlapsAreDebug(logging.Filter):
