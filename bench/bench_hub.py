@@ -31,7 +31,7 @@ POUCHDB = {"push": 3.46, "pull": 3.35, "round": 0.042}
 def start_hub(tmp: Path) -> tuple[ServerProcess, str]:
     path = tmp / "http-hub.sqlite3"
     hub = sql_hub(path)  # made here first, so its token can be added before the server starts
-    _, token = SqlRegistry(hub).add(USER, "bench")
+    _, token = SqlRegistry(hub.pool).add(USER, "bench")
     hub.close()
     settings = {"DB_CONNECTOR": "sql", "SQLITE_PATH": str(path), "LOG_LEVEL": "WARNING"}
     return started(tmp, "hub", settings, args=("--hub",)), token
@@ -47,7 +47,7 @@ def timed_round(local, hub) -> tuple[float, object]:
 
 def changed_records(store, n: int, tag: str) -> None:
     """Edit n lectures of the filled store (the bench's changes hold lectures l2..l100 per course)."""
-    ids = [r[0] for r in store._conn().execute(
+    ids = [r[0] for r in store.pool.get().execute(
         "SELECT id || '|' || course_id FROM records WHERE kind = 'lecture' ORDER BY key LIMIT ?", (n,))]
     for pair in ids:
         rid, course = pair.split("|")

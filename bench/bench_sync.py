@@ -66,7 +66,7 @@ def device(path: Path, name: str) -> SqlConnector:
 
 def fill_own(store: SqlConnector, n: int) -> None:
     """n more pending changes of the store's own origin, written in chunks to keep memory flat."""
-    first = store._conn().execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes WHERE origin = ?",
+    first = store.pool.get().execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes WHERE origin = ?",
                                   (store.device_id,)).fetchone()[0]
     for start in range(first, first + n, 5000):
         store.apply_changes(make_changes(store.device_id, min(5000, first + n - start), start))

@@ -65,15 +65,16 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
                    testing: bool = False) -> Flask:
     """The hub server (`python -m server --hub`): the hub protocol (server/hub_routes.py) and
     health, in front of the store DB_CONNECTOR names, with its registry of device tokens."""
-    from server import hub_limits, hub_routes, hub_waiters
+    from server import hub_bodies, hub_limits, hub_routes, hub_waiters
     from server.connectors.registry import registry_for
+    from server.hub_stores import HubStores
 
     settings = settings or load_settings()
     store = _connected_store(settings) if store is None else store
     app = Flask(__name__)
     app.testing = testing
-    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=hub_routes.MAX_BODY_BYTES)
-    stores = hub_routes.HubStores(settings, store)
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=hub_bodies.MAX_BODY_BYTES)
+    stores = HubStores(settings, store)
     app.extensions.update(store=store, registry=registry_for(store), hub_stores=stores, operations=[],
                           in_flight=hub_limits.InFlight(), waiters=hub_waiters.Waiters(),
                           refusals=hub_limits.Refusals(settings.hub_max_refusals_per_minute))
@@ -81,7 +82,7 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
     http.install(app, browser_facing=False)
     app.add_url_rule("/api/v1/health", "health", hub_routes.health)
     app.register_blueprint(hub_routes.bp)
-    app.after_request(hub_routes.compress)
+    app.after_request(hub_bodies.compress)
     cli.install(app)
     return app
 

@@ -41,9 +41,18 @@ class NotFound(AppError):
     code = "not_found"
 
 
-class Conflict(AppError):
+class StateConflict(AppError):
+    """A request the store's state does not allow now (409). Not a merge conflict: that is a
+    record of the conflict ledger (`list_conflicts`)."""
+
     status = 409
     code = "conflict"
+
+
+class SyncBusy(StateConflict):
+    """A sync round is running already."""
+
+    code = "sync_running"
 
 
 class PreconditionFailed(AppError):

@@ -10,20 +10,13 @@ can serve one store."""
 
 from __future__ import annotations
 
-import gzip
-import threading
-from collections import OrderedDict
-from typing import Any
-
 import orjson
 from flask import Blueprint, current_app, g, request
 
-from server.compression import NotInflated, inflate
-from server.config import Settings
-from server.connectors.base import DatabaseConnector
 from server.connectors.registry import RELAYED, Device, DeviceRegistry
-from server.errors import BadBody, Forbidden, TooManyRequests, Unauthorized, UnsupportedMedia, ValidationError
-from server.http import declaring, envelope, error, parse_json
+from server.errors import Forbidden, TooManyRequests, Unauthorized, ValidationError
+from server.http import declaring, envelope, error
+from server.hub_bodies import MAX_BATCH, cursor_of, json_object, only_keys, origin_or_none
 from server.hub_limits import MAX_IN_FLIGHT
 from server.openapi import Operation, build_hub_document
 from server.records import is_id
@@ -31,14 +24,6 @@ from server.records import is_id
 bp = Blueprint("hub", __name__, url_prefix="/hub/v1")
 OPERATIONS: list[Operation] = []
 route = declaring(bp, OPERATIONS)
-MAX_BATCH = 2000  # changes per push or pull
-# A body as sent and after decompression. A device sends pushes of at most PUSH_BYTES of JSON
-# (the sync engine splits larger batches), so this leaves it twice that.
-MAX_BODY_BYTES = 8 * 1024 * 1024
-# Arrays, objects and elements in one body: a valid push of MAX_BATCH changes holds some tens
-# per change. Counted before parsing, so that a small body of `[]` cannot cost gigabytes.
-MAX_BODY_VALUES = 100 * MAX_BATCH
-MAX_CURSOR_ORIGINS = 100_000
 # What this hub server can do beyond the first protocol, named in the epoch answer so that a
 # device talks to an older hub server as before: "shortfall" (what the hub lacks of a cursor),
 # "relay" (a push of other origins' changes the hub lost), "resume" (a push answer that says
@@ -46,58 +31,6 @@ MAX_CURSOR_ORIGINS = 100_000
 # "wait" (POST /wait, held open until there is news: only where the hub's front serves it).
 FEATURES = ("shortfall", "relay", "resume", "wait")
 WAIT_SECONDS, MAX_WAIT_SECONDS = 25, 60
-
-
-class HubStores:
-    """A connected connector per user of one hub store, kept for reuse (the least recently used
-    closed beyond `limit`). They hold no state the store does not: a cache, not a session."""
-
-    def __init__(self, settings: Settings, base: DatabaseConnector, limit: int = 256):
-        self.settings, self.base, self.limit = settings, base, limit
-        self._stores: OrderedDict[str, DatabaseConnector] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def for_user(self, user_id: str) -> DatabaseConnector:
-        with self._lock:
-            store = self._stores.get(user_id)
-            if store is not None:
-                self._stores.move_to_end(user_id)
-                return store
-        store = self._open(user_id)  # outside the lock: a slow store must not hold up other users
-        with self._lock:
-            already = self._stores.get(user_id)
-            if already is None:
-                self._stores[user_id] = already = store
-                store = None
-            while len(self._stores) > self.limit:
-                self._stores.popitem(last=False)[1].close()
-        if store is not None:  # another request of the same user opened one meanwhile
-            store.close()
-        return already
-
-    def _open(self, user_id: str) -> DatabaseConnector:
-        from server.connectors.factory import get_db_connector
-        from server.connectors.sql import SqlConnector
-
-        if isinstance(self.base, SqlConnector):
-            # One pool of connections for every user's store on the file: open files grow with
-            # the server's threads, not with users times threads.
-            store = get_db_connector("sql", self.settings, path=self.base.path, user_id=user_id, device_id=None,
-                                     connections=self.base.pool)
-        else:
-            store = get_db_connector("mongo", self.settings, user_id=user_id, device_id=None,
-                                     client=self.base._client, db_name=self.base.db_name)
-        store.connect()
-        # A hub keeps of a refused change its start and digest, and so many per user: the
-        # device that sent it keeps it whole in its own quarantine.
-        store.quarantine_keep, store.quarantine_cap = 1024, self.settings.hub_max_quarantined
-        return store
-
-    def close(self) -> None:
-        with self._lock:
-            stores, self._stores = list(self._stores.values()), OrderedDict()
-        for store in stores:
-            store.close()
 
 
 def health():
@@ -142,40 +75,7 @@ def _leave(exc) -> None:
 
 def _guarded(fn, *args):
     """A registry call, with the store's driver errors answered as 503 like the store's own."""
-    store = current_app.extensions["store"]
-    try:
-        return fn(*args)
-    except store.driver_errors as exc:
-        raise store._unavailable(exc) from None
-
-
-def _body() -> dict[str, Any]:
-    """The JSON object of the request, gzip-compressed or not (at most MAX_BODY_BYTES inflated)."""
-    raw = request.get_data(cache=False)
-    if request.headers.get("Content-Encoding", "").lower() == "gzip":
-        try:
-            raw = inflate(raw, MAX_BODY_BYTES)
-        except NotInflated as exc:
-            raise BadBody(f"The body {exc}.") from None
-    if request.mimetype != "application/json":
-        raise UnsupportedMedia("Send the body as application/json.")
-    body = parse_json(raw, MAX_BODY_VALUES)
-    if not isinstance(body, dict):
-        raise BadBody("The body must be a JSON object.")
-    return body
-
-
-def _only_keys(body: dict, allowed: set[str]) -> None:
-    extra = sorted(set(body) - allowed)
-    if extra:
-        raise ValidationError({k: "unknown field" for k in extra[:20]})
-
-
-def _origin_or_none(body: dict, key: str, problems: dict) -> str | None:
-    value = body.get(key)
-    if value is not None and not (isinstance(value, str) and 0 < len(value) <= 128):
-        problems[key] = "must be an origin id or null"
-    return value
+    return current_app.extensions["store"].guarded(fn, *args)
 
 
 @route(Operation("get", "/epoch", "hubEpoch", "The hub's epoch (changes when the hub is wiped and re-seeded)",
@@ -186,23 +86,15 @@ def epoch():
                      "features": list(FEATURES)})
 
 
-def _cursor(body: dict, problems: dict) -> dict[str, int]:
-    cursor = body.get("cursor", {})
-    if not isinstance(cursor, dict) or len(cursor) > MAX_CURSOR_ORIGINS or not all(
-            isinstance(k, str) and type(v) is int and 0 <= v < 2**53 for k, v in cursor.items()):
-        problems["cursor"] = "must map origin ids to sequence numbers"
-    return cursor
-
-
 @route(Operation("post", "/shortfall", "hubShortfall",
                  "Of the origins in a cursor, those the hub holds less of than the cursor says, with what it holds",
                  {"200": ("HubShortfall", "origin -> the hub's newest seq; empty when it holds everything", False)},
                  (401,), "HubShortfallRequest"))
 def shortfall():
-    body = _body()
-    _only_keys(body, {"cursor"})
+    body = json_object()
+    only_keys(body, {"cursor"})
     problems: dict[str, str] = {}
-    cursor = _cursor(body, problems)
+    cursor = cursor_of(body, problems)
     if problems:
         raise ValidationError(problems)
     return envelope(g.hub_store.shortfall(cursor))
@@ -211,14 +103,14 @@ def shortfall():
 @route(Operation("post", "/pull", "hubPull", "The user's changes after a cursor, in (origin, seq) order",
                  {"200": ("HubChanges", "Changes", False)}, (401,), "HubPullRequest"))
 def pull():
-    body = _body()
-    _only_keys(body, {"cursor", "limit", "excludeOrigin", "onlyOrigin"})
+    body = json_object()
+    only_keys(body, {"cursor", "limit", "excludeOrigin", "onlyOrigin"})
     problems: dict[str, str] = {}
-    cursor = _cursor(body, problems)
+    cursor = cursor_of(body, problems)
     limit = body.get("limit", 500)
     if type(limit) is not int or not 1 <= limit <= MAX_BATCH:
         problems["limit"] = f"must be an integer from 1 to {MAX_BATCH}"
-    exclude, only = _origin_or_none(body, "excludeOrigin", problems), _origin_or_none(body, "onlyOrigin", problems)
+    exclude, only = origin_or_none(body, "excludeOrigin", problems), origin_or_none(body, "onlyOrigin", problems)
     if problems:
         raise ValidationError(problems)
     return envelope({"changes": g.hub_store.changes_since(cursor, limit, exclude_origin=exclude, only_origin=only)})
@@ -227,8 +119,8 @@ def pull():
 @route(Operation("post", "/push", "hubPush", "Store a batch of this device's changes; each refused one says why",
                  {"200": ("HubPushResult", "What the hub did with the batch", False)}, (401, 403), "HubPushRequest"))
 def push():
-    body = _body()
-    _only_keys(body, {"changes", "relay"})
+    body = json_object()
+    only_keys(body, {"changes", "relay"})
     changes, relay = body.get("changes"), body.get("relay", False)
     if not isinstance(changes, list) or len(changes) > MAX_BATCH:
         raise ValidationError({"changes": f"must be a list of at most {MAX_BATCH} changes"})
@@ -263,11 +155,11 @@ def push():
                  "`changed: true`: pull it), or `seconds` pass with none (`changed: false`)",
                  {"200": ("HubWait", "Whether there is something to pull", False)}, (401,), "HubWaitRequest"))
 def wait():
-    body = _body()
-    _only_keys(body, {"cursor", "excludeOrigin", "seconds"})
+    body = json_object()
+    only_keys(body, {"cursor", "excludeOrigin", "seconds"})
     problems: dict[str, str] = {}
-    cursor = _cursor(body, problems)
-    exclude = _origin_or_none(body, "excludeOrigin", problems)
+    cursor = cursor_of(body, problems)
+    exclude = origin_or_none(body, "excludeOrigin", problems)
     seconds = body.get("seconds", WAIT_SECONDS)
     if type(seconds) not in (int, float) or not 0 <= seconds <= MAX_WAIT_SECONDS:
         problems["seconds"] = f"must be a number from 0 to {MAX_WAIT_SECONDS}"
@@ -346,14 +238,3 @@ def hub_openapi():
     return current_app.response_class(doc, mimetype="application/json")
 
 
-def compress(resp):
-    """Answers over a kilobyte go gzip-compressed to a client that takes it (a pull of 500
-    changes shrinks about tenfold)."""
-    if (resp.status_code == 200 and not resp.direct_passthrough and "Content-Encoding" not in resp.headers
-            and "gzip" in request.headers.get("Accept-Encoding", "")):
-        data = resp.get_data()
-        if len(data) > 1024:
-            resp.set_data(gzip.compress(data, compresslevel=5))
-            resp.headers["Content-Encoding"] = "gzip"
-            resp.headers["Vary"] = "Accept-Encoding"
-    return resp

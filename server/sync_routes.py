@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 
-from server.errors import Conflict, UnsupportedMedia, ValidationError
+from server.errors import StateConflict, UnsupportedMedia, ValidationError
 from server.http import NO_BODY, declaring, envelope, error, json_body
 from server.openapi import Operation
 from server.sync import ledger
@@ -38,7 +38,7 @@ def sync_now():
         raise ValidationError({"body": "must be empty or {}"})
     service = _service()
     if service is None:
-        raise Conflict("No hub is configured: set HUB_URL and HUB_TOKEN (or MONGO_URI) to enable sync.",
+        raise StateConflict("No hub is configured: set HUB_URL and HUB_TOKEN (or MONGO_URI) to enable sync.",
                        code="sync_disabled")
     report = service.run_once(wait_seconds=current_app.config["SYNC_WAIT_SECONDS"])
     if report.error:

@@ -62,7 +62,7 @@ class MongoFactory:
         for conn in self.built:
             try:
                 if self.kind == "wire" and conn.db is not None:
-                    conn._client.drop_database(conn.db_name)
+                    conn.client.drop_database(conn.db_name)
                 conn.close()
             except Exception:
                 pass
@@ -193,4 +193,4 @@ def break_driver(conn, how: str = "gone") -> None:
         def __getitem__(self, name):
             raise ServerSelectionTimeoutError("the server went away (test)")
 
-    conn._client, conn.db = Down(), Down()
+    conn.client, conn.db = Down(), Down()

@@ -42,3 +42,36 @@ def test_the_pure_modules_import_no_connector_no_driver_and_no_web_framework():
         if bad:
             found[name] = bad
     assert found == {}
+
+
+def _server_imports() -> dict[str, set[str]]:
+    """Each server module -> the server modules it imports, wherever in the file (a deferred
+    import inside a function is still a dependency)."""
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in ROOT.glob("server/**/*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {m for m in (node.module, *(f"{node.module}.{a.name}" for a in node.names)) if m in modules}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name in modules}
+        graph[name] = found - {name}
+    return graph
+
+
+def test_no_import_circle_among_the_server_modules():
+    graph = _server_imports()
+    circles = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        for dep in graph[name]:
+            if dep in trail:
+                circles.add(" -> ".join(trail[trail.index(dep):] + [dep]))
+            elif len(trail) < len(graph):
+                visit(dep, trail + [dep])
+
+    for start in sorted(graph):
+        visit(start, [start])
+    assert len(graph) > 40 and circles == set()

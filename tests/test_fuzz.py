@@ -55,7 +55,7 @@ def live_hub(tmp_path):
     path = str(tmp_path / "hub.sqlite3")
     store = SqlConnector(path, user_id="learner")
     store.connect()
-    _, token = SqlRegistry(store).add("learner", "fuzz")
+    _, token = SqlRegistry(store.pool).add("learner", "fuzz")
     store.close()
     # Waits held 1 s: the fuzzer's requests time out after 10.
     env = {"DB_CONNECTOR": "sql", "SQLITE_PATH": path, "LOG_LEVEL": "WARNING", "HUB_MAX_WAIT_SECONDS": "1"}

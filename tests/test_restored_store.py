@@ -199,7 +199,7 @@ class TestNothingToRepair:
         a = world.device("a")
         course(a, id="c1")
         a.update("course", None, "c1", {"notes": "n"})
-        conn = a._conn()  # the second change turns out bad on the way (a bug of an older version)
+        conn = a.pool.get()  # the second change turns out bad on the way (a bug of an older version)
         conn.execute("UPDATE changes SET fields = '{\"notes\": 5}' WHERE origin = 'a' AND seq = 2")
         report = world.sync("a")
         assert report.quarantined == 1 and report.error is None

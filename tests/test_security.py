@@ -95,7 +95,7 @@ def test_the_token_is_compared_in_constant_time_on_every_request(device, tmp_pat
 
 def test_store_errors_reveal_no_paths_sql_or_driver_details(device, tmp_path):
     client = app_with(device, tmp_path).test_client()
-    device._conn().execute("DROP TABLE records")  # break the store underneath the server
+    device.pool.get().execute("DROP TABLE records")  # break the store underneath the server
     resp = client.get("/api/v1/courses")
     text = resp.get_data(as_text=True)
     assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "store_unavailable"

@@ -33,9 +33,9 @@ def store(sql_factory):
 def test_schema_steps_are_recorded_and_running_them_twice_is_harmless(store):
     assert store.migrate() == []
     store.connect()
-    rows = store._conn().execute("SELECT step FROM schema_steps").fetchall()
+    rows = store.pool.get().execute("SELECT step FROM schema_steps").fetchall()
     assert rows == [(step,) for step, _ in SCHEMA_STEPS]
-    indexes = {r[0] for r in store._conn().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    indexes = {r[0] for r in store.pool.get().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "records_live" not in indexes and "records_by_course" in indexes
 
 
@@ -43,8 +43,8 @@ def test_schema_steps_are_recorded_and_running_them_twice_is_harmless(store):
 def test_loading_records_by_key_searches_the_primary_key(store, pairs):
     for i in range(50):
         store.create("course", None, validate("course", {**COURSE, "title": f"c{i}"}, "create"))
-    store._conn().execute("ANALYZE")  # with statistics, as a long-lived store would have them
-    plan = store._conn().execute("EXPLAIN QUERY PLAN " + store._load_sql(pairs),
+    store.pool.get().execute("ANALYZE")  # with statistics, as a long-lived store would have them
+    plan = store.pool.get().execute("EXPLAIN QUERY PLAN " + store._load_sql(pairs),
                                  ["learner", *["course", "x"] * pairs]).fetchall()
     searches = [row[3] for row in plan if "records" in row[3]]
     assert searches and all("PRIMARY KEY (user_id=? AND kind=? AND key=?)" in s for s in searches), plan
@@ -59,12 +59,12 @@ def test_a_store_from_before_step_2_upgrades_and_keeps_its_pending_changes(sql_f
     old.connect()
     course = old.create("course", None, validate("course", COURSE, "create"))[0]
     old.update("course", None, course["id"], {"title": "two"})
-    old._conn().execute("INSERT INTO origins VALUES ('learner', 'dev-a', 2)")
+    old.pool.get().execute("INSERT INTO origins VALUES ('learner', 'dev-a', 2)")
     old.close()
     monkeypatch.undo()
     new = sql_factory("dev", user_id="learner", device_id="dev-a")
     new.connect()
-    assert new._conn().execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_live'").fetchone()[0] == 0
+    assert new.pool.get().execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_live'").fetchone()[0] == 0
     new.update("course", None, course["id"], {"title": "three"})
     assert [c["seq"] for c in new.changes_since({}, 10)] == [1, 2, 3]
     assert new.pending_since({"dev-a": 2})[0] == 1
@@ -106,7 +106,7 @@ def test_a_write_stamps_after_what_another_process_stored(sql_factory):
 
 
 def test_the_store_runs_in_wal_mode_with_a_busy_timeout_and_full_durability(store):
-    conn = store._conn()
+    conn = store.pool.get()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: an fsync per commit
@@ -119,7 +119,7 @@ def test_sqlite_synchronous_normal_is_a_setting(tmp_path):
     settings = load_settings({"SQLITE_SYNCHRONOUS": "NORMAL", "SQLITE_PATH": str(tmp_path / "n.sqlite3")})
     conn = get_db_connector("sql", settings)
     conn.connect()
-    assert conn._conn().execute("PRAGMA synchronous").fetchone()[0] == 1
+    assert conn.pool.get().execute("PRAGMA synchronous").fetchone()[0] == 1
     conn.close()
 
 
@@ -252,7 +252,7 @@ def test_busy_database_from_another_process_waits_instead_of_failing(store, tmp_
 def test_a_full_disk_says_so_and_writes_nothing(store, tmp_path):
     from server.api import create_app
 
-    conn = store._conn()
+    conn = store.pool.get()
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own way to run out of room
     client = create_app(Settings(sqlite_path=str(tmp_path / "x")), store=store, start_sync=False).test_client()

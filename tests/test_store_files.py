@@ -11,7 +11,8 @@ import pytest
 
 from server.config import Settings
 from server.connectors.factory import get_db_connector
-from server.connectors.sql_schema import APPLICATION_ID, SCHEMA_STEPS, StoreRefused
+from server.connectors.sql_files import StoreRefused
+from server.connectors.sql_schema import APPLICATION_ID, SCHEMA_STEPS
 from tests.procs import ROOT, ServerProcess
 from tests.synckit import course
 
@@ -107,7 +108,7 @@ def test_a_new_store_is_stamped_and_an_older_one_of_ours_is_stamped_when_it_upgr
     conn = get_db_connector("sql", Settings(), path=str(path), user_id="u")
     conn.connect()
     assert len(conn.get_courses()) == 200
-    assert conn._conn().execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert conn.pool.get().execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     conn.close()
 
 

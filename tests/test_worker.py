@@ -13,8 +13,9 @@ import pytest
 from server.api import create_app
 from server.config import Settings
 from server.connectors.factory import get_db_connector
+from server.errors import SyncBusy
 from server.sync.hub import open_hub
-from server.sync.service import SyncBusy, SyncService
+from server.sync.service import SyncService
 from server.sync.wiring import should_start_worker, stop_worker
 from tests.synckit import FlakyHub, course
 

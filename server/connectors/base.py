@@ -4,7 +4,7 @@ Records are returned in the API's shape (API.md): camelCase fields, `createdAt`/
 as ISO-8601 UTC with `Z`. Every method that writes says so, and every such write appends a
 change (see `changes_since`) atomically with the write: either both happen or neither.
 
-Errors: `NotFound` (with a code such as `course_not_found`), `Conflict` (409), and
+Errors: `NotFound` (with a code such as `course_not_found`), `StateConflict` (409), and
 `StoreUnavailable` when the store cannot be reached. Driver exceptions never escape.
 
 Every update and delete takes `if_match`: None, or the entity tags of RFC 9110's If-Match
@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Callable
 
 from server.changes import Change, Cursor
 from server.errors import StoreUnavailable
@@ -59,6 +59,12 @@ class DatabaseConnector(ABC):
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         """The StoreUnavailable a driver exception becomes: a sentence with no secrets in it."""
         return StoreUnavailable(f"The store failed ({exc.__class__.__name__}).")
+
+    def guarded(self, call: Callable[..., Any], *args: Any) -> Any:
+        """`call(*args)`, a call on this store's driver made elsewhere (the hub's device registry
+        keeps its tables in the same store), with the driver's failures translated as this
+        connector's own (503 store_unavailable, no secrets)."""
+        return call(*args)
 
     @abstractmethod
     def connect(self) -> None:
@@ -105,7 +111,7 @@ class DatabaseConnector(ABC):
         kind whose parent is the course (else NotFound(course_not_found)). Returns (record,
         created); a course comes with its children. The same id with the same fields again
         returns (existing, False) and writes nothing; the same id with other fields, or the id of
-        a deleted record: Conflict(id_conflict). Otherwise writes one change."""
+        a deleted record: StateConflict(id_conflict). Otherwise writes one change."""
 
     @abstractmethod
     def update(self, kind: str, parent_id: str | None, record_id: str, updates: dict[str, Any], *,
@@ -149,7 +155,7 @@ class DatabaseConnector(ABC):
         The sequence rule (sequences.admit) comes before: per origin, only a run that starts at
         most one past the store's top is taken; from a gap on nothing of that origin is, and
         "resume" maps such an origin to the top to send again from. `relayed`: a change stored
-        under its slot with other content is left as it is instead of raising Conflict.
+        under its slot with other content is left as it is instead of raising StateConflict.
         `from_hub`: changes pulled from the hub, whose door judged their stamps against its own
         clock: here a stamp may be up to twice the skew limit ahead (the hub's clock may be ahead
         of this one by one limit), so that every device applies what the hub took.

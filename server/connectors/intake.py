@@ -19,7 +19,7 @@ from server.changes import (
     still_held,
 )
 from server.clock import wall_ms
-from server.errors import Conflict
+from server.errors import StateConflict
 from server.sequences import admit, shortfall
 
 log = logging.getLogger("server.sync")
@@ -118,7 +118,7 @@ class ChangeIntake:
                 except RetryMerge:
                     continue
             else:
-                raise Conflict("The store kept changing while its origin moved; try again.", code="busy")
+                raise StateConflict("The store kept changing while its origin moved; try again.", code="busy")
         log.warning("origin %s moved on to %s from #%d: %d changes to send again", origin, self.device_id,
                     first_seq, len(moved))
         return self.device_id, len(moved)
@@ -155,6 +155,6 @@ class ChangeIntake:
                 self._merge_and_persist([], own=False, quarantined=entries)
 
 
-def _reused(ch: Change) -> Conflict:
-    return Conflict(f"Change {ch['origin']}#{ch['seq']} is already stored with other content: two stores are "
+def _reused(ch: Change) -> StateConflict:
+    return StateConflict(f"Change {ch['origin']}#{ch['seq']} is already stored with other content: two stores are "
                     "using the same device id.", code="origin_reused")

@@ -30,7 +30,7 @@ from server.changes import (
 from server.clock import ZERO, HybridClock, stamp_ms
 from server.connectors.base import DatabaseConnector
 from server.connectors.intake import ChangeIntake, RetryMerge
-from server.errors import Conflict, NotFound, PreconditionFailed
+from server.errors import NotFound, PreconditionFailed, StateConflict
 from server.records import (
     CHILD_KINDS,
     COURSE,
@@ -209,7 +209,7 @@ class MergingConnector(ChangeIntake, DatabaseConnector):
                 return states, conflicts
             except RetryMerge:
                 continue
-        raise Conflict("The hub kept changing under this batch; try again.", code="busy")
+        raise StateConflict("The hub kept changing under this batch; try again.", code="busy")
 
     # --- reads ----------------------------------------------------------------------------
     def get_user(self) -> dict[str, Any]:
@@ -274,7 +274,7 @@ class MergingConnector(ChangeIntake, DatabaseConnector):
                 current = shape(existing) if not existing["deleted"] else None
                 if current and all(current.get(k) == v for k, v in fields.items()):
                     return self._answer(existing), False
-                raise Conflict(
+                raise StateConflict(
                     f"A {kind} with id {record_id!r} already exists"
                     + (" and was deleted." if existing["deleted"] else " with other values."),
                     code="id_conflict",

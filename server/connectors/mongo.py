@@ -62,7 +62,7 @@ class MongoConnector(MergingConnector):
                  user_id: str | None = None, device_id: str | None = None,
                  client: Any = None, timeout_ms: int = 3000) -> None:
         self.uri, self.db_name = uri, db_name
-        self._client, self._own_client = client, client is None
+        self.client, self._own_client = client, client is None
         self.timeout_ms = timeout_ms
         self._want_user = user_id
         self.user_id = user_id or ""
@@ -85,12 +85,12 @@ class MongoConnector(MergingConnector):
 
     # --- lifecycle ------------------------------------------------------------------------
     def connect(self) -> None:
-        if self._client is None:
+        if self.client is None:
             t = self.timeout_ms
-            self._client = MongoClient(self.uri, serverSelectionTimeoutMS=t, connectTimeoutMS=t,
+            self.client = MongoClient(self.uri, serverSelectionTimeoutMS=t, connectTimeoutMS=t,
                                        socketTimeoutMS=max(t * 3, 10_000), retryWrites=True,
                                        appname="coursesync")
-        self.db = self._client[self.db_name]
+        self.db = self.client[self.db_name]
         for name, specs in INDEXES.items():
             for keys, unique in specs:
                 self.db[name].create_index(keys, unique=unique)
@@ -123,8 +123,8 @@ class MongoConnector(MergingConnector):
                 self._merge_and_persist(tails, own=False)
 
     def close(self) -> None:
-        client = self._client
-        self._client = None if self._own_client else client
+        client = self.client
+        self.client = None if self._own_client else client
         if client is not None and self._own_client:
             try:
                 client.close()
@@ -133,7 +133,7 @@ class MongoConnector(MergingConnector):
 
     def ping(self) -> bool:
         try:
-            self._client.admin.command("ping")
+            self.client.admin.command("ping")
             return True
         except Exception:
             return False

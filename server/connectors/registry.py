@@ -16,9 +16,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pymongo import ASCENDING
+from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from server.connectors.base import DatabaseConnector
+from server.connectors.sql_atomic import Transaction
+from server.connectors.sql_atomic import atomic as transaction
+from server.connectors.sql_pool import Connections
 from server.records import iso_now
 
 TOKEN_PREFIX = "csh_"
@@ -90,28 +94,31 @@ class DeviceRegistry(ABC):
 
 
 class SqlRegistry(DeviceRegistry):
-    def __init__(self, store: Any):
-        self.store = store  # a connected SqlConnector on the hub's file
+    def __init__(self, pool: Connections):
+        self.pool = pool  # the connections of the hub's (connected, migrated) SQLite file
+
+    def _atomic(self) -> Transaction:
+        return transaction(self.pool.get, immediate=True)
 
     def _insert(self, device: Device, hashed: str) -> None:
-        with self.store._atomic(immediate=True) as conn:
+        with self._atomic() as conn:
             conn.execute("INSERT INTO hub_devices VALUES (?, ?, ?, ?, ?, NULL)",
                          (device.device_id, device.user_id, device.name, hashed, device.created_at))
 
     def find(self, token: str) -> Device | None:
-        row = self.store._conn().execute(
+        row = self.pool.get().execute(
             "SELECT device_id, user_id, name, created_at, revoked_at FROM hub_devices WHERE token_hash = ?",
             (token_hash(token),)).fetchone()
         return Device(*row) if row else None
 
     def devices(self, user_id: str | None = None) -> list[Device]:
-        rows = self.store._conn().execute(
+        rows = self.pool.get().execute(
             "SELECT device_id, user_id, name, created_at, revoked_at FROM hub_devices "
             "WHERE ? IS NULL OR user_id = ? ORDER BY created_at, device_id", (user_id, user_id))
         return [Device(*r) for r in rows]
 
     def revoke(self, token_or_device: str) -> list[Device]:
-        with self.store._atomic(immediate=True) as conn:
+        with self._atomic() as conn:
             rows = conn.execute(
                 "UPDATE hub_devices SET revoked_at = ? WHERE revoked_at IS NULL AND (device_id = ? OR token_hash = ?) "
                 "RETURNING device_id, user_id, name, created_at, revoked_at",
@@ -119,11 +126,11 @@ class SqlRegistry(DeviceRegistry):
         return [Device(*r) for r in rows]
 
     def origins_held(self, user_id: str, holder: str) -> int:
-        return self.store._conn().execute("SELECT COUNT(*) FROM hub_origins WHERE user_id = ? AND device_id = ?",
+        return self.pool.get().execute("SELECT COUNT(*) FROM hub_origins WHERE user_id = ? AND device_id = ?",
                                           (user_id, holder)).fetchone()[0]
 
     def take_relayed(self, user_id: str, origin: str, device_id: str) -> bool:
-        with self.store._atomic(immediate=True) as conn:
+        with self._atomic() as conn:
             return conn.execute("UPDATE hub_origins SET device_id = ? WHERE user_id = ? AND origin = ? AND "
                                 "substr(device_id, 1, ?) = ?",
                                 (device_id, user_id, origin, len(RELAYED), RELAYED)).rowcount == 1
@@ -132,26 +139,26 @@ class SqlRegistry(DeviceRegistry):
         out: set[str] = set()
         for i in range(0, len(device_ids), 500):
             part = device_ids[i:i + 500]
-            out.update(r[0] for r in self.store._conn().execute(
+            out.update(r[0] for r in self.pool.get().execute(
                 f"SELECT device_id FROM hub_devices WHERE revoked_at IS NOT NULL AND device_id IN "
                 f"({','.join('?' * len(part))})", part))
         return out
 
     def origin_owner(self, user_id: str, origin: str) -> str | None:
-        row = self.store._conn().execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
+        row = self.pool.get().execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
                                          (user_id, origin)).fetchone()
         return row[0] if row else None
 
     def claim_origin(self, user_id: str, origin: str, device_id: str) -> str:
-        with self.store._atomic(immediate=True) as conn:
+        with self._atomic() as conn:
             conn.execute("INSERT OR IGNORE INTO hub_origins VALUES (?, ?, ?)", (user_id, origin, device_id))
             return conn.execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
                                 (user_id, origin)).fetchone()[0]
 
 
 class MongoRegistry(DeviceRegistry):
-    def __init__(self, store: Any):
-        self.db = store.db  # a connected MongoConnector's database
+    def __init__(self, db: Database):
+        self.db = db  # a connected MongoConnector's database
         self.db.hub_devices.create_index([("tokenHash", ASCENDING)], unique=True)
         self.db.hub_devices.create_index([("deviceId", ASCENDING)], unique=True)
         self.db.hub_origins.create_index([("userId", ASCENDING), ("origin", ASCENDING)], unique=True)
@@ -214,4 +221,4 @@ def registry_for(store: DatabaseConnector) -> DeviceRegistry:
     """The registry kept in this (connected) hub store."""
     from server.connectors.sql import SqlConnector
 
-    return SqlRegistry(store) if isinstance(store, SqlConnector) else MongoRegistry(store)
+    return SqlRegistry(store.pool) if isinstance(store, SqlConnector) else MongoRegistry(store.db)

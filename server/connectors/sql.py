@@ -14,22 +14,21 @@ from typing import Any
 from server.changes import Change, Cursor, Key, seq_spans, state_key
 from server.clock import ZERO, HybridClock
 from server.connectors.merging import MergingConnector, compact_json
+from server.connectors.sql_atomic import Transaction
+from server.connectors.sql_atomic import atomic as transaction
+from server.connectors.sql_files import check_store_file, describe
 from server.connectors.sql_ledgers import SqlLedgers
-from server.connectors.sql_pool import Connections
-from server.connectors.sql_schema import (
+from server.connectors.sql_pool import SYNCHRONOUS_MODES, Connections
+from server.connectors.sql_rows import (
     CHANGE_COLS,
     CHILD_MARKS,
     LOAD_CHUNK,
     RECORD_COLS,
-    SQLITE_PROBLEMS,
-    SYNCHRONOUS_MODES,
-    Transaction,
-    apply_schema_steps,
-    check_store_file,
     loads,
     row_to_change,
     row_to_state,
 )
+from server.connectors.sql_schema import apply_schema_steps
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 from server.sequences import run_after
@@ -59,19 +58,15 @@ class SqlConnector(SqlLedgers, MergingConnector):
         return self.pool.get()
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        name = getattr(exc, "sqlite_errorname", "")
-        problem = next((text for code, text in SQLITE_PROBLEMS.items() if name.startswith(code)), None)
-        if problem is None and isinstance(exc, OSError):
-            problem = exc.strerror and exc.strerror.lower()
-        return StoreUnavailable(f"The SQLite store failed: {problem or exc.__class__.__name__}.")
+        return describe(exc)
 
     def _atomic(self, immediate: bool = False) -> Transaction:
-        """A transaction (BEGIN IMMEDIATE when `immediate`); `with store._atomic() as conn`."""
-        return Transaction(self, "BEGIN IMMEDIATE" if immediate else "BEGIN")
+        """A transaction (BEGIN IMMEDIATE when `immediate`): `with store._atomic() as conn`."""
+        return transaction(self.pool.get, immediate=immediate)
 
     def _writer(self) -> Transaction:
         """The writer section: this process's write lock, then BEGIN IMMEDIATE."""
-        return Transaction(self, "BEGIN IMMEDIATE", self._write_lock)
+        return transaction(self.pool.get, lock=self._write_lock)
 
     def _reader(self):
         # A read inside a write already sees one snapshot; only a bare read needs a transaction.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.connectors.merging import compact_json
-from server.connectors.sql_schema import loads
+from server.connectors.sql_rows import loads
 
 # `status` of list_conflicts: which entries, by whether a person has resolved them.
 WHERE_STATUS = {"all": "", "open": " AND json_extract(body, '$.resolution') IS NULL",
@@ -57,4 +57,5 @@ class SqlLedgers:
                        for i in set(ids))
 
     def count_quarantine(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM quarantine WHERE user_id = ?", (self.user_id,)).fetchone()[0]
+        query = "SELECT COUNT(*) FROM quarantine WHERE user_id = ?"
+        return self._conn().execute(query, (self.user_id,)).fetchone()[0]

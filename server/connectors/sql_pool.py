@@ -9,6 +9,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 
+# FULL: a write that answered 2xx survives a power cut (an fsync of the WAL per commit). NORMAL:
+# faster, and safe against a crash of the program, but the last commits before a power cut can
+# vanish (SQLite's documentation of WAL mode).
+SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
 
 class Connections:
     def __init__(self, path: str, *, busy_timeout_ms: int = 10_000, synchronous: str = "FULL") -> None:

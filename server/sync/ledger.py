@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.connectors.base import DatabaseConnector
-from server.errors import Conflict, NotFound, ValidationError
+from server.errors import NotFound, StateConflict, ValidationError
 from server.merge import DELETED
 from server.records import KINDS, USER, iso_now, validate
 
@@ -17,7 +17,7 @@ def _open_conflict(store: DatabaseConnector, conflict_id: str) -> dict[str, Any]
     if conflict is None:
         raise NotFound("No such conflict.", code="conflict_not_found")
     if conflict["resolution"] is not None:
-        raise Conflict(f"This conflict was already {conflict['resolution']['action']}.", code="conflict_resolved")
+        raise StateConflict(f"This conflict was already {conflict['resolution']['action']}.", code="conflict_resolved")
     return conflict
 
 
@@ -30,7 +30,7 @@ def restore(store: DatabaseConnector, conflict_id: str) -> dict[str, Any]:
     conflict = _open_conflict(store, conflict_id)
     kind, field, value = conflict["kind"], conflict["field"], losing_value(conflict)
     if value == DELETED:
-        raise Conflict("The losing side was a deletion; delete the record again instead.", code="not_restorable")
+        raise StateConflict("The losing side was a deletion; delete the record again instead.", code="not_restorable")
     try:
         if kind == USER:
             record = _restore_user(store, field, value)
@@ -39,10 +39,10 @@ def restore(store: DatabaseConnector, conflict_id: str) -> dict[str, Any]:
             record = store.update(kind, conflict["courseId"] if KINDS[kind].parent else None,
                                   conflict["recordId"], fields)
     except ValidationError:
-        raise Conflict(f"The value of {field!r} cannot be written back through the API.",
+        raise StateConflict(f"The value of {field!r} cannot be written back through the API.",
                        code="not_restorable") from None
     except NotFound:
-        raise Conflict(f"The {kind} this value belonged to has been deleted since: there is nothing to "
+        raise StateConflict(f"The {kind} this value belonged to has been deleted since: there is nothing to "
                        "restore it into.", code="record_deleted") from None
     edit = _the_edit(store, conflict)
     store.resolve_conflict(conflict_id, {"action": "restored", "at": iso_now(), "value": value, "edit": edit})

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from server.errors import AppError
+from server.errors import AppError, SyncBusy
 from server.sync.engine import stored_bookmark, stored_cursor
 
 log = logging.getLogger("server.sync")
@@ -96,7 +96,6 @@ class LiveWait:
                 self._stop.wait(RETRY_CAP_SECONDS)
 
     def _round(self, cursor: dict) -> None:
-        from server.sync.service import SyncBusy
 
         try:
             self.service.run_once(wait_seconds=60)

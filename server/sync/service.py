@@ -16,7 +16,7 @@ from typing import Any, Callable
 from server.clock import stamp_ms
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
-from server.errors import AppError, Conflict
+from server.errors import AppError, SyncBusy
 from server.records import iso_now_from_ms
 from server.sync.child import ChildRounds
 from server.sync.engine import Progress, RoundReport, run_round, stored_bookmark, stored_cursor
@@ -47,10 +47,6 @@ SCHEDULER_LOG.addFilter(_OverlapsAreDebug())
 
 
 PUSH_DELAY_SECONDS = 0.05  # from a local write to the round that pushes it (a burst goes in one)
-
-
-class SyncBusy(Conflict):
-    code = "sync_running"
 
 
 class SyncService:
