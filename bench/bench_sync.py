@@ -59,7 +59,7 @@ def make_changes(origin: str, n: int, start: int = 1) -> list[dict]:
 
 
 def device(path: Path, name: str) -> SqlConnector:
-    store = SqlConnector(str(path), user_id=USER, device_id=name)
+    store = SqlConnector(str(path), user_id=USER, origin=name)
     store.connect()
     return store
 
@@ -67,13 +67,13 @@ def device(path: Path, name: str) -> SqlConnector:
 def fill_own(store: SqlConnector, n: int) -> None:
     """n more pending changes of the store's own origin, written in chunks to keep memory flat."""
     first = store.pool.get().execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM changes WHERE origin = ?",
-                                  (store.device_id,)).fetchone()[0]
+                                  (store.origin,)).fetchone()[0]
     for start in range(first, first + n, 5000):
-        store.apply_changes(make_changes(store.device_id, min(5000, first + n - start), start))
+        store.apply_changes(make_changes(store.origin, min(5000, first + n - start), start))
 
 
 def sql_hub(path: Path) -> SqlConnector:
-    hub = SqlConnector(str(path), user_id=USER, device_id="hub")
+    hub = SqlConnector(str(path), user_id=USER, origin="hub")
     hub.connect()
     return hub
 
@@ -216,8 +216,8 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from server.connectors.sql import SqlConnector
 from server.sync.engine import run_round
-store = SqlConnector({dev!r}, user_id="bench", device_id="dev"); store.connect()
-hub = SqlConnector({hub!r}, user_id="bench", device_id="hub"); hub.connect()
+store = SqlConnector({dev!r}, user_id="bench", origin="dev"); store.connect()
+hub = SqlConnector({hub!r}, user_id="bench", origin="hub"); hub.connect()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 report = run_round(store, hub, {batch})
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -289,7 +289,7 @@ def bench_api_during_push(tmp: Path, n: int, uri: str | None, where: str) -> lis
     sys.setswitchinterval(0.001)  # as python -m server sets it
     # Batches of 50 against mongoeco: under this load a batch of 200 outlasted the 10 s socket timeout.
     settings = Settings(sqlite_path=store.path, mongo_uri=uri, mongo_db=f"bench_busy_{where}",
-                        sync_batch_size=50 if uri else BATCH, user_id=USER, device_id="dev")
+                        sync_batch_size=50 if uri else BATCH, user_id=USER, origin="dev")
     hub_path = str(tmp / f"busy-hub-{tag}.sqlite3")
     if where == "child":
         child = ChildRounds(settings, USER, "dev", HubSpec() if uri else HubSpec("sql", hub_path))

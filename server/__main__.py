@@ -79,7 +79,7 @@ def _serving(settings, store, as_hub: bool) -> None:
     else:
         logging.getLogger("server").info(
             "serving on http://%s:%s store=%s user=%s device=%s hub=%s", settings.host, settings.port,
-            settings.db_connector, store.user_id, store.device_id, settings.hub_address or "none")
+            settings.db_connector, store.user_id, store.origin, settings.hub_address or "none")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from typing import Any
 
 import orjson
@@ -22,6 +23,13 @@ CHANGE_KEYS = frozenset({"origin", "seq", "hlc", "kind", "id", "courseId", "op",
 # those, while a stamp in the year 2100 (or one built to overflow the encoding) is refused and
 # can never move a clock or win a merge.
 MAX_SKEW_MS = 86_400_000
+
+
+def new_origin(store: str = "sql") -> str:
+    """A fresh origin, the one place one is made: a store's first, or the next one after a
+    restore or a wipe (its sequence numbers restart, so the old origin is never reused). "d..."
+    for a device's SQLite store, "m..." for a process writing to MongoDB directly."""
+    return ("m" if store == "mongo" else "d") + uuid.uuid4().hex[:12]
 
 
 def record_key(kind: str, course_id: str | None, record_id: str) -> str:

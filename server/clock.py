@@ -1,9 +1,10 @@
-"""Hybrid logical clock (HLC): wall-clock milliseconds, a counter and the device id.
+"""Hybrid logical clock (HLC): wall-clock milliseconds, a counter and the origin (the
+id a store's own changes are stamped with).
 
 A stamp is a string that sorts like the triple it encodes, so stores compare stamps with plain
 string comparison (SQL `>`, Mongo `$gt`, Python `<`). That holds only while both numbers keep
 their fixed width, so `encode` refuses a value that does not fit rather than write a wider one
-(which would sort below smaller values). Ties between devices are broken by the device id, so
+(which would sort below smaller values). Ties between origins are broken by the origin, so
 every replica picks the same winner for the same pair of writes.
 """
 
@@ -18,22 +19,22 @@ COUNTER_WIDTH = 6
 MS_MAX = 10**MS_WIDTH - 1  # about the year 33658
 COUNTER_MAX = 10**COUNTER_WIDTH - 1
 ZERO = ""  # sorts before every real stamp: "never written"
-# ASCII digits only (str.isdigit would take "²"), and a device id of printable ASCII with no space.
-DEVICE_PATTERN = "[!-~]+"
-DEVICE_RE = re.compile(DEVICE_PATTERN)
-STAMP_RE = re.compile(rf"[0-9]{{{MS_WIDTH}}}-[0-9]{{{COUNTER_WIDTH}}}-{DEVICE_PATTERN}")
+# ASCII digits only (str.isdigit would take "²"), and an origin of printable ASCII with no space.
+ORIGIN_PATTERN = "[!-~]+"
+ORIGIN_RE = re.compile(ORIGIN_PATTERN)
+STAMP_RE = re.compile(rf"[0-9]{{{MS_WIDTH}}}-[0-9]{{{COUNTER_WIDTH}}}-{ORIGIN_PATTERN}")
 
 
-def encode(ms: int, counter: int, device: str) -> str:
+def encode(ms: int, counter: int, origin: str) -> str:
     if not (0 <= ms <= MS_MAX and 0 <= counter <= COUNTER_MAX):
         raise ValueError(f"clock value out of range: {ms} ms, counter {counter}")
-    _check_device(device)
-    return f"{ms:0{MS_WIDTH}d}-{counter:0{COUNTER_WIDTH}d}-{device}"
+    _check_origin(origin)
+    return f"{ms:0{MS_WIDTH}d}-{counter:0{COUNTER_WIDTH}d}-{origin}"
 
 
-def _check_device(device: str) -> None:
-    if not DEVICE_RE.fullmatch(device):
-        raise ValueError(f"not a device id for a stamp: {device!r}")
+def _check_origin(origin: str) -> None:
+    if not ORIGIN_RE.fullmatch(origin):
+        raise ValueError(f"not an origin for a stamp: {origin!r}")
 
 
 def is_stamp(value: object) -> bool:
@@ -43,8 +44,8 @@ def is_stamp(value: object) -> bool:
 def decode(stamp: str) -> tuple[int, int, str]:
     if not is_stamp(stamp):
         raise ValueError(f"not a clock stamp: {stamp!r}")
-    ms, counter, device = stamp.split("-", 2)
-    return int(ms), int(counter), device
+    ms, counter, origin = stamp.split("-", 2)
+    return int(ms), int(counter), origin
 
 
 def wall_ms() -> int:
@@ -61,16 +62,16 @@ class HybridClock:
     """Never goes backwards: not when the wall clock is set back, not across a restart (the
     owner persists `last` and passes it back in), and it moves past every remote stamp it sees."""
 
-    def __init__(self, device_id: str, last: str = ZERO) -> None:
-        _check_device(device_id)
-        self.device_id = device_id
+    def __init__(self, origin: str, last: str = ZERO) -> None:
+        _check_origin(origin)
+        self.origin = origin
         self._lock = threading.Lock()
         self._at = decode(last)[:2] if last else (0, 0)  # (ms, counter) of the newest stamp known
 
     @property
     def last(self) -> str:
         with self._lock:
-            return encode(*self._at, self.device_id)
+            return encode(*self._at, self.origin)
 
     def now(self) -> str:
         """A new stamp for a local write, greater than every stamp issued or observed."""
@@ -87,8 +88,8 @@ class HybridClock:
             ms, counter = self._at
             if ms > MS_MAX:
                 raise ValueError(f"clock value out of range: {ms} ms")
-            # The device id was checked when the clock was made: only the width can fail here.
-            return f"{ms:0{MS_WIDTH}d}-{counter:0{COUNTER_WIDTH}d}-{self.device_id}"
+            # The origin was checked when the clock was made: only the width can fail here.
+            return f"{ms:0{MS_WIDTH}d}-{counter:0{COUNTER_WIDTH}d}-{self.origin}"
 
     def observe(self, remote: str) -> None:
         """Advance past a stamp received from another replica."""

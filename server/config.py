@@ -44,7 +44,7 @@ class Settings:
     mongo_uri: str | None = None
     mongo_db: str = "coursesync"
     user_id: str | None = None
-    device_id: str | None = None
+    origin: str | None = None
     sync_interval_seconds: float = 30.0
     sync_batch_size: int = 500
     host: str = "127.0.0.1"
@@ -206,7 +206,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_TOKEN", "hub_token", _token, "unset", "this device's token for `HUB_URL` (`hub add-device`)"),
     Setting("USER_ID", "user_id", _record_id, "the user the store was seeded with, else `me`",
             "whose data this server serves"),
-    Setting("DEVICE_ID", "device_id", _record_id, "made once, kept in SQLite",
+    Setting("DEVICE_ID", "origin", _record_id, "made once, kept in SQLite",
             "this device's origin id in the change log"),
     Setting("SYNC_INTERVAL_SECONDS", "sync_interval_seconds", _number(0.1, 86400), "`30`",
             "time between background rounds"),

@@ -44,10 +44,10 @@ class HubStores:
         if isinstance(self.base, SqlConnector):
             # One pool of connections for every user's store on the file: open files grow with
             # the server's threads, not with users times threads.
-            store = get_db_connector("sql", self.settings, path=self.base.path, user_id=user_id, device_id=None,
+            store = get_db_connector("sql", self.settings, path=self.base.path, user_id=user_id, origin=None,
                                      connections=self.base.pool)
         else:
-            store = get_db_connector("mongo", self.settings, user_id=user_id, device_id=None,
+            store = get_db_connector("mongo", self.settings, user_id=user_id, origin=None,
                                      client=self.base.client, db_name=self.base.db_name)
         store.connect()
         # A hub keeps of a refused change its start and digest, and so many per user: the

@@ -45,7 +45,7 @@ class World:
     def device(self, name: str) -> DatabaseConnector:
         if name not in self.devices:
             conn = get_db_connector("sql", Settings(), path=str(self.tmp_path / f"{name}.sqlite3"),
-                                    user_id=USER, device_id=name)
+                                    user_id=USER, origin=name)
             conn.connect()
             self.devices[name] = conn
             self.built.append(conn)

@@ -29,7 +29,7 @@ def test_every_setting_is_read():
         "HUB_TIMEOUT_MS": "1500", "SYNC_PROCESS": "0",
     })
     assert (s.db_connector, s.sqlite_path, s.mongo_uri, s.mongo_db) == ("mongo", "/tmp/x.db", "mongodb://h:1", "hubdb")
-    assert (s.user_id, s.device_id, s.sync_interval_seconds, s.sync_batch_size) == ("u1", "laptop", 2.5, 50)
+    assert (s.user_id, s.origin, s.sync_interval_seconds, s.sync_batch_size) == ("u1", "laptop", 2.5, 50)
     assert (s.host, s.port, s.cors_origins) == ("0.0.0.0", 9000, ("https://a.b",))
     assert s.allowed_hosts == ("a.local", "b.local")
     assert (s.api_token, s.log_level) == ("x" * 20, "DEBUG")

@@ -121,7 +121,7 @@ class TestChanges:
         connector.delete("lecture", course["id"], lecture["id"])
         changes = connector.changes_since({}, 100)
         assert [c["seq"] for c in changes] == [1, 2, 3, 4]
-        assert {c["origin"] for c in changes} == {connector.device_id}
+        assert {c["origin"] for c in changes} == {connector.origin}
         assert [c["op"] for c in changes] == ["upsert", "upsert", "upsert", "delete"]
         assert changes[2]["fields"].keys() == {"note", "updatedAt"}
         assert changes == sorted(changes, key=lambda c: c["hlc"])
@@ -129,7 +129,7 @@ class TestChanges:
     def test_changes_since_respects_the_cursor_and_the_limit(self, connector):
         for i in range(5):
             new_course(connector, title=f"c{i}")
-        origin = connector.device_id
+        origin = connector.origin
         assert [c["seq"] for c in connector.changes_since({origin: 2}, 2)] == [3, 4]
         assert connector.changes_since({origin: 5}, 10) == []
         assert connector.changes_since({}, 10, exclude_origin=origin) == []
@@ -143,7 +143,7 @@ class TestChanges:
     def test_pending_counts_changes_after_the_cursor(self, connector):
         for i in range(3):
             new_course(connector, title=f"c{i}")
-        count, oldest = connector.pending_since({connector.device_id: 1})
+        count, oldest = connector.pending_since({connector.origin: 1})
         assert count == 2 and oldest == connector.changes_since({}, 10)[1]["hlc"]
 
 
@@ -236,7 +236,7 @@ class TestApply:
         peer = self._peer(store_factory)
         new_course(peer)
         connector.apply_changes(peer.changes_since({}, 10))
-        assert connector.changes_since({}, 10, exclude_origin=connector.device_id) == peer.changes_since({}, 10)
+        assert connector.changes_since({}, 10, exclude_origin=connector.origin) == peer.changes_since({}, 10)
 
     def test_the_later_write_of_a_field_wins_and_the_loser_is_recorded(self, connector, store_factory):
         peer = self._peer(store_factory)
@@ -246,7 +246,7 @@ class TestApply:
             connector.update("course", None, "shared", {"title": "mine"})
         with freeze_time("2030-01-02"):
             peer.update("course", None, "shared", {"title": "theirs"})
-            connector.apply_changes(peer.changes_since({peer.device_id: 0}, 10, exclude_origin=connector.device_id))
+            connector.apply_changes(peer.changes_since({peer.origin: 0}, 10, exclude_origin=connector.origin))
         assert connector.get_course(course["id"])["title"] == "theirs"
         [conflict] = connector.list_conflicts()
         assert conflict["field"] == "title" and conflict["localValue"] == "mine"
@@ -260,7 +260,7 @@ class TestApply:
             peer.update("course", None, "shared", {"notes": "old"})
         with freeze_time("2030-01-02"):
             connector.update("course", None, "shared", {"notes": "new"})
-            connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
+            connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.origin))
         assert connector.get_course("shared")["notes"] == "new"
         [conflict] = connector.list_conflicts()
         assert conflict["winner"] == "local" and conflict["remoteValue"] == "old"
@@ -271,7 +271,7 @@ class TestApply:
         peer.apply_changes(connector.changes_since({}, 10))
         connector.update("course", None, "shared", {"title": "local title"})
         peer.update("course", None, "shared", {"notes": "peer notes"})
-        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
+        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.origin))
         got = connector.get_course("shared")
         assert got["title"] == "local title" and got["notes"] == "peer notes"
         assert connector.list_conflicts() == []
@@ -282,7 +282,7 @@ class TestApply:
         peer.apply_changes(connector.changes_since({}, 10))
         peer.update("course", None, "shared", {"title": "edited elsewhere"})
         connector.delete("course", None, "shared")
-        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
+        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.origin))
         assert connector.get_courses() == []
         assert [c["reason"] for c in connector.list_conflicts()] == ["deleted"]
 
@@ -292,7 +292,7 @@ class TestApply:
         peer.apply_changes(connector.changes_since({}, 10))
         new_lecture(peer, "shared", id="late")
         connector.delete("course", None, "shared")
-        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
+        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.origin))
         assert connector.dump_records()[("lecture", "shared/late")]["deleted"] is True
         assert connector.list_conflicts(), "the dropped lecture must leave a trace"
 
@@ -302,7 +302,7 @@ class TestApply:
         connector.update("course", None, "shared", {"title": "first"})
         peer.apply_changes(connector.changes_since({}, 10))
         peer.update("course", None, "shared", {"title": "second"})  # peer had seen "first"
-        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.device_id))
+        connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.origin))
         assert connector.get_course("shared")["title"] == "second"
         assert connector.list_conflicts() == []
 
@@ -310,7 +310,7 @@ class TestApply:
         peer = self._peer(store_factory)
         new_course(peer, title="one")
         connector.apply_changes(peer.changes_since({}, 10))
-        forged = [{**peer.changes_since({}, 10)[0], "hlc": encode(1, 0, peer.device_id)}]
+        forged = [{**peer.changes_since({}, 10)[0], "hlc": encode(1, 0, peer.origin)}]
         with pytest.raises(StateConflict):
             connector.apply_changes(forged)
 
@@ -320,11 +320,11 @@ class TestApply:
 
     def test_after_a_wipe_own_writes_are_listed_under_a_new_origin_from_one(self, connector):
         new_course(connector, title="before")
-        old = connector.device_id
+        old = connector.origin
         connector.wipe()
-        assert connector.device_id != old and connector.changes_since({}, 10) == []
+        assert connector.origin != old and connector.changes_since({}, 10) == []
         new_course(connector, title="after")
-        assert [(c["origin"], c["seq"]) for c in connector.changes_since({}, 10)] == [(connector.device_id, 1)]
+        assert [(c["origin"], c["seq"]) for c in connector.changes_since({}, 10)] == [(connector.origin, 1)]
 
     def test_own_changes_written_again_carry_what_the_records_still_hold(self, connector, store_factory):
         new_course(connector, id="c1", title="t0", notes="n0")  # seq 1
@@ -333,7 +333,7 @@ class TestApply:
         connector.delete("lecture", "c1", new_lecture(connector, "c1")["id"])  # seq 4, 5
         first = connector.changes_since({}, 10)
         assert connector.resend_own([2, 3, 5, 99]) == 3
-        again = connector.changes_since({connector.device_id: 5}, 10)
+        again = connector.changes_since({connector.origin: 5}, 10)
         assert [c["seq"] for c in again] == [6, 7, 8]
         assert [c["hlc"] > first[-1]["hlc"] for c in again] == [True] * 3
         assert [(c["op"], set(c["fields"]) - {"updatedAt"}) for c in again] == [
@@ -396,7 +396,7 @@ class TestDriverFailures:
         for name in sorted(public_methods(connector) - NEVER_RAISE):
             try:
                 raw_call = type(connector).dump_records.__wrapped__.__get__(connector)  # untranslated
-                args = [{"<own origin>": connector.device_id, "<a raw driver call>": raw_call}.get(a, a)
+                args = [{"<own origin>": connector.origin, "<a raw driver call>": raw_call}.get(a, a)
                         if isinstance(a, str) else a for a in CALLS[name]]
                 getattr(connector, name)(*args)
                 escaped[name] = "returned"

@@ -160,7 +160,7 @@ def test_a_token_of_another_user_is_refused_by_the_device(fake):
 def test_a_pull_of_garbage_is_quarantined_and_ends_the_round_without_a_loop(fake, sql_factory):
     from server.sync.engine import run_round
 
-    local = sql_factory("dev", user_id="u", device_id="dev")
+    local = sql_factory("dev", user_id="u", origin="dev")
     local.connect()
     garbage = ["not a change", 7, {"origin": 3}]
 
@@ -180,7 +180,7 @@ def test_a_hub_answering_this_devices_log_out_of_order_is_not_trusted_with_it(fa
     from server.sync.engine import run_round
     from tests.synckit import course
 
-    local = sql_factory("dev", user_id="u", device_id="dev")
+    local = sql_factory("dev", user_id="u", origin="dev")
     local.connect()
     course(local, id="c1")
 
@@ -193,7 +193,7 @@ def test_a_hub_answering_this_devices_log_out_of_order_is_not_trusted_with_it(fa
 
     fake.route = hub_answers
     report = run_round(local, client(fake.url))
-    assert report.error is None and report.origin_restart is None and local.device_id == "dev"
+    assert report.error is None and report.origin_restart is None and local.origin == "dev"
     assert report.pushed == 1
 
 

@@ -85,7 +85,7 @@ class TestRestoredFromABackup:
         world.restore_hub(empty)
         report = world.sync("b")
         assert report.hub_rollback["changes"] == 1 and report.pushed == 1
-        assert world.hub_seqs() == {b.device_id: [1]}
+        assert world.hub_seqs() == {b.origin: [1]}
 
 
 def test_a_hub_put_back_to_each_earlier_point_of_a_history_loses_nothing(world):

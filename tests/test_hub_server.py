@@ -59,7 +59,7 @@ def hub(store_factory, tmp_path):
 @pytest.fixture
 def device_changes(sql_factory):
     """A device of USER with origin dev-a and two changes in its log."""
-    dev = sql_factory("dev-a", user_id=USER, device_id="dev-a")
+    dev = sql_factory("dev-a", user_id=USER, origin="dev-a")
     dev.connect()
     course(dev, id="c1", title="Mine")
     dev.update("course", None, "c1", {"notes": "private notes"})
@@ -115,7 +115,7 @@ class TestOneUserAndTheNext:
         _, a = hub.token()
         _, b = hub.token()
         assert hub.call("POST", "/push", a, {"changes": device_changes[:1]})[0] == 200
-        other = sql_factory("dev-b", user_id=USER, device_id="dev-b")
+        other = sql_factory("dev-b", user_id=USER, origin="dev-b")
         other.connect()
         course(other, id="c2")
         mixed = [*other.changes_since({}, 10), *device_changes[1:]]
@@ -136,7 +136,7 @@ class TestOneUserAndTheNext:
 
 class TestWhatComesIn:
     def test_gzip_bodies_and_answers(self, hub, sql_factory):
-        dev = sql_factory("dev-z", user_id=USER, device_id="dev-z")
+        dev = sql_factory("dev-z", user_id=USER, origin="dev-z")
         dev.connect()
         course(dev, id="c1")
         for i in range(10):
@@ -268,7 +268,7 @@ def test_two_devices_converge_over_http_through_a_mongomock_hub(tmp_path):
         devices = {}
         for name in ("a", "b"):
             store = get_db_connector("sql", Settings(), path=str(tmp_path / f"{name}.sqlite3"), user_id=USER,
-                                     device_id=name)
+                                     origin=name)
             store.connect()
             devices[name] = (store, HubClient(url, hub.token()[1]))
         a, b = devices["a"][0], devices["b"][0]

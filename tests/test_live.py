@@ -222,14 +222,14 @@ def test_a_device_on_a_hub_store_it_opens_itself_polls_and_pulls_at_once(tmp_pat
             hub = get_db_connector("mongo", Settings(), client=mongo, db_name="hub", user_id=USER)
         else:
             hub = get_db_connector("sql", Settings(), path=str(tmp_path / "hub.sqlite3"), user_id=USER,
-                                   device_id=None)
+                                   origin=None)
         hub.connect()
         return hub
 
     stores = {}
     for name in ("a", "b"):
         stores[name] = get_db_connector("sql", Settings(), path=str(tmp_path / f"{name}.sqlite3"), user_id=USER,
-                                        device_id=name)
+                                        origin=name)
         stores[name].connect()
     hub_a = open_hub()
     service = SyncService(Settings(sync_interval_seconds=3600), stores["b"], open_hub)

@@ -126,7 +126,7 @@ def test_a_quarantine_entry_keeps_the_change_whatever_it_holds():
 
 @pytest.fixture
 def store(tmp_path):
-    conn = get_db_connector("sql", Settings(), path=str(tmp_path / "s.sqlite3"), user_id="u", device_id="dev-a")
+    conn = get_db_connector("sql", Settings(), path=str(tmp_path / "s.sqlite3"), user_id="u", origin="dev-a")
     conn.connect()
     yield conn
     conn.close()

@@ -30,7 +30,7 @@ def at(minutes: float):
 def copy_syncing_too(world: World, store, tmp_path: Path):
     """A copy of the store's file, opened as the second machine it was copied to (syncing as "twin")."""
     twin = get_db_connector("sql", Settings(), path=str(back_up(store, tmp_path / "copy.sqlite3")), user_id=USER,
-                            device_id=None)
+                            origin=None)
     twin.connect()
     world.built.append(twin)
     world.devices["twin"] = twin
@@ -83,7 +83,7 @@ class TestRestoredFromABackup:
             report = world.sync("a")
         assert report.error is None and report.origin_restart is not None
         assert report.origin_restart["from"] == "a" and report.origin_restart["resent"] == 2
-        assert a.device_id == report.origin_restart["to"] != "a"
+        assert a.origin == report.origin_restart["to"] != "a"
         with at(4):
             world.settle(["a", "b"])
         for dev in (a, b):
@@ -94,9 +94,9 @@ class TestRestoredFromABackup:
         # The hub holds each write once: the first three under "a", the two later ones under
         # the new origin, restamped by it at the same moment they were made.
         log = hub_log(world)
-        assert log == {"a": [1, 2, 3], a.device_id: [1, 2]}
-        moved = [ch for ch in world.hub.changes_since({}, 100) if ch["origin"] == a.device_id]
-        assert [decode(ch["hlc"])[2] for ch in moved] == [a.device_id] * 2
+        assert log == {"a": [1, 2, 3], a.origin: [1, 2]}
+        moved = [ch for ch in world.hub.changes_since({}, 100) if ch["origin"] == a.origin]
+        assert [decode(ch["hlc"])[2] for ch in moved] == [a.origin] * 2
         made = int((T0 + dt.timedelta(minutes=2)).timestamp() * 1000)
         assert [decode(ch["hlc"])[:2] for ch in moved] == [(made, 0), (made, 1)]
 
@@ -111,7 +111,7 @@ class TestRestoredFromABackup:
         a.update("course", None, "c1", {"title": "new"})
         world.settle(["a"])
         [restart] = sync_status(a)["originRestarts"]
-        assert (restart["from"], restart["to"], restart["resent"]) == ("a", a.device_id, 1)
+        assert (restart["from"], restart["to"], restart["resent"]) == ("a", a.origin, 1)
         assert restart["at"].endswith("Z")
         assert sync_status(a)["pending"]["count"] == 0
         # Later rounds find nothing more to repair.
@@ -139,7 +139,7 @@ class TestRestoredFromABackup:
         # The next edit goes under the new origin, from 1.
         a.update("course", None, "c1", {"title": "next"})
         assert world.sync("a").pushed == 1
-        assert hub_log(world)[a.device_id] == [1]
+        assert hub_log(world)[a.origin] == [1]
 
     def test_an_edit_that_lost_to_a_lost_edit_is_in_the_conflicts(self, world, tmp_path):
         a, b = world.device("a"), world.device("b")
@@ -169,16 +169,16 @@ class TestACopiedStore:
         course(a, id="c1")
         world.settle(["a"])
         twin = copy_syncing_too(world, a, tmp_path)
-        assert twin.device_id == "a"
+        assert twin.origin == "a"
         a.update("course", None, "c1", {"title": "on the first machine"})
         lecture(twin, "c1", id="l-twin")
         world.settle(["a", "twin", "a"])
-        assert twin.device_id != "a" and a.device_id == "a"
+        assert twin.origin != "a" and a.origin == "a"
         for dev in (a, twin):
             got = dev.get_course("c1")
             assert got["title"] == "on the first machine" and [lec["id"] for lec in got["lectures"]] == ["l-twin"]
         assert_converged(world)
-        assert hub_log(world) == {"a": [1, 2], twin.device_id: [1]}
+        assert hub_log(world) == {"a": [1, 2], twin.origin: [1]}
 
 
 class TestNothingToRepair:
@@ -191,7 +191,7 @@ class TestNothingToRepair:
         a.set_bookmark(BOOKMARK_KEY, {**bookmark, "cursor": {**bookmark["cursor"], "a": 0}})
         a.update("course", None, "c1", {"title": "t"})
         report = world.sync("a")
-        assert report.origin_restart is None and a.device_id == "a"
+        assert report.origin_restart is None and a.origin == "a"
         assert (report.pushed, report.pushed_sent) == (1, 1)
         assert a.get_bookmark(BOOKMARK_KEY)["cursor"]["a"] == 3
 
@@ -206,12 +206,12 @@ class TestNothingToRepair:
         bookmark = a.get_bookmark(BOOKMARK_KEY)
         a.set_bookmark(BOOKMARK_KEY, {**bookmark, "cursor": {}})
         report = world.sync("a")
-        assert report.origin_restart is None and report.error is None and a.device_id == "a"
+        assert report.origin_restart is None and report.error is None and a.origin == "a"
 
 
 class TestRestartOrigin:
     def test_moves_the_tail_renumbered_and_restamped(self, store_factory):
-        store = store_factory("dev", user_id=USER, device_id="dev-a")
+        store = store_factory("dev", user_id=USER, origin="dev-a")
         store.connect()
         course(store, id="c1")
         lecture(store, "c1", id="l1")
@@ -219,7 +219,7 @@ class TestRestartOrigin:
         store.update("course", None, "c1", {"notes": "n2"})
         before = {ch["seq"]: ch for ch in store.changes_since({}, 100)}
         new, moved = store.restart_origin("dev-a", 3)
-        assert moved == 2 and new == store.device_id != "dev-a"
+        assert moved == 2 and new == store.origin != "dev-a"
         after = store.changes_since({}, 100)
         assert [(ch["origin"], ch["seq"]) for ch in after if ch["origin"] == "dev-a"] == [("dev-a", 1), ("dev-a", 2)]
         tail = [ch for ch in after if ch["origin"] == new]
@@ -240,16 +240,16 @@ class TestRestartOrigin:
         assert store.pending_since({}, origin=new)[0] == 3
 
     def test_another_connection_to_the_file_follows_the_new_origin(self, sql_factory):
-        first = sql_factory("dev", user_id=USER, device_id=None)
+        first = sql_factory("dev", user_id=USER, origin=None)
         first.connect()
-        other = sql_factory("dev", user_id=USER, device_id=None)
+        other = sql_factory("dev", user_id=USER, origin=None)
         other.connect()
         course(first, id="c1")
         first.update("course", None, "c1", {"notes": "n"})
-        new, moved = first.restart_origin(first.device_id, 2)
+        new, moved = first.restart_origin(first.origin, 2)
         assert moved == 1
         assert other.pending_since({}) == first.pending_since({})  # it reads the new origin's log
-        assert other.device_id == new
+        assert other.origin == new
         other.update("course", None, "c1", {"title": "from the other process"})
         [ch] = other.changes_since({new: 1}, 10, only_origin=new)
         assert ch["seq"] == 2 and decode(ch["hlc"])[2] == new
@@ -312,7 +312,7 @@ class TestTwinsStampingAlike:
         assert getattr(refused.value, "code", None) == "origin_reused"
         with at(2):
             world.settle(["twin", "a"])
-        assert twin.device_id != "a"
+        assert twin.origin != "a"
         for dev in (a, twin):
             assert {(c["localValue"], c["remoteValue"]) for c in dev.list_conflicts()} & {
                 ("on the first machine", "on the copy"), ("on the copy", "on the first machine")}

@@ -55,14 +55,14 @@ def test_a_store_from_before_step_2_upgrades_and_keeps_its_pending_changes(sql_f
     from server.connectors import sql_schema
 
     monkeypatch.setattr(sql_schema, "SCHEMA_STEPS", sql_schema.SCHEMA_STEPS[:1])
-    old = sql_factory("dev", user_id="learner", device_id="dev-a")
+    old = sql_factory("dev", user_id="learner", origin="dev-a")
     old.connect()
     course = old.create("course", None, validate("course", COURSE, "create"))[0]
     old.update("course", None, course["id"], {"title": "two"})
     old.pool.get().execute("INSERT INTO origins VALUES ('learner', 'dev-a', 2)")
     old.close()
     monkeypatch.undo()
-    new = sql_factory("dev", user_id="learner", device_id="dev-a")
+    new = sql_factory("dev", user_id="learner", origin="dev-a")
     new.connect()
     assert new.pool.get().execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_live'").fetchone()[0] == 0
     new.update("course", None, course["id"], {"title": "three"})
@@ -71,12 +71,12 @@ def test_a_store_from_before_step_2_upgrades_and_keeps_its_pending_changes(sql_f
 
 
 def test_a_new_device_id_still_pushes_what_the_old_one_had_not(sql_factory):
-    first = sql_factory("dev", user_id="learner", device_id="old-id")
+    first = sql_factory("dev", user_id="learner", origin="old-id")
     first.connect()
     first.create("course", None, validate("course", COURSE, "create"))
     first.create("course", None, validate("course", {**COURSE, "title": "second"}, "create"))
     first.close()
-    renamed = sql_factory("dev", user_id="learner", device_id="new-id")
+    renamed = sql_factory("dev", user_id="learner", origin="new-id")
     renamed.connect()
     renamed.create("course", None, validate("course", {**COURSE, "title": "third"}, "create"))
     pending = renamed.changes_since({"old-id": 1}, 10)
@@ -88,10 +88,10 @@ def test_a_new_device_id_still_pushes_what_the_old_one_had_not(sql_factory):
 def test_a_write_stamps_after_what_another_process_stored(sql_factory):
     # A sync process pulls a change stamped an hour ahead into the same file; the API process's
     # next write must still sort after it, or the edit the user makes on top of it would lose.
-    api = sql_factory("dev", user_id="learner", device_id="dev-a")
+    api = sql_factory("dev", user_id="learner", origin="dev-a")
     api.connect()
     course = api.create("course", None, validate("course", COURSE, "create"))[0]
-    syncer = sql_factory("dev", user_id="learner", device_id="dev-a")
+    syncer = sql_factory("dev", user_id="learner", origin="dev-a")
     syncer.connect()
     ahead = api.changes_since({}, 1)[0]["hlc"]
     ahead = f"{int(ahead[:15]) + 3_600_000:015d}-000000-dev-b"
@@ -206,13 +206,13 @@ def test_device_id_and_clock_survive_a_restart_even_when_the_wall_clock_goes_bac
     with freeze_time("2030-01-01"):
         first.create("course", None, validate("course", COURSE, "create"))
     stamp = first.changes_since({}, 10)[-1]["hlc"]
-    device = first.device_id
+    device = first.origin
     first.close()
     again = sql_factory("dev", user_id="learner")
     with freeze_time("2020-01-01"):  # the wall clock was set back ten years
         again.connect()
         again.create("course", None, validate("course", {**COURSE, "title": "later"}, "create"))
-    assert again.device_id == device
+    assert again.origin == device
     assert again.changes_since({}, 10)[-1]["hlc"] > stamp
 
 

@@ -20,10 +20,10 @@ USER = "learner"
 def test_a_round_in_the_child_moves_changes_both_ways_through_a_sqlite_hub(tmp_path):
     hub_path = str(tmp_path / "hub.sqlite3")
     settings = Settings(sqlite_path=str(tmp_path / "dev.sqlite3"), mongo_uri="mongodb://unused.invalid/",
-                        user_id=USER, device_id="dev-a")
-    local = get_db_connector("sql", settings, user_id=USER, device_id="dev-a")
+                        user_id=USER, origin="dev-a")
+    local = get_db_connector("sql", settings, user_id=USER, origin="dev-a")
     local.connect()
-    peer = get_db_connector("sql", settings, path=str(tmp_path / "peer.sqlite3"), user_id=USER, device_id="dev-b")
+    peer = get_db_connector("sql", settings, path=str(tmp_path / "peer.sqlite3"), user_id=USER, origin="dev-b")
     peer.connect()
     spec = HubSpec("sql", hub_path)
     service = SyncService(settings, local, functools.partial(open_hub, settings, USER, spec),

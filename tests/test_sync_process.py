@@ -51,7 +51,7 @@ def hub_db(wire_uri):
 @pytest.fixture
 def api(hub_db, wire_uri, tmp_path):
     settings = Settings(sqlite_path=str(tmp_path / "dev.sqlite3"), mongo_uri=wire_uri, mongo_db=hub_db.name,
-                        user_id=USER, device_id="dev-a", sync_interval_seconds=3600)
+                        user_id=USER, origin="dev-a", sync_interval_seconds=3600)
     app = create_app(settings, start_sync=False)
     yield app
     app.extensions["sync"].shutdown()
@@ -59,7 +59,7 @@ def api(hub_db, wire_uri, tmp_path):
 
 
 def other_device(wire_uri, hub_db):
-    hub = get_db_connector("mongo", Settings(), uri=wire_uri, db_name=hub_db.name, user_id=USER, device_id="dev-b")
+    hub = get_db_connector("mongo", Settings(), uri=wire_uri, db_name=hub_db.name, user_id=USER, origin="dev-b")
     hub.connect()
     return hub
 

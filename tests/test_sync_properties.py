@@ -71,7 +71,7 @@ class Oracle:
 
     @staticmethod
     def name_of(store) -> str:
-        return HUB if isinstance(store, MongoConnector) else store.device_id
+        return HUB if isinstance(store, MongoConnector) else store.origin
 
     @contextmanager
     def watching(self):

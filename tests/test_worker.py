@@ -29,7 +29,7 @@ def hub_client():
 
 @pytest.fixture
 def device(sql_factory):
-    conn = sql_factory("dev", user_id="learner", device_id="dev")
+    conn = sql_factory("dev", user_id="learner", origin="dev")
     conn.connect()
     return conn
 
@@ -119,7 +119,7 @@ def test_a_real_unreachable_hub_fails_fast_with_the_configured_timeout(device, t
     app = create_app(settings, store=device, start_sync=False)
     resp = app.test_client().post("/api/v1/sync", json={})
     assert resp.status_code == 503 and "hunter2" not in resp.get_data(as_text=True)
-    assert get_db_connector("mongo", settings, user_id=device.user_id, device_id=None).timeout_ms == 300
+    assert get_db_connector("mongo", settings, user_id=device.user_id, origin=None).timeout_ms == 300
 
 
 class Clock:
@@ -214,7 +214,7 @@ def test_the_worker_starts_once_per_store_and_only_with_a_hub(device, hub_client
         [job] = svc.scheduler.get_jobs()
         assert (job.max_instances, job.coalesce, job.trigger.interval.total_seconds()) == (1, True, 60)
     finally:
-        stop_worker(device.device_id)
+        stop_worker(device.origin)
 
 
 def test_no_worker_in_the_reloader_watcher_or_cli_commands(monkeypatch):

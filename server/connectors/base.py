@@ -38,7 +38,7 @@ def _translating(method):
 
 
 class DatabaseConnector(ABC):
-    device_id: str  # the origin stamped on this store's own changes
+    origin: str  # the origin stamped on this store's own changes
     user_id: str  # every read and write is scoped to this user
     # The driver's exceptions. A connector that names them gets every public method, its own and
     # inherited, wrapped so that they leave it only as `_unavailable(exc)`: one place per store,

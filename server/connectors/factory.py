@@ -13,13 +13,13 @@ def get_db_connector(kind: str, settings: Settings | None = None, **overrides) -
     if kind == "sql":
         from server.connectors.sql import SqlConnector
 
-        kw = {"user_id": settings.user_id, "device_id": settings.device_id,
+        kw = {"user_id": settings.user_id, "origin": settings.origin,
               "synchronous": settings.sqlite_synchronous, **overrides}
         conn: DatabaseConnector = SqlConnector(kw.pop("path", settings.sqlite_path), **kw)
     elif kind == "mongo":
         from server.connectors.mongo import MongoConnector
 
-        kw = {"user_id": settings.user_id, "device_id": settings.device_id,
+        kw = {"user_id": settings.user_id, "origin": settings.origin,
               "timeout_ms": settings.hub_timeout_ms, **overrides}
         conn = MongoConnector(kw.pop("uri", settings.mongo_uri or "mongodb://127.0.0.1:27017"),
                               kw.pop("db_name", settings.mongo_db), **kw)

@@ -15,6 +15,7 @@ from server.changes import (
     at_the_door,
     change_key,
     moved_to,
+    new_origin,
     restamp_state,
     still_held,
 )
@@ -105,10 +106,10 @@ class ChangeIntake:
     def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:
         with self._writer():
             self._refresh_origin()
-            if self.device_id != origin:
-                return self.device_id, 0  # another round (or process) has done it already
+            if self.origin != origin:
+                return self.origin, 0  # another round (or process) has done it already
             tail = self.changes_since({origin: first_seq - 1}, 2**31 - 1, only_origin=origin)  # all of it
-            new = f"d{uuid.uuid4().hex[:12]}"
+            new = new_origin()
             moved, stamps = moved_to(tail, new)
             for _ in range(20):
                 states = [restamp_state(s, stamps) for s in self._load({change_key(c) for c in tail}).values()]
@@ -119,14 +120,14 @@ class ChangeIntake:
                     continue
             else:
                 raise StateConflict("The store kept changing while its origin moved; try again.", code="busy")
-        log.warning("origin %s moved on to %s from #%d: %d changes to send again", origin, self.device_id,
+        log.warning("origin %s moved on to %s from #%d: %d changes to send again", origin, self.origin,
                     first_seq, len(moved))
-        return self.device_id, len(moved)
+        return self.origin, len(moved)
 
     def resend_own(self, seqs: list[int]) -> int:
         with self._writer():
             self._refresh_origin()
-            own = self.device_id
+            own = self.origin
             logged = self._known([{"origin": own, "seq": s} for s in seqs], whole=True) if seqs else {}
             held = [logged[(own, s)] for s in sorted(set(seqs)) if (own, s) in logged]
             states = self._load({change_key(c) for c in held})
@@ -157,4 +158,4 @@ class ChangeIntake:
 
 def _reused(ch: Change) -> StateConflict:
     return StateConflict(f"Change {ch['origin']}#{ch['seq']} is already stored with other content: two stores are "
-                    "using the same device id.", code="origin_reused")
+                    "using the same origin.", code="origin_reused")

@@ -147,7 +147,7 @@ class MergingConnector(ChangeIntake, DatabaseConnector):
         else:
             bases = {"*": delete_base}
         change = {
-            "origin": self.device_id, "seq": seq, "hlc": hlc, "kind": kind,
+            "origin": self.origin, "seq": seq, "hlc": hlc, "kind": kind,
             "id": record_id, "courseId": course_id, "op": op, "fields": fields, "bases": bases,
         }
         states, _ = self._merge_and_persist([change], own=True, preloaded=preloaded)

@@ -19,7 +19,7 @@ from bson.errors import BSONError
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
-from server.changes import Change, Cursor, Key, seq_spans, state_key
+from server.changes import Change, Cursor, Key, new_origin, seq_spans, state_key
 from server.clock import ZERO, HybridClock
 from server.config import redact_uri
 from server.connectors.merging import MergingConnector, RetryMerge
@@ -59,7 +59,7 @@ SEEDED = ("records", "changes", "origins", "conflicts", "quarantine", "state")
 class MongoConnector(MergingConnector):
     driver_errors = (PyMongoError, BSONError)
     def __init__(self, uri: str = "mongodb://127.0.0.1:27017", db_name: str = "coursesync", *,
-                 user_id: str | None = None, device_id: str | None = None,
+                 user_id: str | None = None, origin: str | None = None,
                  client: Any = None, timeout_ms: int = 3000) -> None:
         self.uri, self.db_name = uri, db_name
         self.client, self._own_client = client, client is None
@@ -67,8 +67,8 @@ class MongoConnector(MergingConnector):
         self._want_user = user_id
         self.user_id = user_id or ""
         # One origin per process unless pinned: two processes must never share a sequence.
-        self.device_id = device_id or f"m{uuid.uuid4().hex[:12]}"
-        self._pinned_device = device_id is not None
+        self.origin = origin or new_origin("mongo")
+        self._pinned_origin = origin is not None
         self._write_lock = threading.RLock()
         self._seq = 0
         self.db = None
@@ -98,9 +98,9 @@ class MongoConnector(MergingConnector):
         owner = self.db.meta.find_one({"_id": "owner"})
         self.user_id = self._want_user or (owner or {}).get("value") or "me"
         newest = self.db.changes.find_one({"userId": self.user_id}, {"hlc": 1}, sort=[("hlc", DESCENDING)])
-        self.clock = HybridClock(self.device_id, (newest or {}).get("hlc", ZERO))
+        self.clock = HybridClock(self.origin, (newest or {}).get("hlc", ZERO))
         self._repair_tail()
-        own = self.db.origins.find_one({"userId": self.user_id, "origin": self.device_id})
+        own = self.db.origins.find_one({"userId": self.user_id, "origin": self.origin})
         self._seq = (own or {}).get("maxSeq", 0)
 
     def _repair_tail(self) -> None:
@@ -113,7 +113,7 @@ class MongoConnector(MergingConnector):
             last = self.db.changes.find_one({"userId": self.user_id, "origin": doc["origin"]},
                                             NO_ID, sort=[("seq", DESCENDING)])
             if last and type(last.get("seq")) is int:
-                if doc["origin"] == self.device_id:
+                if doc["origin"] == self.origin:
                     tails.append(self._change_from_doc(last))
                 if last["seq"] > doc["maxSeq"]:
                     self.db.origins.update_one({"userId": self.user_id, "origin": doc["origin"]},
@@ -211,7 +211,7 @@ class MongoConnector(MergingConnector):
                 [UpdateOne({"userId": uid, "id": c["id"]}, {"$setOnInsert": {**c, "userId": uid}}, upsert=True)
                  for c in conflicts], ordered=False)
         if own:
-            self.db.origins.update_one({"userId": uid, "origin": self.device_id},
+            self.db.origins.update_one({"userId": uid, "origin": self.origin},
                                        {"$setOnInsert": {"maxSeq": 0}}, upsert=True)
             self._log(changes)
             self._seq = max(self._seq, *(c["seq"] for c in changes))
@@ -239,7 +239,7 @@ class MongoConnector(MergingConnector):
         """Crash-safe in this order: the copies first (logged under the new origin, records
         restamped), then the old tail goes. A crash in between leaves both copies of those
         changes in the log, which merge to the same records (no device syncs a Mongo store)."""
-        self.device_id, self._seq = new, 0
+        self.origin, self._seq = new, 0
         self.clock = HybridClock(new, self.clock.last)
         if moved:
             self._persist(moved, states, [], own=True, bookmarks=None)
@@ -359,8 +359,8 @@ class MongoConnector(MergingConnector):
         # The log restarts at 1. Under its old origin a new change #1 would clash with the old #1
         # that devices still hold and push back after the reset, so take a new one (as SQLite does).
         self._seq = 0
-        if not self._pinned_device:
-            self.device_id = f"m{uuid.uuid4().hex[:12]}"
-            self.clock = HybridClock(self.device_id, self.clock.last)
+        if not self._pinned_origin:
+            self.origin = new_origin("mongo")
+            self.clock = HybridClock(self.origin, self.clock.last)
         return removed
 

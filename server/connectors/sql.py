@@ -11,7 +11,7 @@ import uuid
 from contextlib import nullcontext
 from typing import Any
 
-from server.changes import Change, Cursor, Key, seq_spans, state_key
+from server.changes import Change, Cursor, Key, new_origin, seq_spans, state_key
 from server.clock import ZERO, HybridClock
 from server.connectors.merging import MergingConnector, compact_json
 from server.connectors.sql_atomic import Transaction
@@ -39,19 +39,19 @@ log = logging.getLogger("server.sync")
 class SqlConnector(SqlLedgers, MergingConnector):
     driver_errors = (sqlite3.Error, OSError)
 
-    def __init__(self, path: str, *, user_id: str | None = None, device_id: str | None = None,
+    def __init__(self, path: str, *, user_id: str | None = None, origin: str | None = None,
                  busy_timeout_ms: int = 10_000, synchronous: str = "FULL",
                  connections: Connections | None = None) -> None:
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
         self.path = path
-        self._want_user, self._want_device = user_id, device_id
+        self._want_user, self._want_origin = user_id, origin
         # Another connector's pool (a hub's per-user stores on one file) is shared, not owned.
         self._owns_pool = connections is None
         self.pool = connections or Connections(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
         self._write_lock = self.pool.write_lock
         self.user_id = user_id or ""
-        self.device_id = device_id or ""
+        self.origin = origin or ""
 
     # --- connection and transactions -----------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -81,12 +81,14 @@ class SqlConnector(SqlLedgers, MergingConnector):
             self.migrate()
             with self._atomic(immediate=True) as conn:
                 meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+                # The origin is kept under the meta key "device_id" (its name when the file format
+                # was set; a file made then opens the same way today).
                 previous = json.loads(meta.get("device_id", "null"))
-                device = self._want_device or previous or f"d{uuid.uuid4().hex[:12]}"
+                origin = self._want_origin or previous or new_origin()
                 self.user_id = self._want_user or json.loads(meta.get("owner", "null")) or "me"
                 # The newest stamp seen: own writes are in the change log, foreign ones in meta.
                 last = json.loads(meta.get("hlc", '""'))
-                if previous and previous != device:
+                if previous and previous != origin:
                     # The old id's changes become foreign ones. The origins table lists foreign
                     # origins only: without this row the part not yet pushed would never be.
                     conn.execute(
@@ -96,13 +98,13 @@ class SqlConnector(SqlLedgers, MergingConnector):
                     newest = conn.execute("SELECT MAX(hlc) FROM changes WHERE origin = ?", (previous,)).fetchone()[0]
                     last = max(last, newest or "")
                     self._set_meta(conn, "hlc", last)
-                self._set_meta(conn, "device_id", device)
+                self._set_meta(conn, "device_id", origin)
                 if "epoch" not in meta:
                     self._set_meta(conn, "epoch", uuid.uuid4().hex)
-                self.device_id = device
+                self.origin = origin
                 row = conn.execute("SELECT hlc FROM changes WHERE user_id = ? AND origin = ? ORDER BY seq DESC LIMIT 1",
-                                   (self.user_id, device)).fetchone()
-                self.clock = HybridClock(device, max(last, row[0] if row else ZERO))
+                                   (self.user_id, origin)).fetchone()
+                self.clock = HybridClock(origin, max(last, row[0] if row else ZERO))
 
     def migrate(self) -> list[int]:
         """Apply the schema steps not yet recorded. Running it twice is harmless."""
@@ -174,12 +176,12 @@ class SqlConnector(SqlLedgers, MergingConnector):
         (restart_origin, run by the sync process): one primary-key read."""
         row = conn.execute("SELECT value FROM meta WHERE key = 'device_id'").fetchone()
         stored = loads(row[0]) if row else None
-        if stored and stored != self.device_id:
-            log.warning("this store's origin moved on from %s to %s", self.device_id, stored)
+        if stored and stored != self.origin:
+            log.warning("this store's origin moved on from %s to %s", self.origin, stored)
             self._adopt_origin(stored)
 
     def _adopt_origin(self, origin: str) -> None:
-        self.device_id = origin
+        self.origin = origin
         self.clock = HybridClock(origin, self.clock.last)
 
     def _refresh_origin(self) -> None:
@@ -205,13 +207,13 @@ class SqlConnector(SqlLedgers, MergingConnector):
         foreign, seq, own = self._conn().execute(
             "SELECT (SELECT value FROM meta WHERE key = 'hlc'), c.seq, c.hlc FROM (SELECT 1) LEFT JOIN "
             "(SELECT seq, hlc FROM changes WHERE user_id = ? AND origin = ? ORDER BY seq DESC LIMIT 1) AS c",
-            (self.user_id, self.device_id)).fetchone()
+            (self.user_id, self.origin)).fetchone()
         self.clock.observe(max(loads(foreign) if foreign else ZERO, own or ZERO))
         return (seq or 0) + 1
 
     def _own_top(self, conn: sqlite3.Connection) -> int:
         row = conn.execute("SELECT MAX(seq) FROM changes WHERE user_id = ? AND origin = ?",
-                           (self.user_id, self.device_id)).fetchone()
+                           (self.user_id, self.origin)).fetchone()
         return row[0] or 0
 
     def _tops(self, conn: sqlite3.Connection) -> list[tuple[str, int]]:
@@ -220,7 +222,7 @@ class SqlConnector(SqlLedgers, MergingConnector):
         tops = dict(conn.execute("SELECT origin, max_seq FROM origins WHERE user_id = ?", (self.user_id,)))
         own = self._own_top(conn)
         if own:
-            tops[self.device_id] = own
+            tops[self.origin] = own
         return sorted(tops.items())
 
     def _tops_of(self, origins: set[str]) -> dict[str, int]:
@@ -232,10 +234,10 @@ class SqlConnector(SqlLedgers, MergingConnector):
             part = wanted[i:i + 500]
             tops.update(conn.execute(f"SELECT origin, max_seq FROM origins WHERE user_id = ? AND origin IN "
                                      f"({','.join('?' * len(part))})", (self.user_id, *part)))
-        if self.device_id in origins:
+        if self.origin in origins:
             own = self._own_top(conn)
             if own:
-                tops[self.device_id] = own
+                tops[self.origin] = own
         return tops
 
     def _known(self, changes: list[Change], whole: bool = False) -> dict[tuple[str, int], Any]:
@@ -353,8 +355,8 @@ class SqlConnector(SqlLedgers, MergingConnector):
                 removed[table] = conn.execute(f"DELETE FROM {table}").rowcount
             conn.execute("DELETE FROM meta WHERE key IN ('owner', 'hlc')")
             self._set_meta(conn, "epoch", uuid.uuid4().hex)
-            if not self._want_device:
+            if not self._want_origin:
                 # Sequence numbers restart at 1, so the device must not reuse its old origin.
-                self._adopt_origin(f"d{uuid.uuid4().hex[:12]}")
-                self._set_meta(conn, "device_id", self.device_id)
+                self._adopt_origin(new_origin())
+                self._set_meta(conn, "device_id", self.origin)
         return removed

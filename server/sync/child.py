@@ -36,8 +36,8 @@ class ChildRounds:
     """Runs `run_round` in one long-lived child process; `run` blocks until the round ends.
     `hub` says which hub the child opens (with server/sync/hub.py's open_hub, as the server would)."""
 
-    def __init__(self, settings: Settings, user_id: str, device_id: str, hub: HubSpec = HubSpec()):
-        self._args = (settings, user_id, device_id, hub, os.getpid())
+    def __init__(self, settings: Settings, user_id: str, origin: str, hub: HubSpec = HubSpec()):
+        self._args = (settings, user_id, origin, hub, os.getpid())
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -84,7 +84,7 @@ class ChildRounds:
 _child: dict[str, Any] = {}
 
 
-def _child_start(settings: Settings, user_id: str, device_id: str, hub: HubSpec, parent: int) -> None:
+def _child_start(settings: Settings, user_id: str, origin: str, hub: HubSpec, parent: int) -> None:
     from server.connectors.factory import get_db_connector
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -97,7 +97,7 @@ def _child_start(settings: Settings, user_id: str, device_id: str, hub: HubSpec,
     # cut (SQLITE_SYNCHRONOUS, in the server's process).
     # The store's own origin, not a pinned one: a round may have moved the store to a new origin
     # (a restored store, see engine._check_own_log), and a new child must go on from there.
-    local = get_db_connector("sql", settings, user_id=user_id, device_id=None, synchronous="NORMAL")
+    local = get_db_connector("sql", settings, user_id=user_id, origin=None, synchronous="NORMAL")
     local.connect()
     _child.update(settings=settings, local=local, hub_spec=hub, hub=None)
 

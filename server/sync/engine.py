@@ -107,7 +107,7 @@ def _resend_held(local: DatabaseConnector, report: RoundReport) -> None:
     held = local.get_bookmark(HELD_KEY)
     if held is not None and (held.get("due") is None or now < held["due"]):
         return
-    own = local.device_id
+    own = local.origin
     mine = [e for e in local.list_quarantine(HELD_LOOKED_AT)
             if e.get("origin") == own and type(e.get("seq")) is int and due_at(e) is not None]
     due = [e for e in mine if due_again(e, now)]
@@ -210,7 +210,7 @@ def _check_own_log(local: DatabaseConnector, hub: DatabaseConnector, bookmark: d
     just moves. Anything else means this store is older than its own log on the hub, restored
     from a backup or copied to another machine that syncs too: its edits from the first change
     that differs go on under a new origin, and the hub's are pulled like another device's."""
-    own = local.device_id
+    own = local.origin
     after = bookmark["cursor"].get(own, 0)
     while batch := hub.changes_since({own: after}, batch_size, only_origin=own):
         ours = {ch["seq"]: ch for ch in local.changes_since({own: after}, len(batch), only_origin=own)}
@@ -252,7 +252,7 @@ def _push(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batc
     # first; then, as a relay, whatever else the store holds past the cursor: the changes of
     # other origins a hub lost (reset, rolled back, or a retired device's that only this store
     # still has), and what is left of an origin this store moved on from.
-    own = local.device_id
+    own = local.origin
     everything, _ = local.pending_since(bookmark["cursor"])
     mine, _ = local.pending_since(bookmark["cursor"], own)
     try:
@@ -261,8 +261,8 @@ def _push(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batc
         # The hub gives this origin to another device: the store was copied or moved to a
         # machine with another token. What the hub has of it stays; the rest goes on anew.
         _restart_origin(local, bookmark, own, bookmark["cursor"].get(own, 0) + 1, report)
-        moved, _ = local.pending_since(bookmark["cursor"], local.device_id)
-        _push_origin(local, hub, bookmark, batch_size, report, progress, moved, only=local.device_id)
+        moved, _ = local.pending_since(bookmark["cursor"], local.origin)
+        _push_origin(local, hub, bookmark, batch_size, report, progress, moved, only=local.origin)
     if everything > mine:
         _push_origin(local, hub, bookmark, batch_size, report, progress, everything - mine, exclude=own)
 
@@ -330,7 +330,7 @@ def _push_origin(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dic
 def _pull(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
           report: RoundReport, progress: Progress | None) -> None:
     while True:
-        batch = hub.changes_since(bookmark["cursor"], batch_size, exclude_origin=local.device_id)
+        batch = hub.changes_since(bookmark["cursor"], batch_size, exclude_origin=local.origin)
         if not batch:
             break
         moved = {**bookmark, "cursor": advance(bookmark["cursor"], batch)}

@@ -29,9 +29,9 @@ def open_hub(settings: Settings, user_id: str, spec: HubSpec = HubSpec()) -> Dat
         hub: Any = HubClient(settings.hub_url, settings.hub_token or "", timeout_ms=settings.hub_timeout_ms,
                              user_id=user_id)
     elif spec.kind == "sql":
-        hub = get_db_connector("sql", settings, user_id=user_id, device_id=None, path=spec.path)
+        hub = get_db_connector("sql", settings, user_id=user_id, origin=None, path=spec.path)
     else:
-        hub = get_db_connector("mongo", settings, user_id=user_id, device_id=None)
+        hub = get_db_connector("mongo", settings, user_id=user_id, origin=None)
     try:
         hub.connect()
     except Exception:

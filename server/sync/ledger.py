@@ -60,7 +60,7 @@ def _restore_user(store: DatabaseConnector, field: str, value: Any) -> dict[str,
 def _the_edit(store: DatabaseConnector, conflict: dict[str, Any]) -> dict[str, Any] | None:
     """The change the restore wrote: the newest of this store's own that wrote that field of
     that record (another request may have written in between)."""
-    own = store.device_id
+    own = store.origin
     top, _ = store.pending_since({}, origin=own)
     for ch in reversed(store.changes_since({own: max(0, top - 20)}, 20, only_origin=own)):
         if (ch["kind"], ch["id"]) == (conflict["kind"], conflict["recordId"]) and conflict["field"] in ch["fields"]:

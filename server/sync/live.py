@@ -71,7 +71,7 @@ class LiveWait:
                     service.backoff_until = None
                     self._round(cursor)
                     continue
-                news = wait_for_news(self.hub, cursor, local.device_id, self.seconds, self._stop)
+                news = wait_for_news(self.hub, cursor, local.origin, self.seconds, self._stop)
                 failures = 0
                 if news is None:  # an older hub server: the timer it is
                     self.state = "timer"

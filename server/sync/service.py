@@ -291,7 +291,7 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
         warnings.append(QUARANTINE_HELD.format(n=held, s="" if held == 1 else "s", verb="is" if held == 1 else "are"))
     return {
         "enabled": service is not None,
-        "deviceId": local.device_id,
+        "deviceId": local.origin,
         "userId": local.user_id,
         **live,
         "warnings": warnings,

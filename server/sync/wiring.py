@@ -29,9 +29,9 @@ def build_sync(settings: Settings, local: DatabaseConnector, *,
         return None
     in_process = hub is not None or not settings.sync_process
     with _workers_lock:
-        service = _workers.get(local.device_id)
+        service = _workers.get(local.origin)
         if service is None or service.local is not local:
-            child = None if in_process else ChildRounds(settings, local.user_id, local.device_id)
+            child = None if in_process else ChildRounds(settings, local.user_id, local.origin)
             opener = functools.partial(open_hub, settings, local.user_id)
             # The live wait holds a hub connection of its own, so only with a hub it can open
             # again (not a test's single in-memory one).
@@ -46,16 +46,16 @@ def start_worker(service: SyncService) -> None:
     """Start the service's background worker, unless this process must not run one or the
     store's worker already runs."""
     with _workers_lock:
-        if should_start_worker() and service.local.device_id not in _workers:
+        if should_start_worker() and service.local.origin not in _workers:
             service.start()
-            _workers[service.local.device_id] = service
+            _workers[service.local.origin] = service
             atexit.register(service.shutdown)
 
 
-def stop_worker(device_id: str) -> None:
+def stop_worker(origin: str) -> None:
     """Stop and forget the worker of that store (tests that started one)."""
     with _workers_lock:
-        service = _workers.pop(device_id, None)
+        service = _workers.pop(origin, None)
     if service is not None:
         service.shutdown()
 
