@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 from server.clock import ZERO, decode, encode, is_stamp
-from server.records import CHILD_KINDS, KINDS, check_fields, is_id, iso_now_from_ms
+from server.records import CHILD_KINDS, KINDS, check_fields, is_id
+from server.times import iso_from_ms
 
 Change = dict[str, Any]  # {"origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"}
 Cursor = dict[str, int]  # origin -> last sequence number seen
@@ -161,7 +162,7 @@ def at_the_door(changes: list[Any], *, now_ms: int, max_skew_ms: int | None, use
     """(the changes that passed, quarantine entries for the others, slot fillers for those of
     them whose origin and seq can be read)."""
     good, refused, fillers = [], [], []
-    received_at = iso_now_from_ms(now_ms)
+    received_at = iso_from_ms(now_ms)
     for ch in changes:
         reason = check_change(ch, now_ms=now_ms, max_skew_ms=max_skew_ms)
         if reason is None:

@@ -9,8 +9,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from server.records import is_id
-from server.seeding import SeedError, load_seed_file, validate_seed
-from server.seeding_run import StoreNotEmpty, seed_store
+from server.seeding import SeedError, validate_seed
+from server.seeding_run import StoreNotEmpty, load_seed_file, seed_store
 from server.sync.engine import stored_cursor
 from server.sync.service import sync_status
 

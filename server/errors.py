@@ -71,6 +71,17 @@ class StoreUnavailable(AppError):
     code = "store_unavailable"
 
 
+class HubRefused(StoreUnavailable):
+    """The hub refused this device (a token unknown or revoked, an origin not its own);
+    `reason` is the hub's error code (`origin_not_yours`, `token_revoked`, ...)."""
+
+    code = "hub_refused"
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+
 class Unauthorized(AppError):
     """No token, an unknown one, or a revoked one (the hub server)."""
 

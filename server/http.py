@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, Request, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from server.errors import AppError, BadBody, PreconditionFailed, UnsupportedMedia
-from server.records import etag_of
+from server.etags import etag_of
 
 log = logging.getLogger("server.http")
 TRACE_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")

@@ -14,6 +14,7 @@ from flask import Blueprint, current_app, render_template
 
 from server.sync.ledger import losing_value
 from server.sync.service import sync_status
+from server.times import seconds_from_iso
 
 bp = Blueprint("page", __name__, template_folder="templates")
 PUBLIC_PATHS = ("/", "/sync")  # the shell holds no data: the panel needs the token
@@ -51,15 +52,9 @@ def _panel_html() -> str:
                            chart=chart(status.get("recentRounds") or []))
 
 
-def _ts(iso: str | None) -> float | None:
-    if not iso:
-        return None
-    return dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc).timestamp()
-
-
 def ago(iso: str | None, now: float) -> str:
     """'just now', '12 s ago', '5 min ago', '3 h ago', '2 days ago'; 'never' for none."""
-    ts = _ts(iso)
+    ts = seconds_from_iso(iso)
     if ts is None:
         return "never"
     seconds = max(0, now - ts)
@@ -70,7 +65,7 @@ def ago(iso: str | None, now: float) -> str:
 
 
 def _clock(iso: str | None) -> str:
-    ts = _ts(iso)
+    ts = seconds_from_iso(iso)
     return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts is not None else "soon"
 
 
@@ -96,7 +91,7 @@ def state_words(s: dict[str, Any], now: float) -> dict[str, str]:
         return {"tone": "busy", "headline": "Syncing now…", "detail": f"{pending} of your changes waiting to go."}
     code = (s.get("lastRound") or {}).get("errorCode")
     if s["state"] == "backing_off":
-        wait = max(0, int((_ts(s["nextRun"]) or now) - now))
+        wait = max(0, int((seconds_from_iso(s["nextRun"]) or now) - now))
         headline, why = PLAIN_ERRORS.get(code, PLAIN_ERRORS["store_unavailable"])
         return {"tone": "warn", "headline": headline,
                 "detail": f"Your changes are safe on this device. {why} Trying again at {_clock(s['nextRun'])} "

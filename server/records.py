@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import re
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
-
-import orjson
 
 from server.errors import ValidationError
 
@@ -358,34 +354,3 @@ def _field_label(key: str) -> str:
 def is_id(value: Any) -> bool:
     """A record, user or device id: 1-128 letters, digits or . _ ~ : -."""
     return isinstance(value, str) and ID_RE.match(value) is not None
-
-
-def iso_now() -> str:
-    return iso_now_from_ms(int(time.time() * 1000))
-
-
-def iso_now_from_ms(ms: int) -> str:
-    """ISO-8601 UTC with milliseconds and a Z, e.g. 2026-11-26T10:12:35.123Z."""
-    seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
-
-
-def ms_from_iso(value: str) -> int:
-    parsed = dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=dt.timezone.utc)
-    return int(parsed.timestamp() * 1000)
-
-
-def etag_of(record: dict[str, Any]) -> str:
-    """A strong ETag of a record's own fields. A course's lectures and assignments carry their
-    own ETags, so editing a lecture does not invalidate what a client holds of its course."""
-    own = {k: v for k, v in record.items() if k not in CHILD_PLURALS}
-    digest = hashlib.sha256(orjson.dumps(own, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return f'"{digest[:24]}"'
-
-
-def etag_matches(if_match: list[str] | None, record: dict[str, Any]) -> bool:
-    """RFC 9110 If-Match: absent matches, `*` matches any existing record, otherwise one of the
-    listed tags must equal the record's (weak tags never match a strong comparison)."""
-    if if_match is None or "*" in if_match:
-        return True
-    return etag_of(record) in if_match

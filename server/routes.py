@@ -14,7 +14,8 @@ from server import http
 from server.connectors.base import DatabaseConnector
 from server.http import envelope, if_match, json_object, record_answer
 from server.openapi import Operation, build_document, record_operations
-from server.records import RECORD_KINDS, Kind, iso_now, validate, validate_user_body
+from server.records import RECORD_KINDS, Kind, validate, validate_user_body
+from server.times import iso_now
 
 EXPORT_VERSION = 1
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -11,16 +11,8 @@ from typing import Any
 
 from server.changes import Change
 from server.clock import encode
-from server.records import (
-    CHILD_PLURALS,
-    COURSE,
-    EPOCH_START,
-    KINDS,
-    USER,
-    check_fields,
-    children_of,
-    ms_from_iso,
-)
+from server.records import CHILD_PLURALS, COURSE, EPOCH_START, KINDS, USER, check_fields, children_of
+from server.times import ms_from_iso
 
 TOP_KEYS = {"user", "courses"}
 
@@ -29,16 +21,6 @@ class SeedError(ValueError):
     def __init__(self, problems: list[str]):
         super().__init__("; ".join(problems[:20]))
         self.problems = problems
-
-
-def load_seed_file(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
-    except FileNotFoundError:
-        raise SeedError([f"{path}: no such file"]) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SeedError([f"{path}: not valid JSON ({exc})"]) from None
 
 
 def _record(kind: str, raw: Any, path: str, problems: list[str]) -> dict[str, Any]:

@@ -1,12 +1,25 @@
-"""The seeding procedure shared by seed.py, seed_mongo.py and `flask seed`."""
+"""The seeding procedure shared by seed.py, seed_mongo.py and `flask seed`: read a seed file,
+check it whole (seeding.py), write it to a store."""
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any
 
 from server.connectors.base import DatabaseConnector
 from server.errors import StoreUnavailable
-from server.seeding import SeedError, load_seed_file, seed_changes, validate_seed
+from server.seeding import SeedError, seed_changes, validate_seed
+
+
+def load_seed_file(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    except FileNotFoundError:
+        raise SeedError([f"{path}: no such file"]) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SeedError([f"{path}: not valid JSON ({exc})"]) from None
 
 
 class StoreNotEmpty(RuntimeError):

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from server.errors import StoreUnavailable
-from server.sync.http_hub import HubClient, HubRefused
+from server.errors import HubRefused, StoreUnavailable
+from server.sync.http_hub import HubClient
 from tests.procs import free_port
 
 

@@ -14,8 +14,10 @@ import pytest
 
 from server.config import Settings
 from server.connectors.factory import get_db_connector
+from server.errors import HubRefused
 from server.sync.engine import run_round
-from server.sync.http_hub import HubClient, HubRefused
+from server.sync.http_hub import HubClient
+from server.sync.hub import Hub, StoreHub, WaitingHub
 from server.sync.live import LiveWait
 from server.sync.service import SyncService
 from tests.procs import ServerProcess
@@ -198,6 +200,9 @@ def test_an_older_hub_server_without_the_call_leaves_the_device_on_its_timer(tmp
         def wait(self, cursor, *, exclude_origin, seconds):
             return None  # what HubClient.wait answers when the hub lacks the feature
 
+        def interrupt(self):
+            pass
+
         def close(self):
             pass
 
@@ -223,6 +228,7 @@ def test_a_device_on_a_hub_store_it_opens_itself_polls_and_pulls_at_once(tmp_pat
         else:
             hub = get_db_connector("sql", Settings(), path=str(tmp_path / "hub.sqlite3"), user_id=USER,
                                    origin=None)
+        hub = StoreHub(hub)
         hub.connect()
         return hub
 
@@ -287,3 +293,13 @@ def test_the_watcher_wakes_only_the_users_whose_log_moved():
     source.tops_now["bob"] = (("o2", 1),)
     watcher.look()
     assert {u: w.reason for u, w in again.items()} == {"ann": None, "bob": "news"}
+
+
+def test_each_kind_of_hub_is_the_declared_interface(tmp_path):
+    """The engine and the live wait see a hub only as hub.Hub / hub.WaitingHub: a hub server's
+    client and a store opened as a hub are both WaitingHubs, a bare store is a Hub (a round can
+    run on it, a live wait cannot)."""
+    store = get_db_connector("sql", Settings(), path=str(tmp_path / "h.sqlite3"), user_id=USER, origin=None)
+    client = HubClient("http://127.0.0.1:9", "t")
+    assert isinstance(client, WaitingHub) and isinstance(StoreHub(store), WaitingHub)
+    assert isinstance(store, Hub) and not isinstance(store, WaitingHub)

@@ -17,7 +17,8 @@ import seed_mongo
 from server.api import create_app
 from server.config import Settings
 from server.connectors.factory import get_db_connector
-from server.seeding import SeedError, load_seed_file, validate_seed
+from server.seeding import SeedError, validate_seed
+from server.seeding_run import load_seed_file
 from server.sync.engine import run_round
 
 ROOT = Path(__file__).resolve().parent.parent

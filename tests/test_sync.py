@@ -10,8 +10,8 @@ from freezegun import freeze_time
 from server.errors import StoreUnavailable
 from server.merge import DELETED
 from server.records import META_FIELDS
-from server.seeding import load_seed_file, validate_seed
-from server.seeding_run import seed_store
+from server.seeding import validate_seed
+from server.seeding_run import load_seed_file, seed_store
 from server.sync.engine import run_round
 from tests.synckit import FlakyHub, assert_converged, course, lecture
 from tests.test_seed import OUR_SEED

@@ -35,7 +35,7 @@ def test_a_round_in_the_child_moves_changes_both_ways_through_a_sqlite_hub(tmp_p
         child_pid = service.child.pid
         assert child_pid is not None and child_pid != os.getpid()
         hub = open_hub(settings, USER, spec)
-        assert [c["id"] for c in hub.get_courses()] == ["mine"]
+        assert [c["id"] for c in hub.store.get_courses()] == ["mine"]
         peer.apply_changes(hub.changes_since({}, 100, exclude_origin="dev-b"))
         course(peer, id="theirs", title="made on b")
         assert run_round(peer, hub, 100).error is None

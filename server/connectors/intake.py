@@ -1,6 +1,6 @@
 """What comes into a store from elsewhere: a batch of changes checked at the door and merged,
-the quarantine of what was refused, and moving a restored store's own edits to a new origin. A
-part of MergingConnector, written on its storage primitives."""
+the quarantine of what was refused, and moving a restored store's own edits to a new origin,
+written on the storage primitives (storage.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 from server.changes import (
-    QUARANTINE_BODY_MAX,
     Change,
     at_the_door,
     change_key,
@@ -20,6 +19,7 @@ from server.changes import (
     still_held,
 )
 from server.clock import wall_ms
+from server.connectors.storage import RetryMerge, Storage
 from server.errors import StateConflict
 from server.sequences import admit, shortfall
 
@@ -28,16 +28,8 @@ log = logging.getLogger("server.sync")
 ROLLBACKS_KEY = "hub-rollbacks"
 
 
-class RetryMerge(Exception):
-    """A record changed under us between load and save (Mongo's optimistic check): redo."""
-
-
-class ChangeIntake:
-    """Mixed into MergingConnector, whose primitives (_known, _complete, _merge_and_persist,
-    _writer, _load, _refresh_origin, _retire_tail) these methods use."""
-
-    quarantine_keep = QUARANTINE_BODY_MAX  # characters of a refused change kept (a hub keeps 1 KB)
-    quarantine_cap: int | None = None  # refused changes kept at most (a hub's quota), None: all
+class ChangeIntake(Storage):
+    """The contract's calls for changes from elsewhere, on the primitives Storage declares."""
 
     def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None,
                       relayed: bool = False, from_hub: bool = False) -> dict:

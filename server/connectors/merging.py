@@ -1,5 +1,5 @@
-"""What both connectors share: the domain operations of the contract, written once on top of a
-handful of storage primitives that each connector implements in its own store.
+"""What both connectors share: the domain operations of the contract (reads, and the API's
+writes), written once on the storage primitives each connector implements (storage.py).
 
 A local write is: inside the store's writer section, load the record, check it, build one change
 (next sequence number, a new HLC, the fields written and the clocks they replace), then merge it
@@ -9,106 +9,28 @@ both stores; each store makes the result atomic in its own way.
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import uuid
-from abc import abstractmethod
-from contextlib import AbstractContextManager
 from typing import Any
-
-import orjson
 
 from server import merge
 from server.changes import (
-    MAX_SKEW_MS,
-    Change,
     Key,
-    change_key,
     record_key,
     state_key,
 )
-from server.clock import ZERO, HybridClock, stamp_ms
-from server.connectors.base import DatabaseConnector
-from server.connectors.intake import ChangeIntake, RetryMerge
+from server.clock import ZERO, stamp_ms
+from server.connectors.intake import ChangeIntake
 from server.errors import NotFound, PreconditionFailed, StateConflict
-from server.records import (
-    CHILD_KINDS,
-    COURSE,
-    KINDS,
-    USER,
-    children_of,
-    etag_matches,
-    iso_now_from_ms,
-)
+from server.etags import etag_matches
+from server.records import CHILD_KINDS, COURSE, KINDS, USER, children_of
 from server.shaping import course_tree, shape
+from server.times import iso_from_ms
 
-log = logging.getLogger("server.sync")
 
-
-class MergingConnector(ChangeIntake, DatabaseConnector):
-    clock: HybridClock
-    max_skew_ms = MAX_SKEW_MS  # MAX_CLOCK_SKEW_SECONDS; the factory sets it from the settings
-
-    # --- primitives each store implements -------------------------------------------------
-    @abstractmethod
-    def _writer(self) -> AbstractContextManager:
-        """Exclusive section for this store's own writes (one writer per origin)."""
-
-    @abstractmethod
-    def _reader(self) -> AbstractContextManager:
-        """A consistent view for multi-query reads."""
-
-    @abstractmethod
-    def _load(self, keys: set[Key]) -> dict[Key, dict[str, Any]]:
-        """Merge states of these records (tombstones too); missing ones are absent."""
-
-    @abstractmethod
-    def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
-        """Merge states of the lectures and assignments of these courses, tombstones too."""
-
-    @abstractmethod
-    def _load_every_live_record(self) -> list[dict[str, Any]]:
-        """Every live course, lecture and assignment of the user, as states that carry only what
-        shaping an answer needs (kind, id, courseId, fields): the read path skips the clocks."""
-
-    @abstractmethod
-    def _next_seq(self) -> int:
-        """The next sequence number of this store's own origin (inside `_writer`). A store that
-        other processes also write to first observes the newest stamp they stored, so that the
-        stamp taken next sorts after everything already in the store."""
-
-    def _refresh_origin(self) -> None:
-        """Take on the origin another process moved this store to (a store shared by processes)."""
-
-    @abstractmethod
-    def _retire_tail(self, origin: str, first_seq: int, new: str, moved: list[Change], states: list[dict]) -> None:
-        """Inside `_writer`: drop `origin`'s changes from `first_seq` on, store `moved` (their
-        copies under the new origin) and `states` (the records they wrote, restamped), and make
-        the new origin this store's own. Raise RetryMerge on a lost race."""
-
-    def _complete(self, changes: list[Change]) -> None:
-        """Finish what an earlier attempt to store these (already logged) changes may have left
-        undone. A store that logs a batch in one transaction has nothing to finish."""
-
-    @abstractmethod
-    def _tops_of(self, origins: set[str]) -> dict[str, int]:
-        """origin -> the newest sequence number this store holds of it, for those of `origins` it
-        holds anything of (the own origin included)."""
-
-    @abstractmethod
-    def _known(self, changes: list[Change], whole: bool = False) -> dict[tuple[str, int], Any]:
-        """(origin, seq) -> hlc (or, `whole`, the stored change) for those of these changes already
-        stored, whatever the origin's top says."""
-
-    @abstractmethod
-    def _persist(self, changes: list[Change], states: list[dict], conflicts: list[dict],
-                 *, own: bool, bookmarks: dict[str, Any] | None, quarantined: list[dict] = ()) -> None:
-        """Store changes, merged records, conflicts (deduplicated by id), sync state and the
-        clock, atomically or in a crash-safe order. Raise RetryMerge on a lost race."""
-
+class MergingConnector(ChangeIntake):
     # --- helpers --------------------------------------------------------------------------
     def _now_iso(self, hlc: str) -> str:
-        return iso_now_from_ms(stamp_ms(hlc))
+        return iso_from_ms(stamp_ms(hlc))
 
     def _existing(self, kind: str, record_id: str, course_id: str | None = None) -> dict[str, Any]:
         return self._existing_and_parent(kind, record_id, course_id)[0]
@@ -153,63 +75,6 @@ class MergingConnector(ChangeIntake, DatabaseConnector):
         states, _ = self._merge_and_persist([change], own=True, preloaded=preloaded)
         key = (kind, record_key(kind, course_id, record_id))
         return next(s for s in states if state_key(s) == key)
-
-    def _merge(self, changes: list[Change], preloaded: dict[Key, dict | None] | None = None,
-               ) -> tuple[list[dict], list[dict]]:
-        keys = {change_key(c) for c in changes}
-        keys |= {(COURSE, c["courseId"]) for c in changes if c["kind"] in CHILD_KINDS and c["courseId"]}
-        preloaded = preloaded or {}
-        cache = {k: v for k, v in preloaded.items() if v is not None}
-        cache.update(self._load(keys - preloaded.keys()))
-        deleted_courses = {c["id"] for c in changes if c["kind"] == COURSE and c["op"] == "delete"}
-        if deleted_courses:
-            cache.update(self._load_children(deleted_courses))
-        dirty: set[Key] = set()
-        conflicts: list[dict] = []
-        for ch in changes:
-            key = change_key(ch)
-            parent = cache.get((COURSE, ch["courseId"])) if ch["kind"] in CHILD_KINDS else None
-            out = merge.apply_change(cache.get(key), ch, parent)
-            conflicts += [self._stamp_conflict(c, ch) for c in out.conflicts]
-            if out.changed:
-                cache[key], _ = out.state, dirty.add(key)
-            if ch["kind"] == COURSE and ch["op"] == "delete":
-                course = cache[key]
-                for ckey, child in list(cache.items()):
-                    if ckey[0] in CHILD_KINDS and child.get("courseId") == ch["id"]:
-                        sub = merge.cascade_delete(child, course)
-                        conflicts += [self._stamp_conflict(c, ch) for c in sub.conflicts]
-                        if sub.changed:
-                            cache[ckey], _ = sub.state, dirty.add(ckey)
-        return [cache[k] for k in dirty], conflicts
-
-    def _stamp_conflict(self, conflict: dict, change: Change) -> dict:
-        # One loss is one entry, whichever side it was seen from: a write re-merged after the
-        # write that beat it (a repaired tail) finds the entry its first merge made.
-        pair = sorted((conflict["localHlc"], conflict["remoteHlc"]))
-        where = (conflict["kind"], conflict["courseId"], conflict["recordId"], conflict["field"])
-        ident = "|".join(map(str, (*where, *pair)))
-        return {
-            **conflict,
-            "id": hashlib.sha256(ident.encode()).hexdigest()[:24],
-            "remoteOrigin": change["origin"],
-            "detectedAt": iso_now_from_ms(stamp_ms(self.clock.now())),
-        }
-
-    def _merge_and_persist(self, changes: list[Change], *, own: bool, bookmarks: dict[str, Any] | None = None,
-                           preloaded: dict[Key, dict | None] | None = None,
-                           quarantined: list[dict] = ()) -> tuple[list[dict], list[dict]]:
-        """Merge and store; returns (changed states, conflicts). What the caller loaded in the
-        same writer section may be passed in; a retry after a lost race loads afresh."""
-        for _ in range(20):
-            states, conflicts = self._merge(changes, preloaded)
-            preloaded = None
-            try:
-                self._persist(changes, states, conflicts, own=own, bookmarks=bookmarks, quarantined=quarantined)
-                return states, conflicts
-            except RetryMerge:
-                continue
-        raise StateConflict("The hub kept changing under this batch; try again.", code="busy")
 
     # --- reads ----------------------------------------------------------------------------
     def get_user(self) -> dict[str, Any]:
@@ -288,7 +153,7 @@ class MergingConnector(ChangeIntake, DatabaseConnector):
         children = self._load_children({state["id"]}).values()
         return course_tree(state, [c for c in children if not c["deleted"]])
 
-    def _check_if_match(self, kind: str, course_id: str | None, state: dict, if_match: list[str] | None) -> None:
+    def _check_if_match(self, kind: str, state: dict, if_match: list[str] | None) -> None:
         if if_match is not None and not etag_matches(if_match, shape(state)):
             raise PreconditionFailed(f"The {kind} changed since it was read.", current=self._answer(state))
 
@@ -296,7 +161,7 @@ class MergingConnector(ChangeIntake, DatabaseConnector):
                 if_match: list[str] | None = None) -> dict:
         with self._writer():
             state, found = self._existing_and_parent(kind, record_id, course_id)
-            self._check_if_match(kind, course_id, state, if_match)
+            self._check_if_match(kind, state, if_match)
             if updates:
                 state = self._write(state, kind, record_id, course_id, "upsert", updates, preloaded=found)
             return self._answer(state)
@@ -304,7 +169,7 @@ class MergingConnector(ChangeIntake, DatabaseConnector):
     def _delete(self, kind: str, course_id: str | None, record_id: str, if_match: list[str] | None = None) -> None:
         with self._writer():
             state, found = self._existing_and_parent(kind, record_id, course_id)
-            self._check_if_match(kind, course_id, state, if_match)
+            self._check_if_match(kind, state, if_match)
             base = merge.max_clock(state)
             if children_of(kind):
                 base = max([base, *map(merge.max_clock, self._load_children({record_id}).values())])
@@ -327,8 +192,3 @@ def _record_kind(kind: str, parent_id: str | None) -> str:
         raise ValueError(f"not a record kind with parent {parent_id!r}: {kind!r}")
     return kind
 
-
-def compact_json(value: Any) -> str:
-    """Compact JSON text for storage (key order is irrelevant: stored values are compared
-    decoded). orjson: encoding is on every write's path and it is about ten times faster."""
-    return orjson.dumps(value).decode()

@@ -22,7 +22,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from server.changes import Change, Cursor, Key, new_origin, seq_spans, state_key
 from server.clock import ZERO, HybridClock
 from server.config import redact_uri
-from server.connectors.merging import MergingConnector, RetryMerge
+from server.connectors.merging import MergingConnector
+from server.connectors.storage import RetryMerge
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
 from server.sequences import run_after

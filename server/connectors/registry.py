@@ -23,7 +23,7 @@ from server.connectors.base import DatabaseConnector
 from server.connectors.sql_atomic import Transaction
 from server.connectors.sql_atomic import atomic as transaction
 from server.connectors.sql_pool import Connections
-from server.records import iso_now
+from server.times import iso_now
 
 TOKEN_PREFIX = "csh_"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from server.changes import Change, Cursor, Key, new_origin, seq_spans, state_key
 from server.clock import ZERO, HybridClock
-from server.connectors.merging import MergingConnector, compact_json
+from server.connectors.merging import MergingConnector
 from server.connectors.sql_atomic import Transaction
 from server.connectors.sql_atomic import atomic as transaction
 from server.connectors.sql_files import check_store_file, describe
@@ -24,6 +24,7 @@ from server.connectors.sql_rows import (
     CHILD_MARKS,
     LOAD_CHUNK,
     RECORD_COLS,
+    compact_json,
     loads,
     row_to_change,
     row_to_state,

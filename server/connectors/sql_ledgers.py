@@ -1,39 +1,41 @@
 """The SQLite store's two ledgers a person reads: the conflicts (values that lost a merge, and
-how each was resolved) and the quarantine (changes refused at the door). A part of SqlConnector."""
+how each was resolved) and the quarantine (changes refused at the door), on the store's pool."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from server.connectors.merging import compact_json
-from server.connectors.sql_rows import loads
+from server.connectors.sql_atomic import atomic
+from server.connectors.sql_pool import Connections
+from server.connectors.sql_rows import compact_json, loads
+from server.connectors.storage import Storage
 
 # `status` of list_conflicts: which entries, by whether a person has resolved them.
 WHERE_STATUS = {"all": "", "open": " AND json_extract(body, '$.resolution') IS NULL",
                 "resolved": " AND json_extract(body, '$.resolution') IS NOT NULL"}
 
 
-class SqlLedgers:
-    user_id: str
+class SqlLedgers(Storage):
+    pool: Connections  # the SQLite store's connections (SqlConnector's)
 
     def list_conflicts(self, limit: int = 100, status: str = "all") -> list[dict[str, Any]]:
-        rows = self._conn().execute(
+        rows = self.pool.get().execute(
             f"SELECT body FROM conflicts WHERE user_id = ?{WHERE_STATUS[status]} ORDER BY detected_at DESC, id LIMIT ?",
             (self.user_id, limit),
         )
         return [{"resolution": None, **loads(r[0])} for r in rows]
 
     def count_conflicts(self) -> int:
-        return self._conn().execute(f"SELECT COUNT(*) FROM conflicts WHERE user_id = ?{WHERE_STATUS['open']}",
+        return self.pool.get().execute(f"SELECT COUNT(*) FROM conflicts WHERE user_id = ?{WHERE_STATUS['open']}",
                                     (self.user_id,)).fetchone()[0]
 
     def get_conflict(self, conflict_id: str) -> dict[str, Any] | None:
-        row = self._conn().execute("SELECT body FROM conflicts WHERE user_id = ? AND id = ?",
+        row = self.pool.get().execute("SELECT body FROM conflicts WHERE user_id = ? AND id = ?",
                                    (self.user_id, conflict_id)).fetchone()
         return {"resolution": None, **loads(row[0])} if row else None
 
     def resolve_conflict(self, conflict_id: str, resolution: dict[str, Any]) -> dict[str, Any] | None:
-        with self._atomic(immediate=True) as conn:
+        with atomic(self.pool.get, immediate=True) as conn:
             row = conn.execute("SELECT body FROM conflicts WHERE user_id = ? AND id = ?",
                                (self.user_id, conflict_id)).fetchone()
             if row is None:
@@ -46,16 +48,16 @@ class SqlLedgers:
             return entry
 
     def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._conn().execute(
+        rows = self.pool.get().execute(
             "SELECT body FROM quarantine WHERE user_id = ? ORDER BY received_at DESC, id LIMIT ?",
             (self.user_id, limit))
         return [loads(r[0]) for r in rows]
 
     def release_quarantined(self, ids: list[str]) -> int:
-        with self._atomic(immediate=True) as conn:
+        with atomic(self.pool.get, immediate=True) as conn:
             return sum(conn.execute("DELETE FROM quarantine WHERE user_id = ? AND id = ?", (self.user_id, i)).rowcount
                        for i in set(ids))
 
     def count_quarantine(self) -> int:
         query = "SELECT COUNT(*) FROM quarantine WHERE user_id = ?"
-        return self._conn().execute(query, (self.user_id,)).fetchone()[0]
+        return self.pool.get().execute(query, (self.user_id,)).fetchone()[0]

@@ -13,6 +13,12 @@ from server.records import CHILD_KINDS
 loads = orjson.loads  # stored JSON is read on every request's path; orjson decodes it ~3x faster
 
 
+def compact_json(value: Any) -> str:
+    """Compact JSON text for storage (key order is irrelevant: stored values are compared
+    decoded). orjson: encoding is on every write's path and it is about ten times faster."""
+    return orjson.dumps(value).decode()
+
+
 # --- row layout ---------------------------------------------------------------------------
 LOAD_CHUNK = 400  # keys per lookup query: 2 parameters each, well under SQLite's limit of 32,766
 RECORD_COLS = "kind, id, course_id, fields, clocks, deleted, dclock, dbase, v, key"

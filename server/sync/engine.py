@@ -19,9 +19,10 @@ import orjson
 from server.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
 from server.clock import is_stamp
 from server.connectors.base import DatabaseConnector
-from server.errors import AppError, StoreUnavailable
-from server.records import iso_now, ms_from_iso
+from server.errors import AppError, HubRefused, StoreUnavailable
 from server.sequences import advance
+from server.sync.hub import Hub
+from server.times import iso_now, ms_from_iso
 
 log = logging.getLogger("server.sync")
 BOOKMARK_KEY = "hub"
@@ -129,7 +130,7 @@ def stored_cursor(local: DatabaseConnector, bookmark: dict | None = None) -> tup
     return bookmark.get("epoch"), dict(bookmark.get("cursor") or {})
 
 
-def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int = 500,
+def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
               progress: Progress | None = None) -> RoundReport:
     """Push, then pull. A store error (StoreUnavailable for a lost hub) ends the round early
     and is reported in `error`; nothing half-done is recorded, so whatever was not acknowledged
@@ -150,7 +151,7 @@ def run_round(local: DatabaseConnector, hub: DatabaseConnector, batch_size: int 
     return report
 
 
-def _begin(local: DatabaseConnector, hub: DatabaseConnector, report: RoundReport) -> dict:
+def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
     """The round's bookmark ({"epoch", "cursor", "resets"}: where this device is in the hub's
     log): the stored one, or one with a fresh cursor when the hub's epoch changed."""
     epoch = hub.hub_epoch()
@@ -171,7 +172,7 @@ def _begin(local: DatabaseConnector, hub: DatabaseConnector, report: RoundReport
     return bookmark
 
 
-def _check_acknowledged(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict,
+def _check_acknowledged(local: DatabaseConnector, hub: Hub, bookmark: dict,
                         report: RoundReport) -> None:
     """Does the hub still hold everything it acknowledged to this device (its own origins' tops
     as pushed, the other origins as far as they were pulled)? A hub restored from a backup, a
@@ -202,7 +203,7 @@ def _check_acknowledged(local: DatabaseConnector, hub: DatabaseConnector, bookma
     local.set_bookmark(BOOKMARK_KEY, bookmark)
 
 
-def _check_own_log(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
+def _check_own_log(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,
                    report: RoundReport) -> None:
     """Does the hub hold, under this device's origin, anything the store does not? Only this
     device writes its origin, so the hub's part of it past the cursor is normally nothing, or (a
@@ -245,7 +246,7 @@ def _restart_origin(local: DatabaseConnector, bookmark: dict, origin: str, first
                 origin, first_seq, moved, new)
 
 
-def _push(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
+def _push(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,
           report: RoundReport, progress: Progress | None) -> None:
     # Push what was pending when the round began: a busy writer must not keep a round (and
     # its pull) waiting forever. Later writes go in the next round. This device's own origin
@@ -282,7 +283,7 @@ class HubRefusedOrigin(Exception):
     """The hub answered 403 origin_not_yours to this device's own origin."""
 
 
-def _push_origin(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
+def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,
                  report: RoundReport, progress: Progress | None, budget: int, *, only: str | None = None,
                  exclude: str | None = None) -> None:
     """Send `budget` changes after the cursor: `only` this device's origin, or (a relay) all the
@@ -298,7 +299,7 @@ def _push_origin(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dic
         try:
             result = hub.relay_changes(batch) if relay else hub.apply_changes(batch)
         except AppError as exc:
-            if getattr(exc, "reason", "") == "origin_not_yours" and not relay:
+            if isinstance(exc, HubRefused) and exc.reason == "origin_not_yours" and not relay:
                 raise HubRefusedOrigin() from None
             raise
         if result.get("unsupported"):
@@ -327,7 +328,7 @@ def _push_origin(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dic
             progress("push", report.pushed_sent)
 
 
-def _pull(local: DatabaseConnector, hub: DatabaseConnector, bookmark: dict, batch_size: int,
+def _pull(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,
           report: RoundReport, progress: Progress | None) -> None:
     while True:
         batch = hub.changes_since(bookmark["cursor"], batch_size, exclude_origin=local.origin)

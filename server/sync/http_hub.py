@@ -20,21 +20,10 @@ import orjson
 
 from server.changes import Change, Cursor
 from server.compression import NotInflated, inflate
-from server.errors import StoreUnavailable
+from server.errors import HubRefused, StoreUnavailable
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # inflated
 STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, http.client.CannotSendRequest)
-
-
-class HubRefused(StoreUnavailable):
-    """The hub refused this device (a token unknown or revoked, an origin not its own);
-    `reason` is the hub's error code (`origin_not_yours`, `token_revoked`, ...)."""
-
-    code = "hub_refused"
-
-    def __init__(self, message: str, reason: str = ""):
-        super().__init__(message)
-        self.reason = reason
 
 
 class HubClient:

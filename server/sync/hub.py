@@ -1,14 +1,94 @@
-"""Where a device's hub is and how to open it: one function for the server's process and for
-the sync child, so both open the same hub the same way."""
+"""What a device's sync asks of a hub, and where the hub is and how to open it.
+
+`Hub` is all the round (engine.py) uses of a hub; `WaitingHub` adds what the live wait
+(live.py) uses. Two kinds implement them: a hub server's client (http_hub.HubClient), and a hub
+store a device opens itself (`StoreHub`: MongoDB with MONGO_URI, or a SQLite file in benches and
+tests). A connector is a `Hub` as it is (its contract has these calls). `open_hub` is one
+function for the server's process and for the sync child, so both open the same hub the same way."""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from server.changes import Change, Cursor
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
+
+POLL_SECONDS = 0.5  # how often a wait on a hub store looks for news
+
+
+@runtime_checkable
+class Hub(Protocol):
+    def hub_epoch(self) -> str: ...
+
+    def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
+                      only_origin: str | None = None) -> list[Change]: ...
+
+    def apply_changes(self, changes: list[Change]) -> dict[str, Any]: ...
+
+    def relay_changes(self, changes: list[Change]) -> dict[str, Any]: ...
+
+    def shortfall(self, cursor: Cursor) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class WaitingHub(Hub, Protocol):
+    def wait(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float) -> bool | None:
+        """True once the hub holds a change past `cursor` of an origin other than
+        `exclude_origin`, False after `seconds` with none (or when interrupted), None if this hub
+        cannot be waited on."""
+
+    def interrupt(self) -> None:
+        """End a wait in progress, and every later one, at once (the device is stopping)."""
+
+
+class StoreHub:
+    """A hub store opened directly, as a WaitingHub: its contract's calls, and a wait that is a
+    short indexed poll for news every POLL_SECONDS (no hub server holds the request)."""
+
+    def __init__(self, store: DatabaseConnector):
+        self.store = store
+        self._interrupted = threading.Event()
+
+    def connect(self) -> None:
+        self.store.connect()
+
+    def hub_epoch(self) -> str:
+        return self.store.hub_epoch()
+
+    def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
+                      only_origin: str | None = None) -> list[Change]:
+        return self.store.changes_since(cursor, limit, exclude_origin=exclude_origin, only_origin=only_origin)
+
+    def apply_changes(self, changes: list[Change]) -> dict[str, Any]:
+        return self.store.apply_changes(changes)
+
+    def relay_changes(self, changes: list[Change]) -> dict[str, Any]:
+        return self.store.relay_changes(changes)
+
+    def shortfall(self, cursor: Cursor) -> dict[str, Any]:
+        return self.store.shortfall(cursor)
+
+    def wait(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while True:
+            if self.store.changes_since(cursor, 1, exclude_origin=exclude_origin):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0 or self._interrupted.wait(min(POLL_SECONDS, left)):
+                return False
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+    def close(self) -> None:
+        self.store.close()
 
 
 @dataclass(frozen=True)
@@ -20,18 +100,19 @@ class HubSpec:
     path: str | None = None
 
 
-def open_hub(settings: Settings, user_id: str, spec: HubSpec = HubSpec()) -> DatabaseConnector:
-    """A connected hub for `user_id`: a hub server's client, or a connector with an origin of
-    its own (it never writes)."""
+def open_hub(settings: Settings, user_id: str, spec: HubSpec = HubSpec()) -> WaitingHub:
+    """A connected hub for `user_id`: a hub server's client, or a store with an origin of its
+    own (it never writes)."""
+    hub: Any
     if spec.kind == "settings" and settings.hub_url:
         from server.sync.http_hub import HubClient
 
-        hub: Any = HubClient(settings.hub_url, settings.hub_token or "", timeout_ms=settings.hub_timeout_ms,
-                             user_id=user_id)
+        hub = HubClient(settings.hub_url, settings.hub_token or "", timeout_ms=settings.hub_timeout_ms,
+                        user_id=user_id)
     elif spec.kind == "sql":
-        hub = get_db_connector("sql", settings, user_id=user_id, origin=None, path=spec.path)
+        hub = StoreHub(get_db_connector("sql", settings, user_id=user_id, origin=None, path=spec.path))
     else:
-        hub = get_db_connector("mongo", settings, user_id=user_id, origin=None)
+        hub = StoreHub(get_db_connector("mongo", settings, user_id=user_id, origin=None))
     try:
         hub.connect()
     except Exception:

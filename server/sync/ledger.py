@@ -9,7 +9,8 @@ from typing import Any
 from server.connectors.base import DatabaseConnector
 from server.errors import NotFound, StateConflict, ValidationError
 from server.merge import DELETED
-from server.records import KINDS, USER, iso_now, validate
+from server.records import KINDS, USER, validate
+from server.times import iso_now
 
 
 def _open_conflict(store: DatabaseConnector, conflict_id: str) -> dict[str, Any]:

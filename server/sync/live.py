@@ -5,7 +5,7 @@ as soon as the hub says another device's change is there, then waits again.
   held by the hub (POST /hub/v1/wait) and costs the device one idle connection.
 - A hub server without it (an older one): nothing waits; the timer syncs as before.
 - A hub store opened directly (MongoDB, or a SQLite file in benches and tests): a short indexed
-  poll for changes past the cursor, every POLL_SECONDS.
+  poll for changes past the cursor (hub.StoreHub.wait).
 Hub trouble ends the wait, which is tried again after a jittered, growing delay (at most
 RETRY_CAP_SECONDS); when the hub answers again while rounds are backing off, a round runs at once.
 The periodic round stays the safety net, so nothing here can lose or hold back a change: at
@@ -16,25 +16,24 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from typing import Any, Callable
 
 from server.errors import AppError, SyncBusy
 from server.sync.engine import stored_bookmark, stored_cursor
+from server.sync.hub import WaitingHub
 
 log = logging.getLogger("server.sync")
 WAIT_SECONDS = 25.0  # well under the idle limits of proxies and NATs
-POLL_SECONDS = 0.5
 RETRY_CAP_SECONDS = 60.0
 
 
 class LiveWait:
-    def __init__(self, service: Any, open_hub: Callable[[], Any], *, seconds: float = WAIT_SECONDS,
+    def __init__(self, service: Any, open_hub: Callable[[], WaitingHub], *, seconds: float = WAIT_SECONDS,
                  rng: Callable[[], float] = random.random):
         self.service, self._open_hub, self.seconds, self._rng = service, open_hub, seconds, rng
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sync-live", daemon=True)
-        self.hub: Any = None
+        self.hub: WaitingHub | None = None
         self.state = "starting"  # waiting, timer (the hub cannot wait), retrying, stopped
         self.since: float | None = None  # waiting since (the connection that holds the wait)
         self.retry_at: float | None = None
@@ -46,7 +45,7 @@ class LiveWait:
     def stop(self) -> None:
         self._stop.set()
         hub = self.hub
-        if hub is not None and hasattr(hub, "interrupt"):
+        if hub is not None:
             hub.interrupt()  # a wait in progress ends now
         self._thread.join(timeout=5)
         self._drop_hub()
@@ -60,10 +59,12 @@ class LiveWait:
                 fresh = self.hub is None
                 if fresh:
                     self.hub = self._open_hub()
+                    if self._stop.is_set():  # stop() ran while it opened and found no hub to interrupt
+                        self.hub.interrupt()
                 local = service.local
                 _, cursor = stored_cursor(local, stored_bookmark(local))
                 if self.state != "waiting":
-                    self.since = service._clock()
+                    self.since = service.now()
                 self.state, self.retry_at = "waiting", None
                 if fresh and service.backoff_until is not None:
                     # The hub answers again while rounds back off (it was down, or restarted):
@@ -71,7 +72,7 @@ class LiveWait:
                     service.backoff_until = None
                     self._round(cursor)
                     continue
-                news = wait_for_news(self.hub, cursor, local.origin, self.seconds, self._stop)
+                news = self.hub.wait(cursor, exclude_origin=local.origin, seconds=self.seconds)
                 failures = 0
                 if news is None:  # an older hub server: the timer it is
                     self.state = "timer"
@@ -86,7 +87,7 @@ class LiveWait:
                 failures += 1
                 self._drop_hub()
                 delay = min(RETRY_CAP_SECONDS, 2 ** failures) * (0.5 + self._rng() / 2)
-                self.state, self.retry_at = "retrying", service._clock() + delay
+                self.state, self.retry_at = "retrying", service.now() + delay
                 log.info("the live wait ended (%s); waiting again in %.1fs", getattr(exc, "message", exc), delay)
                 self._stop.wait(delay)
             except Exception:
@@ -118,16 +119,3 @@ class LiveWait:
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "since": self.since, "retryAt": self.retry_at, "wakes": self.wakes}
 
-
-def wait_for_news(hub: Any, cursor: dict, own_origin: str, seconds: float, stop: threading.Event) -> bool | None:
-    """True once `hub` holds a change past `cursor` of an origin other than `own_origin`, False
-    after `seconds` with none, None if this hub cannot be waited on."""
-    if hasattr(hub, "wait"):  # a hub server's client
-        return hub.wait(cursor, exclude_origin=own_origin, seconds=seconds)
-    deadline = time.monotonic() + seconds
-    while True:
-        if hub.changes_since(cursor, 1, exclude_origin=own_origin):
-            return True
-        left = deadline - time.monotonic()
-        if left <= 0 or stop.wait(min(POLL_SECONDS, left)):
-            return False

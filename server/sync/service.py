@@ -17,18 +17,15 @@ from server.clock import stamp_ms
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, SyncBusy
-from server.records import iso_now_from_ms
 from server.sync.child import ChildRounds
 from server.sync.engine import Progress, RoundReport, run_round, stored_bookmark, stored_cursor
+from server.sync.hub import Hub, WaitingHub
 from server.sync.live import LiveWait
+from server.times import iso_from_seconds
 
 log = logging.getLogger("server.sync")
 BACKOFF_CAP_SECONDS = 300.0
 HISTORY = 30  # rounds kept for the sync page's chart
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else iso_now_from_ms(int(ts * 1000))
 
 
 class _OverlapsAreDebug(logging.Filter):
@@ -51,17 +48,18 @@ PUSH_DELAY_SECONDS = 0.05  # from a local write to the round that pushes it (a b
 
 class SyncService:
     def __init__(self, settings: Settings, local: DatabaseConnector,
-                 open_hub: Callable[[], DatabaseConnector], *, child: ChildRounds | None = None,
+                 open_hub: Callable[[], Hub], *, child: ChildRounds | None = None,
                  rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.time,
-                 live_hub: Callable[[], DatabaseConnector] | None = None):
+                 live_hub: Callable[[], WaitingHub] | None = None):
         """`open_hub` returns a connected hub (server/sync/hub.py's, or a test's). `child`: run
         rounds there rather than in the calling thread (the server does; tests that hand in an
         in-memory hub cannot). `live_hub` opens the hub the live wait holds (server/sync/live.py);
         without it, sync runs on the timer and after writes only."""
         self.settings, self.local, self._open_hub = settings, local, open_hub
         self.child = child
-        self.hub: DatabaseConnector | None = None
-        self._rng, self._clock = rng, clock
+        self.hub: Hub | None = None
+        self._rng = rng
+        self.now = clock  # the time source of rounds and backoff (time.time; a test's own)
         self._lock = threading.Lock()
         self._meta_lock = threading.Lock()
         self.running = False
@@ -95,7 +93,7 @@ class SyncService:
             raise SyncBusy("A sync round is already running.")
         try:
             self.running = True
-            self.last_attempt = self._clock()
+            self.last_attempt = self.now()
             try:
                 if self.child is not None and not here:
                     report = self.child.run(self.settings.sync_batch_size)
@@ -121,16 +119,16 @@ class SyncService:
             self.totals["pulled"] += report.pulled
             self.totals["conflicts"] += report.conflicts
             self.totals["rounds"] += 1
-            self.history.append({"at": _iso(self._clock()), "pushed": report.pushed, "pulled": report.pulled,
+            self.history.append({"at": iso_from_seconds(self.now()), "pushed": report.pushed, "pulled": report.pulled,
                                  "conflicts": report.conflicts, "durationMs": round(report.duration_ms, 1),
                                  "error": report.error})
             if report.newest_pulled:  # the writer's clock against this one's: a guide, not a measure
-                self.last_remote_lag_ms = max(0.0, round(self._clock() * 1000 - stamp_ms(report.newest_pulled), 1))
+                self.last_remote_lag_ms = max(0.0, round(self.now() * 1000 - stamp_ms(report.newest_pulled), 1))
             if report.refused_for_clock:
                 self.clock_ahead = report.refused_for_clock
             elif report.pushed and not report.error:
                 self.clock_ahead = 0  # the hub took this device's stamps again
-            now = self._clock()
+            now = self.now()
             if report.error:
                 self.failures += 1
                 self.last_error = report.error
@@ -147,7 +145,7 @@ class SyncService:
 
     def tick(self) -> None:
         """The scheduled job: skip while backing off or while a manual round runs."""
-        if self.backoff_until is not None and self._clock() < self.backoff_until:
+        if self.backoff_until is not None and self.now() < self.backoff_until:
             return
         try:
             self.run_once(wait_seconds=0)
@@ -163,7 +161,7 @@ class SyncService:
         running is waited for rather than overlapped, and while backing off the write waits for
         the retry like any other."""
         scheduler = self.scheduler
-        if scheduler is None or (self.backoff_until is not None and self._clock() < self.backoff_until):
+        if scheduler is None or (self.backoff_until is not None and self.now() < self.backoff_until):
             return
         from apscheduler.jobstores.base import ConflictingIdError
 
@@ -212,7 +210,7 @@ class SyncService:
     def state(self) -> str:
         if self.running:
             return "running"
-        if self.backoff_until is not None and self._clock() < self.backoff_until:
+        if self.backoff_until is not None and self.now() < self.backoff_until:
             return "backing_off"
         if self.live is not None and self.live.state == "waiting":
             return "live"  # connected, and the hub answers as soon as there is news
@@ -237,10 +235,10 @@ class SyncService:
             "hub": self.settings.hub_address,
             "state": self.state(),
             "worker": {"process": "child" if self.child else "server", "pid": self.child.pid if self.child else None},
-            "lastAttempt": _iso(self.last_attempt),
-            "lastSuccess": _iso(self.last_success),
+            "lastAttempt": iso_from_seconds(self.last_attempt),
+            "lastSuccess": iso_from_seconds(self.last_success),
             "lastError": self.last_error,
-            "nextRun": _iso(self.next_run()),
+            "nextRun": iso_from_seconds(self.next_run()),
             "consecutiveFailures": self.failures,
             "totals": dict(self.totals),
             "lastRound": self.last_report.as_dict() if self.last_report else None,
@@ -253,11 +251,12 @@ class SyncService:
         if self.live is None:
             return dict(LIVE_OFF)
         live = self.live.status()
-        return {"state": live["state"], "since": _iso(live["since"]), "retryAt": _iso(live["retryAt"]),
-                "wakes": live["wakes"], "lastRemoteLagMs": self.last_remote_lag_ms}
+        return {"state": live["state"], "since": iso_from_seconds(live["since"]),
+                "retryAt": iso_from_seconds(live["retryAt"]), "wakes": live["wakes"],
+                "lastRemoteLagMs": self.last_remote_lag_ms}
 
     def health(self) -> dict[str, Any]:
-        return {"enabled": True, "state": self.state(), "lastSuccess": _iso(self.last_success),
+        return {"enabled": True, "state": self.state(), "lastSuccess": iso_from_seconds(self.last_success),
                 "lastError": self.last_error}
 
 
@@ -282,7 +281,7 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
     bookmark = stored_bookmark(local)
     epoch, cursor = stored_cursor(local, bookmark)
     count, oldest = local.pending_since(cursor)
-    now = service._clock() if service else time.time()
+    now = service.now() if service else time.time()
     oldest_s = stamp_ms(oldest) / 1000 if oldest else None
     held = local.count_quarantine()
     live = service.live_status() if service else DISABLED
@@ -297,19 +296,20 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
         "warnings": warnings,
         "pending": {
             "count": count,
-            "oldestAt": _iso(oldest_s),
+            "oldestAt": iso_from_seconds(oldest_s),
             "oldestAgeSeconds": round(now - oldest_s, 1) if oldest_s is not None else None,
         },
         "openConflicts": local.count_conflicts(),
         "quarantined": held,
         "hubEpoch": epoch,
-        "hubResets": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"])} for r in bookmark.get("resets") or []],
+        "hubResets": [{"from": r["from"], "to": r["to"], "at": iso_from_seconds(r["at"])}
+                      for r in bookmark.get("resets") or []],
         # The store was older than its own log on the hub (a restored backup, a copied file).
-        "originRestarts": [{"from": r["from"], "to": r["to"], "at": _iso(r["at"]), "resent": r["resent"]}
+        "originRestarts": [{"from": r["from"], "to": r["to"], "at": iso_from_seconds(r["at"]), "resent": r["resent"]}
                            for r in bookmark.get("restarts") or []],
         # The hub held less than it had acknowledged (restored from an older backup); what it
         # lost was given back by the round that noticed.
-        "hubRollbacks": [{"at": _iso(r["at"]), "origins": r["origins"], "changes": r["changes"],
+        "hubRollbacks": [{"at": iso_from_seconds(r["at"]), "origins": r["origins"], "changes": r["changes"],
                           "foundBy": r.get("by", "this device")}
                          for r in bookmark.get("rollbacks") or []],
     }

@@ -13,7 +13,7 @@ from typing import Callable
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.sync.child import ChildRounds
-from server.sync.hub import open_hub
+from server.sync.hub import Hub, open_hub
 from server.sync.service import SyncService
 
 _workers: dict[str, SyncService] = {}  # device id -> the service whose worker runs
@@ -21,7 +21,7 @@ _workers_lock = threading.Lock()
 
 
 def build_sync(settings: Settings, local: DatabaseConnector, *,
-               hub: Callable[[], DatabaseConnector] | None = None, start: bool = True) -> SyncService | None:
+               hub: Callable[[], Hub] | None = None, start: bool = True) -> SyncService | None:
     """The store's sync service, or None when no hub is set (or on DB_CONNECTOR=mongo, where
     the API writes to the hub itself). `hub` opens a connected hub that lives in this process
     (a test's); rounds then run in this process too, else in a child (SYNC_PROCESS)."""

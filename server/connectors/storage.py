@@ -1,0 +1,148 @@
+"""The storage primitives: what each store (SQLite, MongoDB) implements so that the shared
+operations (intake.py's door and merge of foreign changes, merging.py's reads and writes) can be
+written once, and the one write path down to them: merge a batch with merge.py, then persist it.
+
+Everything the shared operations use of a store is declared here, nothing else: a store adds
+its own private helpers, the shared code never reaches for them. How sequence numbers may run
+(what a reader may step over) is server/sequences.py's, not a store's."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import abstractmethod
+from contextlib import AbstractContextManager
+from typing import Any
+
+from server import merge
+from server.changes import MAX_SKEW_MS, QUARANTINE_BODY_MAX, Change, Key, change_key
+from server.clock import HybridClock, stamp_ms
+from server.connectors.base import DatabaseConnector
+from server.errors import StateConflict
+from server.records import CHILD_KINDS, COURSE
+from server.times import iso_from_ms
+
+
+class RetryMerge(Exception):
+    """A record changed under us between load and save (Mongo's optimistic check): redo."""
+
+
+class Storage(DatabaseConnector):
+    clock: HybridClock  # stamps this store's own changes; set by connect()
+    max_skew_ms = MAX_SKEW_MS  # MAX_CLOCK_SKEW_SECONDS; the factory sets it from the settings
+    quarantine_keep = QUARANTINE_BODY_MAX  # characters of a refused change kept (a hub keeps 1 KB)
+    quarantine_cap: int | None = None  # refused changes kept at most (a hub's quota), None: all
+
+    # --- primitives each store implements -------------------------------------------------
+    @abstractmethod
+    def _writer(self) -> AbstractContextManager:
+        """Exclusive section for this store's own writes (one writer per origin)."""
+
+    @abstractmethod
+    def _reader(self) -> AbstractContextManager:
+        """A consistent view for multi-query reads."""
+
+    @abstractmethod
+    def _load(self, keys: set[Key]) -> dict[Key, dict[str, Any]]:
+        """Merge states of these records (tombstones too); missing ones are absent."""
+
+    @abstractmethod
+    def _load_children(self, course_ids: set[str]) -> dict[Key, dict[str, Any]]:
+        """Merge states of the lectures and assignments of these courses, tombstones too."""
+
+    @abstractmethod
+    def _load_every_live_record(self) -> list[dict[str, Any]]:
+        """Every live course, lecture and assignment of the user, as states that carry only what
+        shaping an answer needs (kind, id, courseId, fields): the read path skips the clocks."""
+
+    @abstractmethod
+    def _next_seq(self) -> int:
+        """The next sequence number of this store's own origin (inside `_writer`). A store that
+        other processes also write to first observes the newest stamp they stored, so that the
+        stamp taken next sorts after everything already in the store."""
+
+    def _refresh_origin(self) -> None:
+        """Take on the origin another process moved this store to (a store shared by processes)."""
+
+    @abstractmethod
+    def _retire_tail(self, origin: str, first_seq: int, new: str, moved: list[Change], states: list[dict]) -> None:
+        """Inside `_writer`: drop `origin`'s changes from `first_seq` on, store `moved` (their
+        copies under the new origin) and `states` (the records they wrote, restamped), and make
+        the new origin this store's own. Raise RetryMerge on a lost race."""
+
+    def _complete(self, changes: list[Change]) -> None:
+        """Finish what an earlier attempt to store these (already logged) changes may have left
+        undone. A store that logs a batch in one transaction has nothing to finish."""
+
+    @abstractmethod
+    def _tops_of(self, origins: set[str]) -> dict[str, int]:
+        """origin -> the newest sequence number this store holds of it, for those of `origins` it
+        holds anything of (the own origin included)."""
+
+    @abstractmethod
+    def _known(self, changes: list[Change], whole: bool = False) -> dict[tuple[str, int], Any]:
+        """(origin, seq) -> hlc (or, `whole`, the stored change) for those of these changes already
+        stored, whatever the origin's top says."""
+
+    @abstractmethod
+    def _persist(self, changes: list[Change], states: list[dict], conflicts: list[dict],
+                 *, own: bool, bookmarks: dict[str, Any] | None, quarantined: list[dict] = ()) -> None:
+        """Store changes, merged records, conflicts (deduplicated by id), sync state and the
+        clock, atomically or in a crash-safe order. Raise RetryMerge on a lost race."""
+
+    # --- the one write path: merge, then persist -------------------------------------------
+    def _merge(self, changes: list[Change], preloaded: dict[Key, dict | None] | None = None,
+               ) -> tuple[list[dict], list[dict]]:
+        keys = {change_key(c) for c in changes}
+        keys |= {(COURSE, c["courseId"]) for c in changes if c["kind"] in CHILD_KINDS and c["courseId"]}
+        preloaded = preloaded or {}
+        cache = {k: v for k, v in preloaded.items() if v is not None}
+        cache.update(self._load(keys - preloaded.keys()))
+        deleted_courses = {c["id"] for c in changes if c["kind"] == COURSE and c["op"] == "delete"}
+        if deleted_courses:
+            cache.update(self._load_children(deleted_courses))
+        dirty: set[Key] = set()
+        conflicts: list[dict] = []
+        for ch in changes:
+            key = change_key(ch)
+            parent = cache.get((COURSE, ch["courseId"])) if ch["kind"] in CHILD_KINDS else None
+            out = merge.apply_change(cache.get(key), ch, parent)
+            conflicts += [self._stamp_conflict(c, ch) for c in out.conflicts]
+            if out.changed:
+                cache[key], _ = out.state, dirty.add(key)
+            if ch["kind"] == COURSE and ch["op"] == "delete":
+                course = cache[key]
+                for ckey, child in list(cache.items()):
+                    if ckey[0] in CHILD_KINDS and child.get("courseId") == ch["id"]:
+                        sub = merge.cascade_delete(child, course)
+                        conflicts += [self._stamp_conflict(c, ch) for c in sub.conflicts]
+                        if sub.changed:
+                            cache[ckey], _ = sub.state, dirty.add(ckey)
+        return [cache[k] for k in dirty], conflicts
+
+    def _stamp_conflict(self, conflict: dict, change: Change) -> dict:
+        # One loss is one entry, whichever side it was seen from: a write re-merged after the
+        # write that beat it (a repaired tail) finds the entry its first merge made.
+        pair = sorted((conflict["localHlc"], conflict["remoteHlc"]))
+        where = (conflict["kind"], conflict["courseId"], conflict["recordId"], conflict["field"])
+        ident = "|".join(map(str, (*where, *pair)))
+        return {
+            **conflict,
+            "id": hashlib.sha256(ident.encode()).hexdigest()[:24],
+            "remoteOrigin": change["origin"],
+            "detectedAt": iso_from_ms(stamp_ms(self.clock.now())),
+        }
+
+    def _merge_and_persist(self, changes: list[Change], *, own: bool, bookmarks: dict[str, Any] | None = None,
+                           preloaded: dict[Key, dict | None] | None = None,
+                           quarantined: list[dict] = ()) -> tuple[list[dict], list[dict]]:
+        """Merge and store; returns (changed states, conflicts). What the caller loaded in the
+        same writer section may be passed in; a retry after a lost race loads afresh."""
+        for _ in range(20):
+            states, conflicts = self._merge(changes, preloaded)
+            preloaded = None
+            try:
+                self._persist(changes, states, conflicts, own=own, bookmarks=bookmarks, quarantined=quarantined)
+                return states, conflicts
+            except RetryMerge:
+                continue
+        raise StateConflict("The hub kept changing under this batch; try again.", code="busy")
