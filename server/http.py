@@ -65,6 +65,23 @@ def record_answer(record: dict, status: int = 200, headers: dict | None = None) 
     return envelope(record, status, {**(headers or {}), "ETag": etag_of(record)})
 
 
+def cached_document(name: str, build: Callable[[], Any]) -> Response:
+    """A JSON document built once per app (its OpenAPI document) and then served as built."""
+    doc = current_app.extensions.get(name)
+    if doc is None:
+        doc = current_app.extensions[name] = orjson.dumps(build())
+    return current_app.response_class(doc, mimetype="application/json")
+
+
+def health_answer(whose: str, **more: Any) -> Response:
+    """Liveness: 503 when this server's store does not answer (`whose` store, in the message),
+    else ok with the store's kind and `more`."""
+    if not current_app.extensions["store"].ping():
+        return error(503, "store_unavailable", f"{whose} store does not answer.")
+    kind = current_app.config["SETTINGS"].db_connector
+    return envelope({"status": "ok", **more, "store": {"kind": kind, "ok": True}})
+
+
 def if_match() -> list[str] | None:
     """The If-Match header as a list of entity tags (or ["*"]); None when absent."""
     raw = request.headers.get("If-Match")

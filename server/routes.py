@@ -6,7 +6,6 @@ answer; no SQL, no pymongo and no sync logic here."""
 from __future__ import annotations
 
 import functools
-import json
 
 from flask import Blueprint, current_app, request
 
@@ -32,21 +31,15 @@ def store() -> DatabaseConnector:
 @route(Operation("get", "/openapi.json", "openapi", "This document",
                  {"200": ({"type": "object"}, "OpenAPI document", False)}, enveloped=False))
 def openapi_document():
-    doc = current_app.extensions.get("openapi")
-    if doc is None:
-        doc = current_app.extensions["openapi"] = build_document(
-            current_app.extensions["operations"], token_required=bool(current_app.config["SETTINGS"].api_token))
-    return current_app.response_class(json.dumps(doc), mimetype="application/json")
+    return http.cached_document("openapi", lambda: build_document(
+        current_app.extensions["operations"], token_required=bool(current_app.config["SETTINGS"].api_token)))
 
 
 @route(Operation("get", "/health", "health", "Liveness and store state", {"200": ("Health", "Healthy", False)},
                  public=True))
 def health():
-    if not store().ping():
-        return http.error(503, "store_unavailable", "The local store does not answer.")
     sync = current_app.extensions.get("sync")
-    return envelope({"status": "ok", "store": {"kind": current_app.config["SETTINGS"].db_connector, "ok": True},
-                     "hub": sync.health() if sync else {"enabled": False}})
+    return http.health_answer("The local", hub=sync.health() if sync else {"enabled": False})
 
 
 # --- the user ----------------------------------------------------------------------------

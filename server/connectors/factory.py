@@ -10,17 +10,16 @@ def get_db_connector(kind: str, settings: Settings | None = None, **overrides) -
     """A new, not yet connected connector of `kind` ('sql' or 'mongo'), configured from
     `settings` (defaults when None); keyword overrides win (tests pass `client=` for Mongo)."""
     settings = settings or Settings()
+    whose = {"user_id": settings.user_id, "origin": settings.origin}
     if kind == "sql":
         from server.connectors.sql import SqlConnector
 
-        kw = {"user_id": settings.user_id, "origin": settings.origin,
-              "synchronous": settings.sqlite_synchronous, **overrides}
+        kw = {**whose, "synchronous": settings.sqlite_synchronous, **overrides}
         conn: DatabaseConnector = SqlConnector(kw.pop("path", settings.sqlite_path), **kw)
     elif kind == "mongo":
         from server.connectors.mongo import MongoConnector
 
-        kw = {"user_id": settings.user_id, "origin": settings.origin,
-              "timeout_ms": settings.hub_timeout_ms, **overrides}
+        kw = {**whose, "timeout_ms": settings.hub_timeout_ms, **overrides}
         conn = MongoConnector(kw.pop("uri", settings.mongo_uri or "mongodb://127.0.0.1:27017"),
                               kw.pop("db_name", settings.mongo_db), **kw)
     else:
