@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
-from server.changes import is_slot_filler_of, moved_to, restamp_state
+from server.changes import is_slot_filler_of, moved_to, new_origin, restamp_state
 from server.clock import decode, encode
 from server.config import Settings
 from server.connectors.factory import get_db_connector
@@ -284,6 +284,12 @@ class TestPureParts:
         assert state["clocks"]["title"] == old
         keep = {**state, "dclock": kept, "dbase": ""}
         assert (restamp_state(keep, {old: new})["dclock"], restamp_state(keep, {old: new})["dbase"]) == (kept, "")
+
+    def test_a_new_origin_is_fresh_each_time_and_says_which_kind_of_store_made_it(self):
+        made = [new_origin(), new_origin("sql"), new_origin("mongo"), new_origin("mongo")]
+        assert [o[0] for o in made] == ["d", "d", "m", "m"]
+        assert all(len(o) == 13 and int(o[1:], 16) >= 0 for o in made) and len(set(made)) == 4
+        assert all(decode(encode(1, 0, o))[2] == o for o in made)  # each one can end a stamp
 
     def test_a_slot_filler_stamp_is_known_by_its_origin(self):
         assert is_slot_filler_of(encode(0, 0, "a"), "a")
