@@ -26,11 +26,14 @@ CHANGE_KEYS = frozenset({"origin", "seq", "hlc", "kind", "id", "courseId", "op",
 MAX_SKEW_MS = 86_400_000
 
 
-def new_origin(store: str = "sql") -> str:
+ORIGIN_LETTER = {"sql": "d", "mongo": "m"}  # which kind of store made an origin, at a glance
+
+
+def new_origin(store: str) -> str:
     """A fresh origin, the one place one is made: a store's first, or the next one after a
     restore or a wipe (its sequence numbers restart, so the old origin is never reused). "d..."
     for a device's SQLite store, "m..." for a process writing to MongoDB directly."""
-    return ("m" if store == "mongo" else "d") + uuid.uuid4().hex[:12]
+    return ORIGIN_LETTER[store] + uuid.uuid4().hex[:12]
 
 
 def record_key(kind: str, course_id: str | None, record_id: str) -> str:

@@ -220,6 +220,7 @@ class TestRestartOrigin:
         before = {ch["seq"]: ch for ch in store.changes_since({}, 100)}
         new, moved = store.restart_origin("dev-a", 3)
         assert moved == 2 and new == store.origin != "dev-a"
+        assert new[0] == {"sql": "d", "mongo": "m"}[store.store_kind]  # the new one says what made it
         after = store.changes_since({}, 100)
         assert [(ch["origin"], ch["seq"]) for ch in after if ch["origin"] == "dev-a"] == [("dev-a", 1), ("dev-a", 2)]
         tail = [ch for ch in after if ch["origin"] == new]
@@ -286,10 +287,12 @@ class TestPureParts:
         assert (restamp_state(keep, {old: new})["dclock"], restamp_state(keep, {old: new})["dbase"]) == (kept, "")
 
     def test_a_new_origin_is_fresh_each_time_and_says_which_kind_of_store_made_it(self):
-        made = [new_origin(), new_origin("sql"), new_origin("mongo"), new_origin("mongo")]
+        made = [new_origin("sql"), new_origin("sql"), new_origin("mongo"), new_origin("mongo")]
         assert [o[0] for o in made] == ["d", "d", "m", "m"]
         assert all(len(o) == 13 and int(o[1:], 16) >= 0 for o in made) and len(set(made)) == 4
         assert all(decode(encode(1, 0, o))[2] == o for o in made)  # each one can end a stamp
+        with pytest.raises(KeyError):
+            new_origin("postgres")  # no store of another kind makes origins
 
     def test_a_slot_filler_stamp_is_known_by_its_origin(self):
         assert is_slot_filler_of(encode(0, 0, "a"), "a")

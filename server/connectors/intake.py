@@ -101,7 +101,7 @@ class ChangeIntake(Storage):
             if self.origin != origin:
                 return self.origin, 0  # another round (or process) has done it already
             tail = self.changes_since({origin: first_seq - 1}, 2**31 - 1, only_origin=origin)  # all of it
-            new = new_origin()
+            new = new_origin(self.store_kind)
             moved, stamps = moved_to(tail, new)
             for _ in range(20):
                 states = [restamp_state(s, stamps) for s in self._load({change_key(c) for c in tail}).values()]

@@ -59,6 +59,8 @@ SEEDED = ("records", "changes", "origins", "conflicts", "quarantine", "state")
 
 class MongoConnector(MergingConnector):
     driver_errors = (PyMongoError, BSONError)
+    store_kind = "mongo"
+
     def __init__(self, uri: str = "mongodb://127.0.0.1:27017", db_name: str = "coursesync", *,
                  user_id: str | None = None, origin: str | None = None,
                  client: Any = None, timeout_ms: int = 3000) -> None:
@@ -68,7 +70,7 @@ class MongoConnector(MergingConnector):
         self._want_user = user_id
         self.user_id = user_id or ""
         # One origin per process unless pinned: two processes must never share a sequence.
-        self.origin = origin or new_origin("mongo")
+        self.origin = origin or new_origin(self.store_kind)
         self._pinned_origin = origin is not None
         self._write_lock = threading.RLock()
         self._seq = 0
@@ -361,7 +363,7 @@ class MongoConnector(MergingConnector):
         # that devices still hold and push back after the reset, so take a new one (as SQLite does).
         self._seq = 0
         if not self._pinned_origin:
-            self.origin = new_origin("mongo")
+            self.origin = new_origin(self.store_kind)
             self.clock = HybridClock(self.origin, self.clock.last)
         return removed
 

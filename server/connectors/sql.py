@@ -39,6 +39,7 @@ log = logging.getLogger("server.sync")
 
 class SqlConnector(SqlLedgers, MergingConnector):
     driver_errors = (sqlite3.Error, OSError)
+    store_kind = "sql"
 
     def __init__(self, path: str, *, user_id: str | None = None, origin: str | None = None,
                  busy_timeout_ms: int = 10_000, synchronous: str = "FULL",
@@ -85,7 +86,7 @@ class SqlConnector(SqlLedgers, MergingConnector):
                 # The origin is kept under the meta key "device_id" (its name when the file format
                 # was set; a file made then opens the same way today).
                 previous = json.loads(meta.get("device_id", "null"))
-                origin = self._want_origin or previous or new_origin()
+                origin = self._want_origin or previous or new_origin(self.store_kind)
                 self.user_id = self._want_user or json.loads(meta.get("owner", "null")) or "me"
                 # The newest stamp seen: own writes are in the change log, foreign ones in meta.
                 last = json.loads(meta.get("hlc", '""'))
@@ -358,6 +359,6 @@ class SqlConnector(SqlLedgers, MergingConnector):
             self._set_meta(conn, "epoch", uuid.uuid4().hex)
             if not self._want_origin:
                 # Sequence numbers restart at 1, so the device must not reuse its old origin.
-                self._adopt_origin(new_origin())
+                self._adopt_origin(new_origin(self.store_kind))
                 self._set_meta(conn, "device_id", self.origin)
         return removed

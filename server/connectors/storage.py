@@ -28,6 +28,7 @@ class RetryMerge(Exception):
 
 class Storage(DatabaseConnector):
     clock: HybridClock  # stamps this store's own changes; set by connect()
+    store_kind: str  # "sql" or "mongo": the letter that starts the origins this store makes
     max_skew_ms = MAX_SKEW_MS  # MAX_CLOCK_SKEW_SECONDS; the factory sets it from the settings
     quarantine_keep = QUARANTINE_BODY_MAX  # characters of a refused change kept (a hub keeps 1 KB)
     quarantine_cap: int | None = None  # refused changes kept at most (a hub's quota), None: all
