@@ -188,7 +188,7 @@ class Setting:
     name: str  # the environment variable
     attr: str  # the Settings field it sets
     parse: Parser
-    default: str  # as the README says it
+    default: str  # as docs/settings.md says it
     help: str
 
 
@@ -198,8 +198,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SQLITE_PATH", "sqlite_path", _text, "`var/courses.sqlite3`", "the local store"),
     Setting("SQLITE_SYNCHRONOUS", "sqlite_synchronous", _choice("FULL", "NORMAL"), "`FULL`",
             "`FULL`: a write that answered survives a power cut; `NORMAL`: faster, but the last "
-            "writes before a power cut can be lost (see Durability)"),
-    Setting("MONGO_URI", "mongo_uri", _mongo_uri, "unset", "the hub; unset means no sync"),
+            "writes before a power cut can be lost (see [durability](learner.md#durability))"),
+    Setting("MONGO_URI", "mongo_uri", _mongo_uri, "unset",
+            "MongoDB as the hub, reached directly (one trusted owner; see [running a hub](hub-operator.md)), "
+            "or the store of a hub server or of `DB_CONNECTOR=mongo`"),
     Setting("MONGO_DB", "mongo_db", _database, "`coursesync`", "database on the hub"),
     Setting("HUB_URL", "hub_url", _hub_url, "unset",
             "a hub server to sync through, instead of `MONGO_URI` (`https://` unless on loopback)"),
@@ -207,7 +209,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("USER_ID", "user_id", _record_id, "the user the store was seeded with, else `me`",
             "whose data this server serves"),
     Setting("DEVICE_ID", "origin", _record_id, "made once, kept in SQLite",
-            "this device's origin id in the change log"),
+            "the origin this store signs its changes with (the name is older than the word)"),
     Setting("SYNC_INTERVAL_SECONDS", "sync_interval_seconds", _number(0.1, 86400), "`30`",
             "time between background rounds"),
     Setting("SYNC_BATCH_SIZE", "sync_batch_size", _integer(1, 10_000), "`500`", "changes per push or pull batch"),
@@ -244,7 +246,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 
 def settings_table() -> str:
-    """The README's table of settings, made from SETTINGS (a test keeps the README equal to it)."""
+    """docs/settings.md's table of settings, made from SETTINGS (a test keeps the page equal to it)."""
     rows = [f"| `{s.name}` | {s.default} | {s.help} |" for s in SETTINGS]
     return "\n".join(["| setting | default | meaning |", "|---|---|---|", *rows])
 

@@ -1,6 +1,7 @@
-"""The README's commands, as printed: every shell line names a program a fresh clone has (a make
-target, something in .venv/bin, curl), and the ones a newcomer runs first work in a temporary
-clone of this repository: seeding, the status, the server with its sync page, the demo."""
+"""The README's and docs/' commands, as printed: every shell line names a program a fresh clone has
+(a make target, something in .venv/bin, curl), and the ones a newcomer runs first work in a
+temporary clone of this repository: seeding, the status, the server with its sync page, the demo.
+Every docs page is linked from the README, and every relative link between them resolves."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 
 from tests.procs import ROOT, free_port, stop_process
 
-README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+README = "\n".join(page.read_text() for page in PAGES)  # all of it, as one text
 ALLOWED = ("make", "curl", "export", "cd")
 
 
@@ -47,6 +49,37 @@ def test_every_shell_line_runs_a_program_a_fresh_clone_has():
     for line in lines:
         first = program(line)
         assert first in ALLOWED or first.startswith(".venv/bin/"), f"README runs {first!r}: {line}"
+
+
+def test_the_readme_is_one_screen_that_starts_with_run_test_and_try():
+    top = (ROOT / "README.md").read_text()
+    assert len(top.splitlines()) <= 60
+    assert [line for line in top.splitlines() if line.startswith("## ")][:3] == ["## Run it", "## Test it", "## Try sync"]
+    assert "```sh\nmake run\n```" in top and "```sh\nmake test\n```" in top
+
+
+def test_every_docs_page_is_linked_from_the_readme_and_every_relative_link_resolves():
+    top = (ROOT / "README.md").read_text()
+    assert len(PAGES) > 5
+    for page in PAGES[1:]:
+        assert f"](docs/{page.name})" in top, f"the README does not link {page.name}"
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)]+)\)", page.read_text()):
+            if re.match(r"^[a-z]+:", target):
+                continue  # an address elsewhere
+            path, _, anchor = target.partition("#")
+            where = (page.parent / path).resolve() if path else page
+            assert where.exists(), f"{page.name} links {target}, which is not there"
+            if anchor and where.suffix == ".md":
+                assert anchor in anchors(where.read_text()), f"{page.name} links {target}: no such heading"
+
+
+def anchors(markdown: str) -> set[str]:
+    """The ids GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    found = set()
+    for heading in re.findall(r"^#+ (.+)$", markdown, re.M):
+        found.add(re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-"))
+    return found
 
 
 def test_no_command_in_the_prose_needs_a_guess():
