@@ -311,45 +311,53 @@ def build_hub_document(operations: list[Operation]) -> dict[str, Any]:
     }
 
 
-def build_document(operations: list[Operation], *, token_required: bool = False) -> dict[str, Any]:
-    paths: dict[str, dict] = {}
-    for op in operations:
-        paths.setdefault(op.document_path, {})[op.method] = _operation(op, token_required)
+# The device API's own schemas, beside those of the kinds and the shared ones.
+DEVICE_SCHEMAS: dict[str, Any] = {
+    "Health": {"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": ["ok", "degraded"]}, "store": {"type": "object"},
+        "hub": {"type": "object"}}},
+    "Export": {"type": "object", "required": ["user", "courses", "exportedAt", "version"],
+               "additionalProperties": False, "properties": {
+                   "user": ref("User"), "courses": {"type": "array", "items": ref("Course")},
+                   "exportedAt": TIMESTAMP, "version": {"type": "integer"}}},
+    "SyncReport": {"type": "object", "required": ["pushed", "pulled", "conflicts", "durationMs", "error"],
+                   "properties": {"pushed": {"type": "integer"}, "pulled": {"type": "integer"},
+                                  "conflicts": {"type": "integer"}, "durationMs": {"type": "number"},
+                                  "error": {"type": "string", "nullable": True}}},
+    "SyncStatus": {"type": "object", "required": ["enabled", "state", "deviceId", "userId"], "properties": {
+        "enabled": {"type": "boolean"}, "deviceId": {"type": "string"}, "userId": {"type": "string"},
+        "state": {"type": "string", "enum": ["disabled", "idle", "live", "running", "backing_off"]},
+        "live": {"type": "object", "description": "the wait held at the hub: waiting, timer, retrying or off"}}},
+    "Conflict": {"type": "object", "required": ["id", "kind", "recordId", "field", "winner", "detectedAt",
+                                                "resolution"],
+                 "properties": {"id": {"type": "string"}, "resolution": {
+                     "type": "object", "nullable": True, "required": ["action", "at"],
+                     "properties": {"action": {"type": "string", "enum": ["restored", "dismissed"]},
+                                    "at": TIMESTAMP, "edit": {"type": "object", "nullable": True}}}}},
+    "SyncRequest": {"type": "object", "additionalProperties": False, "properties": {}},
+    "Quarantined": {"type": "object", "required": ["id", "origin", "seq", "reason", "receivedAt", "change"],
+                    "properties": {"id": {"type": "string"}, "origin": {"type": "string", "nullable": True},
+                                   "seq": {"type": "integer", "nullable": True}, "reason": {"type": "string"},
+                                   "receivedAt": TIMESTAMP, "change": {"type": "string"}}},
+}
+
+
+def kind_schemas() -> dict[str, Any]:
+    """Each kind's record, and the create and update bodies of the kinds a client makes."""
     schemas: dict[str, Any] = {k.title: record_schema(k.name) for k in KINDS.values()}
     for kind in KINDS.values():
         if kind.name != USER:
             schemas[f"{kind.title}Create"] = request_schema(kind.name, "create")
             schemas[f"{kind.title}Update"] = request_schema(kind.name, "update")
     schemas.update(UserUpdate=user_request_schema("profile"), FocusCourse=user_request_schema("focus"))
-    schemas.update({
-        **COMMON_SCHEMAS,
-        "Health": {"type": "object", "required": ["status"], "properties": {
-            "status": {"type": "string", "enum": ["ok", "degraded"]}, "store": {"type": "object"},
-            "hub": {"type": "object"}}},
-        "Export": {"type": "object", "required": ["user", "courses", "exportedAt", "version"],
-                   "additionalProperties": False, "properties": {
-                       "user": ref("User"), "courses": {"type": "array", "items": ref("Course")},
-                       "exportedAt": TIMESTAMP, "version": {"type": "integer"}}},
-        "SyncReport": {"type": "object", "required": ["pushed", "pulled", "conflicts", "durationMs", "error"],
-                       "properties": {"pushed": {"type": "integer"}, "pulled": {"type": "integer"},
-                                      "conflicts": {"type": "integer"}, "durationMs": {"type": "number"},
-                                      "error": {"type": "string", "nullable": True}}},
-        "SyncStatus": {"type": "object", "required": ["enabled", "state", "deviceId", "userId"], "properties": {
-            "enabled": {"type": "boolean"}, "deviceId": {"type": "string"}, "userId": {"type": "string"},
-            "state": {"type": "string", "enum": ["disabled", "idle", "live", "running", "backing_off"]},
-            "live": {"type": "object", "description": "the wait held at the hub: waiting, timer, retrying or off"}}},
-        "Conflict": {"type": "object", "required": ["id", "kind", "recordId", "field", "winner", "detectedAt",
-                                                    "resolution"],
-                     "properties": {"id": {"type": "string"}, "resolution": {
-                         "type": "object", "nullable": True, "required": ["action", "at"],
-                         "properties": {"action": {"type": "string", "enum": ["restored", "dismissed"]},
-                                        "at": TIMESTAMP, "edit": {"type": "object", "nullable": True}}}}},
-        "SyncRequest": {"type": "object", "additionalProperties": False, "properties": {}},
-        "Quarantined": {"type": "object", "required": ["id", "origin", "seq", "reason", "receivedAt", "change"],
-                        "properties": {"id": {"type": "string"}, "origin": {"type": "string", "nullable": True},
-                                       "seq": {"type": "integer", "nullable": True}, "reason": {"type": "string"},
-                                       "receivedAt": TIMESTAMP, "change": {"type": "string"}}},
-    })
+    return schemas
+
+
+def build_document(operations: list[Operation], *, token_required: bool = False) -> dict[str, Any]:
+    paths: dict[str, dict] = {}
+    for op in operations:
+        paths.setdefault(op.document_path, {})[op.method] = _operation(op, token_required)
+    schemas = {**kind_schemas(), **COMMON_SCHEMAS, **DEVICE_SCHEMAS}
     doc: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": "coursesync local API", "version": "1.0.0",

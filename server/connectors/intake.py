@@ -33,6 +33,23 @@ class ChangeIntake(Storage):
 
     def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None,
                       relayed: bool = False, from_hub: bool = False) -> dict:
+        good, refused, fillers, resume = self._through_the_door(changes, from_hub)
+        for ch in good:  # only a change that passed may move the clock
+            self.clock.observe(ch["hlc"])
+        fresh, applied = self._not_yet_held(good, fillers, relayed)
+        stored_refusals = refused
+        if refused and self.quarantine_cap is not None:  # a hub keeps so many; the sender keeps its own
+            stored_refusals = refused[:max(0, self.quarantine_cap - self.count_quarantine())]
+        conflicts = []
+        if fresh or bookmarks or stored_refusals:
+            conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks,
+                                                quarantined=stored_refusals)[1]
+        return {"received": len(changes), "applied": applied, "conflicts": len(conflicts), "resume": resume,
+                "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
+
+    def _through_the_door(self, changes: list[Change], from_hub: bool) -> tuple[list, list, list, dict]:
+        """(changes that passed, refusals, fillers for the refusals' slots, origin -> where the
+        sender resumes): the door, then the sequence rule."""
         # What the hub took is applied though this clock may be behind the hub's: the hub's door
         # judged its stamp, and every device of the user must apply the same changes (one that
         # refused what another applied would disagree with it for good). The limit is doubled,
@@ -46,20 +63,23 @@ class ChangeIntake(Storage):
         # Then the sequence rule, on what takes a slot (a refused change's filler too): a run
         # that starts past this store's top is not stored from the gap on, and the sender is
         # told where to resume, so that no reader can ever step over a hole.
-        slotted = good + fillers
-        if slotted:
-            taken, resume = admit(slotted, self._tops_of({ch["origin"] for ch in slotted}))
-            admitted = {id(ch) for ch in taken}
-            good, fillers = [c for c in good if id(c) in admitted], [f for f in fillers if id(f) in admitted]
-        else:
-            resume = {}
-        for ch in good:  # only a change that passed may move the clock
-            self.clock.observe(ch["hlc"])
+        if not good and not fillers:
+            return good, refused, fillers, {}
+        taken, resume = admit(good + fillers, self._tops_of({ch["origin"] for ch in good + fillers}))
+        admitted = {id(ch) for ch in taken}
+        return ([c for c in good if id(c) in admitted], refused, [f for f in fillers if id(f) in admitted],
+                resume)
+
+    def _not_yet_held(self, good: list[Change], fillers: list[Change], relayed: bool) -> tuple[list[Change], int]:
+        """(of the admitted changes and fillers, those this store does not hold yet; how many of
+        them are changes that passed the door). One it holds under the same
+        stamp was sent again (the first attempt may have stopped after logging it): it is
+        finished, not stored twice. One it holds under another stamp is a reused origin (a relayed
+        copy never overwrites what the store holds)."""
         known = self._known(good + fillers) if good or fillers else {}
         # A filler goes in only where its slot is still empty (the same refused change again).
         fresh = [f for f in fillers if (f["origin"], f["seq"]) not in known]
-        applied = 0
-        logged = []
+        logged, applied = [], 0
         for ch in good:
             stored = known.get((ch["origin"], ch["seq"]))
             if stored is None:
@@ -67,20 +87,12 @@ class ChangeIntake(Storage):
                 applied += 1
             elif stored == ch["hlc"]:
                 logged.append(ch)
-            elif not relayed:  # a relayed copy never overwrites what the store holds
+            elif not relayed:
                 raise _reused(ch)
-        if logged:  # sent again: the first attempt may have stopped after logging them
+        if logged:
             self._same_as_logged(logged, relayed)
             self._complete(logged)
-        stored_refusals = refused
-        if refused and self.quarantine_cap is not None:  # a hub keeps so many; the sender keeps its own
-            stored_refusals = refused[:max(0, self.quarantine_cap - self.count_quarantine())]
-        conflicts = []
-        if fresh or bookmarks or stored_refusals:
-            conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks,
-                                                quarantined=stored_refusals)[1]
-        return {"received": len(changes), "applied": applied, "conflicts": len(conflicts), "resume": resume,
-                "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
+        return fresh, applied
 
     def shortfall(self, cursor: dict[str, int]) -> dict[str, Any]:
         with self._reader():
