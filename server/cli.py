@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import click
 from flask import Flask, current_app
@@ -13,6 +14,7 @@ from server.seeding import SeedError, validate_seed
 from server.seeding_run import StoreNotEmpty, load_seed_file, seed_store
 from server.sync.engine import stored_cursor
 from server.sync.service import sync_status
+from server.times import iso_from_seconds
 
 PROGRESS_THRESHOLD = 2000
 sync_cli = AppGroup("sync", help="Run a sync round or show the sync status.")
@@ -104,11 +106,37 @@ def hub_list_devices(user_id: str | None) -> None:
 
     registry = _registry()
     limit = current_app.config["SETTINGS"].hub_max_origins
+    positions = {}
     for device in registry.devices(user_id):
+        if device.user_id not in positions:
+            positions[device.user_id] = registry.positions(device.user_id)
         quotas = {"origins": registry.origins_held(device.user_id, device.device_id), "originsAllowed": limit,
                   "relayedOrigins": registry.origins_held(device.user_id, RELAYED + device.device_id),
                   "relayedOriginsAllowed": 4 * limit}
-        click.echo(json.dumps({**device.as_dict(), "quotas": quotas}))
+        at = positions[device.user_id].get(device.device_id)
+        position = None if at is None else {"pulled": at.pulled, "seenAt": iso_from_seconds(at.seen_at)}
+        click.echo(json.dumps({**device.as_dict(), "quotas": quotas, "position": position}))
+
+
+@hub_cli.command("history")
+@click.argument("user_id")
+def hub_history(user_id: str) -> None:
+    """What of USER_ID's history every device still served holds (JSON): per origin, the hub's
+    newest change, the floor that every device holding history back has pulled, and the device
+    that holds it lowest. A device not seen for HUB_DEVICE_RETENTION_DAYS holds nothing back."""
+    from server.hub_stores import HubStores
+    from server.retention import retention_report
+
+    if not is_id(user_id):
+        raise click.ClickException(f"not a user id: {user_id!r}")
+    settings = current_app.config["SETTINGS"]
+    stores = HubStores(settings, current_app.extensions["store"])
+    try:
+        report = retention_report(stores.for_user(user_id), _registry(), user_id, time.time(),
+                                  settings.hub_device_retention_days)
+    finally:
+        stores.close()
+    click.echo(json.dumps(report, indent=2))
 
 
 @hub_cli.command("revoke")

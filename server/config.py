@@ -65,6 +65,7 @@ class Settings:
     hub_max_quarantined: int = 1000
     hub_max_refusals_per_minute: int = 600
     hub_max_wait_seconds: float = 60.0  # a wait is held at most this long, whatever it asks
+    hub_device_retention_days: float = 180.0  # a device unseen this long holds no history back
 
     @property
     def hub_address(self) -> str:
@@ -242,6 +243,9 @@ SETTINGS: tuple[Setting, ...] = (
             "a hub server: changes of one device it refuses in a minute before it answers 429"),
     Setting("HUB_MAX_WAIT_SECONDS", "hub_max_wait_seconds", _number(1, 60), "`60`",
             "a hub server holds a device's waiting call at most this long (below a proxy's idle timeout)"),
+    Setting("HUB_DEVICE_RETENTION_DAYS", "hub_device_retention_days", _number(1, 3650), "`180`",
+            "a hub server: a device not seen pulling for this long no longer holds its user's history back "
+            "(`hub history`)"),
 )
 
 

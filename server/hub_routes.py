@@ -10,16 +10,20 @@ can serve one store."""
 
 from __future__ import annotations
 
+import logging
+import time
+
 from flask import Blueprint, current_app, g, request
 
 from server.connectors.registry import RELAYED, Device, DeviceRegistry
-from server.errors import Forbidden, TooManyRequests, Unauthorized, ValidationError
+from server.errors import Forbidden, StoreUnavailable, TooManyRequests, Unauthorized, ValidationError
 from server.http import cached_document, declaring, envelope, health_answer
 from server.hub_bodies import MAX_BATCH, cursor_of, json_object, only_keys, origin_or_none
 from server.hub_limits import MAX_IN_FLIGHT
 from server.openapi import Operation, build_hub_document
 from server.records import is_id
 
+log = logging.getLogger(__name__)
 bp = Blueprint("hub", __name__, url_prefix="/hub/v1")
 OPERATIONS: list[Operation] = []
 route = declaring(bp, OPERATIONS)
@@ -109,7 +113,19 @@ def pull():
     exclude, only = origin_or_none(body, "excludeOrigin", problems), origin_or_none(body, "onlyOrigin", problems)
     if problems:
         raise ValidationError(problems)
-    return envelope({"changes": g.hub_store.changes_since(cursor, limit, exclude_origin=exclude, only_origin=only)})
+    changes = g.hub_store.changes_since(cursor, limit, exclude_origin=exclude, only_origin=only)
+    if only is None:  # a whole cursor: the device holds that much of each origin
+        _note_position(g.device, cursor)
+    return envelope({"changes": changes})
+
+
+def _note_position(device: Device, cursor: dict[str, int]) -> None:
+    """Remember where the device is, for the history every device has pulled. A note that fails
+    is left for the next pull: until then the hub holds more history, never less."""
+    try:
+        _guarded(_registry().note_pulled, device, cursor, time.time())
+    except StoreUnavailable as exc:
+        log.warning("position of %s not noted: %s", device.device_id, exc)
 
 
 @route(Operation("post", "/push", "hubPush", "Store a batch of this device's changes; each refused one says why",

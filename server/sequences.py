@@ -10,6 +10,7 @@ passes a change whose predecessor is missing. So:
 - a reader stops at the first missing number (`run_after`);
 - a cursor moves only through numbers it got without a gap (`advance`).
 A hub restored from a backup holds less than it acknowledged; `shortfall` names what it lacks.
+History every device still served has pulled is the part a hub may compact (`retention_floor`).
 """
 
 from __future__ import annotations
@@ -75,3 +76,16 @@ def advance(cursor: Cursor, batch: list[Any]) -> Cursor:
 def shortfall(acknowledged: Cursor, held: Cursor) -> Cursor:
     """origin -> what the store holds, for each origin where it holds less than it acknowledged."""
     return {o: held.get(o, 0) for o, seq in acknowledged.items() if held.get(o, 0) < seq}
+
+
+def retention_floor(tops: Cursor, pulled: dict[str, Cursor], owners: dict[str, str]) -> Cursor:
+    """origin -> the newest seq of it that every device still served holds, for each origin of
+    `tops` (the hub's newest seq of each): what a hub may compact, from 1 up to the floor.
+    `pulled` is device -> the cursor of its last pull, for the devices that hold history back (a
+    device never seen, or not seen for longer than the retention, is served a snapshot instead);
+    `owners` is origin -> its device, which holds all it wrote whatever its cursor says."""
+    floor: Cursor = {}
+    for origin, top in tops.items():
+        held = [cursor.get(origin, 0) for device, cursor in pulled.items() if owners.get(origin) != device]
+        floor[origin] = min([top, *held])
+    return floor

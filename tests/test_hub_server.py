@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from server.api import create_hub_app
 from server.config import Settings
-from server.connectors.registry import registry_for
+from server.connectors.registry import SEEN_EVERY_SECONDS, Position, registry_for
 from tests.synckit import course
 
 USER, OTHER = "learner", "someone-else"
@@ -369,3 +370,73 @@ def test_the_hub_server_turns_nagle_off_for_its_connections(hub):
         assert server.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         server.sock.close()
+
+
+class TestWhereEachDeviceIs:
+    """The hub knows what each device has pulled, and so what of the user's history every device
+    still served holds (`hub history`): the part that compaction may drop."""
+
+    def history(self, hub, user: str = USER) -> dict:
+        result = hub.app.test_cli_runner().invoke(args=["hub", "history", user])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    def test_a_pull_with_a_whole_cursor_is_the_devices_position(self, hub, device_changes):
+        laptop, laptop_token = hub.token(name="laptop")
+        phone, phone_token = hub.token(name="phone")
+        assert hub.call("POST", "/push", laptop_token, {"changes": device_changes})[0] == 200
+        assert hub.call("POST", "/pull", phone_token, {"cursor": {}, "excludeOrigin": "p1"})[0] == 200
+        assert hub.registry.positions(USER)[phone].pulled == {}
+        report = self.history(hub)
+        # The phone has pulled nothing yet: it holds all of the laptop's origin back.
+        assert report["origins"] == {"dev-a": {"top": 2, "floor": 0, "heldBackBy": phone}}
+        assert report["devicesHoldingHistory"] == [phone] and report["changesAtOrBelowFloor"] == 0
+        hub.call("POST", "/pull", phone_token, {"cursor": {"dev-a": 2}, "excludeOrigin": "p1"})
+        # A partial pull (one origin, to check a device's own log) is not a position.
+        hub.call("POST", "/pull", phone_token, {"cursor": {"dev-a": 1}, "onlyOrigin": "dev-a"})
+        assert hub.registry.positions(USER)[phone].pulled == {"dev-a": 2}
+        report = self.history(hub)
+        assert report["origins"] == {"dev-a": {"top": 2, "floor": 2, "heldBackBy": None}}
+        assert report["changesAtOrBelowFloor"] == report["changes"] == 2
+        # The laptop owns dev-a: its own pulls never hold its own origin back.
+        hub.call("POST", "/pull", laptop_token, {"cursor": {}, "excludeOrigin": "dev-a"})
+        assert self.history(hub)["origins"]["dev-a"]["floor"] == 2 and laptop in hub.registry.positions(USER)
+
+    def test_a_revoked_device_or_one_unseen_past_the_retention_holds_nothing_back(self, hub, device_changes):
+        _, laptop_token = hub.token(name="laptop")
+        phone, phone_token = hub.token(name="phone")
+        tablet, tablet_token = hub.token(name="tablet")
+        hub.call("POST", "/push", laptop_token, {"changes": device_changes})
+        hub.call("POST", "/pull", phone_token, {"cursor": {"dev-a": 1}})
+        hub.call("POST", "/pull", tablet_token, {"cursor": {}})
+        assert self.history(hub)["origins"]["dev-a"] == {"top": 2, "floor": 0, "heldBackBy": tablet}
+        hub.registry.revoke(tablet)
+        report = self.history(hub)
+        assert report["origins"]["dev-a"] == {"top": 2, "floor": 1, "heldBackBy": phone}
+        assert report["devicesNotHolding"] == [tablet]
+        # The phone was last seen 181 days ago (the retention is 180): it holds nothing back now.
+        [who] = [d for d in hub.registry.devices(USER) if d.device_id == phone]
+        hub.registry.note_pulled(who, {"dev-a": 0}, time.time() - 181 * 86_400)
+        report = self.history(hub)
+        assert report["origins"]["dev-a"] == {"top": 2, "floor": 2, "heldBackBy": None}
+        assert sorted(report["devicesNotHolding"]) == sorted([phone, tablet])
+
+    def test_an_unchanged_position_is_not_written_again_until_it_is_old(self, hub, device_changes):
+        phone, _ = hub.token(name="phone")
+        [device] = hub.registry.devices(USER)
+        hub.registry.note_pulled(device, {"a": 1}, 1000.0)
+        hub.registry.note_pulled(device, {"a": 1}, 1000.0 + SEEN_EVERY_SECONDS - 1)
+        assert hub.registry.positions(USER)[phone].seen_at == 1000.0  # an idle round writes nothing
+        hub.registry.note_pulled(device, {"a": 1}, 1000.0 + SEEN_EVERY_SECONDS + 1)
+        assert hub.registry.positions(USER)[phone].seen_at == 1000.0 + SEEN_EVERY_SECONDS + 1
+        hub.registry.note_pulled(device, {"a": 2}, 1000.0 + SEEN_EVERY_SECONDS + 2)  # it moved: written
+        assert hub.registry.positions(USER)[phone] == Position({"a": 2}, 1000.0 + SEEN_EVERY_SECONDS + 2)
+        assert hub.registry.positions(OTHER) == {}
+
+    def test_list_devices_shows_each_devices_position(self, hub, device_changes):
+        _, token = hub.token(name="phone")
+        hub.call("POST", "/pull", token, {"cursor": {"dev-a": 0}})
+        listed = hub.app.test_cli_runner().invoke(args=["hub", "list-devices", USER])
+        [row] = [json.loads(line) for line in listed.output.splitlines()]
+        assert row["position"]["pulled"] == {"dev-a": 0} and row["position"]["seenAt"].endswith("Z")
+        assert hub.app.test_cli_runner().invoke(args=["hub", "history", "../x"]).exit_code != 0

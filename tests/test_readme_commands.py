@@ -54,7 +54,8 @@ def test_every_shell_line_runs_a_program_a_fresh_clone_has():
 def test_the_readme_is_one_screen_that_starts_with_run_test_and_try():
     top = (ROOT / "README.md").read_text()
     assert len(top.splitlines()) <= 60
-    assert [line for line in top.splitlines() if line.startswith("## ")][:3] == ["## Run it", "## Test it", "## Try sync"]
+    headings = [line for line in top.splitlines() if line.startswith("## ")]
+    assert headings[:3] == ["## Run it", "## Test it", "## Try sync"]
     assert "```sh\nmake run\n```" in top and "```sh\nmake test\n```" in top
 
 

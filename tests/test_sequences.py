@@ -3,7 +3,7 @@ never steps over one, a cursor only moves through numbers it got without one."""
 
 from __future__ import annotations
 
-from server.sequences import admit, advance, run_after, shortfall
+from server.sequences import admit, advance, retention_floor, run_after, shortfall
 
 
 def ch(origin: str, seq: int, tag: str = "") -> dict:
@@ -102,3 +102,29 @@ class TestShortfall:
 
     def test_nothing_acknowledged_is_nothing_short(self):
         assert shortfall({}, {"a": 9}) == {}
+
+
+class TestRetentionFloor:
+    def test_the_floor_is_the_lowest_cursor_among_the_devices_that_hold_history(self):
+        tops = {"a": 10, "b": 4}
+        pulled = {"phone": {"a": 7, "b": 4}, "tablet": {"a": 9, "b": 2}}
+        assert retention_floor(tops, pulled, {}) == {"a": 7, "b": 2}
+
+    def test_a_device_that_has_not_pulled_an_origin_holds_all_of_it(self):
+        assert retention_floor({"a": 10}, {"phone": {}}, {}) == {"a": 0}
+
+    def test_an_origins_own_device_holds_what_it_wrote_whatever_its_cursor_says(self):
+        tops = {"a": 10, "b": 6}
+        pulled = {"laptop": {"b": 5}, "phone": {"a": 8, "b": 6}}
+        owners = {"a": "laptop", "b": "phone"}
+        assert retention_floor(tops, pulled, owners) == {"a": 8, "b": 5}
+
+    def test_with_no_device_holding_it_back_the_whole_log_may_go(self):
+        assert retention_floor({"a": 10, "b": 3}, {}, {}) == {"a": 10, "b": 3}
+        assert retention_floor({"a": 10}, {"laptop": {"a": 2}}, {"a": "laptop"}) == {"a": 10}
+
+    def test_the_floor_never_passes_the_top_and_covers_only_the_origins_held(self):
+        # A cursor past the hub's top (a hub restored from a backup) cannot lift the floor over
+        # what the hub holds, and an origin the hub does not hold has no floor.
+        assert retention_floor({"a": 4}, {"phone": {"a": 9, "z": 3}}, {}) == {"a": 4}
+        assert retention_floor({}, {"phone": {"a": 9}}, {}) == {}

@@ -168,6 +168,11 @@ class DatabaseConnector(ABC):
         return self.apply_changes(changes, relayed=True)
 
     @abstractmethod
+    def tops(self, origins: set[str]) -> Cursor:
+        """origin -> the newest sequence number this store holds of it, for those of `origins` it
+        holds anything of."""
+
+    @abstractmethod
     def shortfall(self, cursor: Cursor) -> dict[str, Any]:
         """{"shortfall": origin -> the newest seq this store holds, for each origin of `cursor`
         of which it holds less than the cursor says (a hub that acknowledged more than it now has;

@@ -94,6 +94,10 @@ class ChangeIntake(Storage):
             self._complete(logged)
         return fresh, applied
 
+    def tops(self, origins: set[str]) -> dict[str, int]:
+        with self._reader():
+            return self._tops_of(set(origins)) if origins else {}
+
     def shortfall(self, cursor: dict[str, int]) -> dict[str, Any]:
         with self._reader():
             held = self._tops_of(set(cursor)) if cursor else {}

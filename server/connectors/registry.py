@@ -9,6 +9,7 @@ a change of it; after that no other device may push under it."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 from abc import ABC, abstractmethod
@@ -46,6 +47,15 @@ def token_hash(token: str) -> str:
 
 
 RELAYED = "relay:"  # the holder of an origin another device brought in by relay, then its id
+SEEN_EVERY_SECONDS = 600  # a position unchanged is written again at most this often (its seenAt)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a device of a hub is: the cursor of its last full pull (what it holds of each
+    origin), and when it was last seen pulling (epoch seconds)."""
+    pulled: dict[str, int]
+    seen_at: float
 
 
 class DeviceRegistry(ABC):
@@ -91,6 +101,20 @@ class DeviceRegistry(ABC):
     @abstractmethod
     def take_relayed(self, user_id: str, origin: str, device_id: str) -> bool:
         """Make `device_id` the owner of an origin only brought in by relay; True if it was one."""
+
+    @abstractmethod
+    def note_pulled(self, device: Device, cursor: dict[str, int], now: float) -> None:
+        """The device pulled after `cursor`: it holds that much of each origin. Written only when
+        the cursor moved or the last note is SEEN_EVERY_SECONDS old, so an idle round writes
+        nothing most of the time."""
+
+    @abstractmethod
+    def positions(self, user_id: str) -> dict[str, Position]:
+        """device id -> its position, for the user's devices that have pulled."""
+
+    @abstractmethod
+    def owners(self, user_id: str) -> dict[str, str]:
+        """origin -> the device that owns it (or RELAYED + the device that brought it in)."""
 
 
 class SqlRegistry(DeviceRegistry):
@@ -144,6 +168,23 @@ class SqlRegistry(DeviceRegistry):
                 f"({','.join('?' * len(part))})", part))
         return out
 
+    def note_pulled(self, device: Device, cursor: dict[str, int], now: float) -> None:
+        pulled = json.dumps(cursor, sort_keys=True)
+        with self._atomic() as conn:
+            conn.execute("INSERT INTO hub_positions VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
+                         "pulled = excluded.pulled, seen_at = excluded.seen_at "
+                         "WHERE pulled != excluded.pulled OR seen_at < ?",
+                         (device.device_id, device.user_id, pulled, now, now - SEEN_EVERY_SECONDS))
+
+    def positions(self, user_id: str) -> dict[str, Position]:
+        rows = self.pool.get().execute("SELECT device_id, pulled, seen_at FROM hub_positions WHERE user_id = ?",
+                                       (user_id,))
+        return {device: Position(json.loads(pulled), seen) for device, pulled, seen in rows}
+
+    def owners(self, user_id: str) -> dict[str, str]:
+        return dict(self.pool.get().execute("SELECT origin, device_id FROM hub_origins WHERE user_id = ?",
+                                            (user_id,)))
+
     def origin_owner(self, user_id: str, origin: str) -> str | None:
         row = self.pool.get().execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
                                          (user_id, origin)).fetchone()
@@ -162,6 +203,8 @@ class MongoRegistry(DeviceRegistry):
         self.db.hub_devices.create_index([("tokenHash", ASCENDING)], unique=True)
         self.db.hub_devices.create_index([("deviceId", ASCENDING)], unique=True)
         self.db.hub_origins.create_index([("userId", ASCENDING), ("origin", ASCENDING)], unique=True)
+        self.db.hub_positions.create_index([("deviceId", ASCENDING)], unique=True)
+        self.db.hub_positions.create_index([("userId", ASCENDING)])
 
     @staticmethod
     def _device(doc: dict) -> Device:
@@ -204,6 +247,23 @@ class MongoRegistry(DeviceRegistry):
                                             {"_id": 0, "deviceId": 1})
             out.update(d["deviceId"] for d in docs)
         return out
+
+    def note_pulled(self, device: Device, cursor: dict[str, int], now: float) -> None:
+        # Kept as a list of pairs: a cursor's origins never become field names of a document.
+        pulled = [[o, s] for o, s in sorted(cursor.items())]
+        doc = self.db.hub_positions.find_one({"deviceId": device.device_id}, {"_id": 0, "pulled": 1, "seenAt": 1})
+        if doc and doc.get("pulled") == pulled and doc.get("seenAt", 0) >= now - SEEN_EVERY_SECONDS:
+            return
+        self.db.hub_positions.update_one({"deviceId": device.device_id},
+                                         {"$set": {"userId": device.user_id, "pulled": pulled, "seenAt": now}},
+                                         upsert=True)
+
+    def positions(self, user_id: str) -> dict[str, Position]:
+        return {d["deviceId"]: Position({o: s for o, s in d["pulled"]}, d["seenAt"])
+                for d in self.db.hub_positions.find({"userId": user_id})}
+
+    def owners(self, user_id: str) -> dict[str, str]:
+        return {d["origin"]: d["deviceId"] for d in self.db.hub_origins.find({"userId": user_id})}
 
     def origin_owner(self, user_id: str, origin: str) -> str | None:
         doc = self.db.hub_origins.find_one({"userId": user_id, "origin": origin})

@@ -54,6 +54,12 @@ SCHEMA_STEPS: list[tuple[int, str]] = [
             user_id TEXT NOT NULL, origin TEXT NOT NULL, device_id TEXT NOT NULL,
             PRIMARY KEY (user_id, origin)) WITHOUT ROWID;
     """),
+    # Where each device of a hub is: the cursor of its last pull, and when it was last seen.
+    (5, """
+        CREATE TABLE IF NOT EXISTS hub_positions (
+            device_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, pulled TEXT NOT NULL, seen_at REAL NOT NULL);
+        CREATE INDEX IF NOT EXISTS hub_positions_user ON hub_positions (user_id);
+    """),
 ]
 
 # Written into the file's header ("CoSy"), so another program's SQLite file is told apart
