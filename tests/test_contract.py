@@ -374,7 +374,7 @@ CALLS = {
     "quarantine": ([{"id": "q1", "origin": None, "seq": None, "reason": "r", "receivedAt": "2030-01-01T00:00:00Z",
                      "change": "{}"}],), "get_bookmark": ("hub",), "set_bookmark": ("hub", {}),
     "hub_epoch": (), "dump_records": (), "is_empty": (), "wipe": (), "restart_origin": ("<own origin>", 1),
-    "release_quarantined": (["q1"],), "resend_own": ([1],), "guarded": ("<a raw driver call>",),
+    "release_quarantined": (["q1"],), "resend_own": ([1],), "tops": (["peer"],), "guarded": ("<a raw driver call>",),
 }
 NEVER_RAISE = {"close", "ping"}
 
