@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(0.001)
     if "sync" in app.extensions:
         start_worker(app.extensions["sync"])
+    if as_hub:
+        from server import hub_compactor
+
+        hub_compactor.start(settings, app.extensions["store"], app.extensions["hub_stores"])
     _serving(settings, app.extensions["store"], as_hub)
     # SIGTERM (systemd, a container runtime, `kill`) stops the server as Ctrl-C does: the worker
     # and its sync child shut down and the stores close, instead of the process just vanishing.

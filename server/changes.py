@@ -223,3 +223,37 @@ def still_held(change: Change, state: dict[str, Any] | None) -> Change | None:
 def is_slot_filler_of(hlc: Any, origin: str) -> bool:
     """True for the stamp of a slot filler written for a refused change of `origin`."""
     return hlc == encode(0, 0, origin)
+
+
+STATE_KEYS = ("kind", "id", "courseId", "fields", "clocks", "bases", "deleted", "dclock", "dbase")
+SNAPSHOT_SEQ = 1  # stands in a write rebuilt from a record: never logged, never compared
+
+
+def writes_of(state: Any) -> tuple[list[Change], str | None]:
+    """The writes that rebuild a record's merge state by the merge rule (a hub's snapshot sends
+    records, not the log that made them): one upsert per stamp its fields carry, with the fields
+    that stamp still holds and their bases, or the delete of a tombstone. Each is a change of
+    the stamp's origin (seq SNAPSHOT_SEQ, a placeholder) that the door checks like any other.
+    Returns (the writes, None), or ([], why the state cannot be read as writes)."""
+    if not isinstance(state, dict) or sorted(state) != sorted(STATE_KEYS):
+        return [], "a record is an object with exactly " + ", ".join(STATE_KEYS)
+    fields, clocks, bases = state["fields"], state["clocks"], state["bases"]
+    if not all(isinstance(d, dict) for d in (fields, clocks, bases)) or not fields.keys() == clocks.keys() == \
+            bases.keys() or type(state["deleted"]) is not bool:
+        return [], "fields, clocks and bases name the same fields; deleted is true or false"
+    head = {"kind": state["kind"], "id": state["id"], "courseId": state["courseId"]}
+    if state["deleted"]:
+        if fields or not is_stamp(state["dclock"]):
+            return [], "a tombstone keeps no fields and has the stamp of its delete"
+        return [{**head, "origin": decode(state["dclock"])[2], "seq": SNAPSHOT_SEQ, "hlc": state["dclock"],
+                 "op": "delete", "fields": {}, "bases": {"*": state["dbase"]}}], None
+    if state["dclock"] != ZERO or state["dbase"] != ZERO:
+        return [], "a live record has no delete stamp"
+    by_stamp: dict[str, list[str]] = {}
+    for name, hlc in clocks.items():
+        if not is_stamp(hlc):
+            return [], f"clock of {str(name)[:40]!r} is not a stamp"
+        by_stamp.setdefault(hlc, []).append(name)
+    return [{**head, "origin": decode(hlc)[2], "seq": SNAPSHOT_SEQ, "hlc": hlc, "op": "upsert",
+             "fields": {n: fields[n] for n in names}, "bases": {n: bases[n] for n in names}}
+            for hlc, names in sorted(by_stamp.items())], None

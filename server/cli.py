@@ -139,6 +139,29 @@ def hub_history(user_id: str) -> None:
     click.echo(json.dumps(report, indent=2))
 
 
+@hub_cli.command("compact")
+@click.argument("user_id", required=False)
+@click.option("--limit", default=100_000, show_default=True, help="Changes dropped at most, per user.")
+def hub_compact(user_id: str | None, limit: int) -> None:
+    """Drop the changes of USER_ID (or of every user) that every device still served has pulled
+    (`hub history` shows which), in short writes that pushes and pulls go on between. A device
+    whose cursor is below what went catches up from the records. One JSON line per user."""
+    from server.hub_stores import HubStores
+    from server.retention import compact_user, users
+
+    if user_id is not None and not is_id(user_id):
+        raise click.ClickException(f"not a user id: {user_id!r}")
+    settings = current_app.config["SETTINGS"]
+    registry, stores = _registry(), HubStores(settings, current_app.extensions["store"])
+    try:
+        for user in [user_id] if user_id else users(registry):
+            dropped = compact_user(stores.for_user(user), registry, user, time.time(),
+                                   settings.hub_device_retention_days, limit)
+            click.echo(json.dumps({"userId": user, "dropped": dropped}))
+    finally:
+        stores.close()
+
+
 @hub_cli.command("revoke")
 @click.argument("token_or_device")
 def hub_revoke(token_or_device: str) -> None:

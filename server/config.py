@@ -66,6 +66,7 @@ class Settings:
     hub_max_refusals_per_minute: int = 600
     hub_max_wait_seconds: float = 60.0  # a wait is held at most this long, whatever it asks
     hub_device_retention_days: float = 180.0  # a device unseen this long holds no history back
+    hub_compact_every_minutes: float = 60.0  # how often a hub server compacts history; 0: never
 
     @property
     def hub_address(self) -> str:
@@ -246,6 +247,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_DEVICE_RETENTION_DAYS", "hub_device_retention_days", _number(1, 3650), "`180`",
             "a hub server: a device not seen pulling for this long no longer holds its user's history back "
             "(`hub history`)"),
+    Setting("HUB_COMPACT_EVERY_MINUTES", "hub_compact_every_minutes", _number(0, 10_080), "`60`",
+            "a hub server drops the history every device it still serves has pulled this often (`0`: only by "
+            "`hub compact`)"),
 )
 
 

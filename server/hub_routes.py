@@ -19,8 +19,9 @@ from server.connectors.registry import RELAYED, Device, DeviceRegistry
 from server.errors import Forbidden, StoreUnavailable, TooManyRequests, Unauthorized, ValidationError
 from server.http import cached_document, declaring, envelope, health_answer
 from server.hub_bodies import MAX_BATCH, cursor_of, json_object, only_keys, origin_or_none
+from server.hub_document import build_hub_document
 from server.hub_limits import MAX_IN_FLIGHT
-from server.openapi import Operation, build_hub_document
+from server.openapi import Operation
 from server.records import is_id
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,9 @@ route = declaring(bp, OPERATIONS)
 # "relay" (a push of other origins' changes the hub lost), "resume" (a push answer that says
 # where an origin must be sent again from instead of storing a gap).
 # "wait" (POST /wait, held open until there is news: only where the hub's front serves it).
-FEATURES = ("shortfall", "relay", "resume", "wait")
+# "snapshot" (POST /snapshot: the user's records, for a cursor below what the hub compacted,
+# which the shortfall answer names as "compacted").
+FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot")
 WAIT_SECONDS, MAX_WAIT_SECONDS = 25, 60
 
 
@@ -117,6 +120,25 @@ def pull():
     if only is None:  # a whole cursor: the device holds that much of each origin
         _note_position(g.device, cursor)
     return envelope({"changes": changes})
+
+
+@route(Operation("post", "/snapshot", "hubSnapshot",
+                 "The user's records page by page, tombstones too, with the cursor the log goes on from: for a "
+                 "device whose cursor is below what the hub compacted", {"200": ("HubSnapshot", "A page", False)},
+                 (401,), "HubSnapshotRequest"))
+def snapshot():
+    body = json_object()
+    only_keys(body, {"after", "limit"})
+    problems: dict[str, str] = {}
+    after, limit = body.get("after"), body.get("limit", 500)
+    if after is not None and not (isinstance(after, list) and len(after) == 2 and all(
+            isinstance(part, str) and len(part) <= 300 for part in after)):
+        problems["after"] = "must be null or the [kind, key] a page named as next"
+    if type(limit) is not int or not 1 <= limit <= MAX_BATCH:
+        problems["limit"] = f"must be an integer from 1 to {MAX_BATCH}"
+    if problems:
+        raise ValidationError(problems)
+    return envelope(g.hub_store.snapshot_page(tuple(after) if after else None, limit))
 
 
 def _note_position(device: Device, cursor: dict[str, int]) -> None:

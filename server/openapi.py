@@ -198,7 +198,7 @@ def record_operations(kind: Kind) -> list[Operation]:
     ]
 
 
-def _operation(op: Operation, token_required: bool, hub: bool = False) -> dict[str, Any]:
+def operation_object(op: Operation, token_required: bool, hub: bool = False) -> dict[str, Any]:
     statuses = {400, 503, *op.errors} | ({415, 413} if op.body else set()) | ({412} if op.if_match else set())
     if token_required and not op.public:
         statuses.add(401)
@@ -235,82 +235,6 @@ COMMON_SCHEMAS = {
             "current": {"type": "object"}, "report": {"type": "object"}}},
         "meta": ref("Meta")}},
 }
-ORIGIN = {"type": "string", "minLength": 1, "maxLength": 128}
-SEQ = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
-HUB_SCHEMAS = {
-    "HubEpoch": {"type": "object", "required": ["epoch", "userId", "deviceId"],
-                 "properties": {"epoch": {"type": "string"}, "userId": {"type": "string"},
-                                "deviceId": {"type": "string", "description": "the token's device"},
-                                "features": {"type": "array", "items": {"type": "string"},
-                                             "description": "calls beyond the first protocol: shortfall, relay, "
-                                                            "resume, wait"}}},
-    "HubWaitRequest": {"type": "object", "additionalProperties": False, "properties": {
-        "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
-        "excludeOrigin": {**ORIGIN, "nullable": True, "description": "this device's own origin: its changes are "
-                                                                     "no news"},
-        "seconds": {"type": "number", "minimum": 0, "maximum": 60, "description": "how long to hold the request "
-                                                                                 "with no news (default 25)"}}},
-    "HubWait": {"type": "object", "required": ["changed"], "properties": {
-        "changed": {"type": "boolean", "description": "true: the user's log holds a change past the cursor; pull"}}},
-    "HubShortfallRequest": {"type": "object", "additionalProperties": False, "properties": {
-        "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq acknowledged"}}},
-    "HubShortfall": {"type": "object", "required": ["shortfall", "rollbacks"], "properties": {
-        "shortfall": {"type": "object", "additionalProperties": SEQ,
-                      "description": "origin -> the hub's newest seq, where it holds less than the cursor"},
-        "rollbacks": {"type": "array", "maxItems": 10, "description": "the user's last findings of a hub holding "
-                                                                      "less than it acknowledged, oldest first",
-                      "items": {"type": "object", "required": ["id", "at", "origins", "changes"], "properties": {
-                          "id": {"type": "string"}, "at": {"type": "number", "description": "epoch seconds"},
-                          "origins": {"type": "integer"}, "changes": {"type": "integer"}}}}}},
-    "Change": {"type": "object", "description": "One write: checked at the door (kinds, fields, stamps)",
-               "required": ["origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"],
-               "properties": {"origin": ORIGIN, "seq": SEQ, "hlc": {"type": "string"}, "kind": {"type": "string"},
-                              "id": {"type": "string"}, "courseId": {"type": "string", "nullable": True},
-                              "op": {"type": "string", "enum": ["upsert", "delete"]},
-                              "fields": {"type": "object"},
-                              "bases": {"type": "object", "additionalProperties": {"type": "string"}}}},
-    "HubChanges": {"type": "object", "required": ["changes"],
-                   "properties": {"changes": {"type": "array", "items": ref("Change")}}},
-    "HubPullRequest": {"type": "object", "additionalProperties": False, "properties": {
-        "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
-        "limit": {"type": "integer", "minimum": 1, "maximum": 2000},
-        "excludeOrigin": {**ORIGIN, "nullable": True}, "onlyOrigin": {**ORIGIN, "nullable": True}}},
-    "HubPushRequest": {"type": "object", "additionalProperties": False, "required": ["changes"], "properties": {
-        "changes": {"type": "array", "maxItems": 2000, "items": {},
-                    "description": "Changes (see Change); anything else is quarantined with its reason"},
-        "relay": {"type": "boolean", "description": "other origins' changes the hub lost: only what it lacks is "
-                                                    "taken, no origin is claimed"}}},
-    "HubPushResult": {"type": "object", "required": ["received", "applied", "conflicts", "quarantined"],
-                      "properties": {"received": {"type": "integer"}, "applied": {"type": "integer"},
-                                     "conflicts": {"type": "integer"},
-                                     "resume": {"type": "object", "additionalProperties": SEQ,
-                                                "description": "origin -> the hub's top, for an origin whose "
-                                                               "changes started past it: send again from there"},
-                                     "quarantined": {"type": "array", "items": {
-                                         "type": "object", "required": ["origin", "seq", "reason"],
-                                         "properties": {"origin": {**ORIGIN, "nullable": True},
-                                                        "seq": {"type": "integer", "nullable": True},
-                                                        "reason": {"type": "string"}}}}}},
-}
-
-
-def build_hub_document(operations: list[Operation]) -> dict[str, Any]:
-    """The hub protocol (`python -m server --hub`): every call but this document needs a device token."""
-    paths: dict[str, dict] = {}
-    for op in operations:
-        paths.setdefault(op.document_path, {})[op.method] = _operation(op, True, hub=True)
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "coursesync hub protocol", "version": "1.0.0",
-                 "description": "What devices sync through: the epoch, pull after a cursor, push a batch. "
-                                "Bodies may be gzip-compressed (Content-Encoding: gzip)."},
-        "servers": [{"url": "/hub/v1"}],
-        "paths": paths,
-        "components": {"schemas": {**COMMON_SCHEMAS, **HUB_SCHEMAS},
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-    }
-
-
 # The device API's own schemas, beside those of the kinds and the shared ones.
 DEVICE_SCHEMAS: dict[str, Any] = {
     "Health": {"type": "object", "required": ["status"], "properties": {
@@ -356,7 +280,7 @@ def kind_schemas() -> dict[str, Any]:
 def build_document(operations: list[Operation], *, token_required: bool = False) -> dict[str, Any]:
     paths: dict[str, dict] = {}
     for op in operations:
-        paths.setdefault(op.document_path, {})[op.method] = _operation(op, token_required)
+        paths.setdefault(op.document_path, {})[op.method] = operation_object(op, token_required)
     schemas = {**kind_schemas(), **COMMON_SCHEMAS, **DEVICE_SCHEMAS}
     doc: dict[str, Any] = {
         "openapi": "3.0.3",

@@ -45,3 +45,19 @@ def retention_report(store: DatabaseConnector, registry: DeviceRegistry, user_id
         "retentionDays": retention_days,
         "at": iso_from_seconds(now),
     }
+
+
+def compact_user(store: DatabaseConnector, registry: DeviceRegistry, user_id: str, now: float,
+                 retention_days: float, limit: int) -> int:
+    """Drop at most `limit` of the user's changes that every device still served holds (in
+    short writes: pushes and pulls go on between them). Returns how many went; 0: nothing left."""
+    pulled = holding_back(registry, user_id, now, retention_days)
+    owners = registry.owners(user_id)
+    origins = set(owners) | {o for cursor in pulled.values() for o in cursor}
+    floor = retention_floor(store.tops(origins), pulled, owners)
+    return store.compact(floor, limit)
+
+
+def users(registry: DeviceRegistry) -> list[str]:
+    """Every user with a device at this hub, sorted."""
+    return sorted({d.user_id for d in registry.devices()})

@@ -11,6 +11,9 @@ passes a change whose predecessor is missing. So:
 - a cursor moves only through numbers it got without a gap (`advance`).
 A hub restored from a backup holds less than it acknowledged; `shortfall` names what it lacks.
 History every device still served has pulled is the part a hub may compact (`retention_floor`).
+A compacted origin keeps its floor, the newest seq it dropped: everything up to the floor is
+held (a change there is never stored again, `held_below`), and a reader whose cursor is below
+the floor cannot catch up by reading the log: it needs the records themselves (`behind`).
 """
 
 from __future__ import annotations
@@ -76,6 +79,23 @@ def advance(cursor: Cursor, batch: list[Any]) -> Cursor:
 def shortfall(acknowledged: Cursor, held: Cursor) -> Cursor:
     """origin -> what the store holds, for each origin where it holds less than it acknowledged."""
     return {o: held.get(o, 0) for o, seq in acknowledged.items() if held.get(o, 0) < seq}
+
+
+def held_below(changes: list[Any], floors: Cursor) -> list[Any]:
+    """The changes that are not at or below their origin's floor (compacted: held already, even
+    though the log no longer has them). Changes without a readable origin and seq pass through."""
+    out = []
+    for ch in changes:
+        slot = _slot(ch)
+        if slot is None or slot[1] > floors.get(slot[0], 0):
+            out.append(ch)
+    return out
+
+
+def behind(cursor: Cursor, floors: Cursor, but: str | None = None) -> Cursor:
+    """origin -> floor, for each compacted origin (other than `but`) of which `cursor` lacks part
+    of what was compacted: a reader there must be sent the records, not the log."""
+    return {o: f for o, f in floors.items() if o != but and f > cursor.get(o, 0)}
 
 
 def retention_floor(tops: Cursor, pulled: dict[str, Cursor], owners: dict[str, str]) -> Cursor:

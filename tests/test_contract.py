@@ -359,6 +359,8 @@ class TestApply:
 
 CHANGE = {"origin": "peer", "seq": 1, "hlc": "001893456000000-000000-peer", "kind": "course", "id": "c9",
           "courseId": None, "op": "upsert", "fields": {"title": "t"}, "bases": {"title": ""}}
+RECORD = {"kind": "course", "id": "c9", "courseId": None, "fields": {"title": "t"}, "clocks": {"title": CHANGE["hlc"]},
+          "bases": {"title": ""}, "deleted": False, "dclock": "", "dbase": ""}
 # One call of every public method; a public method missing here fails the test below.
 CALLS = {
     "connect": (), "migrate": (), "set_owner": ("learner",),
@@ -374,7 +376,9 @@ CALLS = {
     "quarantine": ([{"id": "q1", "origin": None, "seq": None, "reason": "r", "receivedAt": "2030-01-01T00:00:00Z",
                      "change": "{}"}],), "get_bookmark": ("hub",), "set_bookmark": ("hub", {}),
     "hub_epoch": (), "dump_records": (), "is_empty": (), "wipe": (), "restart_origin": ("<own origin>", 1),
-    "release_quarantined": (["q1"],), "resend_own": ([1],), "tops": (["peer"],), "guarded": ("<a raw driver call>",),
+    "release_quarantined": (["q1"],), "resend_own": ([1],), "tops": (["peer"],),
+    "snapshot_page": (None, 10), "apply_snapshot": ([RECORD],), "floors": (), "compact": ({"peer": 1}, 10),
+    "guarded": ("<a raw driver call>",),
 }
 NEVER_RAISE = {"close", "ping"}
 

@@ -207,7 +207,7 @@ def featured(fake, *features: str) -> HubClient:
 
 def test_an_older_hub_server_is_asked_for_no_shortfall_and_handed_no_relay(fake):
     hub = featured(fake)
-    assert hub.shortfall({"a": 3}) == {"shortfall": {}, "rollbacks": []}
+    assert hub.shortfall({"a": 3}) == {"shortfall": {}, "rollbacks": [], "compacted": {}}
     assert hub.relay_changes([{"origin": "a", "seq": 1}])["unsupported"] is True
     assert [r[1] for r in fake.requests] == ["/hub/v1/epoch"], "nothing was sent past the epoch"
 
@@ -216,9 +216,11 @@ def test_a_shortfall_and_the_hubs_findings_are_read(fake):
     hub = featured(fake, "shortfall", "relay", "resume")
     finding = {"id": "f1", "at": 1.5, "origins": 1, "changes": 2, "extra": "dropped"}
     fake.says({"data": {"shortfall": {"a": 1}, "rollbacks": [finding]}, "meta": {}})
-    assert hub.shortfall({"a": 3}) == {"shortfall": {"a": 1},
+    assert hub.shortfall({"a": 3}) == {"shortfall": {"a": 1}, "compacted": {},  # a hub that compacts nothing
                                        "rollbacks": [{"id": "f1", "at": 1.5, "origins": 1, "changes": 2}]}
     assert fake.requests[-1] == ("POST", "/hub/v1/shortfall", {"cursor": {"a": 3}})
+    fake.says({"data": {"shortfall": {}, "rollbacks": [], "compacted": {"a": 5, "b": 2}}, "meta": {}})
+    assert hub.shortfall({"a": 3})["compacted"] == {"a": 5, "b": 2}
     fake.says({"data": {"received": 1, "applied": 1, "conflicts": 0, "quarantined": [], "resume": {}}, "meta": {}})
     hub.relay_changes([{"origin": "a", "seq": 1}])
     assert fake.requests[-1][2] == {"changes": [{"origin": "a", "seq": 1}], "relay": True}
@@ -238,12 +240,36 @@ GOOD_FINDING = {"id": "f1", "at": 1.0, "origins": 1, "changes": 1}
     {"shortfall": {}, "rollbacks": [{**GOOD_FINDING, "id": ""}]},
     {"shortfall": {}, "rollbacks": [{**GOOD_FINDING, "changes": -4}]},
     {"shortfall": {}, "rollbacks": [{**GOOD_FINDING, "origins": True}]},
+    {"shortfall": {}, "rollbacks": [], "compacted": {"a": 3}},  # compacted no further than the cursor holds
+    {"shortfall": {}, "rollbacks": [], "compacted": {"b": "9"}},
+    {"shortfall": {}, "rollbacks": [], "compacted": []},
 ])
 def test_a_shortfall_of_another_shape_is_a_hub_failure(fake, answer):
     hub = featured(fake, "shortfall")
     fake.says({"data": answer, "meta": {}})
     with pytest.raises(StoreUnavailable, match="answered"):
         hub.shortfall({"a": 3})
+
+
+@pytest.mark.parametrize("page", [
+    {"cursor": {}, "records": [{}] * 3, "next": None},  # more than the limit
+    {"cursor": [], "records": [], "next": None},
+    {"cursor": {}, "records": {}, "next": None},
+    {"cursor": {}, "records": [], "next": ["course"]},
+    {"cursor": {}, "records": [], "next": ["course", "a"]},  # not past the page asked after
+])
+def test_a_snapshot_page_of_another_shape_is_a_hub_failure(fake, page):
+    hub = featured(fake, "shortfall", "snapshot")
+    fake.says({"data": page, "meta": {}})
+    with pytest.raises(StoreUnavailable, match="answered"):
+        hub.snapshot_page(("course", "b"), 2)
+
+
+def test_an_older_hub_server_is_asked_for_no_snapshot(fake):
+    hub = featured(fake, "shortfall")
+    with pytest.raises(StoreUnavailable, match="serves no snapshot"):
+        hub.snapshot_page(None, 10)
+    assert [r[1] for r in fake.requests] == ["/hub/v1/epoch"]
 
 
 @pytest.mark.parametrize("resume", [[], {"a": "1"}, {"a": -1}, {"a": 2**60}])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -214,7 +215,7 @@ class TestTheRest:
         resp = hub.client.get("/hub/v1/openapi.json")
         assert resp.status_code == 200
         doc = resp.get_json()
-        assert set(doc["paths"]) == {"/epoch", "/pull", "/push", "/shortfall", "/wait", "/openapi.json"}
+        assert set(doc["paths"]) == {"/epoch", "/pull", "/push", "/shortfall", "/wait", "/snapshot", "/openapi.json"}
         assert doc["paths"]["/push"]["post"]["security"] == [{"bearer": []}]
         assert {"401", "403"} <= set(doc["paths"]["/push"]["post"]["responses"])
         assert "Change" in doc["components"]["schemas"]
@@ -420,6 +421,65 @@ class TestWhereEachDeviceIs:
         report = self.history(hub)
         assert report["origins"]["dev-a"] == {"top": 2, "floor": 2, "heldBackBy": None}
         assert sorted(report["devicesNotHolding"]) == sorted([phone, tablet])
+
+    def compact(self, hub, *args: str) -> list[dict]:
+        result = hub.app.test_cli_runner().invoke(args=["hub", "compact", *args])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.output.splitlines()]
+
+    def test_compaction_drops_what_every_device_holds_and_a_device_below_it_is_sent_the_records(
+            self, hub, device_changes):
+        _, laptop_token = hub.token(name="laptop")
+        phone, phone_token = hub.token(name="phone")
+        hub.call("POST", "/push", laptop_token, {"changes": device_changes})
+        hub.call("POST", "/pull", phone_token, {"cursor": {"dev-a": 1}})
+        assert self.compact(hub, USER) == [{"userId": USER, "dropped": 1}]  # the phone holds #2 back
+        assert self.history(hub)["origins"]["dev-a"] == {"top": 2, "floor": 1, "heldBackBy": phone}
+        status, body = hub.call("POST", "/shortfall", phone_token, {"cursor": {"dev-a": 1}})
+        assert status == 200 and body["data"]["compacted"] == {}, "the phone can go on from the log"
+        status, body = hub.call("POST", "/pull", phone_token, {"cursor": {"dev-a": 1}})
+        assert [ch["seq"] for ch in body["data"]["changes"]] == [2]
+        # Unseen past the retention, the phone holds nothing back: all of it goes, and a cursor
+        # below the floor is told to catch up from the records.
+        [who] = [d for d in hub.registry.devices(USER) if d.device_id == phone]
+        hub.registry.note_pulled(who, {"dev-a": 0}, time.time() - 181 * 86_400)
+        assert self.compact(hub) == [{"userId": USER, "dropped": 1}]
+        status, body = hub.call("POST", "/shortfall", phone_token, {"cursor": {"dev-a": 1}})
+        assert body["data"]["compacted"] == {"dev-a": 2}
+        status, body = hub.call("POST", "/snapshot", phone_token, {"after": None, "limit": 1})
+        page = body["data"]
+        assert status == 200 and page["cursor"] == {"dev-a": 2} and len(page["records"]) == 1
+        status, body = hub.call("POST", "/snapshot", phone_token, {"after": page["next"], "limit": 1})
+        assert status == 200 and body["data"]["next"] is None
+        records = page["records"] + body["data"]["records"]
+        assert {(r["kind"], r["id"]) for r in records} == {(ch["kind"], ch["id"]) for ch in device_changes}
+        assert self.compact(hub, OTHER) == [{"userId": OTHER, "dropped": 0}]
+
+    def test_the_hubs_own_job_compacts_every_user_and_can_be_turned_off(self, hub, device_changes):
+        from server import hub_compactor
+
+        _, laptop_token = hub.token(name="laptop")
+        hub.token(OTHER, name="other's")
+        hub.call("POST", "/push", laptop_token, {"changes": device_changes})
+        settings, stores = hub.app.config["SETTINGS"], hub.app.extensions["hub_stores"]
+        # No other device of the user holds history back: all of the laptop's origin may go.
+        assert hub_compactor.compact_all(settings, hub.base, stores) == {USER: 2, OTHER: 0}
+        assert hub.everything() == [] and stores.for_user(USER).floors() == {"dev-a": 2}
+        assert hub_compactor.start(replace(settings, hub_compact_every_minutes=0), hub.base, stores) is None
+        job = hub_compactor.start(settings, hub.base, stores)
+        try:
+            [scheduled] = job.get_jobs()
+            assert scheduled.id == "compact-history" and scheduled.trigger.interval.total_seconds() == 3600
+        finally:
+            job.shutdown(wait=False)
+
+    @pytest.mark.parametrize("body, field", [({"after": "c1"}, "after"), ({"after": ["a", 1]}, "after"),
+                                             ({"limit": 0}, "limit"), ({"limit": 2001}, "limit"),
+                                             ({"cursor": {}}, "cursor")])
+    def test_a_snapshot_request_of_another_shape_is_refused(self, hub, body, field):
+        _, token = hub.token()
+        status, answer = hub.call("POST", "/snapshot", token, body)
+        assert status == 400 and field in answer["error"]["fields"]
 
     def test_an_unchanged_position_is_not_written_again_until_it_is_old(self, hub, device_changes):
         phone, _ = hub.token(name="phone")

@@ -59,7 +59,7 @@ def test_a_store_from_before_step_2_upgrades_and_keeps_its_pending_changes(sql_f
     old.connect()
     course = old.create("course", None, validate("course", COURSE, "create"))[0]
     old.update("course", None, course["id"], {"title": "two"})
-    old.pool.get().execute("INSERT INTO origins VALUES ('learner', 'dev-a', 2)")
+    old.pool.get().execute("INSERT INTO origins (user_id, origin, max_seq) VALUES ('learner', 'dev-a', 2)")
     old.close()
     monkeypatch.undo()
     new = sql_factory("dev", user_id="learner", origin="dev-a")

@@ -178,7 +178,38 @@ class DatabaseConnector(ABC):
         of which it holds less than the cursor says (a hub that acknowledged more than it now has;
         {} when it holds all of it), "rollbacks": the user's last ten such findings, oldest first,
         each {"id", "at" (epoch seconds), "origins", "changes" (how many were missing)}}. A
-        shortfall is recorded as a finding first, so that every device of the user hears of it."""
+        shortfall is recorded as a finding first, so that every device of the user hears of it.
+        "compacted": origin -> floor, for every compacted origin of which the cursor lacks part
+        of what compaction dropped (sequences.behind): that reader needs `snapshot_page`}."""
+
+    @abstractmethod
+    def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]:
+        """{"cursor": origin -> this store's newest seq of each, read before the records;
+        "records": at most `limit` merge states (tombstones too: {kind, id, courseId, fields,
+        clocks, bases, deleted, dclock, dbase}) in (kind, key) order after `after`; "next": the
+        (kind, key) to ask after for the next page, None after the last}. The records with the
+        log past the first page's cursor hold all the store holds, however much was compacted."""
+
+    @abstractmethod
+    def apply_snapshot(self, records: list[Any], *, bookmarks: dict[str, Any] | None = None,
+                       held: Cursor | None = None) -> dict[str, Any]:
+        """Merge a page of another store's records (snapshot_page) as the writes that made them
+        (changes.writes_of), each checked at the door; a record that fails is quarantined with
+        the reason. Nothing is logged: the writes are other origins' and already compacted away.
+        `bookmarks` are stored in the same transaction; `held` (with the last page: the first
+        page's cursor) is how far the records hold each origin, from which this store takes the
+        log on (its own origin aside). Returns {"received", "applied" (records changed),
+        "conflicts", "quarantined"}."""
+
+    @abstractmethod
+    def floors(self) -> Cursor:
+        """origin -> its floor: the newest seq compacted out of the log (held all the same)."""
+
+    @abstractmethod
+    def compact(self, floors: Cursor, limit: int) -> int:
+        """Drop, per origin, the changes up to `floors[origin]` (never past what the store holds),
+        at most `limit` in all and in short writes, raising each origin's floor first so that no
+        reader ever meets a hole. Returns how many were dropped: 0 when there is nothing left."""
 
     @abstractmethod
     def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:

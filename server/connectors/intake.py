@@ -13,15 +13,19 @@ from server.changes import (
     Change,
     at_the_door,
     change_key,
+    check_change,
     moved_to,
     new_origin,
+    quarantine_entry,
     restamp_state,
     still_held,
+    writes_of,
 )
 from server.clock import wall_ms
 from server.connectors.storage import RetryMerge, Storage
 from server.errors import StateConflict
-from server.sequences import admit, shortfall
+from server.sequences import admit, behind, held_below, shortfall
+from server.times import iso_from_ms
 
 log = logging.getLogger("server.sync")
 # On a hub: the last times a device found it holding less than it had acknowledged (per user).
@@ -76,6 +80,9 @@ class ChangeIntake(Storage):
         stamp was sent again (the first attempt may have stopped after logging it): it is
         finished, not stored twice. One it holds under another stamp is a reused origin (a relayed
         copy never overwrites what the store holds)."""
+        if good or fillers:  # what the store compacted away it holds all the same
+            floors = self._floors_of({ch["origin"] for ch in good + fillers})
+            good, fillers = held_below(good, floors), held_below(fillers, floors)
         known = self._known(good + fillers) if good or fillers else {}
         # A filler goes in only where its slot is still empty (the same refused change again).
         fresh = [f for f in fillers if (f["origin"], f["seq"]) not in known]
@@ -101,15 +108,43 @@ class ChangeIntake(Storage):
     def shortfall(self, cursor: dict[str, int]) -> dict[str, Any]:
         with self._reader():
             held = self._tops_of(set(cursor)) if cursor else {}
+            compacted = behind(cursor, self._floors_of(None))
         short = shortfall(cursor, held)
         if not short:
-            return {"shortfall": {}, "rollbacks": list(self.get_bookmark(ROLLBACKS_KEY) or [])}
+            return {"shortfall": {}, "rollbacks": list(self.get_bookmark(ROLLBACKS_KEY) or []), "compacted": compacted}
         with self._writer():
             found = list(self.get_bookmark(ROLLBACKS_KEY) or [])[-9:]
             found.append({"id": uuid.uuid4().hex[:16], "at": time.time(), "origins": len(short),
                           "changes": sum(cursor[o] - top for o, top in short.items())})
             self.set_bookmark(ROLLBACKS_KEY, found)
-        return {"shortfall": short, "rollbacks": found}
+        return {"shortfall": short, "rollbacks": found, "compacted": compacted}
+
+    def apply_snapshot(self, records: list[Any], *, bookmarks: dict[str, Any] | None = None,
+                       held: dict[str, int] | None = None) -> dict:
+        # A hub's records, each read as the writes that rebuild it and checked at the door as
+        # those writes would be (the doubled limit on stamps, as for anything the hub took).
+        now = wall_ms()
+        writes, refused = [], []
+        for state in records:
+            rebuilt, problem = writes_of(state)
+            problem = problem or next(filter(None, (check_change(w, now_ms=now, max_skew_ms=2 * self.max_skew_ms)
+                                                    for w in rebuilt)), None)
+            if problem is None:
+                writes += rebuilt
+            else:
+                refused.append(quarantine_entry(state, f"a record of the hub's snapshot: {problem}", iso_from_ms(now),
+                                                self.quarantine_keep))
+        for write in writes:
+            self.clock.observe(write["hlc"])
+        for q in refused:
+            log.warning("quarantined %s", q["reason"])
+        # First (a store without transactions): a crash before the records leaves the last page
+        # to be taken again, and the sequence rule then takes the log on from `held`.
+        self._hold({o: seq for o, seq in (held or {}).items() if o != self.origin})
+        states, conflicts = self._merge_and_persist(writes, own=False, bookmarks=bookmarks, quarantined=refused,
+                                                    log=False)
+        return {"received": len(records), "applied": len(states), "conflicts": len(conflicts),
+                "quarantined": [{"origin": None, "seq": None, "reason": q["reason"]} for q in refused]}
 
     def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:
         with self._writer():

@@ -23,6 +23,7 @@ from server.changes import Change, Cursor, Key, new_origin, seq_spans, state_key
 from server.clock import ZERO, HybridClock
 from server.config import redact_uri
 from server.connectors.merging import MergingConnector
+from server.connectors.mongo_history import MongoHistory
 from server.connectors.storage import RetryMerge
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
@@ -57,7 +58,7 @@ CONFLICT_STATUS = {"all": {}, "open": {"resolution": None}, "resolved": {"resolu
 SEEDED = ("records", "changes", "origins", "conflicts", "quarantine", "state")
 
 
-class MongoConnector(MergingConnector):
+class MongoConnector(MongoHistory, MergingConnector):
     driver_errors = (PyMongoError, BSONError)
     store_kind = "mongo"
 
@@ -348,6 +349,10 @@ class MongoConnector(MergingConnector):
 
     def hub_epoch(self) -> str:
         return self.db.meta.find_one({"_id": "epoch"})["value"]
+
+    # --- compacted history -----------------------------------------------------------------
+    def _every_top(self) -> dict[str, int]:
+        return {d["origin"]: d["maxSeq"] for d in self._origins()}
 
     def dump_records(self) -> dict[Key, dict[str, Any]]:
         return self._find_states({})

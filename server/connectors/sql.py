@@ -17,6 +17,7 @@ from server.connectors.merging import MergingConnector
 from server.connectors.sql_atomic import Transaction
 from server.connectors.sql_atomic import atomic as transaction
 from server.connectors.sql_files import check_store_file, describe
+from server.connectors.sql_history import SqlHistory
 from server.connectors.sql_ledgers import SqlLedgers
 from server.connectors.sql_pool import SYNCHRONOUS_MODES, Connections
 from server.connectors.sql_rows import (
@@ -37,7 +38,7 @@ from server.sequences import run_after
 log = logging.getLogger("server.sync")
 
 
-class SqlConnector(SqlLedgers, MergingConnector):
+class SqlConnector(SqlLedgers, SqlHistory, MergingConnector):
     driver_errors = (sqlite3.Error, OSError)
     store_kind = "sql"
 
@@ -94,8 +95,8 @@ class SqlConnector(SqlLedgers, MergingConnector):
                     # The old id's changes become foreign ones. The origins table lists foreign
                     # origins only: without this row the part not yet pushed would never be.
                     conn.execute(
-                        "INSERT INTO origins SELECT user_id, origin, MAX(seq) FROM changes WHERE origin = ? "
-                        "GROUP BY user_id ON CONFLICT (user_id, origin) DO UPDATE SET "
+                        "INSERT INTO origins (user_id, origin, max_seq) SELECT user_id, origin, MAX(seq) FROM changes "
+                        "WHERE origin = ? GROUP BY user_id ON CONFLICT (user_id, origin) DO UPDATE SET "
                         "max_seq = max(max_seq, excluded.max_seq)", (previous,))
                     newest = conn.execute("SELECT MAX(hlc) FROM changes WHERE origin = ?", (previous,)).fetchone()[0]
                     last = max(last, newest or "")
@@ -194,8 +195,9 @@ class SqlConnector(SqlLedgers, MergingConnector):
         conn.execute("DELETE FROM changes WHERE user_id = ? AND origin = ? AND seq >= ?",
                      (self.user_id, origin, first_seq))
         if first_seq > 1:  # what is left of the old origin is a foreign origin's log now
-            conn.execute("INSERT INTO origins VALUES (?, ?, ?) ON CONFLICT (user_id, origin) "
-                         "DO UPDATE SET max_seq = excluded.max_seq", (self.user_id, origin, first_seq - 1))
+            conn.execute("INSERT INTO origins (user_id, origin, max_seq) VALUES (?, ?, ?) "
+                         "ON CONFLICT (user_id, origin) DO UPDATE SET max_seq = excluded.max_seq",
+                         (self.user_id, origin, first_seq - 1))
         self._set_meta(conn, "hlc", self.clock.last)  # the old origin's stamps count as foreign ones
         self._set_meta(conn, "device_id", new)
         self._adopt_origin(new)
@@ -262,8 +264,8 @@ class SqlConnector(SqlLedgers, MergingConnector):
         )
         if not own:  # our own origin's top is read from the change log (_next_seq)
             conn.executemany(
-                "INSERT INTO origins VALUES (?, ?, ?) ON CONFLICT (user_id, origin) "
-                "DO UPDATE SET max_seq = max(max_seq, excluded.max_seq)",
+                "INSERT INTO origins (user_id, origin, max_seq) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id, origin) DO UPDATE SET max_seq = max(max_seq, excluded.max_seq)",
                 [(uid, o, high) for o, (_, high) in seq_spans(changes).items()],
             )
         conn.executemany(
@@ -291,6 +293,10 @@ class SqlConnector(SqlLedgers, MergingConnector):
     def apply_changes(self, changes, *, bookmarks=None, relayed=False, from_hub=False):
         with self._writer():
             return super().apply_changes(changes, bookmarks=bookmarks, relayed=relayed, from_hub=from_hub)
+
+    def apply_snapshot(self, records, *, bookmarks=None, held=None):
+        with self._writer():
+            return super().apply_snapshot(records, bookmarks=bookmarks, held=held)
 
     # --- sync reads -----------------------------------------------------------------------
     def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
@@ -340,6 +346,10 @@ class SqlConnector(SqlLedgers, MergingConnector):
     def hub_epoch(self) -> str:
         row = self._conn().execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
         return json.loads(row[0])
+
+    # --- compacted history -----------------------------------------------------------------
+    def _every_top(self) -> dict[str, int]:
+        return dict(self._tops(self._conn()))
 
     def dump_records(self) -> dict[Key, dict[str, Any]]:
         rows = self._conn().execute(f"SELECT {RECORD_COLS} FROM records WHERE user_id = ?", (self.user_id,))

@@ -60,6 +60,9 @@ SCHEMA_STEPS: list[tuple[int, str]] = [
             device_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, pulled TEXT NOT NULL, seen_at REAL NOT NULL);
         CREATE INDEX IF NOT EXISTS hub_positions_user ON hub_positions (user_id);
     """),
+    # History compacted per origin: its changes up to `floor` are dropped from the log (held all
+    # the same; a reader below the floor is sent the records instead, sequences.behind).
+    (6, "ALTER TABLE origins ADD COLUMN floor INTEGER NOT NULL DEFAULT 0;"),
 ]
 
 # Written into the file's header ("CoSy"), so another program's SQLite file is told apart

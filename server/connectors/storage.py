@@ -84,6 +84,30 @@ class Storage(DatabaseConnector):
         """(origin, seq) -> hlc (or, `whole`, the stored change) for those of these changes already
         stored, whatever the origin's top says."""
 
+    # --- compacted history (sequences.held_below, sequences.behind) ---------------------------
+    @abstractmethod
+    def _every_top(self) -> dict[str, int]:
+        """origin -> the newest sequence number this store holds of it, for every origin."""
+
+    @abstractmethod
+    def _floors_of(self, origins: set[str] | None) -> dict[str, int]:
+        """origin -> its floor (the newest seq compacted out of the log), for those of `origins`
+        (None: every origin) that have been compacted."""
+
+    @abstractmethod
+    def _compact_origin(self, origin: str, floor: int, limit: int) -> int:
+        """Raise the origin's floor to `floor` (never past its top), then drop at most `limit`
+        of its oldest changes at or below the floor, in one short write; returns how many went."""
+
+    @abstractmethod
+    def _hold(self, held: dict[str, int]) -> None:
+        """Record that this store holds these origins up to these seqs without their changes (a
+        snapshot's records brought them): each one's top and floor rise to it."""
+
+    @abstractmethod
+    def _records_after(self, after: Key | None, limit: int) -> list[dict[str, Any]]:
+        """At most `limit` merge states (tombstones too) in (kind, key) order, after `after`."""
+
     @abstractmethod
     def _persist(self, changes: list[Change], states: list[dict], conflicts: list[dict],
                  *, own: bool, bookmarks: dict[str, Any] | None, quarantined: list[dict] = ()) -> None:
@@ -135,14 +159,16 @@ class Storage(DatabaseConnector):
 
     def _merge_and_persist(self, changes: list[Change], *, own: bool, bookmarks: dict[str, Any] | None = None,
                            preloaded: dict[Key, dict | None] | None = None,
-                           quarantined: list[dict] = ()) -> tuple[list[dict], list[dict]]:
+                           quarantined: list[dict] = (), log: bool = True) -> tuple[list[dict], list[dict]]:
         """Merge and store; returns (changed states, conflicts). What the caller loaded in the
-        same writer section may be passed in; a retry after a lost race loads afresh."""
+        same writer section may be passed in; a retry after a lost race loads afresh. Without
+        `log`, the changes are merged but not logged (writes rebuilt from a snapshot's records)."""
         for _ in range(20):
             states, conflicts = self._merge(changes, preloaded)
             preloaded = None
             try:
-                self._persist(changes, states, conflicts, own=own, bookmarks=bookmarks, quarantined=quarantined)
+                self._persist(changes if log else [], states, conflicts, own=own, bookmarks=bookmarks,
+                              quarantined=quarantined)
                 return states, conflicts
             except RetryMerge:
                 continue

@@ -21,6 +21,7 @@ from server.clock import is_stamp
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, HubRefused, StoreUnavailable
 from server.sequences import advance
+from server.sync.catch_up import PROGRESS, catch_up, needs_catch_up
 from server.sync.hub import Hub
 from server.times import iso_now, ms_from_iso
 
@@ -46,6 +47,7 @@ class RoundReport:
     relayed: int = 0  # other origins' changes given back to a hub that had lost them
     resent: int = 0  # own changes refused for their stamps, written again now that they are due
     newest_pulled: str | None = None  # the newest stamp among the changes pulled
+    from_snapshot: int = 0  # records taken from the hub's snapshot (its log no longer reached back here)
     error: str | None = None
     error_code: str | None = None
 
@@ -55,7 +57,7 @@ class RoundReport:
             "conflicts": self.conflicts, "durationMs": round(self.duration_ms, 1),
             "hubReset": self.hub_reset, "originRestarted": self.origin_restart is not None,
             "hubRolledBack": self.hub_rollback is not None, "relayed": self.relayed,
-            "resent": self.resent,
+            "resent": self.resent, "fromSnapshot": self.from_snapshot,
             "quarantined": self.quarantined, "error": self.error, "errorCode": self.error_code,
         }
 
@@ -139,8 +141,12 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
     report = RoundReport()
     try:
         bookmark = _begin(local, hub, report)
-        _check_acknowledged(local, hub, bookmark, report)
+        compacted = _check_acknowledged(local, hub, bookmark, report)
         _check_own_log(local, hub, bookmark, batch_size, report)
+        if needs_catch_up(local, bookmark, compacted):
+            caught = catch_up(local, hub, bookmark, BOOKMARK_KEY, batch_size)
+            report.from_snapshot, report.conflicts = caught.records, report.conflicts + caught.conflicts
+            report.quarantined += caught.quarantined
         _resend_held(local, report)
         _push(local, hub, bookmark, batch_size, report, progress)
         _pull(local, hub, bookmark, batch_size, report, progress)
@@ -158,7 +164,8 @@ def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
     stored = stored_bookmark(local)
     bookmark = {"epoch": epoch, "cursor": dict(stored.get("cursor") or {}),
                 "resets": list(stored.get("resets") or []), "restarts": list(stored.get("restarts") or []),
-                "rollbacks": list(stored.get("rollbacks") or []), "rollbackIds": list(stored.get("rollbackIds") or [])}
+                "rollbacks": list(stored.get("rollbacks") or []), "rollbackIds": list(stored.get("rollbackIds") or []),
+                **({PROGRESS: stored[PROGRESS]} if stored.get(PROGRESS) else {})}
     if stored.get("epoch") != epoch:
         if stored.get("epoch") is not None:
             # The hub was wiped or re-seeded: what it held is gone, so send it everything we
@@ -168,26 +175,28 @@ def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
             bookmark["resets"] = [*bookmark["resets"][-9:], reset]
             log.warning("hub epoch changed (%s -> %s): full resync", stored["epoch"], epoch)
         bookmark["cursor"], bookmark["rollbackIds"] = {}, []
+        bookmark.pop(PROGRESS, None)  # a catch-up from the old hub's records: the new one's starts afresh
         local.set_bookmark(BOOKMARK_KEY, bookmark)
     return bookmark
 
 
 def _check_acknowledged(local: DatabaseConnector, hub: Hub, bookmark: dict,
-                        report: RoundReport) -> None:
+                        report: RoundReport) -> dict[str, int]:
     """Does the hub still hold everything it acknowledged to this device (its own origins' tops
     as pushed, the other origins as far as they were pulled)? A hub restored from a backup, a
     store file swapped under a hub server or a MongoDB restored from a snapshot keeps its epoch
     but holds less. Then the cursor goes back to what the hub holds, and this round gives back
     what the hub lost: this device's own changes by the push, other devices' by the relay.
     The hub keeps what each device found, so that a device whose losses another one gave back
-    first still hears of it; one that joined after a finding does not."""
+    first still hears of it; one that joined after a finding does not. Returns what the hub
+    compacted of the origins this cursor lacks part of (origin -> floor)."""
     cursor = bookmark["cursor"]
     answer = hub.shortfall(cursor)
-    short = answer["shortfall"]
+    short, compacted = answer["shortfall"], answer.get("compacted") or {}
     known = set(bookmark.get("rollbackIds") or ())
     fresh = [f for f in answer["rollbacks"] if f["id"] not in known]
     if not short and not fresh:
-        return
+        return compacted
     bookmark["rollbackIds"] = [f["id"] for f in answer["rollbacks"]]
     if cursor:  # a device that starts from nothing has lost nothing and is told of nothing
         for n, found in enumerate(fresh, 1):
@@ -201,6 +210,7 @@ def _check_acknowledged(local: DatabaseConnector, hub: Hub, bookmark: dict,
         log.warning("the hub holds %d fewer changes than it acknowledged (in %d origins): it was restored from an "
                     "older copy; giving them back", sum(cursor[o] - top for o, top in short.items()), len(short))
     local.set_bookmark(BOOKMARK_KEY, bookmark)
+    return compacted
 
 
 def _check_own_log(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,

@@ -89,14 +89,30 @@ class HubClient:
         """What the hub lacks of `cursor`, and its findings; nothing from an older hub server,
         which cannot say."""
         if "shortfall" not in self.features:
-            return {"shortfall": {}, "rollbacks": []}
+            return {"shortfall": {}, "rollbacks": [], "compacted": {}}
         answer = self._call("POST", "/shortfall", {"cursor": cursor})
-        short, found = answer.get("shortfall"), answer.get("rollbacks")
+        short, found, compacted = answer.get("shortfall"), answer.get("rollbacks"), answer.get("compacted", {})
         if not _tops(short) or not all(o in cursor and short[o] < cursor[o] for o in short):
             raise self._garbled("a shortfall that is not below the cursor it was asked about")
         if not isinstance(found, list) or len(found) > 10 or not all(map(_finding, found)):
             raise self._garbled("findings of a rollback of another shape")
-        return {"shortfall": short, "rollbacks": [{k: f[k] for k in ("id", "at", "origins", "changes")} for f in found]}
+        if not _tops(compacted) or not all(seq > cursor.get(o, 0) for o, seq in compacted.items()):
+            raise self._garbled("compacted origins that are not past the cursor it was asked about")
+        return {"shortfall": short, "rollbacks": [{k: f[k] for k in ("id", "at", "origins", "changes")} for f in found],
+                "compacted": compacted}
+
+    def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]:
+        """A page of the user's records (each still goes through the store's door when applied)."""
+        if "snapshot" not in self.features:
+            raise StoreUnavailable("This hub server serves no snapshot; upgrade it.")
+        answer = self._call("POST", "/snapshot", {"after": list(after) if after else None, "limit": limit})
+        cursor, records, nxt = answer.get("cursor"), answer.get("records"), answer.get("next")
+        if not _tops(cursor) or not isinstance(records, list) or len(records) > limit:
+            raise self._garbled("a snapshot page of another shape")
+        if nxt is not None and not (isinstance(nxt, list) and len(nxt) == 2 and all(isinstance(p, str) for p in nxt)
+                                    and (after is None or tuple(nxt) > tuple(after))):
+            raise self._garbled("a snapshot page whose next is not past the page asked for")
+        return {"cursor": cursor, "records": records, "next": tuple(nxt) if nxt else None}
 
     def wait(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float) -> bool | None:
         """Hold a request at the hub until it has a change past `cursor` of another origin than

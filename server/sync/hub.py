@@ -34,6 +34,8 @@ class Hub(Protocol):
 
     def shortfall(self, cursor: Cursor) -> dict[str, Any]: ...
 
+    def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]: ...
+
     def close(self) -> None: ...
 
 
@@ -74,6 +76,10 @@ class StoreHub:
 
     def shortfall(self, cursor: Cursor) -> dict[str, Any]:
         return self.store.shortfall(cursor)
+
+    def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]:
+        page = self.store.snapshot_page(after, limit)
+        return {**page, "next": tuple(page["next"]) if page["next"] else None}
 
     def wait(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float) -> bool:
         deadline = time.monotonic() + seconds

@@ -1,0 +1,38 @@
+"""What a store gives out and drops of its history: the records themselves, page by page, for
+a device whose cursor is below what was compacted (a snapshot), and compaction, which drops an
+origin's changes up to a floor in short writes. Written on the storage primitives (storage.py);
+which floor is safe is retention.py's, what a floor means is sequences.py's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.changes import STATE_KEYS, Cursor, Key, state_key
+from server.connectors.intake import ChangeIntake
+
+COMPACT_STEP = 500  # changes dropped per write: a push or pull waits at most for one such write
+
+
+class History(ChangeIntake):
+    def snapshot_page(self, after: Key | None, limit: int) -> dict[str, Any]:
+        with self._reader():
+            # The cursor first: every record read after it is at least as new, and whatever
+            # lands later is pulled from the log past it (merging it twice changes nothing).
+            cursor = self._every_top()
+            states = self._records_after(after, limit)
+        return {"cursor": cursor, "records": [{k: s[k] for k in STATE_KEYS} for s in states],
+                "next": list(state_key(states[-1])) if len(states) == limit else None}
+
+    def floors(self) -> Cursor:
+        with self._reader():
+            return self._floors_of(None)
+
+    def compact(self, floors: Cursor, limit: int) -> int:
+        dropped = 0
+        for origin, floor in sorted(floors.items()):
+            while floor > 0 and dropped < limit:
+                step = self._compact_origin(origin, floor, min(COMPACT_STEP, limit - dropped))
+                if not step:
+                    break
+                dropped += step
+        return dropped

@@ -1,0 +1,54 @@
+"""The MongoDB store's compacted history: each origin's floor in its `origins` document,
+dropping an origin's oldest changes up to it, and the records page by page in key order for a
+snapshot. Each write is safe to repeat: a floor only rises, and it rises before anything goes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, UpdateOne
+from pymongo.database import Database
+
+from server.changes import STATE_KEYS, Key
+from server.connectors.storage import Storage
+
+NO_ID = {"_id": False}
+
+
+class MongoHistory(Storage):
+    db: Database  # the hub's database (MongoConnector's)
+
+    def _floors_of(self, origins: set[str] | None) -> dict[str, int]:
+        query: dict[str, Any] = {"userId": self.user_id, "floor": {"$gt": 0}}
+        if origins is not None:
+            query["origin"] = {"$in": sorted(origins)}
+        return {d["origin"]: d["floor"] for d in self.db.origins.find(query, NO_ID)
+                if isinstance(d.get("origin"), str) and type(d.get("floor")) is int}
+
+    def _compact_origin(self, origin: str, floor: int, limit: int) -> int:
+        uid = self.user_id
+        # The floor first, never past the top: a reader below it is then sent the records,
+        # never a log with a hole. Only what lies at or below the stored floor goes.
+        doc = self.db.origins.find_one({"userId": uid, "origin": origin}, NO_ID)
+        if doc is None or type(doc.get("maxSeq")) is not int:
+            return 0
+        held = max(min(floor, doc["maxSeq"]), doc.get("floor") or 0)
+        self.db.origins.update_one({"userId": uid, "origin": origin}, {"$max": {"floor": held}})
+        first = self.db.changes.find_one({"userId": uid, "origin": origin}, {"seq": 1}, sort=[("seq", ASCENDING)])
+        if first is None or type(first.get("seq")) is not int or first["seq"] > held:
+            return 0
+        top = min(held, first["seq"] + limit - 1)
+        return self.db.changes.delete_many({"userId": uid, "origin": origin, "seq": {"$lte": top}}).deleted_count
+
+    def _records_after(self, after: Key | None, limit: int) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"userId": self.user_id}
+        if after is not None:
+            query["$or"] = [{"kind": after[0], "key": {"$gt": after[1]}}, {"kind": {"$gt": after[0]}}]
+        docs = self.db.records.find(query, NO_ID).sort([("kind", ASCENDING), ("key", ASCENDING)]).limit(limit)
+        return [{k: d.get(k) for k in STATE_KEYS} for d in docs]
+
+    def _hold(self, held: dict[str, int]) -> None:
+        if held:
+            self.db.origins.bulk_write([UpdateOne({"userId": self.user_id, "origin": o},
+                                                  {"$max": {"maxSeq": seq, "floor": seq}}, upsert=True)
+                                        for o, seq in sorted(held.items())], ordered=False)

@@ -1,0 +1,66 @@
+"""Catching up from the hub's records when its log no longer reaches back to this device's
+cursor: the hub compacted history this device never pulled (it is new, was away longer than the
+hub keeps history for it, or its store was restored). The log cannot be replayed across that,
+so the device takes the hub's records page by page, each merged as the writes that made them
+by the usual rule (its own unsynced edits stay, and are pushed as always), then goes on with
+the log from the cursor the hub read before the first page."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from server.connectors.base import DatabaseConnector
+from server.errors import StoreUnavailable
+from server.sequences import behind
+from server.sync.hub import Hub
+
+log = logging.getLogger("server.sync")
+PROGRESS = "snapshot"  # the bookmark's key for a catch-up under way: {"after", "cursor"}
+
+
+@dataclass
+class CaughtUp:
+    records: int = 0  # records taken from the hub's snapshot
+    changed: int = 0  # of them, those that changed a record here
+    conflicts: int = 0
+    quarantined: int = 0
+
+
+def needs_catch_up(local: DatabaseConnector, bookmark: dict, compacted: dict[str, int]) -> bool:
+    """A catch-up is under way, or the hub compacted part of an origin this device lacks (its
+    own origin aside: the device holds all it wrote)."""
+    return bool(bookmark.get(PROGRESS)) or bool(behind(bookmark["cursor"], compacted, but=local.origin))
+
+
+def catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, key: str, batch_size: int) -> CaughtUp:
+    """Take the hub's records, one transaction per page with the progress stored in it (a round
+    that dies resumes at the next page), then move the cursor to what the first page's reading
+    of the hub's log said, never back."""
+    progress = dict(bookmark.get(PROGRESS) or {"after": None, "cursor": None})
+    done = CaughtUp()
+    log.info("the hub compacted history this device lacks: catching up from its records")
+    while True:
+        after = tuple(progress["after"]) if progress["after"] else None
+        page = hub.snapshot_page(after, batch_size)
+        cursor = progress["cursor"] if progress["cursor"] is not None else page["cursor"]
+        moved = {**bookmark}
+        if page["next"] is None:
+            moved.pop(PROGRESS, None)
+            moved["cursor"] = {o: max(seq, bookmark["cursor"].get(o, 0)) for o, seq in cursor.items()}
+            moved["cursor"].update({o: s for o, s in bookmark["cursor"].items() if o not in cursor})
+        else:
+            if after is not None and tuple(page["next"]) <= after:
+                raise StoreUnavailable("The hub's snapshot did not move on; the round stops here.")
+            moved[PROGRESS] = {"after": list(page["next"]), "cursor": cursor}
+        result = local.apply_snapshot(page["records"], bookmarks={key: moved},
+                                      held=cursor if page["next"] is None else None)
+        done.records += len(page["records"])
+        done.changed += result["applied"]
+        done.conflicts += result["conflicts"]
+        done.quarantined += len(result["quarantined"])
+        bookmark.clear()
+        bookmark.update(moved)
+        if page["next"] is None:
+            return done
+        progress = moved[PROGRESS]
