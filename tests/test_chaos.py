@@ -20,7 +20,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.test_e2e_devices import Network, courses, create, wait_for
+from server.config import Settings
+from server.connectors.factory import get_db_connector
+from server.errors import StoreUnavailable
+from tests.test_e2e_devices import USER, Network, courses, create, wait_for
 from tests.wire.hub import WireHub, unavailable_reason, wire_python
 
 pytestmark = pytest.mark.wire
@@ -49,7 +52,7 @@ class Chaos:
         self.created: set[str] = set()
         self.deleted: set[str] = set()
         self.lectures: list[str] = []
-        self.kills = {"device": 0, "child": 0, "hub": 0, "hub restored from a backup": 0}
+        self.kills = {"device": 0, "child": 0, "hub": 0, "hub restored from a backup": 0, "hub compacted": 0}
         self.backup = None
         self.n = 0
 
@@ -63,6 +66,8 @@ class Chaos:
             self.kill_hub()
         elif roll < 0.115 and self.hub is not None:
             self.back_up_or_restore_hub()
+        elif roll < 0.13:
+            self.compact_hub()
         elif roll < 0.25:
             self.create_lecture()
         elif roll < 0.28 and len(self.lectures) > 3:
@@ -149,6 +154,27 @@ class Chaos:
         self.kills["hub restored from a backup"] += 1
 
 
+    def compact_hub(self) -> None:
+        """The hub drops all of its log, as if no device had been seen for longer than the
+        retention: a device behind it catches up from the records, while edits go on."""
+        store = get_db_connector("mongo", Settings(mongo_uri=self.net.uri, mongo_db=self.net.db, hub_timeout_ms=800),
+                                 user_id=USER, origin=None)
+        try:
+            store.connect()
+            tops = store.tops({o for o in store.floors()} | set(self.origins(store)))
+            while store.compact(tops, 50):
+                pass
+            self.kills["hub compacted"] += 1
+        except StoreUnavailable:
+            pass  # the hub is down just now
+        finally:
+            store.close()
+
+    @staticmethod
+    def origins(store) -> set[str]:
+        return {ch["origin"] for ch in store.changes_since({}, 10_000)}
+
+
 def settle(net: Network, seed: int) -> None:
     """Rounds on every device until a whole pass moves nothing and the devices agree."""
     def quiet() -> bool:
@@ -221,9 +247,12 @@ def check_every_acknowledged_write(net: Network, chaos: Chaos) -> None:
                           and o.acked > w.sent for o in chaos.writes)
         assert now == w.value or overwritten or (w.record, w.field, w.value) in lost, \
             f"seed {seed}: {w} is neither visible ({now!r}), overwritten, deleted, nor in the conflicts"
-    # The hub's log: every origin's sequence numbers once each, with no gap.
+    # The hub's log: every origin's sequence numbers once each, with no gap, from just past what
+    # compaction dropped of it (its floor) on.
     seqs: dict[str, list[int]] = {}
     for doc in net.hub_collection("changes").find({}, {"origin": 1, "seq": 1}):
         seqs.setdefault(doc["origin"], []).append(doc["seq"])
+    floors = {d["origin"]: d.get("floor", 0) for d in net.hub_collection("origins").find({})}
     for origin, got in seqs.items():
-        assert sorted(got) == list(range(1, len(got) + 1)), f"seed {seed}: origin {origin} has gaps or twins"
+        start = floors.get(origin, 0) + 1
+        assert sorted(got) == list(range(start, start + len(got))), f"seed {seed}: origin {origin} has gaps or twins"

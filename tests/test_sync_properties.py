@@ -20,11 +20,13 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from server import clock as clock_module
-from server.changes import record_key
+from server.changes import record_key, writes_of
 from server.connectors.mongo import MongoConnector
 from server.connectors.sql import SqlConnector
 from server.errors import AppError
 from server.records import validate
+from server.sequences import retention_floor
+from server.sync.engine import stored_cursor
 from tests.merge_model import Replica, actual_ledger, actual_records
 from tests.synckit import FlakyHub, World, assert_converged
 
@@ -58,6 +60,10 @@ step = st.one_of(
     # The hub backed up, and later restored from one of its backups: it loses what came after.
     st.tuples(st.just("backup")),
     st.tuples(st.just("restore"), st.integers(min_value=0, max_value=3)),
+    # The hub compacts what every device holds, or (a device left out: not seen for longer than
+    # the retention) more, or all of its log (every device left out), so that a device behind it
+    # catches up from the records at its next round.
+    st.tuples(st.just("compact"), st.sampled_from([None, *DEVICES, "all"])),
 )
 
 
@@ -94,7 +100,19 @@ class Oracle:
                             replica.apply(ch)
             return spy
 
-        with mock.patch.multiple(SqlConnector, apply_changes=spy_for(originals[SqlConnector])), \
+        original_snapshot = SqlConnector.apply_snapshot
+
+        def snapshot_spy(store, records, **kwargs):
+            result = original_snapshot(store, records, **kwargs)  # one transaction: all of it, or none
+            assert result["quarantined"] == []
+            event("a device caught up from the hub's records")
+            for record in records:
+                for write in writes_of(record)[0]:
+                    oracle.replicas[oracle.name_of(store)].apply(write)
+            return result
+
+        with mock.patch.multiple(SqlConnector, apply_changes=spy_for(originals[SqlConnector]),
+                                 apply_snapshot=snapshot_spy), \
                 mock.patch.multiple(MongoConnector, apply_changes=spy_for(originals[MongoConnector])):
             yield
 
@@ -172,6 +190,9 @@ def run_step(world: World, oracle: Oracle, s: tuple, acked: list, frozen, skews:
             oracle.replicas[HUB] = copy.deepcopy(model)
             event("hub restored from a backup")
         return
+    if kind == "compact":
+        compact(world, left_out=s[1])
+        return
     name = s[1]
     with device_clock(skews[name]):
         if kind in ("sync", "failing_sync"):
@@ -185,6 +206,18 @@ def run_step(world: World, oracle: Oracle, s: tuple, acked: list, frozen, skews:
     event(f"{kind} acknowledged")
     if change is not None:
         acked.append(change)
+
+
+def compact(world: World, left_out: str | None) -> None:
+    """What a hub drops when every device but `left_out` (or none: "all") holds it (each device's
+    own origin is its own, whatever its cursor says), in small steps as its job takes them."""
+    pulled = {d: stored_cursor(world.device(d))[1] for d in DEVICES if left_out not in (d, "all")}
+    tops = world.hub.tops(set(DEVICES))
+    floor = retention_floor(tops, pulled, {d: d for d in DEVICES})
+    dropped = 0
+    while step := world.hub.compact(floor, 2):
+        dropped += step
+    event(f"compacted{' past a device' if left_out else ''}: {'some' if dropped else 'none'}")
 
 
 @contextmanager
