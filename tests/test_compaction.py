@@ -167,3 +167,39 @@ def test_a_record_is_read_as_the_writes_that_made_it(state, writes):
     assert [(w["hlc"], w["origin"], w["fields"], w["bases"]) for w in rebuilt] == writes
     assert {w["op"] for w in rebuilt} == ({"delete"} if state["deleted"] else {"upsert"})
     assert all(w["kind"] == "course" and w["id"] == "c" and w["courseId"] is None for w in rebuilt)
+
+
+GOOD = {"kind": "course", "id": "c", "courseId": None, "fields": {"title": "t"},
+        "clocks": {"title": "000000000000002-000000-a"}, "bases": {"title": ""}, "deleted": False, "dclock": "",
+        "dbase": ""}
+
+
+@pytest.mark.parametrize("state, problem", [
+    ("a string", "a record is an object with exactly kind, id, courseId, fields, clocks, bases, deleted, dclock, "
+                 "dbase"),
+    ({**GOOD, "v": 3}, "a record is an object with exactly"),
+    ({k: v for k, v in GOOD.items() if k != "dbase"}, "a record is an object with exactly"),
+    ({**GOOD, "fields": []}, "fields, clocks and bases name the same fields; deleted is true or false"),
+    ({**GOOD, "clocks": "x"}, "fields, clocks and bases name the same fields"),
+    ({**GOOD, "bases": None}, "fields, clocks and bases name the same fields"),
+    ({**GOOD, "clocks": {}}, "fields, clocks and bases name the same fields"),
+    ({**GOOD, "bases": {"title": "", "notes": ""}}, "fields, clocks and bases name the same fields"),
+    ({**GOOD, "deleted": 1}, "fields, clocks and bases name the same fields"),
+    ({**GOOD, "deleted": True, "dclock": "000000000000003-000000-a"}, "a tombstone keeps no fields"),
+    ({**GOOD, "deleted": True, "fields": {}, "clocks": {}, "bases": {}, "dclock": "soon"},
+     "a tombstone keeps no fields and has the stamp of its delete"),
+    ({**GOOD, "dclock": "000000000000003-000000-a"}, "a live record has no delete stamp"),
+    ({**GOOD, "dbase": "000000000000001-000000-a"}, "a live record has no delete stamp"),
+    ({**GOOD, "clocks": {"title": "later"}}, "clock of 'title' is not a stamp"),
+])
+def test_a_record_that_is_not_a_merge_state_is_not_read_as_writes(state, problem):
+    writes, why = writes_of(state)
+    assert writes == [] and why.startswith(problem)
+
+
+def test_a_record_with_no_field_written_is_no_write():
+    assert writes_of({**GOOD, "fields": {}, "clocks": {}, "bases": {}}) == ([], None)
+    [write] = writes_of(GOOD)[0]
+    assert write == {"kind": "course", "id": "c", "courseId": None, "origin": "a", "seq": 1,
+                     "hlc": "000000000000002-000000-a", "op": "upsert", "fields": {"title": "t"},
+                     "bases": {"title": ""}}

@@ -3,7 +3,7 @@ never steps over one, a cursor only moves through numbers it got without one."""
 
 from __future__ import annotations
 
-from server.sequences import admit, advance, retention_floor, run_after, shortfall
+from server.sequences import admit, advance, behind, held_below, retention_floor, run_after, shortfall
 
 
 def ch(origin: str, seq: int, tag: str = "") -> dict:
@@ -128,3 +128,19 @@ class TestRetentionFloor:
         # what the hub holds, and an origin the hub does not hold has no floor.
         assert retention_floor({"a": 4}, {"phone": {"a": 9, "z": 3}}, {}) == {"a": 4}
         assert retention_floor({}, {"phone": {"a": 9}}, {}) == {}
+
+
+class TestFloors:
+    def test_what_lies_at_or_below_its_origins_floor_is_held(self):
+        batch = [{"origin": "a", "seq": 3}, {"origin": "a", "seq": 4}, {"origin": "b", "seq": 1},
+                 {"origin": "c", "seq": 2}, {"origin": "a"}, "junk"]
+        assert held_below(batch, {"a": 3, "c": 2}) == [{"origin": "a", "seq": 4}, {"origin": "b", "seq": 1},
+                                                       {"origin": "a"}, "junk"]
+        assert held_below(batch, {}) == batch
+
+    def test_a_cursor_is_behind_each_floor_it_has_not_reached(self):
+        floors = {"a": 5, "b": 2, "own": 9}
+        assert behind({"a": 5, "b": 1}, floors) == {"b": 2, "own": 9}
+        assert behind({"a": 4, "b": 2, "own": 1}, floors, but="own") == {"a": 5}
+        assert behind({}, floors, but="x") == floors
+        assert behind({"a": 6, "b": 3, "own": 9}, floors) == {}
