@@ -197,6 +197,12 @@ def test_a_record_that_is_not_a_merge_state_is_not_read_as_writes(state, problem
     assert writes == [] and why.startswith(problem)
 
 
+def test_a_bad_clock_is_named_in_forty_characters_at_most():
+    name = "n" * 50
+    state = {**GOOD, "fields": {name: 1}, "clocks": {name: 7}, "bases": {name: ""}}
+    assert writes_of(state) == ([], f"clock of {'n' * 40!r} is not a stamp")
+
+
 def test_a_record_with_no_field_written_is_no_write():
     assert writes_of({**GOOD, "fields": {}, "clocks": {}, "bases": {}}) == ([], None)
     [write] = writes_of(GOOD)[0]

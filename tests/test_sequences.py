@@ -144,3 +144,4 @@ class TestFloors:
         assert behind({"a": 4, "b": 2, "own": 1}, floors, but="own") == {"a": 5}
         assert behind({}, floors, but="x") == floors
         assert behind({"a": 6, "b": 3, "own": 9}, floors) == {}
+        assert behind({}, {"a": 1}) == {"a": 1}, "a cursor that never saw an origin holds none of it"
