@@ -5,6 +5,7 @@ which floor is safe is retention.py's, what a floor means is sequences.py's."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from server.changes import STATE_KEYS, Cursor, Key, state_key
@@ -31,8 +32,13 @@ class History(ChangeIntake):
         dropped = 0
         for origin, floor in sorted(floors.items()):
             while floor > 0 and dropped < limit:
+                started = time.perf_counter()
                 step = self._compact_origin(origin, floor, min(COMPACT_STEP, limit - dropped))
                 if not step:
                     break
                 dropped += step
+                # Leave the store alone for as long as the step held it: a writer waiting on the
+                # lock (SQLite's busy handler backs off ever longer) gets in between two steps,
+                # instead of losing to one step after another.
+                time.sleep(time.perf_counter() - started)
         return dropped
