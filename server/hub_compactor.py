@@ -28,6 +28,8 @@ def compact_all(settings: Settings, store: DatabaseConnector, stores: HubStores)
                                          settings.hub_device_retention_days, PER_USER_AND_RUN)
         except AppError as exc:
             log.warning("history of %s not compacted: %s", user, exc.message)
+        except Exception:  # noqa: BLE001 - one user's broken history must not stop the others'
+            log.exception("history of %s not compacted", user)
     if any(dropped.values()):
         log.info("compacted %d changes of %d users", sum(dropped.values()), sum(map(bool, dropped.values())))
     return dropped

@@ -22,15 +22,22 @@ def holding_back(registry: DeviceRegistry, user_id: str, now: float, retention_d
             if device not in revoked and position.seen_at >= oldest}
 
 
-def retention_report(store: DatabaseConnector, registry: DeviceRegistry, user_id: str, now: float,
-                     retention_days: float) -> dict[str, Any]:
-    """Per origin of the user's log at this hub: its top, the floor every device still served
-    holds, and which device holds it lowest; and how many changes lie at or below the floors."""
+def _floors(store: DatabaseConnector, registry: DeviceRegistry, user_id: str, now: float,
+            retention_days: float) -> tuple[dict[str, dict], dict[str, str], dict[str, int], dict[str, int]]:
+    """(device -> cursor of the devices holding history back, origin -> owner, origin -> top,
+    origin -> the floor every device still served holds) for the user's log at this hub."""
     pulled = holding_back(registry, user_id, now, retention_days)
     owners = registry.owners(user_id)
     origins = set(owners) | {o for cursor in pulled.values() for o in cursor}
     tops = store.tops(origins)
-    floor = retention_floor(tops, pulled, owners)
+    return pulled, owners, tops, retention_floor(tops, pulled, owners)
+
+
+def retention_report(store: DatabaseConnector, registry: DeviceRegistry, user_id: str, now: float,
+                     retention_days: float) -> dict[str, Any]:
+    """Per origin of the user's log at this hub: its top, the floor every device still served
+    holds, and which device holds it lowest; and how many changes lie at or below the floors."""
+    pulled, owners, tops, floor = _floors(store, registry, user_id, now, retention_days)
     lowest = {o: min((d for d in pulled if owners.get(o) != d), key=lambda d: pulled[d].get(o, 0), default=None)
               for o in tops}
     positions = registry.positions(user_id)
@@ -51,11 +58,7 @@ def compact_user(store: DatabaseConnector, registry: DeviceRegistry, user_id: st
                  retention_days: float, limit: int) -> int:
     """Drop at most `limit` of the user's changes that every device still served holds (in
     short writes: pushes and pulls go on between them). Returns how many went; 0: nothing left."""
-    pulled = holding_back(registry, user_id, now, retention_days)
-    owners = registry.owners(user_id)
-    origins = set(owners) | {o for cursor in pulled.values() for o in cursor}
-    floor = retention_floor(store.tops(origins), pulled, owners)
-    return store.compact(floor, limit)
+    return store.compact(_floors(store, registry, user_id, now, retention_days)[3], limit)
 
 
 def users(registry: DeviceRegistry) -> list[str]:

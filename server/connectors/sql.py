@@ -27,6 +27,7 @@ from server.connectors.sql_rows import (
     RECORD_COLS,
     compact_json,
     loads,
+    origins_column,
     row_to_change,
     row_to_state,
 )
@@ -232,12 +233,7 @@ class SqlConnector(SqlLedgers, SqlHistory, MergingConnector):
     def _tops_of(self, origins: set[str]) -> dict[str, int]:
         conn = self._conn()
         self._follow_origin(conn)
-        wanted = sorted(origins)
-        tops: dict[str, int] = {}
-        for i in range(0, len(wanted), 500):  # under SQLite's limit on bound parameters
-            part = wanted[i:i + 500]
-            tops.update(conn.execute(f"SELECT origin, max_seq FROM origins WHERE user_id = ? AND origin IN "
-                                     f"({','.join('?' * len(part))})", (self.user_id, *part)))
+        tops = origins_column(conn, self.user_id, "max_seq", origins)
         if self.origin in origins:
             own = self._own_top(conn)
             if own:

@@ -7,7 +7,7 @@ from typing import Any
 
 from server.changes import Key
 from server.connectors.sql_pool import Connections
-from server.connectors.sql_rows import RECORD_COLS, row_to_state
+from server.connectors.sql_rows import RECORD_COLS, origins_column, row_to_state
 from server.connectors.storage import Storage
 
 
@@ -19,12 +19,7 @@ class SqlHistory(Storage):
         if origins is None:
             return dict(conn.execute("SELECT origin, floor FROM origins WHERE user_id = ? AND floor > 0",
                                      (self.user_id,)))
-        wanted, floors = sorted(origins), {}
-        for i in range(0, len(wanted), 500):
-            part = wanted[i:i + 500]
-            floors.update(conn.execute(f"SELECT origin, floor FROM origins WHERE user_id = ? AND floor > 0 AND "
-                                       f"origin IN ({','.join('?' * len(part))})", (self.user_id, *part)))
-        return floors
+        return origins_column(conn, self.user_id, "floor", origins)
 
     def _compact_origin(self, origin: str, floor: int, limit: int) -> int:
         with self._writer():

@@ -40,3 +40,14 @@ def row_to_change(row: sqlite3.Row) -> Change:
         "origin": row[0], "seq": row[1], "hlc": row[2], "kind": row[3], "id": row[4],
         "courseId": row[5], "op": row[6], "fields": loads(row[7]), "bases": loads(row[8]),
     }
+
+
+def origins_column(conn: sqlite3.Connection, user_id: str, column: str, origins: set[str]) -> dict[str, int]:
+    """origin -> `column` of the origins table (foreign origins' tops and floors), where above 0,
+    for those of `origins` it has a row for; in chunks under SQLite's limit on bound parameters."""
+    wanted, out = sorted(origins), {}
+    for i in range(0, len(wanted), 500):
+        part = wanted[i:i + 500]
+        out.update(conn.execute(f"SELECT origin, {column} FROM origins WHERE user_id = ? AND {column} > 0 AND "
+                                f"origin IN ({','.join('?' * len(part))})", (user_id, *part)))
+    return out

@@ -22,7 +22,6 @@ PROGRESS = "snapshot"  # the bookmark's key for a catch-up under way: {"after", 
 @dataclass
 class CaughtUp:
     records: int = 0  # records taken from the hub's snapshot
-    changed: int = 0  # of them, those that changed a record here
     conflicts: int = 0
     quarantined: int = 0
 
@@ -47,8 +46,10 @@ def catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, key: str, batch
         moved = {**bookmark}
         if page["next"] is None:
             moved.pop(PROGRESS, None)
-            moved["cursor"] = {o: max(seq, bookmark["cursor"].get(o, 0)) for o, seq in cursor.items()}
-            moved["cursor"].update({o: s for o, s in bookmark["cursor"].items() if o not in cursor})
+            # Never back, and never this device's own origin: only the round's own-log check and
+            # the hub's acknowledgements move that (a hub claiming more of it would hide edits).
+            moved["cursor"] = {**bookmark["cursor"], **{o: max(seq, bookmark["cursor"].get(o, 0))
+                                                         for o, seq in cursor.items() if o != local.origin}}
         else:
             if after is not None and tuple(page["next"]) <= after:
                 raise StoreUnavailable("The hub's snapshot did not move on; the round stops here.")
@@ -56,7 +57,6 @@ def catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, key: str, batch
         result = local.apply_snapshot(page["records"], bookmarks={key: moved},
                                       held=cursor if page["next"] is None else None)
         done.records += len(page["records"])
-        done.changed += result["applied"]
         done.conflicts += result["conflicts"]
         done.quarantined += len(result["quarantined"])
         bookmark.clear()
