@@ -162,6 +162,29 @@ def hub_compact(user_id: str | None, limit: int) -> None:
         stores.close()
 
 
+@hub_cli.command("purge")
+@click.argument("device_id")
+def hub_purge(device_id: str) -> None:
+    """Drop a revoked device's changes from its user's log at once (a flood, or history nobody
+    wants kept), with the refused changes kept of its origins. What its changes did to the
+    records stays; a device that had not pulled them all catches up from the records. One JSON
+    line."""
+    from server.hub_stores import HubStores
+    from server.purge import NotRevoked, purge_device
+
+    registry = _registry()
+    found = [d for d in registry.devices() if d.device_id == device_id]
+    if not found:
+        raise click.ClickException(f"no device {device_id!r} at this hub")
+    stores = HubStores(current_app.config["SETTINGS"], current_app.extensions["store"])
+    try:
+        click.echo(json.dumps(purge_device(stores.for_user(found[0].user_id), registry, found[0])))
+    except NotRevoked as exc:
+        raise click.ClickException(str(exc))
+    finally:
+        stores.close()
+
+
 @hub_cli.command("revoke")
 @click.argument("token_or_device")
 def hub_revoke(token_or_device: str) -> None:

@@ -500,3 +500,101 @@ class TestWhereEachDeviceIs:
         [row] = [json.loads(line) for line in listed.output.splitlines()]
         assert row["position"]["pulled"] == {"dev-a": 0} and row["position"]["seenAt"].endswith("Z")
         assert hub.app.test_cli_runner().invoke(args=["hub", "history", "../x"]).exit_code != 0
+
+
+class TestPurge:
+    """`flask hub purge DEVICE`: a revoked device's origins leave the user's log at once; what
+    its changes did to the records stays, and nobody loses or gets back anything."""
+
+    def purge(self, hub, device_id: str):
+        return hub.app.test_cli_runner().invoke(args=["hub", "purge", device_id])
+
+    def test_a_revoked_devices_flood_leaves_the_log_and_its_changes_are_held(self, hub, device_changes):
+        flooder, flooder_token = hub.token(name="flooder")
+        victim, victim_token = hub.token(name="victim")
+        flood = [noop(f"f{n}", seq) for n in range(3) for seq in (1, 2, 3)]
+        assert hub.call("POST", "/push", flooder_token, {"changes": flood})[1]["data"]["applied"] == 9
+        junk = {"origin": "f1", "seq": 4, "kind": "course", "note": "x"}
+        status, body = hub.call("POST", "/push", flooder_token, {"changes": [junk]})
+        assert status == 200 and len(body["data"]["quarantined"]) == 1
+        hub.call("POST", "/push", victim_token, {"changes": device_changes})
+        hub.call("POST", "/pull", victim_token, {"cursor": {"f0": 1}, "excludeOrigin": "dev-a"})
+        store = hub.app.extensions["hub_stores"].for_user(USER)
+        before = store.dump_records()
+
+        refused = self.purge(hub, flooder)
+        assert refused.exit_code != 0 and "not revoked: revoke it first" in refused.output
+        assert len(hub.everything()) == 12 and store.count_quarantine() == 1, "a refused purge changes nothing"
+        assert self.purge(hub, "no-such-device").exit_code != 0
+
+        hub.registry.revoke(flooder)
+        done = self.purge(hub, flooder)
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.output) == {"deviceId": flooder, "userId": USER, "origins": 3, "dropped": 10,
+                                           "refusedReleased": 1, "floors": {"f0": 3, "f1": 4, "f2": 3}}
+        assert hub.everything() == device_changes, "only the victim's own changes are left in the log"
+        assert store.count_quarantine() == 0
+        assert store.dump_records() == before, "a purge is not an undo: the records stay as they were"
+        # The victim had pulled f0 up to 1: it is told to catch up from the records.
+        status, body = hub.call("POST", "/shortfall", victim_token, {"cursor": {"f0": 1}})
+        assert body["data"]["compacted"] == {"f0": 3, "f1": 4, "f2": 3}
+        # A relay of the purged changes (a device healing what it thinks the hub lost) is held.
+        status, body = hub.call("POST", "/push", victim_token, {"changes": flood, "relay": True})
+        assert status == 200 and body["data"]["applied"] == 0 and body["data"]["quarantined"] == []
+        assert hub.everything() == device_changes
+        assert json.loads(self.purge(hub, flooder).output)["dropped"] == 0, "a second purge finds nothing"
+
+    def test_after_a_purge_a_device_that_had_not_pulled_it_catches_up_and_keeps_its_edits(self, tmp_path):
+        import threading
+
+        from waitress import create_server
+
+        from server.connectors.factory import get_db_connector
+        from server.sync.engine import run_round
+        from server.sync.http_hub import HubClient
+        from tests.synckit import assert_converged
+
+        base = get_db_connector("sql", Settings(), path=str(tmp_path / "hub.sqlite3"), user_id="hub-owner")
+        base.connect()
+        hub = Hub(base, Settings(db_connector="sql", sqlite_path=str(tmp_path / "hub.sqlite3")))
+        server = create_server(hub.app, host="127.0.0.1", port=0, threads=4)
+        threading.Thread(target=server.run, daemon=True).start()
+        stores = []
+        try:
+            url = f"http://127.0.0.1:{server.effective_port}"
+
+            def device(name: str):
+                store = get_db_connector("sql", Settings(), path=str(tmp_path / f"{name}.sqlite3"), user_id=USER,
+                                         origin=name)
+                store.connect()
+                stores.append(store)
+                device_id, token = hub.token(name=name)
+                return store, HubClient(url, token), device_id
+
+            flooder, flooder_hub, flooder_id = device("f")
+            victim, victim_hub, _ = device("v")
+            course(victim, id="c0", title="the victim's")
+            assert run_round(victim, victim_hub).error is None
+            assert run_round(flooder, flooder_hub).error is None
+            course(flooder, id="c1", title="from the flooder")
+            flooder.update("course", None, "c0", {"notes": "the flooder's note"})
+            assert run_round(flooder, flooder_hub).error is None
+            victim.update("course", None, "c0", {"title": "renamed while the flooder was purged"})
+
+            hub.registry.revoke(flooder_id)
+            assert json.loads(TestPurge().purge(hub, flooder_id).output)["dropped"] == 2
+            report = run_round(victim, victim_hub)
+            assert report.error is None and report.from_snapshot > 0 and report.pushed_sent == 1
+            c0 = victim.get_course("c0")
+            assert c0["title"] == "renamed while the flooder was purged" and c0["notes"] == "the flooder's note"
+            assert victim.get_course("c1")["title"] == "from the flooder", "what the flood did stays"
+            newcomer, newcomer_hub, _ = device("n")
+            assert run_round(newcomer, newcomer_hub).error is None and run_round(victim, victim_hub).error is None
+            assert_converged(SimpleNamespace(hub=hub.app.extensions["hub_stores"].for_user(USER),
+                                             devices={"v": victim, "n": newcomer}))
+            assert {ch["origin"] for ch in hub.everything()} == {"v"}
+        finally:
+            server.close()
+            hub.app.extensions["hub_stores"].close()
+            for store in stores:
+                store.close()
