@@ -58,6 +58,7 @@ class Settings:
     sync_push_on_write: bool = True  # a round soon after each write the API answers
     sync_live: bool = True  # keep a request waiting at the hub for other devices' changes
     max_clock_skew_seconds: float = 86400.0  # see changes.MAX_SKEW_MS
+    conflicts_keep_resolved_days: float = 90
     hub_url: str | None = None  # a hub server (`python -m server --hub`), instead of MONGO_URI
     hub_token: str | None = None
     # A hub server's quotas per device (see hub_routes): going over answers 429.
@@ -226,6 +227,9 @@ SETTINGS: tuple[Setting, ...] = (
             "timer only)"),
     Setting("MAX_CLOCK_SKEW_SECONDS", "max_clock_skew_seconds", _number(60, 7 * 86400), "`86400`",
             "a change stamped further ahead of this device's clock is quarantined, not applied"),
+    Setting("CONFLICTS_KEEP_RESOLVED_DAYS", "conflicts_keep_resolved_days", _number(1, 36_500), "`90`",
+            "a value that lost a merge, once restored or dismissed, is forgotten after this long (an open one "
+            "stays until a person acts on it)"),
     Setting("HOST", "host", _text, "`127.0.0.1`", "the address to listen on"),
     Setting("PORT", "port", _integer(0, 65535), "`8000`", "the port to listen on"),
     Setting("CORS_ORIGINS", "cors_origins", _origins, "the Vite dev and preview origins",

@@ -251,7 +251,10 @@ DEVICE_SCHEMAS: dict[str, Any] = {
     "SyncStatus": {"type": "object", "required": ["enabled", "state", "deviceId", "userId"], "properties": {
         "enabled": {"type": "boolean"}, "deviceId": {"type": "string"}, "userId": {"type": "string"},
         "state": {"type": "string", "enum": ["disabled", "idle", "live", "running", "backing_off"]},
-        "live": {"type": "object", "description": "the wait held at the hub: waiting, timer, retrying or off"}}},
+        "live": {"type": "object", "description": "the wait held at the hub: waiting, timer, retrying or off"},
+        "resolvedConflictsKeptDays": {"type": "number", "nullable": True,
+                                      "description": "a resolved conflict is forgotten after so many days (null: "
+                                                     "sync off, nothing ages)"}}},
     "Conflict": {"type": "object", "required": ["id", "kind", "recordId", "field", "winner", "detectedAt",
                                                 "resolution"],
                  "properties": {"id": {"type": "string"}, "resolution": {

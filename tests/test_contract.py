@@ -252,6 +252,30 @@ class TestApply:
         assert conflict["field"] == "title" and conflict["localValue"] == "mine"
         assert conflict["remoteValue"] == "theirs" and conflict["winner"] == "remote"
 
+    def test_conflicts_resolved_before_a_time_are_forgotten_and_open_ones_stay(self, connector, store_factory):
+        peer = self._peer(store_factory)
+        for n in range(3):
+            new_course(connector, id=f"c{n}")
+        peer.apply_changes(connector.changes_since({}, 10))
+        for n in range(3):
+            with freeze_time("2030-01-01"):
+                connector.update("course", None, f"c{n}", {"title": "mine"})
+            with freeze_time("2030-01-02"):
+                peer.update("course", None, f"c{n}", {"title": "theirs"})
+        with freeze_time("2030-01-02"):
+            connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.origin))
+        ids = {c["recordId"]: c["id"] for c in connector.list_conflicts()}
+        assert sorted(ids) == ["c0", "c1", "c2"]
+        connector.resolve_conflict(ids["c0"], {"action": "dismissed", "at": "2030-01-10T00:00:00.000Z"})
+        connector.resolve_conflict(ids["c1"], {"action": "dismissed", "at": "2030-03-10T00:00:00.000Z"})
+        assert connector.forget_resolved_conflicts("2030-01-10T00:00:00.000Z") == 0, "strictly before"
+        assert connector.forget_resolved_conflicts("2030-02-01T00:00:00.000Z") == 1
+        assert sorted(c["recordId"] for c in connector.list_conflicts()) == ["c1", "c2"]
+        assert connector.forget_resolved_conflicts("2999-01-01T00:00:00.000Z") == 1
+        [left] = connector.list_conflicts()
+        assert left["recordId"] == "c2" and left["resolution"] is None, "an open conflict stays whatever its age"
+        assert connector.count_conflicts() == 1
+
     def test_an_older_remote_value_loses_and_is_recorded(self, connector, store_factory):
         peer = self._peer(store_factory)
         new_course(connector, id="shared")
@@ -378,7 +402,7 @@ CALLS = {
     "hub_epoch": (), "dump_records": (), "is_empty": (), "wipe": (), "restart_origin": ("<own origin>", 1),
     "release_quarantined": (["q1"],), "resend_own": ([1],), "tops": (["peer"],),
     "snapshot_page": (None, 10), "apply_snapshot": ([RECORD],), "floors": (), "compact": ({"peer": 1}, 10),
-    "guarded": ("<a raw driver call>",),
+    "forget_resolved_conflicts": ("2030-01-01T00:00:00.000Z",), "guarded": ("<a raw driver call>",),
 }
 NEVER_RAISE = {"close", "ping"}
 

@@ -87,6 +87,7 @@ def test_a_conflict_shows_both_values_and_restore_brings_the_lost_one_back_every
     net.sync("A")
     open_page(page, a)
     expect_text(page, "#conflicts-heading", r"\(1 open\)")
+    expect_text(page, "#conflicts-kept", "resolved ones are forgotten 90 days after")
     article = page.locator("article.conflict")
     expect_text(page, "article.conflict .kept", "B's title")
     expect_text(page, "article.conflict .lost-value", "A's title")

@@ -176,6 +176,53 @@ def test_the_scheduled_job_skips_while_backing_off(device, hub_client):
     assert svc.totals["rounds"] == 2 and svc.state() == "idle"
 
 
+def lost_titles(device, peer, n: int) -> dict[str, str]:
+    """n courses whose title, edited on both stores, lost on `device`: record id -> conflict id."""
+    for k in range(n):
+        course(device, id=f"c{k}", title="first")
+    peer.apply_changes(device.changes_since({}, 100))
+    for k in range(n):
+        device.update("course", None, f"c{k}", {"title": "mine"})
+    for k in range(n):
+        peer.update("course", None, f"c{k}", {"title": "theirs"})
+    device.apply_changes(peer.changes_since({}, 100, exclude_origin=device.origin))
+    return {c["recordId"]: c["id"] for c in device.list_conflicts()}
+
+
+def test_the_scheduled_job_forgets_conflicts_resolved_long_ago_and_keeps_open_ones(device, hub_client, sql_factory):
+    from server.sync.service import LEDGER_AGEING_SECONDS, sync_status
+    from server.times import iso_from_seconds
+
+    peer = sql_factory("peer", user_id="learner", origin="peer")
+    peer.connect()
+    svc, flaky, clock = down_hub_service(device, hub_client, rng=1.0)
+    start = clock.now = 2_000_000_000.0
+    ids = lost_titles(device, peer, 4)
+    day = 86_400
+
+    def resolve(record: str, days_ago: float) -> None:
+        device.resolve_conflict(ids[record], {"action": "dismissed", "at": iso_from_seconds(start - days_ago * day)})
+
+    resolve("c0", 90.01)
+    resolve("c1", 89.9)
+    svc.tick()  # the hub is down: the ageing does not wait for it
+    assert sorted(c["recordId"] for c in device.list_conflicts()) == ["c1", "c2", "c3"]
+    assert svc.totals["rounds"] == 1
+    resolve("c3", 200)
+    clock.now = start + LEDGER_AGEING_SECONDS - 1
+    svc.tick()
+    assert sorted(c["recordId"] for c in device.list_conflicts()) == ["c1", "c2", "c3"], "once an hour at most"
+    clock.now = start + LEDGER_AGEING_SECONDS
+    svc.tick()
+    assert sorted(c["recordId"] for c in device.list_conflicts()) == ["c1", "c2"]
+    clock.now = start + 2 * LEDGER_AGEING_SECONDS + 0.1 * day
+    svc.tick()
+    [left] = device.list_conflicts()
+    assert left["recordId"] == "c2" and left["resolution"] is None, "an open conflict stays whatever its age"
+    assert sync_status(device, svc)["resolvedConflictsKeptDays"] == 90
+    assert sync_status(device)["resolvedConflictsKeptDays"] is None
+
+
 def test_a_manual_round_and_the_scheduled_one_share_one_lock(device, hub_client, tmp_path):
     app = make_app(device, hub_client, tmp_path, sync_wait_seconds=0.2)
     svc = app.extensions["sync"]

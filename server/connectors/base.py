@@ -239,6 +239,11 @@ class DatabaseConnector(ABC):
         resolution). Returns the conflict as it is now, or None when there is no such conflict."""
 
     @abstractmethod
+    def forget_resolved_conflicts(self, before: str) -> int:
+        """Drop the conflicts a person resolved before `before` (an ISO time as `resolution.at`
+        gives it); the open ones stay whatever their age. Returns how many went."""
+
+    @abstractmethod
     def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
         """Changes refused at the door, newest first: {"id", "origin", "seq", "reason",
         "receivedAt", "change"} (the change as JSON text)."""

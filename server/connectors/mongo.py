@@ -327,6 +327,9 @@ class MongoConnector(MongoHistory, MergingConnector):
                                      {"$set": {"resolution": resolution}})
         return self.get_conflict(conflict_id)
 
+    def forget_resolved_conflicts(self, before: str) -> int:
+        return self.db.conflicts.delete_many({"userId": self.user_id, "resolution.at": {"$lt": before}}).deleted_count
+
     def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
         docs = self.db.quarantine.find({"userId": self.user_id}, {"_id": 0, "userId": 0})
         return list(docs.sort([("receivedAt", DESCENDING), ("id", ASCENDING)]).limit(limit))

@@ -47,6 +47,11 @@ class SqlLedgers(Storage):
                              (compact_json(entry), self.user_id, conflict_id))
             return entry
 
+    def forget_resolved_conflicts(self, before: str) -> int:
+        with atomic(self.pool.get, immediate=True) as conn:
+            return conn.execute("DELETE FROM conflicts WHERE user_id = ? AND json_extract(body, '$.resolution.at') < ?",
+                                (self.user_id, before)).rowcount
+
     def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self.pool.get().execute(
             "SELECT body FROM quarantine WHERE user_id = ? ORDER BY received_at DESC, id LIMIT ?",

@@ -26,6 +26,7 @@ from server.times import iso_from_seconds
 log = logging.getLogger("server.sync")
 BACKOFF_CAP_SECONDS = 300.0
 HISTORY = 30  # rounds kept for the sync page's chart
+LEDGER_AGEING_SECONDS = 3600  # how often the scheduled job forgets conflicts resolved long ago
 
 
 class _OverlapsAreDebug(logging.Filter):
@@ -76,6 +77,7 @@ class SyncService:
         self._live_hub = live_hub
         self.live: LiveWait | None = None
         self.last_remote_lag_ms: float | None = None  # from the newest pulled change's stamp to here
+        self._ledger_aged_at: float | None = None
 
     # --- rounds ---------------------------------------------------------------------------
     def _ensure_hub(self) -> DatabaseConnector:
@@ -143,8 +145,27 @@ class SyncService:
                 self.last_success = now
                 self.last_error = None
 
+    def age_ledger(self) -> int:
+        """Forget the conflicts resolved longer ago than CONFLICTS_KEEP_RESOLVED_DAYS, at most once
+        every LEDGER_AGEING_SECONDS; how many went."""
+        now = self.now()
+        if self._ledger_aged_at is not None and now - self._ledger_aged_at < LEDGER_AGEING_SECONDS:
+            return 0
+        self._ledger_aged_at = now
+        gone = self.local.forget_resolved_conflicts(iso_from_seconds(now - self.settings.conflicts_keep_resolved_days
+                                                                     * 86_400))
+        if gone:
+            log.info("forgot %d conflict(s) resolved more than %g days ago", gone,
+                     self.settings.conflicts_keep_resolved_days)
+        return gone
+
     def tick(self) -> None:
-        """The scheduled job: skip while backing off or while a manual round runs."""
+        """The scheduled job: forget conflicts resolved long ago; then a round, unless backing off or
+        a manual round runs."""
+        try:
+            self.age_ledger()
+        except Exception:
+            log.exception("ageing the conflict ledger failed; the next tick tries again")
         if self.backoff_until is not None and self.now() < self.backoff_until:
             return
         try:
@@ -300,6 +321,7 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
             "oldestAgeSeconds": round(now - oldest_s, 1) if oldest_s is not None else None,
         },
         "openConflicts": local.count_conflicts(),
+        "resolvedConflictsKeptDays": service.settings.conflicts_keep_resolved_days if service else None,
         "quarantined": held,
         "hubEpoch": epoch,
         "hubResets": [{"from": r["from"], "to": r["to"], "at": iso_from_seconds(r["at"])}
