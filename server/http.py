@@ -38,7 +38,8 @@ def declaring(bp: Blueprint, operations: list) -> Callable:
     operation's path, method and id, and lists the operation for the OpenAPI document."""
     def route(op) -> Callable:
         def register(view: Callable) -> Callable:
-            bp.add_url_rule(op.path, op.op_id, view, methods=[op.method.upper()])
+            # The index ("/") answers at /api/v1 too, not with a redirect a token check stops.
+            bp.add_url_rule(op.path, op.op_id, view, methods=[op.method.upper()], strict_slashes=op.path != "/")
             operations.append(op)
             return view
         return register
@@ -192,7 +193,8 @@ def install(app: Flask, *, browser_facing: bool = True) -> None:
     if browser_facing:
         before += [_host_check({h.lower() for h in settings.allowed_hosts}), _preflight]
         if settings.api_token:
-            public = {f"/api/v1{op.path}" for op in app.extensions["operations"] if op.public}
+            public = {f"/api/v1{op.path}".rstrip("/") or "/" for op in app.extensions["operations"] if op.public}
+            public |= {p + "/" for p in public}  # the index answers with and without its slash
             public |= set(app.config.get("PUBLIC_PATHS", ()))  # the sync page's shell
             before.append(_token_check(settings.api_token, public))
         after.insert(1, _cors_headers(set(settings.cors_origins)))

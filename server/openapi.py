@@ -237,6 +237,9 @@ COMMON_SCHEMAS = {
 }
 # The device API's own schemas, beside those of the kinds and the shared ones.
 DEVICE_SCHEMAS: dict[str, Any] = {
+    "ApiIndex": {"type": "object", "required": ["name", "api", "links"], "properties": {
+        "name": {"type": "string"}, "api": {"type": "string"}, "documentation": {"type": "string"},
+        "links": {"type": "object", "additionalProperties": {"type": "string"}}}},
     "Health": {"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": ["ok", "degraded"]}, "store": {"type": "object"},
         "hub": {"type": "object"}}},

@@ -17,7 +17,11 @@ from server.sync.service import sync_status
 from server.times import seconds_from_iso
 
 bp = Blueprint("page", __name__, template_folder="templates")
-PUBLIC_PATHS = ("/", "/sync")  # the shell holds no data: the panel needs the token
+PUBLIC_PATHS = ("/", "/sync", "/favicon.ico", "/favicon.svg")  # the shell holds no data: the panel needs the token
+# Two arrows turning into each other, in the page's blue: drawn here, nothing fetched from elsewhere.
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" '
+           'fill="#1565c0"/><path d="M9 13a8 8 0 0 1 13.6-4.6L25 6v7h-7l2.6-2.6A5 5 0 0 0 12 13z'
+           'M23 19a8 8 0 0 1-13.6 4.6L7 26v-7h7l-2.6 2.6A5 5 0 0 0 20 19z" fill="#fff"/></svg>')
 CONFLICTS_SHOWN = 50
 QUARANTINE_SHOWN = 20
 
@@ -35,6 +39,13 @@ def shell():
     panel = None if settings.api_token else _panel_html()  # with a token, the script fetches it
     html = render_template("sync.html", nonce=nonce, panel=panel, needs_token=bool(settings.api_token))
     return current_app.response_class(html, mimetype="text/html", headers={"Content-Security-Policy": _csp(nonce)})
+
+
+@bp.get("/favicon.svg")
+@bp.get("/favicon.ico")  # browsers ask for it whatever the page says; every one of them reads SVG
+def favicon():
+    return current_app.response_class(FAVICON, mimetype="image/svg+xml",
+                                      headers={"Cache-Control": "public, max-age=86400"})
 
 
 @bp.get("/sync/panel")

@@ -28,6 +28,15 @@ def store() -> DatabaseConnector:
     return current_app.extensions["store"]
 
 
+@route(Operation("get", "/", "apiIndex", "Where things are: this API's document, its main resources and the sync page",
+                 {"200": ("ApiIndex", "The links", False)}, public=True))
+def api_index():
+    return envelope({"name": "coursesync", "api": "v1", "documentation": "/api/v1/openapi.json", "links": {
+        "openapi": "/api/v1/openapi.json", "health": "/api/v1/health", "user": "/api/v1/users/me",
+        "courses": "/api/v1/courses", "export": "/api/v1/users/me/export", "syncStatus": "/api/v1/sync/status",
+        "conflicts": "/api/v1/sync/conflicts", "syncPage": "/sync"}})
+
+
 @route(Operation("get", "/openapi.json", "openapi", "This document",
                  {"200": ({"type": "object"}, "OpenAPI document", False)}, enveloped=False))
 def openapi_document():

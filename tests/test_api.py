@@ -170,7 +170,7 @@ def body_for(method: str, rule: str) -> dict | None:
 
 
 # Routes that never touch the store, with what they answer then.
-STORELESS = {("GET", "/api/v1/openapi.json"): 200, ("POST", "/api/v1/sync"): 409}
+STORELESS = {("GET", "/api/v1/openapi.json"): 200, ("GET", "/api/v1/"): 200, ("POST", "/api/v1/sync"): 409}
 
 
 @pytest.mark.parametrize("how", ["gone", "malformed"])
@@ -193,4 +193,23 @@ def test_every_route_answers_503_store_unavailable_when_the_store_fails(app, cli
     kind_routes = {(op.method.upper(), f"/api/v1{op.path}") for k in RECORD_KINDS for op in record_operations(k)}
     sync_reads = {("GET", "/api/v1/sync/conflicts"), ("GET", "/api/v1/sync/status"), ("GET", "/api/v1/sync/quarantine")}
     assert {*sync_reads, *kind_routes} <= checked
-    assert len(checked) == 14 + len(kind_routes)
+    assert len(checked) == 15 + len(kind_routes)
+
+
+def test_the_api_root_answers_where_things_are_with_or_without_its_slash(tmp_path):
+    from server.api import create_app
+    from server.config import Settings
+
+    token = "t" * 32
+    app = create_app(Settings(sqlite_path=str(tmp_path / "x.sqlite3"), api_token=token), start_sync=False,
+                     testing=True)
+    client = app.test_client()
+    first = client.get("/api/v1")
+    assert first.status_code == 200, "the address the README gives answers, without a token (it holds no data)"
+    assert client.get("/api/v1/").get_json()["data"] == first.get_json()["data"]
+    links = first.get_json()["data"]["links"]
+    assert {"openapi", "courses", "syncStatus", "syncPage"} <= set(links)
+    for name, href in links.items():
+        assert client.get(href, headers={"Authorization": f"Bearer {token}"}).status_code == 200, name
+    assert client.get("/api/v1/courses").status_code == 401, "the rest still needs the token"
+    assert client.post("/api/v1/", json={}).get_json()["error"]["code"] == "method_not_allowed"

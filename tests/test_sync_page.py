@@ -86,6 +86,10 @@ def test_a_conflict_shows_both_values_and_restore_brings_the_lost_one_back_every
     net.sync("B")
     net.sync("A")
     open_page(page, a)
+    icon = page.evaluate("""() => new Promise(done => { const img = new Image();
+        img.onload = () => done(img.naturalWidth); img.onerror = () => done(-1); img.src = '/favicon.ico'; })""")
+    assert icon > 0, "the browser draws the favicon"
+    assert page.locator("link[rel=icon]").get_attribute("href") == "/favicon.svg"
     expect_text(page, "#conflicts-heading", r"\(1 open\)")
     expect_text(page, "#conflicts-kept", "resolved ones are forgotten 90 days after")
     article = page.locator("article.conflict")
@@ -173,6 +177,9 @@ def test_the_page_is_escaped_guarded_and_self_contained(client, connector):
     assert "http://" not in html.replace("http://127.0.0.1", "") and "https://" not in html  # nothing from elsewhere
     assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
     assert client.get("/sync/panel").status_code == 200
+    for path in ("/favicon.ico", "/favicon.svg"):
+        icon = client.get(path)
+        assert icon.status_code == 200 and icon.mimetype == "image/svg+xml" and b"<svg" in icon.data
 
 
 def _status(**kw):
