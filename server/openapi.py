@@ -262,7 +262,7 @@ DEVICE_SCHEMAS: dict[str, Any] = {
                                                 "resolution"],
                  "properties": {"id": {"type": "string"}, "resolution": {
                      "type": "object", "nullable": True, "required": ["action", "at"],
-                     "properties": {"action": {"type": "string", "enum": ["restored", "dismissed"]},
+                     "properties": {"action": {"type": "string", "enum": ["restored", "dismissed", "superseded"]},
                                     "at": TIMESTAMP, "edit": {"type": "object", "nullable": True}}}}},
     "SyncRequest": {"type": "object", "additionalProperties": False, "properties": {}},
     "Quarantined": {"type": "object", "required": ["id", "origin", "seq", "reason", "receivedAt", "change"],

@@ -6,12 +6,14 @@ the JSON API, so everything works offline, with no build step and nothing from e
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import time
 from typing import Any
 
 from flask import Blueprint, current_app, render_template
 
+from server.records import LABELS, USER
 from server.sync.ledger import losing_value
 from server.sync.service import sync_status
 from server.times import seconds_from_iso
@@ -57,8 +59,11 @@ def _panel_html() -> str:
     store = current_app.extensions["store"]
     status = sync_status(store, current_app.extensions.get("sync"))
     now = time.time()
-    conflicts = [_conflict_view(c) for c in store.list_conflicts(CONFLICTS_SHOWN)]
+    listed = store.list_conflicts(CONFLICTS_SHOWN)
+    names = store.conflict_names(listed) if listed else {}
+    conflicts = [_conflict_view(c, names.get(c["id"], {})) for c in listed]
     return render_template("_panel.html", s=status, state=state_words(status, now), ago=lambda iso: ago(iso, now),
+                           local=local_time,
                            conflicts=conflicts, quarantine=store.list_quarantine(QUARANTINE_SHOWN),
                            chart=chart(status.get("recentRounds") or []))
 
@@ -73,6 +78,12 @@ def ago(iso: str | None, now: float) -> str:
         if seconds >= size * (2 if unit == "days" else 1):
             return f"{int(seconds // size)} {unit} ago"
     return "just now" if seconds < 5 else f"{int(seconds)} s ago"
+
+
+def local_time(iso: str | None) -> str:
+    """An ISO UTC time in this machine's local time (the server runs on the person's own device)."""
+    ts = seconds_from_iso(iso)
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts is not None else "never"
 
 
 def _clock(iso: str | None) -> str:
@@ -91,13 +102,30 @@ PLAIN_ERRORS = {
 }
 
 
-def state_words(s: dict[str, Any], now: float) -> dict[str, str]:
-    """The state as a learner would say it: a headline, a line of detail and a tone."""
+EXCEPTION_NAME = re.compile(r"\s*\((?:[A-Za-z_.]*(?:Error|Exception|Timeout|Refused)[A-Za-z]*)\)")
+
+
+def in_words(error: str | None) -> str:
+    """An error as the status gives it, without the names of Python's exceptions in it."""
+    return EXCEPTION_NAME.sub("", error or "unknown").strip()
+
+
+def state_words(s: dict[str, Any], now: float) -> dict[str, Any]:
+    """The state as a learner would say it: a headline, a line of detail (and steps) and a tone."""
+    return _but(_words(s, now), s)
+
+
+def _words(s: dict[str, Any], now: float) -> dict[str, Any]:
     pending = s["pending"]["count"]
     if s["state"] == "disabled":
         return {"tone": "off", "headline": "Sync is off",
-                "detail": "This device keeps everything here. To share it with your other devices, set "
-                          "HUB_URL and HUB_TOKEN (or MONGO_URI) and restart."}
+                "detail": "Everything you do is kept on this device, and nothing is sent anywhere. To share it "
+                          "with your other devices:",
+                "steps": ["Ask whoever runs your hub for this device's address and token (they make one with "
+                          "“hub add-device”).",
+                          "Write them in the file named .env beside this server, as two lines: "
+                          "HUB_URL=the address and HUB_TOKEN=the token.",
+                          "Restart this server. This page then says when your devices agree."]}
     if s["state"] == "running":
         return {"tone": "busy", "headline": "Syncing now…", "detail": f"{pending} of your changes waiting to go."}
     code = (s.get("lastRound") or {}).get("errorCode")
@@ -106,10 +134,10 @@ def state_words(s: dict[str, Any], now: float) -> dict[str, str]:
         headline, why = PLAIN_ERRORS.get(code, PLAIN_ERRORS["store_unavailable"])
         return {"tone": "warn", "headline": headline,
                 "detail": f"Your changes are safe on this device. {why} Trying again at {_clock(s['nextRun'])} "
-                          f"(in {wait} s). What went wrong: {s['lastError'] or 'unknown'}"}
+                          f"(in {wait} s). What went wrong: {in_words(s['lastError'])}"}
     if s["lastError"]:
         headline, why = PLAIN_ERRORS.get(code, ("The last sync did not finish", ""))
-        return {"tone": "warn", "headline": headline, "detail": f"{why} {s['lastError']}".strip()}
+        return {"tone": "warn", "headline": headline, "detail": f"{why} {in_words(s['lastError'])}".strip()}
     if s["lastSuccess"] is None:
         return {"tone": "busy", "headline": "Not synced yet", "detail": "The first round starts shortly."}
     if pending:
@@ -123,9 +151,40 @@ def state_words(s: dict[str, Any], now: float) -> dict[str, str]:
     return {"tone": "ok", "headline": "Everything is synced", "detail": "This device and the hub agree."}
 
 
-def _conflict_view(c: dict[str, Any]) -> dict[str, Any]:
+def _but(words: dict[str, str], s: dict[str, Any]) -> dict[str, str]:
+    """A synced state that still holds something for a person to look at says so at the top."""
+    lost, refused = s.get("openConflicts") or 0, s.get("quarantined") or 0
+    if words["tone"] != "ok" or not (lost or refused):
+        return words
+    parts = ([f"{lost} value{'s' if lost != 1 else ''} lost a merge"] if lost else []) + \
+            ([f"{refused} change{'s were' if refused != 1 else ' was'} refused"] if refused else [])
+    return {"tone": "warn", "headline": "Synced, but " + " and ".join(parts),
+            "detail": "Everything else agrees with the hub. Below: "
+                      + ("restore a lost value or dismiss it" if lost else "why each change was refused") + "."}
+
+
+SETTLED = {"restored": "Restored", "dismissed": "Dismissed",
+           "edited": "Settled: the value was written again since, on this device or another",
+           "deleted": "Settled: the record has been deleted since"}
+
+
+def _named(kind: str, title: str | None) -> str:
+    return f"{kind.capitalize()} “{title}”" if title else f"A {kind} with no title here"
+
+
+def _conflict_view(c: dict[str, Any], names: dict[str, str | None]) -> dict[str, Any]:
+    """A conflict as a person reads it: the record by its title and its course's, the field by
+    its label (the ids and the field's name only as a detail)."""
     kept = c["localValue"] if c["winner"] == "local" else c["remoteValue"]
+    resolution = c.get("resolution")
+    settled = None
+    if resolution:
+        settled = SETTLED.get(resolution.get("by") or resolution["action"], resolution["action"].capitalize())
     return {**c, "kept": kept, "lost": losing_value(c),
+            "what": "Your profile" if c["kind"] == USER else _named(c["kind"], names.get("title")),
+            "where": f"in “{names['courseTitle']}”" if names.get("courseTitle") else "",
+            "label": LABELS.get(c["field"], c["field"]),
+            "settled": settled,
             "why": "deleted on another device" if c["reason"] == "deleted" else "a later edit won"}
 
 
@@ -136,8 +195,10 @@ def chart(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     bars = []
     for i, r in enumerate(rounds):
         sent, got = 56 * r["pushed"] / tallest, 56 * r["pulled"] / tallest
+        if r["error"]:  # a failed round stands as tall as the chart, in red: seen at a glance
+            sent, got = 56.0, 0.0
         bars.append({"x": i * 10, "sent_y": 60 - 2 - sent, "sent": 2 + sent, "got_y": 60 - 2 - sent - got,
                      "got": got, "error": bool(r["error"]),
-                     "label": f"{r['at']}: sent {r['pushed']}, received {r['pulled']}, {r['durationMs']} ms"
-                              + (f", failed: {r['error']}" if r["error"] else "")})
+                     "label": f"{local_time(r['at'])}: sent {r['pushed']}, received {r['pulled']}, "
+                              f"{r['durationMs']} ms" + (f", failed: {in_words(r['error'])}" if r["error"] else "")})
     return {"bars": bars, "width": max(10, len(rounds) * 10)}

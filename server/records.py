@@ -132,6 +132,13 @@ KINDS: dict[str, Kind] = {
         parent=COURSE,
     ),
 }
+# What a person calls each field (the sync page names a value that lost a merge by it).
+LABELS = {
+    "email": "email", "displayName": "your name", "focusCourseId": "focus course", "title": "title",
+    "description": "description", "source": "source link", "status": "status", "tags": "tags", "notes": "notes",
+    "order": "place in the course", "videoUrl": "video link", "durationMinutes": "length in minutes",
+    "note": "note", "dueDate": "due date", "link": "link",
+}
 # The kinds the API creates, edits and deletes (the user is one record, edited by its own routes).
 RECORD_KINDS = tuple(k for k in KINDS.values() if k.name != USER)
 CHILD_KINDS = tuple(k.name for k in KINDS.values() if k.parent == COURSE)

@@ -76,13 +76,42 @@ def test_dismiss_marks_it_resolved_and_writes_nothing(world):
 def test_restoring_into_a_deleted_record_answers_409_and_writes_nothing(world):
     client = lost_title(world)
     [conflict] = client.get("/api/v1/sync/conflicts").get_json()["data"]
-    world.device("b").delete("course", None, "c1")
-    world.settle(["b", "a"])
+    world.device("a").delete("course", None, "c1")  # here, before any round could settle the conflict
     open_ones = client.get("/api/v1/sync/conflicts?status=open").get_json()["data"]
     resp = post(client, f"/{conflict['id']}/restore")
     assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "record_deleted"
     assert "deleted" in resp.get_json()["error"]["message"]
     assert client.get("/api/v1/sync/conflicts?status=open").get_json()["data"] == open_ones
+
+
+def test_a_conflict_settled_on_another_device_shows_settled_here_after_a_round(world):
+    client = lost_title(world)  # A's title lost to B's; both devices list the conflict
+    [on_a] = client.get("/api/v1/sync/conflicts").get_json()["data"]
+    [on_b] = world.device("b").list_conflicts()
+    assert on_a["resolution"] is None and on_b["resolution"] is None
+    b_client = create_app(Settings(sqlite_path=world.device("b").path), store=world.device("b"), start_sync=False,
+                          testing=True).test_client()
+    assert post(b_client, f"/{on_b['id']}/restore").status_code == 200  # B brings A's title back
+    world.settle(["b", "a"])
+    [settled] = client.get("/api/v1/sync/conflicts").get_json()["data"]
+    assert settled["resolution"]["action"] == "superseded" and settled["resolution"]["by"] == "edited"
+    assert post(client, f"/{on_a['id']}/restore").get_json()["error"]["code"] == "conflict_resolved"
+    assert client.get("/api/v1/sync/status").get_json()["data"]["openConflicts"] == 0
+    # A conflict whose record was deleted since is settled too, and one that nothing touched stays open.
+    a, b = world.device("a"), world.device("b")
+    course(a, id="c2", title="two")
+    course(a, id="c3", title="three")
+    world.settle(["a", "b"])
+    for n in (2, 3):  # edited on both, B later: A's note loses (the restore above moved both clocks to now)
+        a.update("course", None, f"c{n}", {"notes": "A's"})
+        b.update("course", None, f"c{n}", {"notes": "B's"})
+    world.settle(["b", "a"])
+    assert {c["recordId"] for c in a.list_conflicts(status="open")} == {"c2", "c3"}
+    b.delete("course", None, "c2")
+    world.settle(["b", "a"])
+    assert {c["recordId"] for c in a.list_conflicts(status="open")} == {"c3"}
+    [gone] = [c for c in a.list_conflicts() if c["recordId"] == "c2"]
+    assert gone["resolution"]["by"] == "deleted"
 
 
 def test_unknown_ids_bad_filters_and_form_posts(world):

@@ -252,6 +252,36 @@ class TestApply:
         assert conflict["field"] == "title" and conflict["localValue"] == "mine"
         assert conflict["remoteValue"] == "theirs" and conflict["winner"] == "remote"
 
+    def test_a_conflict_is_named_by_titles_and_settled_when_its_field_is_written_again(self, connector, store_factory):
+        peer = self._peer(store_factory)
+        new_course(connector, id="shared", title="Shared course")
+        new_lecture(connector, "shared", id="l1", title="Intro")
+        peer.apply_changes(connector.changes_since({}, 10))
+        with freeze_time("2030-01-01"):
+            connector.update("lecture", "shared", "l1", {"note": "mine"})
+            connector.update("course", None, "shared", {"notes": "mine"})
+        with freeze_time("2030-01-02"):
+            peer.update("lecture", "shared", "l1", {"note": "theirs"})
+            peer.update("course", None, "shared", {"notes": "theirs"})
+            connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.origin))
+        conflicts = {c["kind"]: c for c in connector.list_conflicts()}
+        names = connector.conflict_names(list(conflicts.values()))
+        assert names[conflicts["lecture"]["id"]] == {"title": "Intro", "courseTitle": "Shared course"}
+        assert names[conflicts["course"]["id"]] == {"title": "Shared course", "courseTitle": None}
+        assert connector.settle_conflicts() == 0, "nothing wrote those fields since"
+        with freeze_time("2030-01-03"):
+            peer.update("lecture", "shared", "l1", {"note": "written again"})
+            connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.origin))
+        assert connector.settle_conflicts() == 1
+        settled = connector.get_conflict(conflicts["lecture"]["id"])["resolution"]
+        assert settled["action"] == "superseded" and settled["by"] == "edited"
+        assert connector.get_conflict(conflicts["course"]["id"])["resolution"] is None
+        with freeze_time("2030-01-04"):
+            peer.delete("course", None, "shared")
+            connector.apply_changes(peer.changes_since({}, 10, exclude_origin=connector.origin))
+        assert connector.settle_conflicts() == 1 and connector.count_conflicts() == 0
+        assert connector.get_conflict(conflicts["course"]["id"])["resolution"]["by"] == "deleted"
+
     def test_conflicts_resolved_before_a_time_are_forgotten_and_open_ones_stay(self, connector, store_factory):
         peer = self._peer(store_factory)
         for n in range(3):
@@ -402,7 +432,9 @@ CALLS = {
     "hub_epoch": (), "dump_records": (), "is_empty": (), "wipe": (), "restart_origin": ("<own origin>", 1),
     "release_quarantined": (["q1"],), "resend_own": ([1],), "tops": (["peer"],),
     "snapshot_page": (None, 10), "apply_snapshot": ([RECORD],), "floors": (), "compact": ({"peer": 1}, 10),
-    "forget_resolved_conflicts": ("2030-01-01T00:00:00.000Z",), "guarded": ("<a raw driver call>",),
+    "forget_resolved_conflicts": ("2030-01-01T00:00:00.000Z",), "settle_conflicts": (),
+    "conflict_names": ([{"id": "k", "kind": "lecture", "recordId": "l1", "courseId": "c1"}],),
+    "guarded": ("<a raw driver call>",),
 }
 NEVER_RAISE = {"close", "ping"}
 

@@ -92,7 +92,11 @@ def test_a_conflict_shows_both_values_and_restore_brings_the_lost_one_back_every
     assert page.locator("link[rel=icon]").get_attribute("href") == "/favicon.svg"
     expect_text(page, "#conflicts-heading", r"\(1 open\)")
     expect_text(page, "#conflicts-kept", "resolved ones are forgotten 90 days after")
+    expect_text(page, "#state-headline", "Synced, but 1 value lost a merge")
     article = page.locator("article.conflict")
+    expect_text(page, "article.conflict strong", "Course “B's title”")
+    expect_text(page, "article.conflict", "its title — a later edit won")
+    expect_text(page, "article.conflict .ids", "course c1, field title")
     expect_text(page, "article.conflict .kept", "B's title")
     expect_text(page, "article.conflict .lost-value", "A's title")
     article.get_by_role("button", name="Restore this value").click()
@@ -103,6 +107,11 @@ def test_a_conflict_shows_both_values_and_restore_brings_the_lost_one_back_every
     expect_text(page, "#notice", r"Synced: sent 1")
     net.sync("B")
     assert courses(a)[0]["title"] == courses(b)[0]["title"] == "A's title"
+    # B listed the same loss; the round that brought A's restore settled it there too.
+    open_page(page, b)
+    expect_text(page, "#conflicts-heading", r"\(0 open\)")
+    expect_text(page, "article.conflict .resolved", "Settled: the value was written again since")
+    assert page.get_by_role("button", name="Restore this value").count() == 0
 
 
 def test_sync_now_moves_a_pending_change_and_works_from_the_keyboard(net, page):
@@ -132,9 +141,12 @@ def test_a_hub_that_goes_away_shows_as_backing_off_with_why_and_recovers(net, pa
     hub.kill()
     create(a, "/api/v1/courses", {"id": "offline", "title": "Written offline", "source": "https://a.b"})
     page.get_by_role("button", name="Sync now").click()
-    expect_text(page, "#notice", "cannot be reached")
+    expect_text(page, "#notice", "did not finish; what went wrong is said above")
     expect_text(page, "#state-headline", "Can't reach the hub right now")
     expect_text(page, "#state-detail", r"safe on this device.*Trying again at .*What went wrong: The hub at .* cannot")
+    said = page.locator("body").inner_text()
+    assert said.count("cannot be reached") == 1, "the error is said once"
+    assert not re.search(r"\w+(Error|Exception)\b", said), "in words, without Python's exception names"
     hub.start()
     page.get_by_role("button", name="Sync now").click()
     expect_text(page, "#state-headline", "Everything is synced")
@@ -199,11 +211,16 @@ NOW = 1893456010.0  # 2030-01-01T00:00:10Z
     (_status(state="live", live={"lastRemoteLagMs": 240.0}), "Everything is synced, live", "took 0.2 s"),
     (_status(state="live", live={"lastRemoteLagMs": None}), "Everything is synced, live", "as they are made."),
     (_status(state="live", pending={"count": 1}), "1 change waiting to be sent", "next round"),
-    (_status(state="disabled"), "Sync is off", "HUB_URL"),
+    (_status(state="disabled"), "Sync is off", "nothing is sent anywhere"),
+    (_status(openConflicts=1), "Synced, but 1 value lost a merge", "restore a lost value or dismiss it"),
+    (_status(state="live", openConflicts=2, quarantined=1), "Synced, but 2 values lost a merge and 1 change was "
+     "refused", "Everything else agrees"),
+    (_status(quarantined=3), "Synced, but 3 changes were refused", "why each change was refused"),
+    (_status(pending={"count": 1}, openConflicts=1), "1 change waiting to be sent", "next round"),
     (_status(lastSuccess=None), "Not synced yet", "first round"),
-    (_status(state="backing_off", lastError="The hub at x cannot be reached (OSError).",
+    (_status(state="backing_off", lastError="The hub at x cannot be reached (ConnectionRefusedError).",
              lastRound={"errorCode": "store_unavailable"}),
-     "Can't reach the hub", "in 20 s). What went wrong: The hub"),
+     "Can't reach the hub", "in 20 s). What went wrong: The hub at x cannot be reached."),
     (_status(state="backing_off", lastError="revoked", lastRound={"errorCode": "hub_refused"}),
      "no longer accepts this device", "new one (HUB_TOKEN)"),
     (_status(lastError="boom", lastRound={"errorCode": "internal_error"}), "ran into a problem", "log says more. boom"),
@@ -214,6 +231,26 @@ def test_the_state_in_words_a_learner_understands(status, headline, words):
 
     said = state_words(status, NOW)
     assert headline in said["headline"] and words in said["detail"], said
+
+
+def test_sync_off_says_in_steps_what_to_do():
+    from server.page import state_words
+
+    said = state_words(_status(state="disabled"), NOW)
+    assert said["tone"] == "off" and len(said["steps"]) == 3
+    assert "hub add-device" in said["steps"][0] and "HUB_URL=" in said["steps"][1] and "Restart" in said["steps"][2]
+
+
+def test_the_chart_draws_a_failed_round_full_height_in_red_and_names_the_time_locally():
+    from server.page import chart, local_time
+
+    rounds = [{"at": "2030-01-01T00:00:00.000Z", "pushed": 1, "pulled": 0, "durationMs": 3.0, "error": None},
+              {"at": "2030-01-01T00:00:30.000Z", "pushed": 0, "pulled": 0, "durationMs": 500.0,
+               "error": "The hub at x cannot be reached (TimeoutError)."}]
+    ok, failed = chart(rounds)["bars"]
+    assert failed["error"] and failed["sent"] == 58 and failed["sent_y"] == 2 and not ok["error"]
+    assert failed["label"].startswith(local_time("2030-01-01T00:00:30.000Z"))
+    assert "TimeoutError" not in failed["label"] and "cannot be reached" in failed["label"]
 
 
 def test_how_long_ago_in_words():
@@ -231,8 +268,8 @@ def test_how_long_ago_in_words():
 def test_the_chart_stacks_what_each_round_sent_and_received():
     from server.page import chart
 
-    rounds = [{"at": "t1", "pushed": 10, "pulled": 30, "durationMs": 5.0, "error": None},
-              {"at": "t2", "pushed": 0, "pulled": 0, "durationMs": 1.0, "error": "hub down"}]
+    rounds = [{"at": "2030-01-01T00:00:00.000Z", "pushed": 10, "pulled": 30, "durationMs": 5.0, "error": None},
+              {"at": "2030-01-01T00:00:30.000Z", "pushed": 0, "pulled": 0, "durationMs": 1.0, "error": "hub down"}]
     bars = chart(rounds)["bars"]
     assert bars[0]["sent"] == 2 + 14 and bars[0]["got"] == 42 and bars[0]["got_y"] == 60 - 2 - 14 - 42
     assert bars[1]["error"] and bars[1]["got"] == 0 and "failed: hub down" in bars[1]["label"]

@@ -239,6 +239,18 @@ class DatabaseConnector(ABC):
         resolution). Returns the conflict as it is now, or None when there is no such conflict."""
 
     @abstractmethod
+    def settle_conflicts(self) -> int:
+        """Resolve as `superseded` each open conflict whose field was written again since (a
+        restore on another device, a later edit: `by` "edited") or whose record was deleted since
+        (`by` "deleted"); how many. A round calls it, so a conflict settled on one device shows
+        settled on all of them."""
+
+    @abstractmethod
+    def conflict_names(self, conflicts: list[dict[str, Any]]) -> dict[str, dict[str, str | None]]:
+        """conflict id -> {"title": the record's title, "courseTitle": its course's}, each None
+        when there is none (the user, a record never seen here)."""
+
+    @abstractmethod
     def forget_resolved_conflicts(self, before: str) -> int:
         """Drop the conflicts a person resolved before `before` (an ISO time as `resolution.at`
         gives it); the open ones stay whatever their age. Returns how many went."""

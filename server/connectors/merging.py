@@ -19,7 +19,7 @@ from server.changes import (
     state_key,
 )
 from server.clock import ZERO, stamp_ms
-from server.connectors.history import History
+from server.connectors.conflicts import ConflictLedger
 from server.errors import NotFound, PreconditionFailed, StateConflict
 from server.etags import etag_matches
 from server.records import CHILD_KINDS, COURSE, KINDS, USER, children_of
@@ -27,7 +27,7 @@ from server.shaping import course_tree, shape
 from server.times import iso_from_ms
 
 
-class MergingConnector(History):
+class MergingConnector(ConflictLedger):
     # --- helpers --------------------------------------------------------------------------
     def _now_iso(self, hlc: str) -> str:
         return iso_from_ms(stamp_ms(hlc))

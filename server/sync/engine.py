@@ -48,6 +48,7 @@ class RoundReport:
     resent: int = 0  # own changes refused for their stamps, written again now that they are due
     newest_pulled: str | None = None  # the newest stamp among the changes pulled
     from_snapshot: int = 0  # records taken from the hub's snapshot (its log no longer reached back here)
+    settled: int = 0  # open conflicts settled because their field was written again or their record deleted
     error: str | None = None
     error_code: str | None = None
 
@@ -57,7 +58,7 @@ class RoundReport:
             "conflicts": self.conflicts, "durationMs": round(self.duration_ms, 1),
             "hubReset": self.hub_reset, "originRestarted": self.origin_restart is not None,
             "hubRolledBack": self.hub_rollback is not None, "relayed": self.relayed,
-            "resent": self.resent, "fromSnapshot": self.from_snapshot,
+            "resent": self.resent, "fromSnapshot": self.from_snapshot, "settled": self.settled,
             "quarantined": self.quarantined, "error": self.error, "errorCode": self.error_code,
         }
 
@@ -150,6 +151,8 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
         _resend_held(local, report)
         _push(local, hub, bookmark, batch_size, report, progress)
         _pull(local, hub, bookmark, batch_size, report, progress)
+        # A conflict settled elsewhere (restored on another device, edited since) is settled here.
+        report.settled = local.settle_conflicts()
     except AppError as exc:
         report.error, report.error_code = exc.message, exc.code
     finally:
