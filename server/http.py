@@ -193,8 +193,8 @@ def install(app: Flask, *, browser_facing: bool = True) -> None:
     if browser_facing:
         before += [_host_check({h.lower() for h in settings.allowed_hosts}), _preflight]
         if settings.api_token:
-            public = {f"/api/v1{op.path}".rstrip("/") or "/" for op in app.extensions["operations"] if op.public}
-            public |= {p + "/" for p in public}  # the index answers with and without its slash
+            public = {f"/api/v1{op.path}" for op in app.extensions["operations"] if op.public}
+            public |= {p.rstrip("/") for p in public if p.endswith("/")}  # the index, also without its slash
             public |= set(app.config.get("PUBLIC_PATHS", ()))  # the sync page's shell
             before.append(_token_check(settings.api_token, public))
         after.insert(1, _cors_headers(set(settings.cors_origins)))

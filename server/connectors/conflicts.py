@@ -15,9 +15,14 @@ from server.times import iso_now
 OPEN_CHECKED = 10_000  # open conflicts looked at per call, newest first
 
 
+def _key(c: dict[str, Any]) -> tuple[str, str]:
+    """The store key of a conflict's record."""
+    return c["kind"], record_key(c["kind"], c["courseId"], c["recordId"])
+
+
 class ConflictLedger(History):
     def _states_of(self, conflicts: list[dict[str, Any]], with_courses: bool = False) -> dict:
-        keys = {(c["kind"], record_key(c["kind"], c["courseId"], c["recordId"])) for c in conflicts}
+        keys = {_key(c) for c in conflicts}
         if with_courses:
             keys |= {(COURSE, c["courseId"]) for c in conflicts if c.get("courseId")}
         with self._reader():
@@ -30,7 +35,7 @@ class ConflictLedger(History):
         states = self._states_of(conflicts)
         settled = 0
         for c in conflicts:
-            state = states.get((c["kind"], record_key(c["kind"], c["courseId"], c["recordId"])))
+            state = states.get(_key(c))
             if state is None:
                 continue
             seen = max([h for h in (c.get("localHlc"), c.get("remoteHlc")) if isinstance(h, str)], default="")
@@ -47,11 +52,10 @@ class ConflictLedger(History):
     def conflict_names(self, conflicts: list[dict[str, Any]]) -> dict[str, dict[str, str | None]]:
         states = self._states_of([c for c in conflicts if c["kind"] != USER], with_courses=True)
 
-        def title(kind: str, key: str) -> str | None:
-            value = (states.get((kind, key)) or {}).get("fields", {}).get("title")
+        def title(key: tuple[str, str]) -> str | None:
+            value = (states.get(key) or {}).get("fields", {}).get("title")
             return value if isinstance(value, str) and value.strip() else None
 
-        return {c["id"]: {"title": None if c["kind"] == USER else
-                          title(c["kind"], record_key(c["kind"], c["courseId"], c["recordId"])),
-                          "courseTitle": title(COURSE, c["courseId"]) if c.get("courseId") else None}
+        return {c["id"]: {"title": None if c["kind"] == USER else title(_key(c)),
+                          "courseTitle": title((COURSE, c["courseId"])) if c.get("courseId") else None}
                 for c in conflicts}

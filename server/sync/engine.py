@@ -152,7 +152,10 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
         _push(local, hub, bookmark, batch_size, report, progress)
         _pull(local, hub, bookmark, batch_size, report, progress)
         # A conflict settled elsewhere (restored on another device, edited since) is settled here.
-        report.settled = local.settle_conflicts()
+        # Only a round that moved something can bring that news: an idle round (every live wake)
+        # reads no ledger.
+        if report.pulled or report.from_snapshot or report.pushed_sent:
+            report.settled = local.settle_conflicts()
     except AppError as exc:
         report.error, report.error_code = exc.message, exc.code
     finally:
