@@ -26,7 +26,9 @@ CHANGE_KEYS = frozenset({"origin", "seq", "hlc", "kind", "id", "courseId", "op",
 MAX_SKEW_MS = 86_400_000
 
 
-ORIGIN_LETTER = {"sql": "d", "mongo": "m"}  # which kind of store made an origin, at a glance
+# Which kind of store made an origin, at a glance; "h": a hold a device made at a hub it healed
+# from its records (sync/heal.py), which no change is ever logged under.
+ORIGIN_LETTER = {"sql": "d", "mongo": "m", "heal": "h"}
 
 
 def new_origin(store: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.openapi import COMMON_SCHEMAS, Operation, operation_object, ref
+from server.openapi import COMMON_SCHEMAS, ID, Operation, operation_object, ref
 
 ORIGIN = {"type": "string", "minLength": 1, "maxLength": 128}
 SEQ = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
@@ -15,7 +15,7 @@ HUB_SCHEMAS = {
                                 "deviceId": {"type": "string", "description": "the token's device"},
                                 "features": {"type": "array", "items": {"type": "string"},
                                              "description": "calls beyond the first protocol: shortfall, relay, "
-                                                            "resume, wait, snapshot"}}},
+                                                            "resume, wait, snapshot, heal"}}},
     "HubWaitRequest": {"type": "object", "additionalProperties": False, "properties": {
         "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
         "excludeOrigin": {**ORIGIN, "nullable": True, "description": "this device's own origin: its changes are "
@@ -36,7 +36,34 @@ HUB_SCHEMAS = {
                           "origins": {"type": "integer"}, "changes": {"type": "integer"}}}},
         "compacted": {"type": "object", "additionalProperties": SEQ,
                       "description": "origin -> the newest seq compacted out of the hub's log, for each origin of "
-                                     "which the cursor lacks part of that: catch up with /snapshot first"}}},
+                                     "which the cursor lacks part of that: catch up with /snapshot first"},
+        "floors": {"type": "object", "additionalProperties": SEQ,
+                   "description": "origin -> the newest seq compacted out of the hub's log, for the compacted "
+                                  "origins of the cursor: every device the hub serves has pulled that much, so a "
+                                  "device may drop its own copy of it (a hub that later loses it is healed from the "
+                                  "devices' records, /heal)"}}},
+    "HubHealRequest": {"type": "object", "additionalProperties": False, "required": ["records"], "properties": {
+        "records": {"type": "array", "maxItems": 2000, "items": {},
+                    "description": "A page of this device's records (see Record), for a hub that lost history no "
+                                   "device's log still holds; merged by the usual rule, nothing logged. A record "
+                                   "that is not a merge state, or whose writes the door refuses, is quarantined"},
+        "hold": {"type": "array", "nullable": True, "maxItems": 8, "items": {
+                     "type": "object", "additionalProperties": False, "required": ["origin", "seq"],
+                     "properties": {"origin": ID, "seq": {**SEQ, "minimum": 1}}},
+                 "description": "with the last page: how far the records now hold each of these origins of this "
+                                "device's own (a new one is claimed, within the device's quota; one named twice "
+                                "is held at the higher seq); each one's top and floor rise to it, so that a device "
+                                "below is sent the records"}}},
+    "HubHealResult": {"type": "object", "required": ["received", "applied", "conflicts", "quarantined", "held"],
+                      "properties": {"received": {"type": "integer"}, "applied": {"type": "integer",
+                                                                                 "description": "records changed"},
+                                     "conflicts": {"type": "integer"},
+                                     "held": {"type": "object", "additionalProperties": SEQ},
+                                     "quarantined": {"type": "array", "items": {
+                                         "type": "object", "required": ["origin", "seq", "reason"],
+                                         "properties": {"origin": {**ORIGIN, "nullable": True},
+                                                        "seq": {"type": "integer", "nullable": True},
+                                                        "reason": {"type": "string"}}}}}},
     "HubSnapshotRequest": {"type": "object", "additionalProperties": False, "properties": {
         "after": {"type": "array", "nullable": True, "minItems": 2, "maxItems": 2, "items": {"type": "string"},
                   "description": "the `next` of the page before; null for the first page"},

@@ -34,8 +34,10 @@ route = declaring(bp, OPERATIONS)
 # where an origin must be sent again from instead of storing a gap).
 # "wait" (POST /wait, held open until there is news: only where the hub's front serves it).
 # "snapshot" (POST /snapshot: the user's records, for a cursor below what the hub compacted,
-# which the shortfall answer names as "compacted").
-FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot")
+# which the shortfall answer names as "compacted"; the answer's "floors" say what a device may
+# drop of its own log). "heal" (POST /heal: a device's records, for a hub that lost history no
+# device's log still holds).
+FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal")
 WAIT_SECONDS, MAX_WAIT_SECONDS = 25, 60
 
 
@@ -141,6 +143,49 @@ def snapshot():
     return envelope(g.hub_store.snapshot_page(tuple(after) if after else None, limit))
 
 
+@route(Operation("post", "/heal", "hubHeal",
+                 "Merge a page of this device's records, for a hub that lost history no device's log still holds "
+                 "(restored from an old backup, recreated); with the last page, hold this device's origins up to "
+                 "where its records hold them", {"200": ("HubHealResult", "What the hub did with the page", False)},
+                 (401, 403, 429), "HubHealRequest"))
+def heal():
+    body = json_object()
+    only_keys(body, {"records", "hold"})
+    records, hold = body.get("records"), _hold_of(body.get("hold"))
+    problems: dict[str, str] = {}
+    if not isinstance(records, list) or len(records) > MAX_BATCH:
+        problems["records"] = f"must be a list of at most {MAX_BATCH} records"
+    if hold is False:
+        problems["hold"] = "must be null or a list of at most 8 {origin, seq}"
+    if problems:
+        raise ValidationError(problems)
+    device: Device = g.device
+    limits = _refusals_allowed(device)
+    if hold:
+        # Only the device's own origins (or new ones, which it claims): a hold drops every change
+        # at or below it as held, so one over another device's origin would lose that device's edits.
+        _check_origins(device, sorted(hold))
+    result = g.hub_store.heal(records, hold=hold)
+    limits.count(device.device_id, len(result["quarantined"]))
+    log.warning("device %s gave back %d records (%d changed) and held %s", device.device_id, len(records),
+                result["applied"], result["held"] or "nothing")
+    return envelope(result)
+
+
+def _hold_of(value) -> dict[str, int] | None | bool:
+    """A heal's hold as origin -> seq, None for none, False for one of another shape."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > 8 or not all(
+            isinstance(h, dict) and h.keys() == {"origin", "seq"} and is_id(h["origin"]) and type(h["seq"]) is int
+            and 1 <= h["seq"] < 2**53 for h in value):
+        return False
+    hold: dict[str, int] = {}
+    for h in value:  # an origin named twice is held at the higher seq
+        hold[h["origin"]] = max(h["seq"], hold.get(h["origin"], 0))
+    return hold
+
+
 def _note_position(device: Device, cursor: dict[str, int]) -> None:
     """Remember where the device is, for the history every device has pulled. A note that fails
     is left for the next pull: until then the hub holds more history, never less."""
@@ -161,10 +206,7 @@ def push():
     if type(relay) is not bool:
         raise ValidationError({"relay": "must be true or false"})
     device: Device = g.device
-    limits = current_app.extensions["refusals"]
-    if limits.over(device.device_id):
-        raise TooManyRequests(f"The hub refused more than {limits.per_minute} of this device's changes in the last "
-                              "minute; it takes no more for now.", code="refusal_quota", retry_after=60)
+    limits = _refusals_allowed(device)
     # Origins that are not ids cannot be claimed; the door quarantines their changes anyway.
     origins = sorted({ch["origin"] for ch in changes if isinstance(ch, dict) and is_id(ch.get("origin"))})
     if relay:
@@ -219,6 +261,15 @@ def wait():
         else:
             waiters.remove(waiter)
     return envelope({"changed": changed})
+
+
+def _refusals_allowed(device: Device):
+    """The hub's count of refusals per device, once this device is found under its quota (429)."""
+    limits = current_app.extensions["refusals"]
+    if limits.over(device.device_id):
+        raise TooManyRequests(f"The hub refused more than {limits.per_minute} of this device's changes in the last "
+                              "minute; it takes no more for now.", code="refusal_quota", retry_after=60)
+    return limits
 
 
 def _check_origins(device: Device, origins: list[str]) -> None:

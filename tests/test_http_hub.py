@@ -207,8 +207,9 @@ def featured(fake, *features: str) -> HubClient:
 
 def test_an_older_hub_server_is_asked_for_no_shortfall_and_handed_no_relay(fake):
     hub = featured(fake)
-    assert hub.shortfall({"a": 3}) == {"shortfall": {}, "rollbacks": [], "compacted": {}}
+    assert hub.shortfall({"a": 3}) == {"shortfall": {}, "rollbacks": [], "compacted": {}, "floors": {}}
     assert hub.relay_changes([{"origin": "a", "seq": 1}])["unsupported"] is True
+    assert hub.heal([{"kind": "course"}], hold={"h1": 1})["unsupported"] is True
     assert [r[1] for r in fake.requests] == ["/hub/v1/epoch"], "nothing was sent past the epoch"
 
 
@@ -216,7 +217,7 @@ def test_a_shortfall_and_the_hubs_findings_are_read(fake):
     hub = featured(fake, "shortfall", "relay", "resume")
     finding = {"id": "f1", "at": 1.5, "origins": 1, "changes": 2, "extra": "dropped"}
     fake.says({"data": {"shortfall": {"a": 1}, "rollbacks": [finding]}, "meta": {}})
-    assert hub.shortfall({"a": 3}) == {"shortfall": {"a": 1}, "compacted": {},  # a hub that compacts nothing
+    assert hub.shortfall({"a": 3}) == {"shortfall": {"a": 1}, "compacted": {}, "floors": {},  # it compacts nothing
                                        "rollbacks": [{"id": "f1", "at": 1.5, "origins": 1, "changes": 2}]}
     assert fake.requests[-1] == ("POST", "/hub/v1/shortfall", {"cursor": {"a": 3}})
     fake.says({"data": {"shortfall": {}, "rollbacks": [], "compacted": {"a": 5, "b": 2}}, "meta": {}})
@@ -249,6 +250,50 @@ def test_a_shortfall_of_another_shape_is_a_hub_failure(fake, answer):
     fake.says({"data": answer, "meta": {}})
     with pytest.raises(StoreUnavailable, match="answered"):
         hub.shortfall({"a": 3})
+
+
+def test_floors_are_taken_only_from_a_hub_server_that_can_be_healed(fake):
+    answer = {"data": {"shortfall": {}, "rollbacks": [], "compacted": {}, "floors": {"a": 2}}, "meta": {}}
+    hub = featured(fake, "shortfall", "snapshot")
+    fake.says(answer)
+    assert hub.shortfall({"a": 3})["floors"] == {}, "a hub that cannot get a log back is not one to drop it for"
+    hub = featured(fake, "shortfall", "snapshot", "heal")
+    fake.says(answer)
+    assert hub.shortfall({"a": 3})["floors"] == {"a": 2}
+
+
+@pytest.mark.parametrize("floors", [{"b": 1}, {"a": "1"}, {"a": -1}, []])
+def test_floors_of_another_shape_are_a_hub_failure(fake, floors):
+    hub = featured(fake, "shortfall", "heal")
+    fake.says({"data": {"shortfall": {}, "rollbacks": [], "floors": floors}, "meta": {}})
+    with pytest.raises(StoreUnavailable, match="answered"):
+        hub.shortfall({"a": 3})
+
+
+HEALED = {"received": 1, "applied": 1, "conflicts": 0, "quarantined": [], "held": {"h1": 1}}
+
+
+def test_records_are_given_to_a_hub_server_that_takes_them(fake):
+    hub = featured(fake, "heal")
+    fake.says({"data": HEALED, "meta": {}})
+    assert hub.heal([{"kind": "course"}], hold={"h1": 1}) == HEALED
+    assert fake.requests[-1] == ("POST", "/hub/v1/heal", {"records": [{"kind": "course"}],
+                                                          "hold": [{"origin": "h1", "seq": 1}]})
+
+
+@pytest.mark.parametrize("answer", [
+    {**HEALED, "held": {}},  # not what was asked to be held
+    {**HEALED, "held": {"h1": 1, "b": 4}},
+    {**HEALED, "applied": 2},  # more than it was given
+    {**HEALED, "conflicts": "0"},
+    {**HEALED, "quarantined": [{"seq": 1}]},
+    {k: v for k, v in HEALED.items() if k != "held"},
+])
+def test_a_heal_result_of_another_shape_is_a_hub_failure(fake, answer):
+    hub = featured(fake, "heal")
+    fake.says({"data": answer, "meta": {}})
+    with pytest.raises(StoreUnavailable, match="answered"):
+        hub.heal([{"kind": "course"}], hold={"h1": 1})
 
 
 @pytest.mark.parametrize("page", [

@@ -215,7 +215,8 @@ class TestTheRest:
         resp = hub.client.get("/hub/v1/openapi.json")
         assert resp.status_code == 200
         doc = resp.get_json()
-        assert set(doc["paths"]) == {"/epoch", "/pull", "/push", "/shortfall", "/wait", "/snapshot", "/openapi.json"}
+        assert set(doc["paths"]) == {"/epoch", "/pull", "/push", "/shortfall", "/wait", "/snapshot", "/heal",
+                                     "/openapi.json"}
         assert doc["paths"]["/push"]["post"]["security"] == [{"bearer": []}]
         assert {"401", "403"} <= set(doc["paths"]["/push"]["post"]["responses"])
         assert "Change" in doc["components"]["schemas"]

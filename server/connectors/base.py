@@ -180,7 +180,9 @@ class DatabaseConnector(ABC):
         each {"id", "at" (epoch seconds), "origins", "changes" (how many were missing)}}. A
         shortfall is recorded as a finding first, so that every device of the user hears of it.
         "compacted": origin -> floor, for every compacted origin of which the cursor lacks part
-        of what compaction dropped (sequences.behind): that reader needs `snapshot_page`}."""
+        of what compaction dropped (sequences.behind): that reader needs `snapshot_page`;
+        "floors": origin -> floor, for the compacted origins of the cursor (what every device this
+        store serves has pulled: a device may drop its own copy of that part of its log)}."""
 
     @abstractmethod
     def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]:
@@ -200,6 +202,15 @@ class DatabaseConnector(ABC):
         page's cursor) is how far the records hold each origin, from which this store takes the
         log on (its own origin aside). Returns {"received", "applied" (records changed),
         "conflicts", "quarantined"}."""
+
+    @abstractmethod
+    def heal(self, records: list[Any], *, hold: Cursor | None = None) -> dict[str, Any]:
+        """Merge a page of a device's records (as apply_snapshot does, checked at the door with
+        the limit on stamps of a device's own pushes): a hub that lost history the devices no
+        longer hold in their logs gets its effects back from their records. Nothing is logged.
+        With the last page, `hold` (origin -> seq) is how far the records now hold those origins:
+        each one's top and floor rise to it after the records are merged, so that a reader below
+        is sent the records. Returns {"received", "applied", "conflicts", "quarantined", "held"}."""
 
     @abstractmethod
     def floors(self) -> Cursor:

@@ -30,6 +30,9 @@ class History(ChangeIntake):
 
     def compact(self, floors: Cursor, limit: int) -> int:
         dropped = 0
+        if self.origin in floors:
+            # This store's own origin keeps its newest change: its next seq is read from it.
+            floors = {**floors, self.origin: min(floors[self.origin], self.tops({self.origin}).get(self.origin, 0) - 1)}
         for origin, floor in sorted(floors.items()):
             while floor > 0 and dropped < limit:
                 started = time.perf_counter()

@@ -41,9 +41,7 @@ class ChangeIntake(Storage):
         for ch in good:  # only a change that passed may move the clock
             self.clock.observe(ch["hlc"])
         fresh, applied = self._not_yet_held(good, fillers, relayed)
-        stored_refusals = refused
-        if refused and self.quarantine_cap is not None:  # a hub keeps so many; the sender keeps its own
-            stored_refusals = refused[:max(0, self.quarantine_cap - self.count_quarantine())]
+        stored_refusals = self._within_cap(refused)
         conflicts = []
         if fresh or bookmarks or stored_refusals:
             conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks,
@@ -108,36 +106,25 @@ class ChangeIntake(Storage):
     def shortfall(self, cursor: dict[str, int]) -> dict[str, Any]:
         with self._reader():
             held = self._tops_of(set(cursor)) if cursor else {}
-            compacted = behind(cursor, self._floors_of(None))
+            floors = self._floors_of(None)
+        compacted = behind(cursor, floors)
+        floors = {o: f for o, f in floors.items() if o in cursor}
         short = shortfall(cursor, held)
         if not short:
-            return {"shortfall": {}, "rollbacks": list(self.get_bookmark(ROLLBACKS_KEY) or []), "compacted": compacted}
+            return {"shortfall": {}, "rollbacks": list(self.get_bookmark(ROLLBACKS_KEY) or []), "compacted": compacted,
+                    "floors": floors}
         with self._writer():
             found = list(self.get_bookmark(ROLLBACKS_KEY) or [])[-9:]
             found.append({"id": uuid.uuid4().hex[:16], "at": time.time(), "origins": len(short),
                           "changes": sum(cursor[o] - top for o, top in short.items())})
             self.set_bookmark(ROLLBACKS_KEY, found)
-        return {"shortfall": short, "rollbacks": found, "compacted": compacted}
+        return {"shortfall": short, "rollbacks": found, "compacted": compacted, "floors": floors}
 
     def apply_snapshot(self, records: list[Any], *, bookmarks: dict[str, Any] | None = None,
                        held: dict[str, int] | None = None) -> dict:
-        # A hub's records, each read as the writes that rebuild it and checked at the door as
-        # those writes would be (the doubled limit on stamps, as for anything the hub took).
-        now = wall_ms()
-        writes, refused = [], []
-        for state in records:
-            rebuilt, problem = writes_of(state)
-            problem = problem or next(filter(None, (check_change(w, now_ms=now, max_skew_ms=2 * self.max_skew_ms)
-                                                    for w in rebuilt)), None)
-            if problem is None:
-                writes += rebuilt
-            else:
-                refused.append(quarantine_entry(state, f"a record of the hub's snapshot: {problem}", iso_from_ms(now),
-                                                self.quarantine_keep))
-        for write in writes:
-            self.clock.observe(write["hlc"])
-        for q in refused:
-            log.warning("quarantined %s", q["reason"])
+        # A hub's records, checked at the door with the doubled limit on stamps, as for anything
+        # the hub took.
+        writes, refused = self._rebuilt(records, 2 * self.max_skew_ms, "a record of the hub's snapshot")
         # First (a store without transactions): a crash before the records leaves the last page
         # to be taken again, and the sequence rule then takes the log on from `held`.
         self._hold({o: seq for o, seq in (held or {}).items() if o != self.origin})
@@ -145,6 +132,45 @@ class ChangeIntake(Storage):
                                                     log=False)
         return {"received": len(records), "applied": len(states), "conflicts": len(conflicts),
                 "quarantined": [{"origin": None, "seq": None, "reason": q["reason"]} for q in refused]}
+
+    def heal(self, records: list[Any], *, hold: dict[str, int] | None = None) -> dict:
+        # A device's records, checked at the door as its own pushes are (the single limit).
+        writes, refused = self._rebuilt(records, self.max_skew_ms, "a record a device gave back")
+        states, conflicts = self._merge_and_persist(writes, own=False, quarantined=self._within_cap(refused),
+                                                    log=False)
+        # After the records, never before: a reader sent to the records by the hold must find
+        # them there (a store without transactions may stop between the two: the device then
+        # heals again, and merging the same records twice changes nothing).
+        held = {o: seq for o, seq in (hold or {}).items() if o != self.origin}
+        if held:
+            self._hold(held)
+        return {"received": len(records), "applied": len(states), "conflicts": len(conflicts), "held": held,
+                "quarantined": [{"origin": None, "seq": None, "reason": q["reason"]} for q in refused]}
+
+    def _within_cap(self, refused: list[dict]) -> list[dict]:
+        """Of these refusals, those the quarantine keeps: a hub keeps so many; the sender keeps its own."""
+        if refused and self.quarantine_cap is not None:
+            return refused[:max(0, self.quarantine_cap - self.count_quarantine())]
+        return refused
+
+    def _rebuilt(self, records: list[Any], skew_ms: int, what: str) -> tuple[list[Change], list[dict]]:
+        """(the writes that rebuild these records, quarantine entries for the records that are not
+        merge states or whose writes the door refuses); the writes' stamps move the clock."""
+        now = wall_ms()
+        writes, refused = [], []
+        for state in records:
+            rebuilt, problem = writes_of(state)
+            problem = problem or next(filter(None, (check_change(w, now_ms=now, max_skew_ms=skew_ms)
+                                                    for w in rebuilt)), None)
+            if problem is None:
+                writes += rebuilt
+            else:
+                refused.append(quarantine_entry(state, f"{what}: {problem}", iso_from_ms(now), self.quarantine_keep))
+        for write in writes:
+            self.clock.observe(write["hlc"])
+        for q in refused:
+            log.warning("quarantined %s", q["reason"])
+        return writes, refused
 
     def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:
         with self._writer():

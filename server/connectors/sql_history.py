@@ -3,7 +3,8 @@ origin's oldest changes up to it, and the records page by page in key order for 
 
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
+from typing import Any, Callable
 
 from server.changes import Key
 from server.connectors.sql_pool import Connections
@@ -13,6 +14,7 @@ from server.connectors.storage import Storage
 
 class SqlHistory(Storage):
     pool: Connections  # the SQLite store's connections (SqlConnector's)
+    _own_top: Callable[[sqlite3.Connection], int]  # SqlConnector's: the own origin's newest seq in the log
 
     def _floors_of(self, origins: set[str] | None) -> dict[str, int]:
         conn = self.pool.get()
@@ -24,6 +26,10 @@ class SqlHistory(Storage):
     def _compact_origin(self, origin: str, floor: int, limit: int) -> int:
         with self._writer():
             conn = self.pool.get()
+            if origin == self.origin:  # the own origin has a row (its floor) once it is first compacted
+                conn.execute("INSERT INTO origins (user_id, origin, max_seq) VALUES (?, ?, ?) ON CONFLICT (user_id, "
+                             "origin) DO UPDATE SET max_seq = max(max_seq, excluded.max_seq)",
+                             (self.user_id, origin, self._own_top(conn)))
             # The floor first, never past the top: a reader below it is then sent the records,
             # never a log with a hole. Only what lies at or below the stored floor goes.
             conn.execute("UPDATE origins SET floor = max(floor, min(?, max_seq)) WHERE user_id = ? AND origin = ?",

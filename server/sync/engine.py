@@ -14,21 +14,18 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import orjson
-
 from server.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
 from server.clock import is_stamp
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, HubRefused, StoreUnavailable
 from server.sequences import advance
 from server.sync.catch_up import PROGRESS, catch_up, needs_catch_up
-from server.sync.hub import Hub
+from server.sync.heal import DUE, heal_if_due, keep_floors, trim
+from server.sync.hub import PUSH_BYTES, Hub, within_bytes
 from server.times import iso_now, ms_from_iso
 
 log = logging.getLogger("server.sync")
 BOOKMARK_KEY = "hub"
-# A push's JSON at most (a hub server takes twice that): a batch of large notes is split.
-PUSH_BYTES = 4 * 1024 * 1024
 Progress = Callable[[str, int], None]  # (phase, changes moved so far in that phase)
 
 
@@ -49,6 +46,8 @@ class RoundReport:
     newest_pulled: str | None = None  # the newest stamp among the changes pulled
     from_snapshot: int = 0  # records taken from the hub's snapshot (its log no longer reached back here)
     settled: int = 0  # open conflicts settled because their field was written again or their record deleted
+    healed: int = 0  # records given to a hub that lost history no log here still held
+    trimmed: int = 0  # changes dropped from this store's log: the hub compacted them and every device pulled them
     error: str | None = None
     error_code: str | None = None
 
@@ -59,6 +58,7 @@ class RoundReport:
             "hubReset": self.hub_reset, "originRestarted": self.origin_restart is not None,
             "hubRolledBack": self.hub_rollback is not None, "relayed": self.relayed,
             "resent": self.resent, "fromSnapshot": self.from_snapshot, "settled": self.settled,
+            "healed": self.healed, "trimmed": self.trimmed,
             "quarantined": self.quarantined, "error": self.error, "errorCode": self.error_code,
         }
 
@@ -144,6 +144,7 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
         bookmark = _begin(local, hub, report)
         compacted = _check_acknowledged(local, hub, bookmark, report)
         _check_own_log(local, hub, bookmark, batch_size, report)
+        report.healed = heal_if_due(local, hub, bookmark, BOOKMARK_KEY, batch_size)
         if needs_catch_up(local, bookmark, compacted):
             caught = catch_up(local, hub, bookmark, BOOKMARK_KEY, batch_size)
             report.from_snapshot, report.conflicts = caught.records, report.conflicts + caught.conflicts
@@ -156,6 +157,7 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
         # reads no ledger.
         if report.pulled or report.from_snapshot or report.pushed_sent:
             report.settled = local.settle_conflicts()
+        report.trimmed = trim(local, bookmark)
     except AppError as exc:
         report.error, report.error_code = exc.message, exc.code
     finally:
@@ -171,7 +173,8 @@ def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
     bookmark = {"epoch": epoch, "cursor": dict(stored.get("cursor") or {}),
                 "resets": list(stored.get("resets") or []), "restarts": list(stored.get("restarts") or []),
                 "rollbacks": list(stored.get("rollbacks") or []), "rollbackIds": list(stored.get("rollbackIds") or []),
-                **({PROGRESS: stored[PROGRESS]} if stored.get(PROGRESS) else {})}
+                **({PROGRESS: stored[PROGRESS]} if stored.get(PROGRESS) else {}),
+                **({DUE: True} if stored.get(DUE) else {})}
     if stored.get("epoch") != epoch:
         if stored.get("epoch") is not None:
             # The hub was wiped or re-seeded: what it held is gone, so send it everything we
@@ -181,6 +184,7 @@ def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
             bookmark["resets"] = [*bookmark["resets"][-9:], reset]
             log.warning("hub epoch changed (%s -> %s): full resync", stored["epoch"], epoch)
         bookmark["cursor"], bookmark["rollbackIds"] = {}, []
+        bookmark[DUE] = True  # what this store's log no longer holds, the new hub gets from the records
         bookmark.pop(PROGRESS, None)  # a catch-up from the old hub's records: the new one's starts afresh
         local.set_bookmark(BOOKMARK_KEY, bookmark)
     return bookmark
@@ -199,6 +203,7 @@ def _check_acknowledged(local: DatabaseConnector, hub: Hub, bookmark: dict,
     cursor = bookmark["cursor"]
     answer = hub.shortfall(cursor)
     short, compacted = answer["shortfall"], answer.get("compacted") or {}
+    keep_floors(bookmark, answer)
     known = set(bookmark.get("rollbackIds") or ())
     fresh = [f for f in answer["rollbacks"] if f["id"] not in known]
     if not short and not fresh:
@@ -213,6 +218,7 @@ def _check_acknowledged(local: DatabaseConnector, hub: Hub, bookmark: dict,
             report.hub_rollback = rollback
     if short:
         bookmark["cursor"] = {**cursor, **short}
+        bookmark[DUE] = True  # what this store's log no longer holds of it, the hub gets from the records
         log.warning("the hub holds %d fewer changes than it acknowledged (in %d origins): it was restored from an "
                     "older copy; giving them back", sum(cursor[o] - top for o, top in short.items()), len(short))
     local.set_bookmark(BOOKMARK_KEY, bookmark)
@@ -282,17 +288,6 @@ def _push(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,
         _push_origin(local, hub, bookmark, batch_size, report, progress, moved, only=local.origin)
     if everything > mine:
         _push_origin(local, hub, bookmark, batch_size, report, progress, everything - mine, exclude=own)
-
-
-def within_bytes(batch: list[Change], limit: int) -> list[Change]:
-    """The longest start of `batch` whose JSON fits in `limit` bytes (at least one change: the
-    largest valid change is far below any hub's limit). The rest goes in the next push."""
-    total = 0
-    for n, change in enumerate(batch):
-        total += len(orjson.dumps(change)) + 1
-        if total > limit and n:
-            return batch[:n]
-    return batch
 
 
 class HubRefusedOrigin(Exception):

@@ -89,17 +89,22 @@ class HubClient:
         """What the hub lacks of `cursor`, and its findings; nothing from an older hub server,
         which cannot say."""
         if "shortfall" not in self.features:
-            return {"shortfall": {}, "rollbacks": [], "compacted": {}}
+            return {"shortfall": {}, "rollbacks": [], "compacted": {}, "floors": {}}
         answer = self._call("POST", "/shortfall", {"cursor": cursor})
         short, found, compacted = answer.get("shortfall"), answer.get("rollbacks"), answer.get("compacted", {})
+        # Floors only from a hub server that can be healed from the records: a device drops
+        # nothing of its log for one that could not get it back.
+        floors = answer.get("floors", {}) if "heal" in self.features else {}
         if not _tops(short) or not all(o in cursor and short[o] < cursor[o] for o in short):
             raise self._garbled("a shortfall that is not below the cursor it was asked about")
         if not isinstance(found, list) or len(found) > 10 or not all(map(_finding, found)):
             raise self._garbled("findings of a rollback of another shape")
         if not _tops(compacted) or not all(seq > cursor.get(o, 0) for o, seq in compacted.items()):
             raise self._garbled("compacted origins that are not past the cursor it was asked about")
+        if not _tops(floors) or not all(o in cursor for o in floors):
+            raise self._garbled("floors of origins it was not asked about")
         return {"shortfall": short, "rollbacks": [{k: f[k] for k in ("id", "at", "origins", "changes")} for f in found],
-                "compacted": compacted}
+                "compacted": compacted, "floors": floors}
 
     def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]:
         """A page of the user's records (each still goes through the store's door when applied)."""
@@ -113,6 +118,20 @@ class HubClient:
                                     and (after is None or tuple(nxt) > tuple(after))):
             raise self._garbled("a snapshot page whose next is not past the page asked for")
         return {"cursor": cursor, "records": records, "next": tuple(nxt) if nxt else None}
+
+    def heal(self, records: list[Any], *, hold: Cursor | None = None) -> dict[str, Any]:
+        """Give the hub a page of this device's records; nothing from an older hub server."""
+        if "heal" not in self.features:
+            return {"received": len(records), "applied": 0, "conflicts": 0, "quarantined": [], "held": {},
+                    "unsupported": True}
+        wire = None if hold is None else [{"origin": o, "seq": seq} for o, seq in sorted(hold.items())]
+        result = self._call("POST", "/heal", {"records": records, "hold": wire})
+        counts_ok = all(type(result.get(k)) is int and 0 <= result[k] <= len(records) for k in ("received", "applied"))
+        refused, held = result.get("quarantined"), result.get("held")
+        if not counts_ok or type(result.get("conflicts")) is not int or not isinstance(refused, list) or \
+                not all(map(_refusal, refused)) or not _tops(held) or held != {o: s for o, s in (hold or {}).items()}:
+            raise self._garbled("a heal result of another shape")
+        return result
 
     def wait(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float) -> bool | None:
         """Hold a request at the hub until it has a change past `cursor` of another origin than

@@ -13,12 +13,27 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
+
 from server.changes import Change, Cursor
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
 
 POLL_SECONDS = 0.5  # how often a wait on a hub store looks for news
+# A push's JSON at most (a hub server takes twice that): a batch of large notes is split.
+PUSH_BYTES = 4 * 1024 * 1024
+
+
+def within_bytes(batch: list[Any], limit: int) -> list[Any]:
+    """The longest start of `batch` (changes, or records) whose JSON fits in `limit` bytes (at
+    least one: the largest valid one is far below any hub's limit). The rest goes in the next call."""
+    total = 0
+    for n, item in enumerate(batch):
+        total += len(orjson.dumps(item)) + 1
+        if total > limit and n:
+            return batch[:n]
+    return batch
 
 
 @runtime_checkable
@@ -35,6 +50,8 @@ class Hub(Protocol):
     def shortfall(self, cursor: Cursor) -> dict[str, Any]: ...
 
     def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]: ...
+
+    def heal(self, records: list[Any], *, hold: Cursor | None = None) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
 
@@ -80,6 +97,9 @@ class StoreHub:
     def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]:
         page = self.store.snapshot_page(after, limit)
         return {**page, "next": tuple(page["next"]) if page["next"] else None}
+
+    def heal(self, records: list[Any], *, hold: Cursor | None = None) -> dict[str, Any]:
+        return self.store.heal(records, hold=hold)
 
     def wait(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float) -> bool:
         deadline = time.monotonic() + seconds

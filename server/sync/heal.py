@@ -1,0 +1,95 @@
+"""A device's log bounded below what the hub compacted, and a hub healed from the records when it
+then loses history that no log holds any more.
+
+Trimming: the shortfall answer names, per origin of the cursor, the hub's floor: what every
+device the hub serves has pulled, and the hub holds in its records. Below that (and below this
+device's cursor) the device drops its copy of the log too, its own origin included, bar the
+own changes the hub refused, which may be written again from the log (`trim`).
+
+Healing: a hub restored from a backup older than what was dropped (or wiped: a new epoch) lacks
+changes that no log anywhere holds; their effects live on in the devices' records. A device that
+finds the hub holding less of an origin than its own log can give back (its cursor, moved back to
+what the hub holds, is below that origin's floor here) gives the hub its records, page by page,
+merged there by the usual rule, and with the last page holds two origins at the hub:
+- a fresh one, at 1: every device whose cursor lacks it (every other device, new ones too) is sent
+  the records once, so that none is left without what they brought back;
+- this device's own, up to its log's floor, so that the rest of its log is pushed from there.
+What it held of other origins past their gap can never be relayed (a reader stops at a hole): it
+is in the records the hub now has, and goes from the log."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from server.changes import Cursor, new_origin, state_key
+from server.connectors.base import DatabaseConnector
+from server.sync.hub import PUSH_BYTES, Hub, within_bytes
+
+log = logging.getLogger("server.sync")
+DUE = "heal"  # the bookmark's flag: the hub was found holding less (a shortfall, a new epoch)
+HUB_FLOORS = "hubFloors"  # the bookmark's copy of the last shortfall answer's floors
+TRIM_LIMIT = 5000  # changes dropped from the log per round at most
+REFUSED_LOOKED_AT = 1000  # quarantine entries looked at for own changes that must stay in the log
+
+
+def heal_if_due(local: DatabaseConnector, hub: Hub, bookmark: dict, key: str, batch_size: int) -> int:
+    """Give the hub this device's records if it was found holding less of an origin than this
+    device's log can give back. Returns how many records were given (0: none needed)."""
+    if not bookmark.get(DUE):
+        return 0
+    cursor = bookmark["cursor"]
+    gaps = {o: f for o, f in local.floors().items() if cursor.get(o, 0) < f}
+    given = _give_back(local, hub, bookmark, gaps, batch_size) if gaps else 0
+    bookmark.pop(DUE, None)
+    local.set_bookmark(key, bookmark)
+    return given
+
+
+def _give_back(local: DatabaseConnector, hub: Hub, bookmark: dict, gaps: Cursor, batch_size: int) -> int:
+    own = local.origin
+    healer = new_origin("heal")
+    hold = {healer: 1, **({own: gaps[own]} if own in gaps else {})}
+    log.warning("the hub lacks changes of %d origins that this device's log no longer holds (%s): giving it the "
+                "records", len(gaps), ", ".join(sorted(gaps)))
+    after, given = None, 0
+    while True:
+        page = local.snapshot_page(after, batch_size)
+        records = within_bytes(page["records"], PUSH_BYTES)
+        last = page["next"] is None and len(records) == len(page["records"])
+        result = hub.heal(records, hold=hold if last else None)
+        if result.get("unsupported"):
+            log.warning("this hub server cannot be given records (an older one): what it lost stays lost to it")
+            return given
+        given += len(records)
+        if last:
+            break
+        after = state_key(records[-1])
+    cursor = bookmark["cursor"]
+    cursor[healer] = 1
+    if own in gaps:
+        cursor[own] = max(cursor.get(own, 0), gaps[own])
+    tails = local.tops({o for o in gaps if o != own})
+    if tails:  # past a hole at the hub: never relayed, and in the records the hub now has
+        local.compact(tails, 2**31 - 1)
+    return given
+
+
+def trim(local: DatabaseConnector, bookmark: dict) -> int:
+    """Drop what of the log the hub compacted and this device passed (at most TRIM_LIMIT
+    changes). Returns how many went."""
+    cursor, hub_floors = bookmark["cursor"], bookmark.get(HUB_FLOORS) or {}
+    want = {o: min(f, cursor.get(o, 0)) for o, f in hub_floors.items()}
+    own = local.origin
+    if own in want:
+        refused = [e["seq"] for e in local.list_quarantine(REFUSED_LOOKED_AT)
+                   if e.get("origin") == own and type(e.get("seq")) is int]
+        if refused:
+            want[own] = min(want[own], min(refused) - 1)
+    held = local.floors()
+    want = {o: f for o, f in want.items() if f > held.get(o, 0)}
+    return local.compact(want, TRIM_LIMIT) if want else 0
+
+
+def keep_floors(bookmark: dict, answer: dict[str, Any]) -> None:
+    bookmark[HUB_FLOORS] = dict(answer.get("floors") or {})

@@ -1,0 +1,189 @@
+"""A device's log bounded below what the hub compacted, and a hub that then loses history no log
+holds any more (restored from an old backup, recreated) healed from the devices' records: every
+acknowledged edit comes back, a deleted record stays deleted. Over every kind of hub."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from server.sync.engine import stored_cursor
+from server.sync.heal import trim
+from tests.synckit import assert_converged, course, visible
+from tests.test_compaction import compact_everything
+
+
+def logged(world, name: str) -> dict[str, list[int]]:
+    """origin -> the seqs a device's log holds, read from its file."""
+    conn = sqlite3.connect(world.tmp_path / f"{name}.sqlite3")
+    rows = conn.execute("SELECT origin, seq FROM changes").fetchall()
+    conn.close()
+    out: dict[str, list[int]] = {}
+    for origin, seq in rows:
+        out.setdefault(origin, []).append(seq)
+    return {o: sorted(s) for o, s in out.items()}
+
+
+def pending(store) -> int:
+    return store.pending_since(stored_cursor(store)[1])[0]
+
+
+def courses(store) -> dict[str, tuple[str, str]]:
+    return {c["id"]: (c["title"], c["notes"]) for c in store.get_courses()}
+
+
+def compact_and_trim(world, names: list[str]) -> None:
+    """The hub compacts everything every device pulled; each device's next rounds drop it too."""
+    world.settle(names)
+    compact_everything(world)
+    world.settle(names)
+
+
+def test_a_device_drops_what_the_hub_compacted_and_keeps_numbering_its_own_changes(world):
+    a, b = world.device("a"), world.device("b")
+    for n in range(6):
+        course(a, id=f"c{n}", title=f"c{n}")
+    world.settle(["a", "b"])
+    assert logged(world, "a") == {"a": [1, 2, 3, 4, 5, 6]} and logged(world, "b") == {"a": [1, 2, 3, 4, 5, 6]}
+    compact_everything(world)
+    ra, rb = world.sync("a"), world.sync("b")
+    assert (ra.trimmed, rb.trimmed) == (5, 6), "a keeps its newest own change; b keeps none of a's"
+    assert logged(world, "a") == {"a": [6]} and logged(world, "b") == {}
+    assert a.floors() == {"a": 5} and b.floors() == {"a": 6}
+    assert world.sync("a").trimmed == 0, "nothing is dropped twice"
+    a.update("course", None, "c1", {"title": "after"})
+    assert logged(world, "a") == {"a": [6, 7]}, "the own origin's numbers go on"
+    world.settle(["a", "b"])
+    assert b.get_course("c1")["title"] == "after" and pending(a) == pending(b) == 0
+    assert_converged(world)
+
+
+def test_what_the_hub_has_not_compacted_stays_in_the_log(world):
+    a, _ = world.device("a"), world.device("b")
+    for n in range(3):
+        course(a, id=f"c{n}", title=f"c{n}")
+    world.settle(["a", "b"])
+    assert world.hub.compact({"a": 2}, 100) == 2
+    world.settle(["a", "b"])
+    assert logged(world, "a") == {"a": [3]} and logged(world, "b") == {"a": [3]}
+
+
+def test_an_own_change_the_hub_refused_stays_in_the_log_to_be_written_again(world):
+    a = world.device("a")
+    for n in range(5):
+        course(a, id=f"c{n}", title=f"c{n}")
+    world.settle(["a"])
+    a.quarantine([{"id": "q3", "origin": "a", "seq": 3, "reason": "refused by the hub: hlc is 90000 s ahead of "
+                   "this clock (the limit is 86400 s)", "receivedAt": "2030-01-01T00:00:00.000Z", "change": "{}"}])
+    bookmark = {"cursor": {"a": 5}, "hubFloors": {"a": 5}}
+    assert trim(a, bookmark) == 2 and logged(world, "a") == {"a": [3, 4, 5]}
+
+
+def test_a_hub_restored_from_before_what_every_log_dropped_is_healed_from_the_records(world):
+    a, b = world.device("a"), world.device("b")
+    course(a, id="c1", title="c1")
+    world.settle(["a", "b"])
+    backup = world.backup_hub()
+    course(a, id="c2", title="c2")
+    course(b, id="b1", title="b1")
+    world.settle(["a", "b"])
+    a.update("course", None, "b1", {"notes": "a's note"})
+    b.delete("course", None, "c1")
+    compact_and_trim(world, ["a", "b"])
+    assert logged(world, "a") == {"a": [3]} and logged(world, "b") == {"b": [2]}, "both logs were trimmed"
+    final = courses(a)
+    assert final == {"c2": ("c2", ""), "b1": ("b1", "a's note")}
+
+    world.restore_hub(backup)  # the hub holds a's first change only, and none of b's
+    course(a, id="c3", title="c3")  # made after the restore, unsynced
+    ra = world.sync("a")
+    assert ra.error is None and ra.hub_rollback is not None and ra.healed == len(a.dump_records())
+    [healer] = set(stored_cursor(a)[1]) - {"a", "b"}
+    assert healer[0] == "h" and len(healer) == 13 and world.hub.floors()[healer] == 1, "a new origin, held at 1"
+    assert world.hub.floors()["a"] == 2 and stored_cursor(a)[1]["a"] == 4, "a's own, held where its log starts"
+    rb = world.sync("b")  # its own log lacks its first change too: it gives its records, then takes a's
+    assert rb.error is None and rb.healed == 3 and rb.from_snapshot == 4
+    world.settle(["a", "b"], rounds=3)
+    final["c3"] = ("c3", "")
+    for store in (a, b, world.hub):
+        assert courses(store) == final, "every acknowledged edit is back; c1 stays deleted"
+    newcomer = world.device("new")
+    report = world.sync("new")
+    assert report.error is None and report.from_snapshot > 0, "the records, not the log, bring what was healed"
+    assert courses(newcomer) == final
+    assert pending(a) == pending(b) == pending(newcomer) == 0
+    assert world.sync("a").healed == 0 and world.sync("b").healed == 0, "healed once, then quiet"
+    world.settle(["a", "b", "new"])
+    assert_converged(world)
+
+
+def test_a_device_that_pulled_the_edits_of_one_gone_for_good_gives_them_back(world):
+    a, b = world.device("a"), world.device("b")
+    course(b, id="b0", title="b0")
+    world.settle(["a", "b"])
+    backup = world.backup_hub()
+    course(a, id="c1", title="by a")
+    a.update("course", None, "b0", {"notes": "a's note"})
+    compact_and_trim(world, ["a", "b"])
+    assert logged(world, "b") == {"b": [1]}, "b holds none of a's changes any more"
+    world.restore_hub(backup)
+    report = world.sync("b")  # a never syncs again
+    assert report.error is None and report.healed > 0 and report.relayed == 0
+    newcomer = world.device("new")
+    assert world.sync("new").error is None
+    assert courses(newcomer) == {"b0": ("b0", "a's note"), "c1": ("by a", "")}
+    assert pending(b) == 0, "what b held of a past the hole went with the records, not left waiting"
+
+
+def test_a_hub_recreated_empty_is_given_the_records_of_a_device_that_trimmed_its_log(world):
+    a = world.device("a")
+    for n in range(4):
+        course(a, id=f"c{n}", title=f"c{n}")
+    compact_and_trim(world, ["a"])
+    assert logged(world, "a") == {"a": [4]}
+    empty = world.backup_hub()
+    db = world.hub
+    if world.mongo:
+        for name in db.db.list_collection_names():
+            db.db[name].delete_many({})
+    else:
+        world.restore_hub(empty)
+        db = world.hub
+    db.wipe()  # a new epoch: the hub was recreated
+    report = world.sync("a")
+    assert report.error is None and report.hub_reset and report.healed == 4
+    newcomer = world.device("new")
+    assert world.sync("new").error is None
+    assert visible(newcomer) == visible(a)
+    assert pending(a) == 0
+
+
+def test_a_hub_put_back_to_each_earlier_point_of_a_compacted_history_loses_nothing(world):
+    a, b = world.device("a"), world.device("b")
+    script = [
+        lambda: course(a, id="c1", title="c1"),
+        lambda: course(b, id="b1", title="b1"),
+        lambda: a.update("course", None, "b1", {"notes": "a's note"}),
+        lambda: b.delete("course", None, "c1"),
+        lambda: course(a, id="c2", title="c2"),
+        lambda: b.update("course", None, "c2", {"title": "c2 renamed"}),
+    ]
+    backups = []
+    for n, step in enumerate(script):
+        backups.append(world.backup_hub())
+        step()
+        if n % 2:
+            compact_and_trim(world, ["a", "b"])
+        else:
+            world.settle(["a", "b"])
+    final = courses(a)
+    assert final == {"b1": ("b1", "a's note"), "c2": ("c2 renamed", "")}
+    for n, backup in reversed(list(enumerate(backups))):
+        world.restore_hub(backup)
+        world.settle(["b", "a"], rounds=3)
+        for store in (a, b, world.hub):
+            assert courses(store) == final, f"restored to before step {n}"
+        newcomer = world.device(f"new{n}")
+        assert world.sync(f"new{n}").error is None
+        assert courses(newcomer) == final, f"a new device after a restore to before step {n}"
+        assert pending(a) == pending(b) == 0
+        compact_and_trim(world, ["a", "b"])
