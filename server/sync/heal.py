@@ -79,15 +79,17 @@ def trim(local: DatabaseConnector, bookmark: dict) -> int:
     """Drop what of the log the hub compacted and this device passed (at most TRIM_LIMIT
     changes). Returns how many went."""
     cursor, hub_floors = bookmark["cursor"], bookmark.get(HUB_FLOORS) or {}
+    if not hub_floors:
+        return 0
+    held = local.floors()
     want = {o: min(f, cursor.get(o, 0)) for o, f in hub_floors.items()}
+    want = {o: f for o, f in want.items() if f > held.get(o, 0)}
     own = local.origin
-    if own in want:
+    if own in want:  # read only when the own origin's floor would rise
         refused = [e["seq"] for e in local.list_quarantine(REFUSED_LOOKED_AT)
                    if e.get("origin") == own and type(e.get("seq")) is int]
         if refused:
             want[own] = min(want[own], min(refused) - 1)
-    held = local.floors()
-    want = {o: f for o, f in want.items() if f > held.get(o, 0)}
     return local.compact(want, TRIM_LIMIT) if want else 0
 
 
