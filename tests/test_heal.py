@@ -57,6 +57,22 @@ def test_a_device_drops_what_the_hub_compacted_and_keeps_numbering_its_own_chang
     assert_converged(world)
 
 
+def test_a_long_log_goes_a_bounded_batch_a_round_until_all_of_it_has(world, monkeypatch):
+    from server.sync import heal
+
+    monkeypatch.setattr(heal, "TRIM_LIMIT", 5)
+    a, b = world.device("a"), world.device("b")
+    for n in range(12):
+        course(a, id=f"c{n}", title=f"c{n}")
+    world.settle(["a", "b"])
+    compact_everything(world)
+    assert [world.sync("b").trimmed for _ in range(4)] == [5, 5, 2, 0]
+    assert logged(world, "b") == {}
+    writes = []
+    monkeypatch.setattr(type(b), "set_bookmark", lambda self, key, value: writes.append(key))
+    assert world.sync("b").trimmed == 0 and writes == [], "an idle round writes nothing"
+
+
 def test_what_the_hub_has_not_compacted_stays_in_the_log(world):
     a, _ = world.device("a"), world.device("b")
     for n in range(3):
@@ -75,7 +91,7 @@ def test_an_own_change_the_hub_refused_stays_in_the_log_to_be_written_again(worl
     a.quarantine([{"id": "q3", "origin": "a", "seq": 3, "reason": "refused by the hub: hlc is 90000 s ahead of "
                    "this clock (the limit is 86400 s)", "receivedAt": "2030-01-01T00:00:00.000Z", "change": "{}"}])
     bookmark = {"cursor": {"a": 5}, "hubFloors": {"a": 5}}
-    assert trim(a, bookmark) == 2 and logged(world, "a") == {"a": [3, 4, 5]}
+    assert trim(a, bookmark, "hub") == 2 and logged(world, "a") == {"a": [3, 4, 5]}
 
 
 def test_a_hub_restored_from_before_what_every_log_dropped_is_healed_from_the_records(world):

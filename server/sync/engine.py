@@ -20,7 +20,7 @@ from server.connectors.base import DatabaseConnector
 from server.errors import AppError, HubRefused, StoreUnavailable
 from server.sequences import advance
 from server.sync.catch_up import PROGRESS, catch_up, needs_catch_up
-from server.sync.heal import DUE, heal_if_due, keep_floors, trim
+from server.sync.heal import DUE, TRIMMED, heal_if_due, keep_floors, trim
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
 from server.times import iso_now, ms_from_iso
 
@@ -157,7 +157,7 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
         # reads no ledger.
         if report.pulled or report.from_snapshot or report.pushed_sent:
             report.settled = local.settle_conflicts()
-        report.trimmed = trim(local, bookmark)
+        report.trimmed = trim(local, bookmark, BOOKMARK_KEY)
     except AppError as exc:
         report.error, report.error_code = exc.message, exc.code
     finally:
@@ -174,7 +174,8 @@ def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
                 "resets": list(stored.get("resets") or []), "restarts": list(stored.get("restarts") or []),
                 "rollbacks": list(stored.get("rollbacks") or []), "rollbackIds": list(stored.get("rollbackIds") or []),
                 **({PROGRESS: stored[PROGRESS]} if stored.get(PROGRESS) else {}),
-                **({DUE: True} if stored.get(DUE) else {})}
+                **({DUE: True} if stored.get(DUE) else {}),
+                **({TRIMMED: stored[TRIMMED]} if stored.get(TRIMMED) else {})}
     if stored.get("epoch") != epoch:
         if stored.get("epoch") is not None:
             # The hub was wiped or re-seeded: what it held is gone, so send it everything we

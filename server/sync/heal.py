@@ -29,6 +29,7 @@ from server.sync.hub import PUSH_BYTES, Hub, within_bytes
 log = logging.getLogger("server.sync")
 DUE = "heal"  # the bookmark's flag: the hub was found holding less (a shortfall, a new epoch)
 HUB_FLOORS = "hubFloors"  # the bookmark's copy of the last shortfall answer's floors
+TRIMMED = "trimmed"  # the bookmark's origin -> how far this log was dropped, all of it
 TRIM_LIMIT = 5000  # changes dropped from the log per round at most
 REFUSED_LOOKED_AT = 1000  # quarantine entries looked at for own changes that must stay in the log
 
@@ -75,22 +76,26 @@ def _give_back(local: DatabaseConnector, hub: Hub, bookmark: dict, gaps: Cursor,
     return given
 
 
-def trim(local: DatabaseConnector, bookmark: dict) -> int:
+def trim(local: DatabaseConnector, bookmark: dict, key: str) -> int:
     """Drop what of the log the hub compacted and this device passed (at most TRIM_LIMIT
-    changes). Returns how many went."""
-    cursor, hub_floors = bookmark["cursor"], bookmark.get(HUB_FLOORS) or {}
-    if not hub_floors:
-        return 0
-    held = local.floors()
+    changes). Returns how many went. What was asked and done is kept in the bookmark, so an idle
+    round writes nothing."""
+    cursor, hub_floors, done = bookmark["cursor"], bookmark.get(HUB_FLOORS) or {}, bookmark.get(TRIMMED) or {}
     want = {o: min(f, cursor.get(o, 0)) for o, f in hub_floors.items()}
-    want = {o: f for o, f in want.items() if f > held.get(o, 0)}
+    want = {o: f for o, f in want.items() if f > done.get(o, 0)}
+    if not want:
+        return 0
     own = local.origin
-    if own in want:  # read only when the own origin's floor would rise
+    if own in want and local.count_quarantine():
         refused = [e["seq"] for e in local.list_quarantine(REFUSED_LOOKED_AT)
                    if e.get("origin") == own and type(e.get("seq")) is int]
         if refused:
             want[own] = min(want[own], min(refused) - 1)
-    return local.compact(want, TRIM_LIMIT) if want else 0
+    dropped = local.compact(want, TRIM_LIMIT)
+    if dropped < TRIM_LIMIT:  # all of it: not asked again until a floor rises
+        bookmark[TRIMMED] = {**done, **want}
+        local.set_bookmark(key, bookmark)
+    return dropped
 
 
 def keep_floors(bookmark: dict, answer: dict[str, Any]) -> None:
