@@ -1,4 +1,5 @@
-# `make run` and `make test` work on a fresh machine: they build .venv from requirements.txt first.
+# `make run` and `make test` work on a fresh machine: they build .venv first, `make run` with the
+# runtime only (requirements.txt), `make test` with the test and dev tools too (requirements-dev.txt).
 PY ?= python3
 # The wire tier's hub server (mongoeco) needs Python 3.13; pyenv installs are looked up too.
 PY313 ?= $(shell for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3 python3.13; do \
@@ -11,6 +12,10 @@ $(BIN)/.installed: requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
+$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
 .wirehub/bin/.installed: tests/wire/requirements.txt
 	@if [ -z "$(PY313)" ]; then \
 		echo "no Python 3.13 found: the wire tier runs only with MONGO_URI (or set PY313=...)"; \
@@ -20,8 +25,10 @@ $(BIN)/.installed: requirements.txt
 		touch $@; \
 	fi
 
-.PHONY: install wirehub run test lint mutation demo seed sync status
+.PHONY: install install-dev wirehub run test lint mutation demo seed sync status
 install: $(BIN)/.installed
+
+install-dev: $(BIN)/.installed-dev
 
 wirehub: .wirehub/bin/.installed
 
@@ -29,13 +36,13 @@ run: install
 	$(BIN)/python seed.py --if-empty
 	$(BIN)/python -m server
 
-test: install wirehub
+test: install-dev wirehub
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory mutation
 
 # Mutation testing of the merge rule and the clock (settings in pyproject.toml); fails below 95 %.
-mutation: install
+mutation: install-dev
 	rm -rf mutants
 	SYNC_PROPERTY_EXAMPLES=60 $(BIN)/mutmut run --max-children 2 > mutants.log 2>&1 || (tail -c 2000 mutants.log; exit 1)
 	$(BIN)/python tests/mutation_score.py
@@ -53,5 +60,5 @@ status: install
 demo: install
 	scripts/demo.sh
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check .

@@ -11,7 +11,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from server.records import is_id
 from server.seeding import SeedError, validate_seed
-from server.seeding_run import StoreNotEmpty, load_seed_file, seed_store
+from server.seeding_run import StoreNotEmpty, default_seed_path, load_seed_file, seed_store
 from server.sync.engine import stored_cursor
 from server.sync.service import sync_status
 from server.times import iso_from_seconds
@@ -22,7 +22,7 @@ sync_cli = AppGroup("sync", help="Run a sync round or show the sync status.")
 
 @click.command("seed")
 @with_appcontext
-@click.argument("path", default="data/seed.json")
+@click.argument("path", default=default_seed_path)
 @click.option("--reset", is_flag=True, help="Replace whatever the store holds.")
 def seed_command(path: str, reset: bool) -> None:
     """Fill the store the app runs on from a seed file."""

@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import json
 import sys
+import sysconfig
+from pathlib import Path
 from typing import Any
 
 from server.connectors.base import DatabaseConnector
 from server.errors import StoreUnavailable
 from server.seeding import SeedError, seed_changes, validate_seed
+
+
+def default_seed_path() -> str:
+    """The sample data: data/seed.json of this checkout, else the copy an installed package
+    carries (share/coursesync/seed.json under the environment), else data/seed.json here."""
+    for candidate in (Path(__file__).resolve().parent.parent / "data" / "seed.json",
+                      Path(sysconfig.get_path("data")) / "share" / "coursesync" / "seed.json"):
+        if candidate.is_file():
+            return str(candidate)
+    return "data/seed.json"
 
 
 def load_seed_file(path: str) -> Any:

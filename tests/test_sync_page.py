@@ -25,7 +25,7 @@ def _unavailable() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "Playwright for Python is not installed (pip install -r requirements.txt)"
+        return "Playwright for Python is not installed (pip install -r requirements-dev.txt)"
     if not os.path.exists(CHROMIUM):
         return f"no chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
     return None
