@@ -10,7 +10,7 @@ from typing import Callable
 
 from flask import Flask, request
 
-from server import cli, http, page, routes, sync_routes
+from server import cli, http, metrics, page, routes, sync_routes
 from server.config import Settings, load_settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, *, store: DatabaseConnector | N
     app.register_blueprint(routes.bp)
     app.register_blueprint(sync_routes.bp)
     app.register_blueprint(page.bp)
+    metrics.install_device(app, store, service)
     cli.install(app)
     return app
 
@@ -83,6 +84,7 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
     app.add_url_rule("/api/v1/health", "health", hub_routes.health)
     app.register_blueprint(hub_routes.bp)
     app.after_request(hub_bodies.compress)
+    metrics.install_hub(app)
     cli.install(app)
     return app
 

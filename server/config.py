@@ -61,6 +61,7 @@ class Settings:
     conflicts_keep_resolved_days: float = 90
     hub_url: str | None = None  # a hub server (`python -m server --hub`), instead of MONGO_URI
     hub_token: str | None = None
+    hub_metrics_token: str | None = None
     # A hub server's quotas per device (see hub_routes): going over answers 429.
     hub_max_origins: int = 16
     hub_max_quarantined: int = 1000
@@ -239,6 +240,8 @@ SETTINGS: tuple[Setting, ...] = (
             "when set, every route but health and the sync page's empty shell needs "
             "`Authorization: Bearer <token>`"),
     Setting("LOG_LEVEL", "log_level", _log_level, "`INFO`", "`DEBUG`, `INFO`, `WARNING`, `ERROR`"),
+    Setting("HUB_METRICS_TOKEN", "hub_metrics_token", _token, "unset",
+            "a hub server: the bearer token a Prometheus scrape of its `/metrics` brings; unset, it serves none"),
     Setting("HUB_MAX_ORIGINS", "hub_max_origins", _integer(1, 100_000), "`16`",
             "a hub server: origins one device may own (its first, and one per restored or moved store) "
             "and bring in by relay"),

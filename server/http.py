@@ -106,6 +106,7 @@ def error_body(code: str, message: str, trace_id: str = "", fields: dict | None 
 
 def error(status: int, code: str, message: str, fields: dict | None = None,
           extra: dict | None = None) -> Response:
+    g.error_code = code  # for whoever counts refusals by their code (a hub's metrics)
     return _json_response(error_body(code, message, g.get("trace_id", ""), fields, extra), status)
 
 

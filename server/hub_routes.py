@@ -78,6 +78,10 @@ def _leave(exc) -> None:
         current_app.extensions["in_flight"].leave(device_id)
 
 
+def _metrics():
+    return current_app.extensions["metrics"]
+
+
 def _guarded(fn, *args):
     """A registry call, with the store's driver errors answered as 503 like the store's own."""
     return current_app.extensions["store"].guarded(fn, *args)
@@ -119,6 +123,7 @@ def pull():
     if problems:
         raise ValidationError(problems)
     changes = g.hub_store.changes_since(cursor, limit, exclude_origin=exclude, only_origin=only)
+    _metrics().took("pulled", len(changes))
     if only is None:  # a whole cursor: the device holds that much of each origin
         _note_position(g.device, cursor)
     return envelope({"changes": changes})
@@ -167,6 +172,8 @@ def heal():
         _check_origins(device, sorted(hold))
     result = g.hub_store.heal(records, hold=hold)
     limits.count(device.device_id, len(result["quarantined"]))
+    _metrics().took("healed", result["applied"])
+    _metrics().refused_changes(result["quarantined"])
     log.warning("device %s gave back %d records (%d changed) and held %s", device.device_id, len(records),
                 result["applied"], result["held"] or "nothing")
     return envelope(result)
@@ -221,6 +228,8 @@ def push():
         _check_origins(device, origins)
         result = g.hub_store.apply_changes(changes)
     limits.count(device.device_id, len(result["quarantined"]))
+    _metrics().took("relayed" if relay else "pushed", result["applied"])
+    _metrics().refused_changes(result["quarantined"])
     if result["applied"]:
         current_app.extensions["waiters"].notify(device.user_id, but=device.device_id)
     return envelope(result)

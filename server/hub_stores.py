@@ -55,6 +55,10 @@ class HubStores:
         store.quarantine_keep, store.quarantine_cap = 1024, self.settings.hub_max_quarantined
         return store
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._stores)
+
     def close(self) -> None:
         with self._lock:
             stores, self._stores = list(self._stores.values()), OrderedDict()

@@ -431,7 +431,7 @@ CALLS = {
                      "change": "{}"}],), "get_bookmark": ("hub",), "set_bookmark": ("hub", {}),
     "hub_epoch": (), "dump_records": (), "is_empty": (), "wipe": (), "restart_origin": ("<own origin>", 1),
     "release_quarantined": (["q1"],), "resend_own": ([1],), "tops": (["peer"],),
-    "snapshot_page": (None, 10), "apply_snapshot": ([RECORD],), "heal": ([RECORD],), "floors": (),
+    "snapshot_page": (None, 10), "apply_snapshot": ([RECORD],), "heal": ([RECORD],), "floors": (), "log_sizes": (),
     "compact": ({"peer": 1}, 10),
     "forget_resolved_conflicts": ("2030-01-01T00:00:00.000Z",), "settle_conflicts": (),
     "conflict_names": ([{"id": "k", "kind": "lecture", "recordId": "l1", "courseId": "c1"}],),

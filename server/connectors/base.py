@@ -217,6 +217,11 @@ class DatabaseConnector(ABC):
         """origin -> its floor: the newest seq compacted out of the log (held all the same)."""
 
     @abstractmethod
+    def log_sizes(self) -> dict[str, int]:
+        """Every user's of this store (a hub's figures): {"changes": in the logs above the floors,
+        "compacted": at or below them}."""
+
+    @abstractmethod
     def compact(self, floors: Cursor, limit: int) -> int:
         """Drop, per origin, the changes up to `floors[origin]` (never past what the store holds),
         at most `limit` in all and in short writes, raising each origin's floor first so that no

@@ -28,6 +28,10 @@ class History(ChangeIntake):
         with self._reader():
             return self._floors_of(None)
 
+    def log_sizes(self) -> dict[str, int]:
+        with self._reader():
+            return self._log_sizes()
+
     def compact(self, floors: Cursor, limit: int) -> int:
         dropped = 0
         if self.origin in floors:

@@ -47,6 +47,12 @@ class MongoHistory(Storage):
         docs = self.db.records.find(query, NO_ID).sort([("kind", ASCENDING), ("key", ASCENDING)]).limit(limit)
         return [{k: d.get(k) for k in STATE_KEYS} for d in docs]
 
+    def _log_sizes(self) -> dict[str, int]:
+        totals = list(self.db.origins.aggregate([{"$group": {"_id": None, "top": {"$sum": "$maxSeq"},
+                                                               "floor": {"$sum": "$floor"}}}]))
+        top, floor = (totals[0]["top"], totals[0]["floor"]) if totals else (0, 0)
+        return {"changes": max(0, int(top) - int(floor)), "compacted": int(floor)}
+
     def _hold(self, held: dict[str, int]) -> None:
         if held:
             self.db.origins.bulk_write([UpdateOne({"userId": self.user_id, "origin": o},

@@ -116,6 +116,11 @@ class DeviceRegistry(ABC):
     def owners(self, user_id: str) -> dict[str, str]:
         """origin -> the device that owns it (or RELAYED + the device that brought it in)."""
 
+    @abstractmethod
+    def device_counts(self, seen_since: float) -> dict[str, int]:
+        """Every user's: {"active": devices not revoked, "seen": devices that pulled at or after
+        `seen_since` (epoch seconds)}."""
+
 
 class SqlRegistry(DeviceRegistry):
     def __init__(self, pool: Connections):
@@ -189,6 +194,12 @@ class SqlRegistry(DeviceRegistry):
         row = self.pool.get().execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
                                          (user_id, origin)).fetchone()
         return row[0] if row else None
+
+    def device_counts(self, seen_since: float) -> dict[str, int]:
+        conn = self.pool.get()
+        active = conn.execute("SELECT COUNT(*) FROM hub_devices WHERE revoked_at IS NULL").fetchone()[0]
+        seen = conn.execute("SELECT COUNT(*) FROM hub_positions WHERE seen_at >= ?", (seen_since,)).fetchone()[0]
+        return {"active": active, "seen": seen}
 
     def claim_origin(self, user_id: str, origin: str, device_id: str) -> str:
         with self._atomic() as conn:
@@ -268,6 +279,10 @@ class MongoRegistry(DeviceRegistry):
     def origin_owner(self, user_id: str, origin: str) -> str | None:
         doc = self.db.hub_origins.find_one({"userId": user_id, "origin": origin})
         return doc["deviceId"] if doc else None
+
+    def device_counts(self, seen_since: float) -> dict[str, int]:
+        return {"active": self.db.hub_devices.count_documents({"revokedAt": None}),
+                "seen": self.db.hub_positions.count_documents({"seenAt": {"$gte": seen_since}})}
 
     def claim_origin(self, user_id: str, origin: str, device_id: str) -> str:
         try:

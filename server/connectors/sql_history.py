@@ -49,6 +49,10 @@ class SqlHistory(Storage):
                                        "ORDER BY kind, key LIMIT ?", (self.user_id, kind, key, limit))
         return [row_to_state(r) for r in rows]
 
+    def _log_sizes(self) -> dict[str, int]:
+        above, below = self.pool.get().execute("SELECT TOTAL(max_seq - floor), TOTAL(floor) FROM origins").fetchone()
+        return {"changes": int(above), "compacted": int(below)}
+
     def _hold(self, held: dict[str, int]) -> None:
         self.pool.get().executemany(
             "INSERT INTO origins (user_id, origin, max_seq, floor) VALUES (?, ?, ?, ?) ON CONFLICT (user_id, origin) "

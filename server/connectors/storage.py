@@ -100,6 +100,11 @@ class Storage(DatabaseConnector):
         of its oldest changes at or below the floor, in one short write; returns how many went."""
 
     @abstractmethod
+    def _log_sizes(self) -> dict[str, int]:
+        """Every user's of this store: {"changes": in the logs above the floors, "compacted":
+        at or below them}, from each origin's top and floor (no count of the log itself)."""
+
+    @abstractmethod
     def _hold(self, held: dict[str, int]) -> None:
         """Record that this store holds these origins up to these seqs without their changes (a
         snapshot's records brought them): each one's top and floor rise to it."""

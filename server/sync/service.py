@@ -73,6 +73,7 @@ class SyncService:
         self.backoff_until: float | None = None
         self.totals = {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)  # the recent rounds, for the sync page
+        self.observers: list[Callable[[RoundReport], None]] = []  # told of every round that ended (metrics)
         self.scheduler = None
         self._live_hub = live_hub
         self.live: LiveWait | None = None
@@ -144,6 +145,8 @@ class SyncService:
                 self.backoff_until = None
                 self.last_success = now
                 self.last_error = None
+        for observe in self.observers:
+            observe(report)
 
     def age_ledger(self) -> int:
         """Forget the conflicts resolved longer ago than CONFLICTS_KEEP_RESOLVED_DAYS, at most once
