@@ -23,6 +23,7 @@ from server.hub_document import build_hub_document
 from server.hub_limits import MAX_IN_FLIGHT
 from server.openapi import Operation
 from server.records import is_id
+from server.sequences import behind
 
 log = logging.getLogger(__name__)
 bp = Blueprint("hub", __name__, url_prefix="/hub/v1")
@@ -176,6 +177,8 @@ def heal():
     _metrics().refused_changes(result["quarantined"])
     log.warning("device %s gave back %d records (%d changed) and held %s", device.device_id, len(records),
                 result["applied"], result["held"] or "nothing")
+    if result["held"]:  # the other devices lack the records now held: they wake and catch up
+        current_app.extensions["waiters"].notify(device.user_id, but=device.device_id)
     return envelope(result)
 
 
@@ -236,8 +239,9 @@ def push():
 
 
 @route(Operation("post", "/wait", "hubWait",
-                 "Held open until the user's log holds a change of another origin past the cursor (then "
-                 "`changed: true`: pull it), or `seconds` pass with none (`changed: false`)",
+                 "Held open until the user's log holds a change of another origin past the cursor, or the "
+                 "hub holds records the cursor lacks (a heal, a purge) (then `changed: true`: run a round), or "
+                 "`seconds` pass with neither (`changed: false`)",
                  {"200": ("HubWait", "Whether there is something to pull", False)}, (401,), "HubWaitRequest"))
 def wait():
     body = json_object()
@@ -258,7 +262,7 @@ def wait():
     waiter = waiters.add(g.device.user_id, g.device.device_id) if holding and not holding["final"] and seconds \
         else None
     try:
-        changed = bool(g.hub_store.changes_since(cursor, 1, exclude_origin=exclude))
+        changed = _news(g.hub_store, cursor, exclude)
     except BaseException:
         if waiter is not None:
             waiters.remove(waiter)
@@ -279,6 +283,13 @@ def _refusals_allowed(device: Device):
         raise TooManyRequests(f"The hub refused more than {limits.per_minute} of this device's changes in the last "
                               "minute; it takes no more for now.", code="refusal_quota", retry_after=60)
     return limits
+
+
+def _news(store, cursor: dict[str, int], exclude: str | None) -> bool:
+    """A change of another origin past the cursor to pull, or records the cursor lacks (another
+    device healed the hub from its records, or a purge): a round then catches up."""
+    return bool(store.changes_since(cursor, 1, exclude_origin=exclude)) or \
+        bool(behind(cursor, store.floors(), but=exclude))
 
 
 def _check_origins(device: Device, origins: list[str]) -> None:

@@ -128,6 +128,11 @@ def test_a_hub_restored_from_before_what_every_log_dropped_is_healed_from_the_re
     assert courses(newcomer) == final
     assert pending(a) == pending(b) == pending(newcomer) == 0
     assert world.sync("a").healed == 0 and world.sync("b").healed == 0, "healed once, then quiet"
+    from server.sync.hub import StoreHub
+
+    waiting = StoreHub(world.hub)  # a device reaching the hub store directly waits for news too
+    assert waiting.wait({"a": 4, "b": 2}, exclude_origin="b", seconds=0), "records it lacks are news"
+    assert not waiting.wait(stored_cursor(b)[1], exclude_origin="b", seconds=0)
     world.settle(["a", "b", "new"])
     assert_converged(world)
 

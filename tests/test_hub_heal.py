@@ -51,6 +51,16 @@ class TestHeal:
         assert body["data"]["floors"] == {"dev-b": 2}
         assert hub.registry.origin_owner(USER, "h0001") == hub.registry.devices(USER)[0].device_id
 
+    def test_a_waiting_device_hears_of_records_it_lacks(self, hub, sql_factory):
+        _, healer = hub.token(name="laptop")
+        _, waiting = hub.token(name="phone")
+        records = records_of(sql_factory, "dev-b", c1="one")
+        hub.call("POST", "/heal", healer, {"records": records, "hold": [{"origin": "h0001", "seq": 1}]})
+        status, body = hub.call("POST", "/wait", waiting, {"cursor": {}, "excludeOrigin": "dev-c", "seconds": 0})
+        assert status == 200 and body["data"]["changed"] is True, "the records it lacks are news: a round catches up"
+        status, body = hub.call("POST", "/wait", waiting, {"cursor": {"h0001": 1}, "seconds": 0})
+        assert body["data"]["changed"] is False, "once it holds them, nothing"
+
     def test_a_hold_over_another_devices_origin_is_refused_and_nothing_is_merged(self, hub, sql_factory,
                                                                                  device_changes):
         _, owner = hub.token(name="laptop")

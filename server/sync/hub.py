@@ -19,6 +19,7 @@ from server.changes import Change, Cursor
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
+from server.sequences import behind
 
 POLL_SECONDS = 0.5  # how often a wait on a hub store looks for news
 # A push's JSON at most (a hub server takes twice that): a batch of large notes is split.
@@ -104,8 +105,9 @@ class StoreHub:
     def wait(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while True:
-            if self.store.changes_since(cursor, 1, exclude_origin=exclude_origin):
-                return True
+            if self.store.changes_since(cursor, 1, exclude_origin=exclude_origin) or \
+                    behind(cursor, self.store.floors(), but=exclude_origin):
+                return True  # a change to pull, or records to catch up from (a heal, a purge)
             left = deadline - time.monotonic()
             if left <= 0 or self._interrupted.wait(min(POLL_SECONDS, left)):
                 return False
