@@ -100,21 +100,50 @@ class World:
         """origin -> the seqs the hub's log holds of it, sorted, read from the store itself (not
         through a reader that stops at a hole)."""
         if self.mongo:
-            rows = [(d["origin"], d["seq"]) for d in self.hub.db.changes.find({"userId": USER})]
-        else:
-            conn = sqlite3.connect(self.tmp_path / "hub.sqlite3")
-            rows = conn.execute("SELECT origin, seq FROM changes WHERE user_id = ?", (USER,)).fetchall()
-            conn.close()
-        out: dict[str, list[int]] = {}
-        for origin, seq in rows:
-            out.setdefault(origin, []).append(seq)
-        return {o: sorted(s) for o, s in out.items()}
+            return by_origin((d["origin"], d["seq"]) for d in self.hub.db.changes.find({"userId": USER}))
+        return sqlite_seqs(self.tmp_path / "hub.sqlite3")
+
+    def device_seqs(self, name: str) -> dict[str, list[int]]:
+        """origin -> the seqs a device's log holds of it, read from its file."""
+        return sqlite_seqs(self.tmp_path / f"{name}.sqlite3")
 
     def close(self) -> None:
         for conn in self.built:
             conn.close()
         if self.mongo:
             self.mongo.drop()
+
+
+def by_origin(rows) -> dict[str, list[int]]:
+    """origin -> its seqs, sorted, from (origin, seq) rows."""
+    out: dict[str, list[int]] = {}
+    for origin, seq in rows:
+        out.setdefault(origin, []).append(seq)
+    return {o: sorted(s) for o, s in out.items()}
+
+
+def sqlite_seqs(path: Path) -> dict[str, list[int]]:
+    conn = sqlite3.connect(path)
+    try:
+        return by_origin(conn.execute("SELECT origin, seq FROM changes WHERE user_id = ?", (USER,)).fetchall())
+    finally:
+        conn.close()
+
+
+def six_steps(a: DatabaseConnector, b: DatabaseConnector) -> list:
+    """Two devices' edits, one a step, whose end state is FINAL_COURSES: creates, a note on the
+    other's course, a delete, a rename."""
+    return [
+        lambda: course(a, id="c1", title="c1"),
+        lambda: course(b, id="b1", title="b1"),
+        lambda: a.update("course", None, "b1", {"notes": "a's note"}),
+        lambda: b.delete("course", None, "c1"),
+        lambda: course(a, id="c2", title="c2"),
+        lambda: b.update("course", None, "c2", {"title": "c2 renamed"}),
+    ]
+
+
+FINAL_COURSES = {"b1": ("b1", "a's note"), "c2": ("c2 renamed", "")}  # id -> (title, notes) after six_steps
 
 
 def visible(store: DatabaseConnector) -> dict:

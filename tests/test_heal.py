@@ -4,27 +4,11 @@ acknowledged edit comes back, a deleted record stays deleted. Over every kind of
 
 from __future__ import annotations
 
-import sqlite3
-
 from server.sync.engine import stored_cursor
 from server.sync.heal import trim
-from tests.synckit import assert_converged, course, visible
+from tests.synckit import FINAL_COURSES, assert_converged, course, six_steps, visible
 from tests.test_compaction import compact_everything
-
-
-def logged(world, name: str) -> dict[str, list[int]]:
-    """origin -> the seqs a device's log holds, read from its file."""
-    conn = sqlite3.connect(world.tmp_path / f"{name}.sqlite3")
-    rows = conn.execute("SELECT origin, seq FROM changes").fetchall()
-    conn.close()
-    out: dict[str, list[int]] = {}
-    for origin, seq in rows:
-        out.setdefault(origin, []).append(seq)
-    return {o: sorted(s) for o, s in out.items()}
-
-
-def pending(store) -> int:
-    return store.pending_since(stored_cursor(store)[1])[0]
+from tests.test_hub_history import pending
 
 
 def courses(store) -> dict[str, tuple[str, str]]:
@@ -43,15 +27,15 @@ def test_a_device_drops_what_the_hub_compacted_and_keeps_numbering_its_own_chang
     for n in range(6):
         course(a, id=f"c{n}", title=f"c{n}")
     world.settle(["a", "b"])
-    assert logged(world, "a") == {"a": [1, 2, 3, 4, 5, 6]} and logged(world, "b") == {"a": [1, 2, 3, 4, 5, 6]}
+    assert world.device_seqs("a") == {"a": [1, 2, 3, 4, 5, 6]} and world.device_seqs("b") == {"a": [1, 2, 3, 4, 5, 6]}
     compact_everything(world)
     ra, rb = world.sync("a"), world.sync("b")
     assert (ra.trimmed, rb.trimmed) == (5, 6), "a keeps its newest own change; b keeps none of a's"
-    assert logged(world, "a") == {"a": [6]} and logged(world, "b") == {}
+    assert world.device_seqs("a") == {"a": [6]} and world.device_seqs("b") == {}
     assert a.floors() == {"a": 5} and b.floors() == {"a": 6}
     assert world.sync("a").trimmed == 0, "nothing is dropped twice"
     a.update("course", None, "c1", {"title": "after"})
-    assert logged(world, "a") == {"a": [6, 7]}, "the own origin's numbers go on"
+    assert world.device_seqs("a") == {"a": [6, 7]}, "the own origin's numbers go on"
     world.settle(["a", "b"])
     assert b.get_course("c1")["title"] == "after" and pending(a) == pending(b) == 0
     assert_converged(world)
@@ -67,7 +51,7 @@ def test_a_long_log_goes_a_bounded_batch_a_round_until_all_of_it_has(world, monk
     world.settle(["a", "b"])
     compact_everything(world)
     assert [world.sync("b").trimmed for _ in range(4)] == [5, 5, 2, 0]
-    assert logged(world, "b") == {}
+    assert world.device_seqs("b") == {}
     writes = []
     monkeypatch.setattr(type(b), "set_bookmark", lambda self, key, value: writes.append(key))
     assert world.sync("b").trimmed == 0 and writes == [], "an idle round writes nothing"
@@ -80,7 +64,7 @@ def test_what_the_hub_has_not_compacted_stays_in_the_log(world):
     world.settle(["a", "b"])
     assert world.hub.compact({"a": 2}, 100) == 2
     world.settle(["a", "b"])
-    assert logged(world, "a") == {"a": [3]} and logged(world, "b") == {"a": [3]}
+    assert world.device_seqs("a") == {"a": [3]} and world.device_seqs("b") == {"a": [3]}
 
 
 def test_an_own_change_the_hub_refused_stays_in_the_log_to_be_written_again(world):
@@ -91,7 +75,7 @@ def test_an_own_change_the_hub_refused_stays_in_the_log_to_be_written_again(worl
     a.quarantine([{"id": "q3", "origin": "a", "seq": 3, "reason": "refused by the hub: hlc is 90000 s ahead of "
                    "this clock (the limit is 86400 s)", "receivedAt": "2030-01-01T00:00:00.000Z", "change": "{}"}])
     bookmark = {"cursor": {"a": 5}, "hubFloors": {"a": 5}}
-    assert trim(a, bookmark, "hub") == 2 and logged(world, "a") == {"a": [3, 4, 5]}
+    assert trim(a, bookmark, "hub") == 2 and world.device_seqs("a") == {"a": [3, 4, 5]}
 
 
 def test_a_hub_restored_from_before_what_every_log_dropped_is_healed_from_the_records(world):
@@ -105,7 +89,7 @@ def test_a_hub_restored_from_before_what_every_log_dropped_is_healed_from_the_re
     a.update("course", None, "b1", {"notes": "a's note"})
     b.delete("course", None, "c1")
     compact_and_trim(world, ["a", "b"])
-    assert logged(world, "a") == {"a": [3]} and logged(world, "b") == {"b": [2]}, "both logs were trimmed"
+    assert world.device_seqs("a") == {"a": [3]} and world.device_seqs("b") == {"b": [2]}, "both logs were trimmed"
     final = courses(a)
     assert final == {"c2": ("c2", ""), "b1": ("b1", "a's note")}
 
@@ -145,7 +129,7 @@ def test_a_device_that_pulled_the_edits_of_one_gone_for_good_gives_them_back(wor
     course(a, id="c1", title="by a")
     a.update("course", None, "b0", {"notes": "a's note"})
     compact_and_trim(world, ["a", "b"])
-    assert logged(world, "b") == {"b": [1]}, "b holds none of a's changes any more"
+    assert world.device_seqs("b") == {"b": [1]}, "b holds none of a's changes any more"
     world.restore_hub(backup)
     report = world.sync("b")  # a never syncs again
     assert report.error is None and report.healed > 0 and report.relayed == 0
@@ -160,7 +144,7 @@ def test_a_hub_recreated_empty_is_given_the_records_of_a_device_that_trimmed_its
     for n in range(4):
         course(a, id=f"c{n}", title=f"c{n}")
     compact_and_trim(world, ["a"])
-    assert logged(world, "a") == {"a": [4]}
+    assert world.device_seqs("a") == {"a": [4]}
     empty = world.backup_hub()
     db = world.hub
     if world.mongo:
@@ -180,16 +164,8 @@ def test_a_hub_recreated_empty_is_given_the_records_of_a_device_that_trimmed_its
 
 def test_a_hub_put_back_to_each_earlier_point_of_a_compacted_history_loses_nothing(world):
     a, b = world.device("a"), world.device("b")
-    script = [
-        lambda: course(a, id="c1", title="c1"),
-        lambda: course(b, id="b1", title="b1"),
-        lambda: a.update("course", None, "b1", {"notes": "a's note"}),
-        lambda: b.delete("course", None, "c1"),
-        lambda: course(a, id="c2", title="c2"),
-        lambda: b.update("course", None, "c2", {"title": "c2 renamed"}),
-    ]
     backups = []
-    for n, step in enumerate(script):
+    for n, step in enumerate(six_steps(a, b)):
         backups.append(world.backup_hub())
         step()
         if n % 2:
@@ -197,7 +173,7 @@ def test_a_hub_put_back_to_each_earlier_point_of_a_compacted_history_loses_nothi
         else:
             world.settle(["a", "b"])
     final = courses(a)
-    assert final == {"b1": ("b1", "a's note"), "c2": ("c2 renamed", "")}
+    assert final == FINAL_COURSES
     for n, backup in reversed(list(enumerate(backups))):
         world.restore_hub(backup)
         world.settle(["b", "a"], rounds=3)

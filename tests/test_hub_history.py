@@ -4,7 +4,7 @@ while a device is retired, a push that would leave a hole. Over every kind of hu
 from __future__ import annotations
 
 from server.sync.engine import stored_cursor
-from tests.synckit import assert_converged, course
+from tests.synckit import FINAL_COURSES, assert_converged, course, six_steps
 
 
 def pending(store) -> int:
@@ -90,21 +90,13 @@ class TestRestoredFromABackup:
 
 def test_a_hub_put_back_to_each_earlier_point_of_a_history_loses_nothing(world):
     a, b = world.device("a"), world.device("b")
-    script = [
-        lambda: course(a, id="c1", title="c1"),
-        lambda: course(b, id="b1", title="b1"),
-        lambda: a.update("course", None, "b1", {"notes": "a's note"}),
-        lambda: b.delete("course", None, "c1"),
-        lambda: course(a, id="c2", title="c2"),
-        lambda: b.update("course", None, "c2", {"title": "c2 renamed"}),
-    ]
     backups = []
-    for step in script:
+    for step in six_steps(a, b):
         backups.append(world.backup_hub())
         step()
         world.settle(["a", "b"])
     final = {c["id"]: (c["title"], c["notes"]) for c in a.get_courses()}
-    assert final == {"b1": ("b1", "a's note"), "c2": ("c2 renamed", "")}
+    assert final == FINAL_COURSES
     for n, backup in reversed(list(enumerate(backups))):
         world.restore_hub(backup)
         world.settle(["b", "a"])

@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import WIRE
 from tests.procs import ROOT, ServerProcess, started
+from tests.synckit import by_origin
 from tests.test_e2e_devices import courses, create, wait_for
 
 USER, OTHER = "learner", "someone-else"
@@ -73,10 +74,7 @@ class Hubs:
             client = pymongo.MongoClient(self.store_env["MONGO_URI"], serverSelectionTimeoutMS=3000)
             rows = [(d["origin"], d["seq"]) for d in client[self.store_env["MONGO_DB"]].changes.find({"userId": USER})]
             client.close()
-        out: dict[str, list[int]] = {}
-        for origin, seq in rows:
-            out.setdefault(origin, []).append(seq)
-        return {o: sorted(s) for o, s in out.items()}
+        return by_origin(rows)
 
     def backup(self) -> object:
         """A copy of the hub's store as an operator's backup takes it, the hubs running."""

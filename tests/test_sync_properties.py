@@ -100,32 +100,24 @@ class Oracle:
                             replica.apply(ch)
             return spy
 
-        original_snapshot = SqlConnector.apply_snapshot
-
-        def snapshot_spy(store, records, **kwargs):
-            result = original_snapshot(store, records, **kwargs)  # one transaction: all of it, or none
-            assert result["quarantined"] == []
-            event("a device caught up from the hub's records")
-            for record in records:
-                for write in writes_of(record)[0]:
-                    oracle.replicas[oracle.name_of(store)].apply(write)
-            return result
-
-        original_heal = MongoConnector.heal
-
-        def heal_spy(store, records, **kwargs):
-            result = original_heal(store, records, **kwargs)
-            assert result["quarantined"] == []
-            event("a hub was given a device's records")
-            for record in records:
-                for write in writes_of(record)[0]:
-                    oracle.replicas[oracle.name_of(store)].apply(write)
-            return result
+        def records_spy(original, what: str):
+            """A page of records merged without a log (a device's catch-up, a hub's heal): the
+            model takes the writes that rebuild each one."""
+            def spy(store, records, **kwargs):
+                result = original(store, records, **kwargs)  # one transaction: all of it, or none
+                assert result["quarantined"] == []
+                event(what)
+                for record in records:
+                    for write in writes_of(record)[0]:
+                        oracle.replicas[oracle.name_of(store)].apply(write)
+                return result
+            return spy
 
         with mock.patch.multiple(SqlConnector, apply_changes=spy_for(originals[SqlConnector]),
-                                 apply_snapshot=snapshot_spy), \
+                                 apply_snapshot=records_spy(SqlConnector.apply_snapshot,
+                                                            "a device caught up from the hub's records")), \
                 mock.patch.multiple(MongoConnector, apply_changes=spy_for(originals[MongoConnector]),
-                                    heal=heal_spy):
+                                    heal=records_spy(MongoConnector.heal, "a hub was given a device's records")):
             yield
 
     def own_write(self, name: str, store, written: dict, kind: str, course_id, record_id, op: str) -> dict | None:
