@@ -44,7 +44,7 @@ def _flask(args: list[str]) -> int:
 
     from server.api import create_app
 
-    group = FlaskGroup(create_app=lambda: create_app(), add_default_commands=False)
+    group = FlaskGroup(create_app=create_app, add_default_commands=False)
     try:
         group.main(args, prog_name="coursesync")
     except SystemExit as exc:

@@ -157,12 +157,11 @@ def snapshot():
 def heal():
     body = json_object()
     only_keys(body, {"records", "hold"})
-    records, hold = body.get("records"), _hold_of(body.get("hold"))
+    records = body.get("records")
     problems: dict[str, str] = {}
     if not isinstance(records, list) or len(records) > MAX_BATCH:
         problems["records"] = f"must be a list of at most {MAX_BATCH} records"
-    if hold is False:
-        problems["hold"] = "must be null or a list of at most 8 {origin, seq}"
+    hold = _hold_of(body, problems)
     if problems:
         raise ValidationError(problems)
     device: Device = g.device
@@ -182,14 +181,16 @@ def heal():
     return envelope(result)
 
 
-def _hold_of(value) -> dict[str, int] | None | bool:
-    """A heal's hold as origin -> seq, None for none, False for one of another shape."""
+def _hold_of(body: dict, problems: dict) -> dict[str, int] | None:
+    """A heal's hold as origin -> seq (None: none), as cursor_of reads a cursor."""
+    value = body.get("hold")
     if value is None:
         return None
     if not isinstance(value, list) or len(value) > 8 or not all(
             isinstance(h, dict) and h.keys() == {"origin", "seq"} and is_id(h["origin"]) and type(h["seq"]) is int
             and 1 <= h["seq"] < 2**53 for h in value):
-        return False
+        problems["hold"] = "must be null or a list of at most 8 {origin, seq}"
+        return None
     hold: dict[str, int] = {}
     for h in value:  # an origin named twice is held at the higher seq
         hold[h["origin"]] = max(h["seq"], hold.get(h["origin"], 0))
