@@ -20,7 +20,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
+from server.clock import stamp_ms
 from server.errors import NotFound, Unauthorized
+from server.sync.engine import stored_cursor
 
 DAY = 86_400
 ROUND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -78,9 +80,6 @@ class DeviceMetrics:
                 self.changes.labels(direction).inc(n)
 
     def _standing(self):
-        from server.clock import stamp_ms
-        from server.sync.engine import stored_cursor
-
         service = self.service
         count, oldest = self.store.pending_since(stored_cursor(self.store)[1])
         now = service.now() if service else time.time()
