@@ -11,6 +11,15 @@ from tests.test_compaction import compact_everything
 from tests.test_hub_history import pending
 
 
+def assert_log_goes_on_past_each_floor(world) -> None:
+    """The hub's log of each origin: once each, no gap, from just past its floor (a hold drops what
+    the log still held below it, as compaction does)."""
+    floors = world.hub.floors()
+    for origin, seqs in world.hub_seqs().items():
+        start = floors.get(origin, 0) + 1
+        assert seqs == list(range(start, start + len(seqs))), f"{origin}: {seqs} past floor {start - 1}"
+
+
 def courses(store) -> dict[str, tuple[str, str]]:
     return {c["id"]: (c["title"], c["notes"]) for c in store.get_courses()}
 
@@ -106,6 +115,7 @@ def test_a_hub_restored_from_before_what_every_log_dropped_is_healed_from_the_re
     final["c3"] = ("c3", "")
     for store in (a, b, world.hub):
         assert courses(store) == final, "every acknowledged edit is back; c1 stays deleted"
+    assert_log_goes_on_past_each_floor(world)
     newcomer = world.device("new")
     report = world.sync("new")
     assert report.error is None and report.from_snapshot > 0, "the records, not the log, bring what was healed"
@@ -182,5 +192,6 @@ def test_a_hub_put_back_to_each_earlier_point_of_a_compacted_history_loses_nothi
         newcomer = world.device(f"new{n}")
         assert world.sync(f"new{n}").error is None
         assert courses(newcomer) == final, f"a new device after a restore to before step {n}"
+        assert_log_goes_on_past_each_floor(world)
         assert pending(a) == pending(b) == 0
         compact_and_trim(world, ["a", "b"])

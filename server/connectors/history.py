@@ -12,6 +12,7 @@ from server.changes import STATE_KEYS, Cursor, Key, state_key
 from server.connectors.intake import ChangeIntake
 
 COMPACT_STEP = 500  # changes dropped per write: a push or pull waits at most for one such write
+HEAL_DROP = 5000  # changes below a heal's hold dropped in its request (the hub's job drops any more)
 
 
 class History(ChangeIntake):
@@ -23,6 +24,24 @@ class History(ChangeIntake):
             states = self._records_after(after, limit)
         return {"cursor": cursor, "records": [{k: s[k] for k in STATE_KEYS} for s in states],
                 "next": list(state_key(states[-1])) if len(states) == limit else None}
+
+    def heal(self, records: list[Any], *, hold: dict[str, int] | None = None) -> dict:
+        # A device's records, checked at the door as its own pushes are (the single limit).
+        writes, refused = self._rebuilt(records, self.max_skew_ms, "a record a device gave back")
+        states, conflicts = self._merge_and_persist(writes, own=False, quarantined=self._within_cap(refused),
+                                                    log=False)
+        # After the records, never before: a reader sent to the records by the hold must find
+        # them there (a store without transactions may stop between the two: the device then
+        # heals again, and merging the same records twice changes nothing).
+        held = {o: seq for o, seq in (hold or {}).items() if o != self.origin}
+        if held:
+            self._hold(held)
+            # A hold is a compaction: what the log still holds at or below it goes too (the hub
+            # restored from a backup kept part of it), the first HEAL_DROP here and the rest by
+            # the next compaction, so that the log goes on from just past each floor.
+            self.compact(held, HEAL_DROP)
+        return {"received": len(records), "applied": len(states), "conflicts": len(conflicts), "held": held,
+                "quarantined": [{"origin": None, "seq": None, "reason": q["reason"]} for q in refused]}
 
     def floors(self) -> Cursor:
         with self._reader():

@@ -133,20 +133,6 @@ class ChangeIntake(Storage):
         return {"received": len(records), "applied": len(states), "conflicts": len(conflicts),
                 "quarantined": [{"origin": None, "seq": None, "reason": q["reason"]} for q in refused]}
 
-    def heal(self, records: list[Any], *, hold: dict[str, int] | None = None) -> dict:
-        # A device's records, checked at the door as its own pushes are (the single limit).
-        writes, refused = self._rebuilt(records, self.max_skew_ms, "a record a device gave back")
-        states, conflicts = self._merge_and_persist(writes, own=False, quarantined=self._within_cap(refused),
-                                                    log=False)
-        # After the records, never before: a reader sent to the records by the hold must find
-        # them there (a store without transactions may stop between the two: the device then
-        # heals again, and merging the same records twice changes nothing).
-        held = {o: seq for o, seq in (hold or {}).items() if o != self.origin}
-        if held:
-            self._hold(held)
-        return {"received": len(records), "applied": len(states), "conflicts": len(conflicts), "held": held,
-                "quarantined": [{"origin": None, "seq": None, "reason": q["reason"]} for q in refused]}
-
     def _within_cap(self, refused: list[dict]) -> list[dict]:
         """Of these refusals, those the quarantine keeps: a hub keeps so many; the sender keeps its own."""
         if refused and self.quarantine_cap is not None:
