@@ -180,7 +180,7 @@ def settle(net: Network, seed: int) -> None:
     def quiet() -> bool:
         moved = 0
         for name in sorted(net.devices):
-            status, body, _ = net.devices[name].request("POST", "/api/v1/sync", {}, timeout=120)
+            status, body = net.devices[name].round()
             if status != 200:
                 return False
             moved += body["data"]["pushed"] + body["data"]["pulled"]

@@ -163,7 +163,7 @@ def test_a_hub_outage_costs_nothing_but_time(network, hub):
         assert status["lastError"] and status["pending"]["count"] >= 5
     hub.start()
     for srv in (a, b):
-        wait_for(lambda srv=srv: srv.request("POST", "/api/v1/sync", {}, timeout=120)[0] == 200, 120, "a round")
+        wait_for(lambda srv=srv: srv.round()[0] == 200, 300, "a round")
     network.sync("A")
     got_a, got_b = courses(a), courses(b)
     assert got_a == got_b

@@ -156,7 +156,7 @@ def test_a_revoked_device_is_refused_and_told_why(hubs):
     device_id = devices[0].split('"deviceId": "')[1].split('"')[0]
     assert hubs.cli("revoke", device_id).returncode == 0
     create(a, "/api/v1/courses", {"title": "After", "source": "https://a.b"})
-    status, body, _ = a.request("POST", "/api/v1/sync", {}, timeout=60)
+    status, body = a.round()
     assert status == 503 and body["error"]["code"] == "hub_refused" and "revoked" in body["error"]["message"]
     assert hubs.hub_seqs() == {}
 
@@ -250,7 +250,7 @@ def test_a_device_set_up_for_another_user_refuses_the_token_and_writes_nothing(h
     hub = hubs.hub()
     wrong = hubs.device("W", hub, hubs.token(USER), user=OTHER)
     create(wrong, "/api/v1/courses", {"title": "Someone else's", "source": "https://a.b"})
-    status, body, _ = wrong.request("POST", "/api/v1/sync", {}, timeout=60)
+    status, body = wrong.round()
     assert status == 503 and body["error"]["code"] == "hub_refused"
     assert f"belongs to user '{USER}'" in body["error"]["message"]
     assert hubs.hub_seqs() == {}

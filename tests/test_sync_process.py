@@ -137,7 +137,7 @@ def test_the_child_exits_when_its_server_is_killed(tmp_path, wire_uri, hub_db):
                            DEVICE_ID="dev-k", SYNC_INTERVAL_SECONDS="3600").start()
     try:
         assert server.request("POST", "/api/v1/courses", COURSE)[0] == 201
-        assert server.request("POST", "/api/v1/sync", {})[0] == 200
+        server.sync()
         pid = server.request("GET", "/api/v1/sync/status")[1]["data"]["worker"]["pid"]
         assert pid and alive(pid)
         server.kill()  # SIGKILL: no atexit, no shutdown of the pool

@@ -176,6 +176,20 @@ def test_the_scheduled_job_skips_while_backing_off(device, hub_client):
     assert svc.totals["rounds"] == 2 and svc.state() == "idle"
 
 
+def test_a_push_scheduled_before_a_round_failed_waits_for_the_retry(device, hub_client):
+    """A write's push is scheduled a moment after the write; a round that fails in between puts
+    the service into back-off, and the push already scheduled waits for the retry too."""
+    svc, flaky, clock = down_hub_service(device, hub_client, rng=1.0)
+    svc.tick()
+    assert svc.totals["rounds"] == 1 and svc.state() == "backing_off"
+    svc._push_soon()  # the job fires now, scheduled before the failure
+    assert svc.totals["rounds"] == 1
+    clock.now += 25
+    flaky.down = False
+    svc._push_soon()
+    assert svc.totals["rounds"] == 2 and svc.state() == "idle"
+
+
 def lost_titles(device, peer, n: int) -> dict[str, str]:
     """n courses whose title, edited on both stores, lost on `device`: record id -> conflict id."""
     for k in range(n):

@@ -169,7 +169,7 @@ class SyncService:
             self.age_ledger()
         except Exception:
             log.exception("ageing the conflict ledger failed; the next tick tries again")
-        if self.backoff_until is not None and self.now() < self.backoff_until:
+        if self._backing_off():
             return
         try:
             self.run_once(wait_seconds=0)
@@ -185,7 +185,7 @@ class SyncService:
         running is waited for rather than overlapped, and while backing off the write waits for
         the retry like any other."""
         scheduler = self.scheduler
-        if scheduler is None or (self.backoff_until is not None and self.now() < self.backoff_until):
+        if scheduler is None or self._backing_off():
             return
         from apscheduler.jobstores.base import ConflictingIdError
 
@@ -195,7 +195,13 @@ class SyncService:
         except ConflictingIdError:
             pass  # one is due already: this write goes with it
 
+    def _backing_off(self) -> bool:
+        return self.backoff_until is not None and self.now() < self.backoff_until
+
     def _push_soon(self) -> None:
+        # Scheduled before a round failed: the write waits for the retry like the ones after it.
+        if self._backing_off():
+            return
         try:
             self.run_once(wait_seconds=60)
         except Exception:
@@ -234,7 +240,7 @@ class SyncService:
     def state(self) -> str:
         if self.running:
             return "running"
-        if self.backoff_until is not None and self.now() < self.backoff_until:
+        if self._backing_off():
             return "backing_off"
         if self.live is not None and self.live.state == "waiting":
             return "live"  # connected, and the hub answers as soon as there is news
