@@ -55,7 +55,7 @@ class ServerProcess:
         }
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> "ServerProcess":
+    def start(self, timeout: float = 120.0) -> "ServerProcess":
         self._log = open(self.log_path, "ab")
         limit = self.files
 

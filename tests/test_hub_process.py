@@ -25,6 +25,18 @@ from tests.synckit import by_origin
 from tests.test_e2e_devices import courses, create, wait_for
 
 USER, OTHER = "learner", "someone-else"
+METRICS_TOKEN = "scrape-" + "m" * 24  # every hub process here serves /metrics to it
+
+
+def waiting_devices(hub: ServerProcess) -> int:
+    """How many devices wait at this hub process for news (its /metrics)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{hub.port}/metrics",
+                                 headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("coursesync_hub_waiting_devices "):
+                return int(float(line.split()[1]))
+    raise AssertionError("the hub's /metrics names no coursesync_hub_waiting_devices")
 
 
 class Hubs:
@@ -42,7 +54,8 @@ class Hubs:
         self.devices: dict[str, ServerProcess] = {}
 
     def hub(self) -> ServerProcess:
-        srv = started(self.tmp_path, f"hub{len(self.hubs)}", self.store_env, args=("--hub",))
+        settings = {**self.store_env, "HUB_METRICS_TOKEN": METRICS_TOKEN}
+        srv = started(self.tmp_path, f"hub{len(self.hubs)}", settings, args=("--hub",))
         self.hubs.append(srv)
         return srv
 
@@ -58,7 +71,7 @@ class Hubs:
 
     def device(self, name: str, hub: ServerProcess, token: str, user: str = USER, **env: str) -> ServerProcess:
         settings = {"HUB_URL": f"http://127.0.0.1:{hub.port}", "HUB_TOKEN": token, "USER_ID": user,
-                    "SYNC_INTERVAL_SECONDS": "3600", "HUB_TIMEOUT_MS": "1500", "SYNC_LIVE": "0", **env}
+                    "SYNC_INTERVAL_SECONDS": "3600", "HUB_TIMEOUT_MS": "5000", "SYNC_LIVE": "0", **env}
         srv = self.devices[name] = started(self.tmp_path, name, settings)
         return srv
 
@@ -384,14 +397,14 @@ def test_a_hub_put_back_to_each_earlier_point_of_a_history_loses_nothing(hubs):
 def test_a_write_is_pushed_soon_after_it_is_answered_and_a_burst_goes_in_one_round(hubs):
     hub = hubs.hub()
     a = hubs.device("A", hub, hubs.token())  # its timer runs once an hour
-    wait_for(lambda: a.request("GET", "/api/v1/sync/status")[1]["data"]["lastSuccess"], 30, "the first round")
+    wait_for(lambda: a.request("GET", "/api/v1/sync/status")[1]["data"]["lastSuccess"], 120, "the first round")
     rounds = a.request("GET", "/api/v1/sync/status")[1]["data"]["totals"]["rounds"]
     for n in range(20):
         add(a, f"burst{n}")
     origin = hubs.status("A")["deviceId"]
-    wait_for(lambda: len(hubs.hub_seqs().get(origin, [])) == 20, 30, "the burst at the hub")
+    wait_for(lambda: len(hubs.hub_seqs().get(origin, [])) == 20, 120, "the burst at the hub")
     # The round that pushed the last of them moves the cursor a moment after the hub has them.
-    status = wait_for(lambda: (s := hubs.status("A"))["pending"]["count"] == 0 and s, 10, "nothing pending")
+    status = wait_for(lambda: (s := hubs.status("A"))["pending"]["count"] == 0 and s, 120, "nothing pending")
     # 20 writes take some tens of ms; a round waits 0.05 s for the writes after the first, and
     # writes made while a round runs wait for one more.
     assert status["totals"]["rounds"] - rounds < 10, "a burst of writes is not a round per write"
@@ -400,11 +413,11 @@ def test_a_write_is_pushed_soon_after_it_is_answered_and_a_burst_goes_in_one_rou
 def test_writes_with_the_hub_down_are_answered_and_wait_for_the_retry(hubs):
     hub = hubs.hub()
     a = hubs.device("A", hub, hubs.token())
-    wait_for(lambda: a.request("GET", "/api/v1/sync/status")[1]["data"]["lastSuccess"], 30, "the first round")
+    wait_for(lambda: a.request("GET", "/api/v1/sync/status")[1]["data"]["lastSuccess"], 120, "the first round")
     hub.stop()
     for n in range(5):
         add(a, f"offline{n}")
-    wait_for(lambda: hubs.status("A")["state"] == "backing_off", 30, "a failed push to back off")
+    wait_for(lambda: hubs.status("A")["state"] == "backing_off", 120, "a failed push to back off")
     rounds = hubs.status("A")["totals"]["rounds"]
     for n in range(5):
         add(a, f"more{n}")
@@ -416,7 +429,7 @@ def test_writes_with_the_hub_down_are_answered_and_wait_for_the_retry(hubs):
 def test_push_on_write_can_be_turned_off(hubs):
     hub = hubs.hub()
     a = hubs.device("A", hub, hubs.token(), SYNC_PUSH_ON_WRITE="0")
-    wait_for(lambda: a.request("GET", "/api/v1/sync/status")[1]["data"]["lastSuccess"], 30, "the first round")
+    wait_for(lambda: a.request("GET", "/api/v1/sync/status")[1]["data"]["lastSuccess"], 120, "the first round")
     add(a, "waits")
     time.sleep(1.5)
     assert hubs.hub_seqs() == {} and hubs.status("A")["pending"]["count"] == 1

@@ -72,7 +72,7 @@ def test_installed_into_a_fresh_venv_it_seeds_and_serves(tmp_path):
     server = subprocess.Popen([command, "serve"], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/api/v1/health", timeout=2) as resp:

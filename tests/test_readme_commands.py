@@ -127,7 +127,7 @@ def test_make_run_serves_the_api_and_the_sync_page(clone):
     proc = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=clone, env={**environ, "PORT": str(port)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
                 if get(port, "/api/v1/health")[0] == 200:

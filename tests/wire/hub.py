@@ -42,7 +42,7 @@ class WireHub:
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/"
 
-    def start(self, timeout: float = 60.0) -> "WireHub":
+    def start(self, timeout: float = 120.0) -> "WireHub":
         python = wire_python()
         assert python, unavailable_reason()
         log = open(self.log_path, "ab")
