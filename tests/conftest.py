@@ -22,6 +22,29 @@ MONGO_KINDS = ["mongomock", WIRE]
 STORE_KINDS = ["sql", *MONGO_KINDS]
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "wire_when_real: the test's wire-tier variants run against a real MongoDB (MONGO_URI) only: "
+                   "on the mongoeco stand-in they would show nothing mongomock-ng does not, at seconds each")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without MONGO_URI the wire tier runs on mongoeco, a MongoDB written in Python and many times
+    slower than a real one; there it keeps to what only a server in its own process can show (the
+    contract suite over the real driver, hub and device processes, concurrency, restores). A test
+    or module marked `wire_when_real` runs its wire variants against a real server only."""
+    if REAL_MONGO_URI:
+        return
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_wire = callspec is not None and "wire" in callspec.params.values()
+        (drop if on_wire and item.get_closest_marker("wire_when_real") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def wire_uri(tmp_path_factory):
     """The hub URI of the wire tier, shared by the session (each test uses its own database)."""

@@ -11,6 +11,9 @@ from server.records import RECORD_KINDS
 from tests.conftest import ASSIGNMENT, COURSE, LECTURE, break_driver
 from tests.test_kinds import sample
 
+# Wire tier: a real MongoDB only (conftest); the API's routes.
+pytestmark = pytest.mark.wire_when_real
+
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 COURSE_KEYS = {"id", "title", "description", "source", "status", "tags", "notes", "lectures",

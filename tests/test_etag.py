@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import COURSE, LECTURE
+
+# Wire tier: a real MongoDB only (conftest); ETags are computed above the store.
+pytestmark = pytest.mark.wire_when_real
 
 
 def test_every_record_answer_carries_an_etag_that_changes_with_it(client):

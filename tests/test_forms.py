@@ -8,6 +8,9 @@ import pytest
 from server.records import COURSE, KINDS, RECORD_KINDS
 from tests.test_kinds import answer, sample
 
+# Wire tier: a real MongoDB only (conftest); the API's forms.
+pytestmark = pytest.mark.wire_when_real
+
 FORM_KINDS = [k.name for k in RECORD_KINDS]
 
 

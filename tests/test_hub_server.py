@@ -17,6 +17,9 @@ from server.config import Settings
 from server.connectors.registry import SEEN_EVERY_SECONDS, Position, registry_for
 from tests.synckit import course
 
+# Wire tier: a real MongoDB only (conftest); the hub's routes in process.
+pytestmark = pytest.mark.wire_when_real
+
 USER, OTHER = "learner", "someone-else"
 
 

@@ -76,6 +76,7 @@ class Timed:
         return self
 
 
+@pytest.mark.wire_when_real
 def test_an_edit_reaches_the_other_device_with_no_round_of_its_own(hubs, tmp_path):
     """Timers an hour away: only push on write and the waiting pull can carry it."""
     hub = hubs.hub()
@@ -160,6 +161,7 @@ class TestTheWaitAtTheHub:
         assert older.join().answer is False and older.elapsed < 30
         assert newer.join().answer is False and newer.error is None
 
+    @pytest.mark.wire_when_real
     def test_a_revoked_token_ends_the_wait_with_401(self, hubs):
         hub = hubs.hub()
         token = hubs.token()

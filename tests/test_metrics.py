@@ -15,6 +15,9 @@ from tests.synckit import course
 from tests.test_hub_server import USER, Hub
 from tests.test_worker import make_app
 
+# Wire tier: a real MongoDB only (conftest); the figures are read above the store.
+pytestmark = pytest.mark.wire_when_real
+
 SCRAPE_TOKEN = "scrape-" + "s" * 20
 
 

@@ -9,6 +9,9 @@ import pytest
 
 from tests.conftest import ASSIGNMENT, COURSE, LECTURE
 
+# Wire tier: a real MongoDB only (conftest); bad input is refused before any store sees it.
+pytestmark = pytest.mark.wire_when_real
+
 
 @pytest.fixture
 def seeded(client):
