@@ -38,7 +38,7 @@ run: install
 
 test: install-dev wirehub
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 	$(MAKE) --no-print-directory mutation
 
 # Mutation testing of the merge rule and the clock (settings in pyproject.toml); fails below 95 %.

@@ -65,7 +65,7 @@ class Network:
     def device(self, name: str, **env) -> ServerProcess:
         settings = {"MONGO_URI": self.uri, "MONGO_DB": self.db, "USER_ID": USER, "DEVICE_ID": name,
                     "SYNC_INTERVAL_SECONDS": "3600", "SYNC_BATCH_SIZE": "50", "HUB_TIMEOUT_MS": "5000",
-                    "SYNC_LIVE": "0", **env}
+                    "SYNC_LIVE": "0", "SYNC_PUSH_ON_WRITE": "0", **env}
         srv = self.devices[name] = started(self.tmp_path, name, settings)
         return srv
 

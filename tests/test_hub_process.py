@@ -70,8 +70,11 @@ class Hubs:
         return done.stdout.strip().splitlines()[-1]
 
     def device(self, name: str, hub: ServerProcess, token: str, user: str = USER, **env: str) -> ServerProcess:
+        # Rounds run when the test asks for one (and on an hour's timer): a test of push on write
+        # or live sync turns them on.
         settings = {"HUB_URL": f"http://127.0.0.1:{hub.port}", "HUB_TOKEN": token, "USER_ID": user,
-                    "SYNC_INTERVAL_SECONDS": "3600", "HUB_TIMEOUT_MS": "5000", "SYNC_LIVE": "0", **env}
+                    "SYNC_INTERVAL_SECONDS": "3600", "HUB_TIMEOUT_MS": "5000", "SYNC_LIVE": "0",
+                    "SYNC_PUSH_ON_WRITE": "0", **env}
         srv = self.devices[name] = started(self.tmp_path, name, settings)
         return srv
 
@@ -350,7 +353,7 @@ def test_a_hub_recreated_empty_while_a_device_is_retired_gets_its_edits_from_ano
 @pytest.mark.wire_when_real
 def test_a_store_copied_to_a_new_laptop_with_a_new_token_goes_on_and_delivers_its_edits(hubs):
     hub = hubs.hub()
-    a = hubs.device("A", hub, hubs.token(), SYNC_PUSH_ON_WRITE="0")  # so that "unsynced" stays so
+    a = hubs.device("A", hub, hubs.token())  # no push on write: "unsynced" stays so
     add(a, "c1")
     hubs.sync("A")
     add(a, "unsynced")
@@ -404,7 +407,7 @@ def test_a_hub_put_back_to_each_earlier_point_of_a_history_loses_nothing(hubs):
 @pytest.mark.wire_when_real
 def test_a_write_is_pushed_soon_after_it_is_answered_and_a_burst_goes_in_one_round(hubs):
     hub = hubs.hub()
-    a = hubs.device("A", hub, hubs.token())  # its timer runs once an hour
+    a = hubs.device("A", hub, hubs.token(), SYNC_PUSH_ON_WRITE="1")  # its timer runs once an hour
     wait_for(lambda: a.request("GET", "/api/v1/sync/status")[1]["data"]["lastSuccess"], 120, "the first round")
     rounds = a.request("GET", "/api/v1/sync/status")[1]["data"]["totals"]["rounds"]
     for n in range(20):
@@ -421,7 +424,7 @@ def test_a_write_is_pushed_soon_after_it_is_answered_and_a_burst_goes_in_one_rou
 @pytest.mark.wire_when_real
 def test_writes_with_the_hub_down_are_answered_and_wait_for_the_retry(hubs):
     hub = hubs.hub()
-    a = hubs.device("A", hub, hubs.token())
+    a = hubs.device("A", hub, hubs.token(), SYNC_PUSH_ON_WRITE="1")
     wait_for(lambda: a.request("GET", "/api/v1/sync/status")[1]["data"]["lastSuccess"], 120, "the first round")
     hub.stop()
     for n in range(5):

@@ -37,7 +37,7 @@ def sql_hubs(tmp_path):
     yield made
     made.stop()
 
-LIVE = {"SYNC_LIVE": "1"}
+LIVE = {"SYNC_LIVE": "1", "SYNC_PUSH_ON_WRITE": "1"}
 
 
 def titles(srv: ServerProcess) -> set[str]:
