@@ -25,7 +25,7 @@ $(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
 		touch $@; \
 	fi
 
-.PHONY: install install-dev wirehub run test lint mutation demo seed sync status
+.PHONY: install install-dev wirehub run test lint mutation demo seed sync status ci-clean
 install: $(BIN)/.installed
 
 install-dev: $(BIN)/.installed-dev
@@ -40,6 +40,10 @@ test: install-dev wirehub
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 	$(MAKE) --no-print-directory mutation
+
+# What CI runs, on a clean clone of this checkout's HEAD (uncommitted changes are not in it).
+ci-clean:
+	rm -rf /tmp/coursesync-ci && git clone -q . /tmp/coursesync-ci && cd /tmp/coursesync-ci && CI=true bash .ci/run
 
 # Mutation testing of the merge rule and the clock (settings in pyproject.toml); fails below 95 %.
 mutation: install-dev
