@@ -191,7 +191,10 @@ class SyncService:
 
         when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=PUSH_DELAY_SECONDS)
         try:
-            scheduler.add_job(self._push_soon, "date", run_date=when, id="push-soon", misfire_grace_time=60)
+            # Two at once: a job that fires while the round of the one before still runs must wait
+            # for it and push what was written meanwhile, not be skipped as an overlap.
+            scheduler.add_job(self._push_soon, "date", run_date=when, id="push-soon", misfire_grace_time=60,
+                              max_instances=2)
         except ConflictingIdError:
             pass  # one is due already: this write goes with it
 
