@@ -71,8 +71,16 @@ def check_change(change: Any, *, now_ms: int, max_skew_ms: int | None = MAX_SKEW
         return "not an object"
     if change.keys() != CHANGE_KEYS:
         extra, missing = sorted(map(str, change.keys() - CHANGE_KEYS)), sorted(CHANGE_KEYS - change.keys())
-        return f"unknown keys {extra}" if extra else f"missing keys {missing}"
+        return _unknown_keys(extra) if extra else f"missing keys {missing}"
     return _envelope_problem(change) or _stamp_problem(change, now_ms, max_skew_ms) or _body_problem(change)
+
+
+KEYS_NAMED = 5  # unknown keys a reason names at most, each cut to 40 characters: the sender chose them
+
+
+def _unknown_keys(extra: list[str]) -> str:
+    more = f" and {len(extra) - KEYS_NAMED} more" if len(extra) > KEYS_NAMED else ""
+    return f"unknown keys {[key[:40] for key in extra[:KEYS_NAMED]]}{more}"
 
 
 def _envelope_problem(change: dict) -> str | None:
@@ -126,20 +134,25 @@ def _body_problem(change: dict) -> str | None:
     return None
 
 
-QUARANTINE_BODY_MAX = 20_000  # characters of a refused change kept for a person to read
+QUARANTINE_BODY_MAX = 20_000  # bytes of a refused change kept for a person to read
+REASON_MAX = 300  # bytes of a refusal's reason kept: a reason may quote what the sender chose
 
 
 def quarantine_entry(change: Any, reason: str, received_at: str, keep: int = QUARANTINE_BODY_MAX) -> dict[str, Any]:
-    """What is kept of a refused change: its origin and seq when they are readable, the reason,
-    and the change itself as JSON text (whatever it held; past `keep` characters, the start and
-    the SHA-256 of the whole)."""
+    """What is kept of a refused change: its origin and seq when they are readable, the reason
+    (its first REASON_MAX bytes), and the change itself as JSON text (whatever it held; past
+    `keep` bytes, the start and the SHA-256 of the whole): so much a row, whatever was sent."""
     try:
         body = orjson.dumps(change, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:  # text no UTF-8 can hold (a lone surrogate): kept escaped
         body = json.dumps(change, default=repr, separators=(",", ":"))
-    if len(body) > keep:
-        digest = hashlib.sha256(body.encode()).hexdigest()  # both encoders above give text UTF-8 can hold
-        body = f"{body[:keep]}... ({len(body)} characters in all, sha256 {digest})"
+    whole = body.encode()  # both encoders above give text UTF-8 can hold
+    if len(whole) > keep:
+        body = f"{whole[:keep].decode(errors='ignore')}... ({len(whole)} bytes in all, sha256 " \
+               f"{hashlib.sha256(whole).hexdigest()})"
+    # A lone surrogate (a hub's answer may hold one) is kept as its escape: no store can hold it.
+    said = reason.encode(errors="backslashreplace")
+    reason = said.decode() if len(said) <= REASON_MAX else said[:REASON_MAX].decode(errors="ignore") + "..."
     origin = change.get("origin") if isinstance(change, dict) and is_id(change.get("origin")) else None
     seq = change.get("seq") if isinstance(change, dict) and type(change.get("seq")) is int else None
     ident = f"{origin}#{seq}" if origin is not None and seq is not None else body

@@ -26,16 +26,18 @@ class History(ChangeIntake):
                 "next": list(state_key(states[-1])) if len(states) == limit else None}
 
     def heal(self, records: list[Any], *, hold: dict[str, int] | None = None) -> dict:
-        # A device's records, checked at the door as its own pushes are (the single limit).
-        writes, refused = self._rebuilt(records, self.max_skew_ms, "a record a device gave back")
-        states, conflicts = self._merge_and_persist(writes, own=False, quarantined=self._within_cap(refused),
-                                                    log=False)
-        # After the records, never before: a reader sent to the records by the hold must find
-        # them there (a store without transactions may stop between the two: the device then
-        # heals again, and merging the same records twice changes nothing).
         held = {o: seq for o, seq in (hold or {}).items() if o != self.origin}
+        with self._writer():  # one writer: the quarantine's cap is counted where it is stored
+            # A device's records, checked at the door as its own pushes are (the single limit).
+            writes, refused = self._rebuilt(records, self.max_skew_ms, "a record a device gave back")
+            states, conflicts = self._merge_and_persist(writes, own=False, quarantined=self._within_cap(refused),
+                                                        log=False)
+            # After the records, never before: a reader sent to the records by the hold must find
+            # them there (a store without transactions may stop between the two: the device then
+            # heals again, and merging the same records twice changes nothing).
+            if held:
+                self._hold(held)
         if held:
-            self._hold(held)
             # A hold is a compaction: what the log still holds at or below it goes too (the hub
             # restored from a backup kept part of it), the first HEAL_DROP here and the rest by
             # the next compaction, so that the log goes on from just past each floor.

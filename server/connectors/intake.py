@@ -22,7 +22,7 @@ from server.changes import (
     writes_of,
 )
 from server.clock import wall_ms
-from server.connectors.storage import RetryMerge, Storage
+from server.connectors.storage import RetryMerge, Storage, entry_bytes
 from server.errors import StateConflict
 from server.sequences import admit, behind, held_below, shortfall
 from server.times import iso_from_ms
@@ -134,10 +134,20 @@ class ChangeIntake(Storage):
                 "quarantined": [{"origin": None, "seq": None, "reason": q["reason"]} for q in refused]}
 
     def _within_cap(self, refused: list[dict]) -> list[dict]:
-        """Of these refusals, those the quarantine keeps: a hub keeps so many; the sender keeps its own."""
-        if refused and self.quarantine_cap is not None:
-            return refused[:max(0, self.quarantine_cap - self.count_quarantine())]
-        return refused
+        """Of these refusals, those the quarantine keeps: a hub keeps so many, in so many bytes; the
+        sender keeps its own. Called inside the writer that stores them (and a store without
+        transactions checks again after storing, `_persist`), so two requests at once cannot
+        both pass the cap."""
+        if not refused or self.quarantine_cap is None:
+            return refused
+        rows, size = self._quarantine_held()
+        kept = []
+        for q in refused:
+            rows, size = rows + 1, size + entry_bytes(q)
+            if self._over_cap(rows, size):
+                break
+            kept.append(q)
+        return kept
 
     def _rebuilt(self, records: list[Any], skew_ms: int, what: str) -> tuple[list[Change], list[dict]]:
         """(the writes that rebuild these records, quarantine entries for the records that are not
