@@ -226,8 +226,13 @@ def push():
         # user's part), and are taken only past the hub's top of each origin, gapless, through
         # the same door: a relay can only give back, never overwrite. An origin the hub does not
         # know is held for the relaying device (within its quota) until its own device pushes it.
-        _hold_relayed(device, origins)
-        result = g.hub_store.relay_changes(changes)
+        # An origin another device owns and can still give back itself is not taken at all: a
+        # relay past its top would write as that device (which then sees a change it never wrote).
+        owned = _owned_by_others(device, origins)
+        _hold_relayed(device, [o for o in origins if o not in owned])
+        result = g.hub_store.relay_changes([ch for ch in changes if not (isinstance(ch, dict) and ch.get("origin")
+                                                                           in owned)])
+        result = {**result, "received": len(changes), "owned": g.hub_store.tops(owned) if owned else {}}
     else:
         _check_origins(device, origins)
         result = g.hub_store.apply_changes(changes)
@@ -295,39 +300,49 @@ def _news(store, cursor: dict[str, int], exclude: str | None) -> bool:
 
 def _check_origins(device: Device, origins: list[str]) -> None:
     """Refuse the whole batch, writing nothing, if another device owns one of its origins; then
-    take the ones nobody owns yet (or that only a relay brought in), within the device's quota."""
+    take the ones nobody owns yet (or that only a relay brought in), within the device's quota,
+    each counted and claimed in one step (registry.claim_origin)."""
     registry = _registry()
     owners = {o: _guarded(registry.origin_owner, device.user_id, o) for o in origins}
     for origin in origins:
         if owners[origin] not in (None, device.device_id) and not owners[origin].startswith(RELAYED):
             _not_yours(origin)
-    new = [o for o in origins if owners[o] != device.device_id]
-    if new:
-        _within_quota(device, device.device_id, len(new), "origins of its own")
-    for origin in new:
-        if owners[origin] is None and _guarded(registry.claim_origin, device.user_id, origin,
-                                               device.device_id) == device.device_id:
+    limit = current_app.config["SETTINGS"].hub_max_origins
+    for origin in (o for o in origins if owners[o] != device.device_id):
+        owner = _guarded(registry.claim_origin, device.user_id, origin, device.device_id, limit) \
+            if owners[origin] is None else owners[origin]
+        if owner == device.device_id:
             continue
-        if not _guarded(registry.take_relayed, device.user_id, origin, device.device_id):
+        taken = _guarded(registry.take_relayed, device.user_id, origin, device.device_id, limit) if owner else None
+        if taken is None:
+            _over_quota(limit, "origins of its own")
+        if not taken:
             _not_yours(origin)  # another device took it a moment ago
 
 
-def _hold_relayed(device: Device, origins: list[str]) -> None:
+def _owned_by_others(device: Device, origins: list[str]) -> set[str]:
+    """Of these origins, those another device owns whose token is not revoked: only it gives
+    back what the hub lost of them (its push), so a relay takes none of their changes."""
     registry = _registry()
-    unknown = [o for o in origins if _guarded(registry.origin_owner, device.user_id, o) is None]
-    if unknown:
-        _within_quota(device, RELAYED + device.device_id, len(unknown), "origins brought in by relay", factor=4)
-        for origin in unknown:
-            _guarded(registry.claim_origin, device.user_id, origin, RELAYED + device.device_id)
+    owners = {o: _guarded(registry.origin_owner, device.user_id, o) for o in origins}
+    others = {o: owner for o, owner in owners.items()
+              if owner is not None and owner != device.device_id and not owner.startswith(RELAYED)}
+    revoked = _guarded(registry.revoked_among, sorted(set(others.values()))) if others else set()
+    return {o for o, owner in others.items() if owner not in revoked}
 
 
-def _within_quota(device: Device, holder: str, more: int, what: str, factor: int = 1) -> None:
-    limit = current_app.config["SETTINGS"].hub_max_origins * factor
-    held = _guarded(_registry().origins_held, device.user_id, holder)
-    if held + more > limit:
-        raise TooManyRequests(f"This device holds {held} {what}; the hub allows {limit} (HUB_MAX_ORIGINS). Ask "
-                              "whoever runs the hub.", code="origin_quota", retry_after=3600)
+def _hold_relayed(device: Device, origins: list[str]) -> None:
+    registry, holder = _registry(), RELAYED + device.device_id
+    limit = current_app.config["SETTINGS"].hub_max_origins * 4
+    for origin in origins:
+        if _guarded(registry.origin_owner, device.user_id, origin) is None and \
+                _guarded(registry.claim_origin, device.user_id, origin, holder, limit) is None:
+            _over_quota(limit, "origins brought in by relay")
 
+
+def _over_quota(limit: int, what: str) -> None:
+    raise TooManyRequests(f"This device holds {limit} {what}, as many as the hub allows (HUB_MAX_ORIGINS). Ask "
+                          "whoever runs the hub.", code="origin_quota", retry_after=3600)
 
 
 def _not_yours(origin: str) -> None:

@@ -22,6 +22,7 @@ from server.sequences import advance
 from server.sync.catch_up import PROGRESS, catch_up, needs_catch_up
 from server.sync.heal import DUE, TRIMMED, heal_if_due, keep_floors, trim
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
+from server.sync.relay import OWNED, note_owned, skipped
 from server.times import iso_now, ms_from_iso
 
 log = logging.getLogger("server.sync")
@@ -175,7 +176,8 @@ def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
                 "rollbacks": list(stored.get("rollbacks") or []), "rollbackIds": list(stored.get("rollbackIds") or []),
                 **({PROGRESS: stored[PROGRESS]} if stored.get(PROGRESS) else {}),
                 **({DUE: True} if stored.get(DUE) else {}),
-                **({TRIMMED: stored[TRIMMED]} if stored.get(TRIMMED) else {})}
+                **({TRIMMED: stored[TRIMMED]} if stored.get(TRIMMED) else {}),
+                **({OWNED: stored[OWNED]} if stored.get(OWNED) else {})}
     if stored.get("epoch") != epoch:
         if stored.get("epoch") is not None:
             # The hub was wiped or re-seeded: what it held is gone, so send it everything we
@@ -187,6 +189,7 @@ def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
         bookmark["cursor"], bookmark["rollbackIds"] = {}, []
         bookmark[DUE] = True  # what this store's log no longer holds, the new hub gets from the records
         bookmark.pop(PROGRESS, None)  # a catch-up from the old hub's records: the new one's starts afresh
+        bookmark.pop(OWNED, None)  # the new hub's devices are not the old one's
         local.set_bookmark(BOOKMARK_KEY, bookmark)
     return bookmark
 
@@ -303,8 +306,9 @@ def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size:
     relay = only is None
     resumes = 0
     while budget > 0:
-        batch = within_bytes(local.changes_since(bookmark["cursor"], min(batch_size, budget), only_origin=only,
-                                                 exclude_origin=exclude), PUSH_BYTES)
+        skip = skipped(local, bookmark) if relay else {}  # their own devices give them back
+        batch = within_bytes(local.changes_since({**bookmark["cursor"], **skip}, min(batch_size, budget),
+                                                 only_origin=only, exclude_origin=exclude), PUSH_BYTES)
         if not batch:
             break
         budget -= len(batch)
@@ -320,7 +324,9 @@ def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size:
             _keep_refused(local, batch, result["quarantined"])
             report.quarantined += len(result["quarantined"])
             report.refused_for_clock += sum("ahead of this clock" in r["reason"] for r in result["quarantined"])
-        cursor = advance(bookmark["cursor"], batch)
+        owned = result.get("owned") or {}
+        note_owned(bookmark, owned)
+        cursor = {**advance(bookmark["cursor"], batch), **{o: bookmark["cursor"].get(o, 0) for o in owned}}
         for o, top in (result.get("resume") or {}).items():
             # The hub holds less of this origin than the batch assumed: send again from its top.
             if top < cursor.get(o, 0):

@@ -77,8 +77,9 @@ class HubClient:
         result = self._call("POST", "/push", {"changes": changes, **({"relay": True} if relayed else {})})
         counts_ok = all(type(result.get(k)) is int and 0 <= result[k] <= len(changes)
                         for k in ("received", "applied", "conflicts"))
-        refused, resume = result.get("quarantined"), result.setdefault("resume", {})
-        if not counts_ok or not isinstance(refused, list) or not all(map(_refusal, refused)) or not _tops(resume):
+        refused, resume, owned = result.get("quarantined"), result.setdefault("resume", {}), result.get("owned", {})
+        if not counts_ok or not isinstance(refused, list) or not all(map(_refusal, refused)) or not _tops(resume) \
+                or not _tops(owned):
             raise self._garbled("a push result of another shape")
         return result
 
