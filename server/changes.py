@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from typing import Any
 
@@ -29,6 +30,15 @@ MAX_SKEW_MS = 86_400_000
 # Which kind of store made an origin, at a glance; "h": a hold a device made at a hub it healed
 # from its records (sync/heal.py), which no change is ever logged under.
 ORIGIN_LETTER = {"sql": "d", "mongo": "m", "heal": "h"}
+
+
+# What new_origin("heal") makes: an origin a hub logs what a heal changed in its records under
+# (sync/heal.py): each of its changes carries the stamp of the write it gives back, whoever's.
+HEAL_ORIGIN = re.compile(r"h[0-9a-f]{12}")
+
+
+def is_heal_origin(origin: Any) -> bool:
+    return isinstance(origin, str) and HEAL_ORIGIN.fullmatch(origin) is not None
 
 
 def new_origin(store: str) -> str:
@@ -62,17 +72,19 @@ def seq_spans(changes: list[Change]) -> dict[str, tuple[int, int]]:
     return spans
 
 
-def check_change(change: Any, *, now_ms: int, max_skew_ms: int | None = MAX_SKEW_MS) -> str | None:
+def check_change(change: Any, *, now_ms: int, max_skew_ms: int | None = MAX_SKEW_MS,
+                 carried: bool = False) -> str | None:
     """Why a change from someone else cannot be applied, or None when it can: the same field
     definitions as the API (kinds, ids, field names, types, values), the op, the shape of the
     stamps and bases, and the bound on clock skew (none when `max_skew_ms` is None: a change the
-    hub took, whose door judged its stamp)."""
+    hub took, whose door judged its stamp). Its stamp must be its origin's, but with `carried`
+    (a change pulled from a hub) one of a heal origin carries another's (the hub logged it)."""
     if not isinstance(change, dict):
         return "not an object"
     if change.keys() != CHANGE_KEYS:
         extra, missing = sorted(map(str, change.keys() - CHANGE_KEYS)), sorted(CHANGE_KEYS - change.keys())
         return _unknown_keys(extra) if extra else f"missing keys {missing}"
-    return _envelope_problem(change) or _stamp_problem(change, now_ms, max_skew_ms) or _body_problem(change)
+    return _envelope_problem(change) or _stamp_problem(change, now_ms, max_skew_ms, carried) or _body_problem(change)
 
 
 KEYS_NAMED = 5  # unknown keys a reason names at most, each cut to 40 characters: the sender chose them
@@ -101,12 +113,12 @@ def _envelope_problem(change: dict) -> str | None:
     return None
 
 
-def _stamp_problem(change: dict, now_ms: int, max_skew_ms: int | None) -> str | None:
+def _stamp_problem(change: dict, now_ms: int, max_skew_ms: int | None, carried: bool) -> str | None:
     hlc = change["hlc"]
     if not is_stamp(hlc):
         return "hlc is not a clock stamp"
     ms, _, device = decode(hlc)
-    if device != change["origin"]:
+    if device != change["origin"] and not (carried and is_heal_origin(change["origin"])):
         return "hlc was not stamped by its origin"
     if max_skew_ms is not None and ms > now_ms + max_skew_ms:
         return f"hlc is {(ms - now_ms) / 1000:.0f} s ahead of this clock (the limit is {max_skew_ms // 1000} s)"
@@ -176,13 +188,14 @@ def slot_filler(refused: Any, user_id: str) -> Change | None:
 
 
 def at_the_door(changes: list[Any], *, now_ms: int, max_skew_ms: int | None, user_id: str,
-                keep: int = QUARANTINE_BODY_MAX) -> tuple[list[Change], list[dict[str, Any]], list[Change]]:
+                keep: int = QUARANTINE_BODY_MAX, carried: bool = False,
+                ) -> tuple[list[Change], list[dict[str, Any]], list[Change]]:
     """(the changes that passed, quarantine entries for the others, slot fillers for those of
-    them whose origin and seq can be read)."""
+    them whose origin and seq can be read); `carried` as check_change."""
     good, refused, fillers = [], [], []
     received_at = iso_from_ms(now_ms)
     for ch in changes:
-        reason = check_change(ch, now_ms=now_ms, max_skew_ms=max_skew_ms)
+        reason = check_change(ch, now_ms=now_ms, max_skew_ms=max_skew_ms, carried=carried)
         if reason is None:
             good.append(ch)
             continue

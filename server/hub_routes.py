@@ -15,6 +15,7 @@ import time
 
 from flask import Blueprint, current_app, g, request
 
+from server.changes import is_heal_origin
 from server.connectors.registry import RELAYED, Device, DeviceRegistry
 from server.errors import Forbidden, StoreUnavailable, TooManyRequests, Unauthorized, ValidationError
 from server.http import cached_document, declaring, envelope, health_answer
@@ -38,7 +39,9 @@ route = declaring(bp, OPERATIONS)
 # which the shortfall answer names as "compacted"; the answer's "floors" say what a device may
 # drop of its own log). "heal" (POST /heal: a device's records, for a hub that lost history no
 # device's log still holds).
-FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal")
+# "healLog" (a heal's logAs: what it changed is logged under the healer's heal origin; a relay
+# answers `owned` for origins another device gives back itself).
+FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal", "healLog")
 WAIT_SECONDS, MAX_WAIT_SECONDS = 25, 60
 
 
@@ -156,27 +159,32 @@ def snapshot():
                  (401, 403, 429), "HubHealRequest"))
 def heal():
     body = json_object()
-    only_keys(body, {"records", "hold"})
-    records = body.get("records")
+    only_keys(body, {"records", "hold", "logAs"})
+    records, log_as = body.get("records"), body.get("logAs")
     problems: dict[str, str] = {}
     if not isinstance(records, list) or len(records) > MAX_BATCH:
         problems["records"] = f"must be a list of at most {MAX_BATCH} records"
     hold = _hold_of(body, problems)
+    if log_as is not None and not is_heal_origin(log_as):
+        problems["logAs"] = "must be null or a heal origin: h and 12 hexadecimal digits"
     if problems:
         raise ValidationError(problems)
     device: Device = g.device
     limits = _refusals_allowed(device)
-    if hold:
+    if hold or log_as:
         # Only the device's own origins (or new ones, which it claims): a hold drops every change
-        # at or below it as held, so one over another device's origin would lose that device's edits.
-        _check_origins(device, sorted(hold))
-    result = g.hub_store.heal(records, hold=hold)
+        # at or below it as held, so one over another device's origin would lose that device's
+        # edits; and what a heal changed is logged under the healer's own heal origin.
+        _check_origins(device, sorted({*(hold or {}), *([log_as] if log_as else [])}))
+    # A write stamped by another device that can still give it back itself is not taken: a heal
+    # writes as no other device (docs/how-sync-works.md, what a device of the same user can do).
+    result = g.hub_store.heal(records, hold=hold, log_as=log_as, not_from=_owned_by_others(device))
     limits.count(device.device_id, len(result["quarantined"]))
     _metrics().took("healed", result["applied"])
     _metrics().refused_changes(result["quarantined"])
     log.warning("device %s gave back %d records (%d changed) and held %s", device.device_id, len(records),
                 result["applied"], result["held"] or "nothing")
-    if result["held"]:  # the other devices lack the records now held: they wake and catch up
+    if result["held"] or result["logged"]:  # the other devices lack what it changed: they wake and take it
         current_app.extensions["waiters"].notify(device.user_id, but=device.device_id)
     return envelope(result)
 
@@ -228,11 +236,9 @@ def push():
         # know is held for the relaying device (within its quota) until its own device pushes it.
         # An origin another device owns and can still give back itself is not taken at all: a
         # relay past its top would write as that device (which then sees a change it never wrote).
-        owned = _owned_by_others(device, origins)
+        owned = _owned_by_others(device) & set(origins)
         _hold_relayed(device, [o for o in origins if o not in owned])
-        result = g.hub_store.relay_changes([ch for ch in changes if not (isinstance(ch, dict) and ch.get("origin")
-                                                                           in owned)])
-        result = {**result, "received": len(changes), "owned": g.hub_store.tops(owned) if owned else {}}
+        result = g.hub_store.relay_changes(changes, owned=owned)
     else:
         _check_origins(device, origins)
         result = g.hub_store.apply_changes(changes)
@@ -320,13 +326,13 @@ def _check_origins(device: Device, origins: list[str]) -> None:
             _not_yours(origin)  # another device took it a moment ago
 
 
-def _owned_by_others(device: Device, origins: list[str]) -> set[str]:
-    """Of these origins, those another device owns whose token is not revoked: only it gives
-    back what the hub lost of them (its push), so a relay takes none of their changes."""
+def _owned_by_others(device: Device) -> set[str]:
+    """The origins of the user that another device owns whose token is not revoked: only that
+    device gives back what the hub lost of them (its push, its heal), so a relay or a heal of
+    this device takes none of their changes."""
     registry = _registry()
-    owners = {o: _guarded(registry.origin_owner, device.user_id, o) for o in origins}
-    others = {o: owner for o, owner in owners.items()
-              if owner is not None and owner != device.device_id and not owner.startswith(RELAYED)}
+    others = {o: owner for o, owner in _guarded(registry.owners, device.user_id).items()
+              if owner != device.device_id and not owner.startswith(RELAYED)}
     revoked = _guarded(registry.revoked_among, sorted(set(others.values()))) if others else set()
     return {o for o, owner in others.items() if owner not in revoked}
 

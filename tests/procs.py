@@ -91,9 +91,15 @@ class ServerProcess:
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"null"), err.headers
 
-    def sync(self) -> dict:
-        """One round now (POST /api/v1/sync); its report, which must be a success."""
-        status, body, _ = self.request("POST", "/api/v1/sync", {}, timeout=300)
+    def sync(self, deadline: float = 300) -> dict:
+        """One round now (POST /api/v1/sync); its report, which must be a success. A round the
+        device runs by itself (at start, after a write) is waited for: the call waits 30 s for
+        it, and on a slow machine a long one may take longer."""
+        until = time.monotonic() + deadline
+        while True:
+            status, body, _ = self.request("POST", "/api/v1/sync", {}, timeout=300)
+            if status != 409 or body["error"]["code"] != "sync_running" or time.monotonic() > until:
+                break
         assert status == 200, body
         return body["data"]
 

@@ -5,6 +5,7 @@ device. The same cases over real hub server processes are in tests/test_hub_conv
 
 from __future__ import annotations
 
+from server.changes import is_heal_origin
 from server.errors import StoreUnavailable
 from server.sync.engine import run_round, stored_bookmark, stored_cursor
 from tests.synckit import assert_converged, course
@@ -61,3 +62,71 @@ def test_a_catch_up_interrupted_by_a_restore_takes_no_cursor_from_the_hub_it_did
                                                                   *(f"z{n}" for n in range(4))}
     assert pending(tablet) == pending(phone) == 0
     assert_converged(world)
+
+
+def test_what_a_heal_changes_reaches_every_device_and_the_ledger_shows_what_it_overwrote(world):
+    laptop, phone, tablet = world.device("laptop"), world.device("phone"), world.device("tablet")
+    course(laptop, id="c1", title="first")
+    world.settle(["laptop", "phone", "tablet"])
+    backup = world.backup_hub()
+    phone.update("course", None, "c1", {"title": "the phone's"})  # offline, unseen by the laptop
+    laptop.update("course", None, "c1", {"title": "the laptop's"})
+    laptop.update("course", None, "c1", {"notes": "later"})
+    world.settle(["laptop", "tablet"])
+    compact_everything(world)
+    world.settle(["tablet"])  # the tablet's log drops the laptop's edits; the laptop is away
+    world.restore_hub(backup)  # the hub lacks both; only the tablet's records hold them
+    assert world.sync("tablet").healed > 0
+    healer = stored_bookmark(tablet)["healer"]["origin"]
+    assert is_heal_origin(healer) and world.hub.floors() == {}, "logged, not held: nobody needs the records"
+    report = world.sync("phone")
+    assert report.from_snapshot == 0 and report.pulled == 2
+    [lost] = [c for c in phone.list_conflicts() if c["field"] == "title"]
+    assert (lost["localValue"], lost["remoteValue"], lost["remoteOrigin"]) == ("the phone's", "the laptop's", healer), \
+        "the phone's ledger shows what the heal overwrote, and that a heal did"
+    assert world.device_seqs("phone").get(healer) is None, "what a hub logged of a heal is merged, not logged"
+    world.settle(["laptop", "phone", "tablet"])
+    assert_converged(world)
+
+
+def test_a_hub_that_loses_what_it_logged_of_a_heal_numbers_it_again_and_devices_take_it(world):
+    laptop, phone = world.device("laptop"), world.device("phone")
+    course(laptop, id="c1", title="first")
+    course(laptop, id="c2", title="second")
+    world.settle(["laptop", "phone"])
+    first = world.backup_hub()
+    for n in range(3):
+        laptop.update("course", None, "c1", {"notes": f"note {n}"})
+    world.settle(["laptop", "phone"])
+    compact_everything(world)
+    world.settle(["laptop", "phone"])
+    world.restore_hub(first)
+    world.settle(["laptop", "phone"])  # healed: the phone pulled what the hub logged of it
+    healer = stored_bookmark(laptop)["healer"]["origin"]
+    assert stored_cursor(phone)[1][healer] >= 1
+    world.restore_hub(first)  # back again, before that heal: its numbers are taken again by the next
+    laptop.update("course", None, "c2", {"notes": "after"})
+    world.settle(["laptop", "phone"], rounds=3)
+    assert_converged(world)
+    assert {o for o in set(world.hub_seqs()) | set(world.hub.floors()) if is_heal_origin(o)} == {healer}
+
+
+def test_twenty_restores_in_one_epoch_take_one_heal_origin(world):
+    laptop, phone = world.device("laptop"), world.device("phone")
+    course(laptop, id="c1", title="first")
+    world.settle(["laptop", "phone"])
+    for n in range(20):
+        backup = world.backup_hub()
+        laptop.update("course", None, "c1", {"title": f"title {n}"})
+        laptop.update("course", None, "c1", {"notes": f"note {n}"})
+        world.settle(["laptop", "phone"])
+        compact_everything(world)
+        world.settle(["laptop", "phone"])
+        world.restore_hub(backup)
+        assert world.sync("laptop").healed > 0, f"restore {n}: healed"
+    world.settle(["laptop", "phone"])
+    assert_converged(world)
+    assert phone.get_course("c1")["title"] == "title 19"
+    origins = set(world.hub_seqs()) | set(world.hub.floors())
+    assert len({o for o in origins if is_heal_origin(o)}) == 1, origins
+    assert pending(laptop) == pending(phone) == 0

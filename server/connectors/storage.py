@@ -118,6 +118,12 @@ class Storage(DatabaseConnector):
         snapshot's records brought them): each one's top and floor rise to it."""
 
     @abstractmethod
+    def _append(self, origin: str, changes: list[Change]) -> list[Change]:
+        """Inside `_writer`: log `changes` under `origin` (not this store's own) at the next
+        numbers past its top, none taken twice however many processes append at once; returns
+        them as logged."""
+
+    @abstractmethod
     def _records_after(self, after: Key | None, limit: int) -> list[dict[str, Any]]:
         """At most `limit` merge states (tombstones too) in (kind, key) order, after `after`."""
 
@@ -181,16 +187,18 @@ class Storage(DatabaseConnector):
 
     def _merge_and_persist(self, changes: list[Change], *, own: bool, bookmarks: dict[str, Any] | None = None,
                            preloaded: dict[Key, dict | None] | None = None,
-                           quarantined: list[dict] = (), log: bool = True) -> tuple[list[dict], list[dict]]:
+                           quarantined: list[dict] = (), log: bool = True, logged: list[Change] | None = None,
+                           ) -> tuple[list[dict], list[dict]]:
         """Merge and store; returns (changed states, conflicts). What the caller loaded in the
         same writer section may be passed in; a retry after a lost race loads afresh. Without
-        `log`, the changes are merged but not logged (writes rebuilt from a snapshot's records)."""
+        `log`, the changes are merged but not logged (writes rebuilt from a snapshot's records);
+        `logged`: only those of them are logged."""
         for _ in range(20):
             states, conflicts = self._merge(changes, preloaded)
             preloaded = None
             try:
-                self._persist(changes if log else [], states, conflicts, own=own, bookmarks=bookmarks,
-                              quarantined=quarantined)
+                self._persist((changes if logged is None else logged) if log else [], states, conflicts, own=own,
+                              bookmarks=bookmarks, quarantined=quarantined)
                 return states, conflicts
             except RetryMerge:
                 continue

@@ -20,7 +20,7 @@ from server.connectors.base import DatabaseConnector
 from server.errors import AppError, HubRefused, StoreUnavailable
 from server.sequences import advance
 from server.sync.catch_up import PROGRESS, RESTARTED, catch_up, needs_catch_up
-from server.sync.heal import DUE, TRIMMED, heal_if_due, keep_floors, trim
+from server.sync.heal import DUE, HEALER, TRIMMED, heal_if_due, keep_floors, trim
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
 from server.sync.relay import OWNED, note_owned, skipped
 from server.times import iso_now, ms_from_iso
@@ -184,7 +184,7 @@ def _catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, compacted: dic
 
 
 # What a round carries over from the last one's bookmark, when set.
-CARRIED = (PROGRESS, DUE, TRIMMED, OWNED, RESTARTED)
+CARRIED = (PROGRESS, DUE, TRIMMED, OWNED, RESTARTED, HEALER)
 
 
 def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
@@ -208,6 +208,8 @@ def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
         bookmark[DUE] = True  # what this store's log no longer holds, the new hub gets from the records
         bookmark.pop(PROGRESS, None)  # a catch-up from the old hub's records: the new one's starts afresh
         bookmark.pop(OWNED, None)  # the new hub's devices are not the old one's
+        if bookmark.get(HEALER):  # nothing is logged under the heal origin at the new hub yet
+            bookmark[HEALER] = {**bookmark[HEALER], "top": 0}
         local.set_bookmark(BOOKMARK_KEY, bookmark)
     return bookmark
 
