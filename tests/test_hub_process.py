@@ -41,8 +41,8 @@ class Hubs:
         self.hubs: list[ServerProcess] = []
         self.devices: dict[str, ServerProcess] = {}
 
-    def hub(self) -> ServerProcess:
-        srv = started(self.tmp_path, f"hub{len(self.hubs)}", self.store_env, args=("--hub",))
+    def hub(self, **env: str) -> ServerProcess:
+        srv = started(self.tmp_path, f"hub{len(self.hubs)}", {**self.store_env, **env}, args=("--hub",))
         self.hubs.append(srv)
         return srv
 
