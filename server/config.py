@@ -244,8 +244,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_METRICS_TOKEN", "hub_metrics_token", _token, "unset",
             "a hub server: the bearer token a Prometheus scrape of its `/metrics` brings; unset, it serves none"),
     Setting("HUB_MAX_ORIGINS", "hub_max_origins", _integer(1, 100_000), "`16`",
-            "a hub server: origins one device may own (its first, and one per restored or moved store) "
-            "and bring in by relay"),
+            "a hub server: origins one device may own (its first, its heal origin, and one per restored or moved "
+            "store) and bring in by relay"),
     Setting("HUB_MAX_QUARANTINED", "hub_max_quarantined", _integer(1, 10_000_000), "`1000`",
             "a hub server: refused changes it keeps per user (each at most 1 KB of the change and 300 bytes of "
             "its reason)"),
