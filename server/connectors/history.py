@@ -43,7 +43,8 @@ class History(ChangeIntake):
                 self._hold(held)
             # What the heal changed is logged under the healer's heal origin, which every device
             # pulls: none is left with records the hub changed unheard.
-            logged = self._append(log_as, carried(taken, before, states)) if log_as and states else []
+            changed = carried(taken, before, states) if log_as and states else []
+            logged = self._append(log_as, changed) if changed else []
         if held:
             # A hold is a compaction: what the log still holds at or below it goes too (the hub
             # restored from a backup kept part of it), the first HEAL_DROP here and the rest by
