@@ -347,7 +347,7 @@ def _hold_relayed(device: Device, origins: list[str]) -> None:
 
 
 def _over_quota(limit: int, what: str) -> None:
-    raise TooManyRequests(f"This device holds {limit} {what}, as many as the hub allows (HUB_MAX_ORIGINS). Ask "
+    raise TooManyRequests(f"This device holds {limit} {what}; the hub allows {limit} (HUB_MAX_ORIGINS). Ask "
                           "whoever runs the hub.", code="origin_quota", retry_after=3600)
 
 

@@ -314,7 +314,7 @@ class TestQuotas:
             assert status == 200 and body["data"]["applied"] == 3
             status, body = hub.call("POST", "/push", flooder, {"changes": [noop("f3")]})
             assert (status, body["error"]["code"]) == (429, "origin_quota")
-            assert "holds 3 origins of its own, as many as the hub allows" in body["error"]["message"]
+            assert "holds 3 origins of its own; the hub allows 3" in body["error"]["message"]
             status, body = hub.call("POST", "/push", flooder, {"changes": [noop("f0", 2)]})
             assert status == 200, "an origin it owns goes on"
             # Relays bring in unknown origins within four times the quota.
