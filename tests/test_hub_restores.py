@@ -5,10 +5,12 @@ device. The same cases over real hub server processes are in tests/test_hub_conv
 
 from __future__ import annotations
 
+import pytest
+
 from server.changes import is_heal_origin
 from server.errors import StoreUnavailable
 from server.sync.engine import run_round, stored_bookmark, stored_cursor
-from tests.synckit import assert_converged, course
+from tests.synckit import World, assert_converged, course
 from tests.test_compaction import compact_everything
 from tests.test_hub_history import pending
 
@@ -111,7 +113,17 @@ def test_a_hub_that_loses_what_it_logged_of_a_heal_numbers_it_again_and_devices_
     assert {o for o in set(world.hub_seqs()) | set(world.hub.floors()) if is_heal_origin(o)} == {healer}
 
 
-def test_twenty_restores_in_one_epoch_take_one_heal_origin(world):
+@pytest.fixture(params=["mongomock", "sqlite"])
+def stores_world(request, tmp_path):
+    """As the `world` fixture, without the wire tier: twenty restores over the wire take minutes,
+    and the wire hub's own restores are in tests/test_hub_converges.py."""
+    made = World(tmp_path, request.param)
+    yield made
+    made.close()
+
+
+def test_twenty_restores_in_one_epoch_take_one_heal_origin(stores_world):
+    world = stores_world
     laptop, phone = world.device("laptop"), world.device("phone")
     course(laptop, id="c1", title="first")
     world.settle(["laptop", "phone"])
