@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from typing import Any
 
@@ -29,6 +30,15 @@ MAX_SKEW_MS = 86_400_000
 # Which kind of store made an origin, at a glance; "h": a hold a device made at a hub it healed
 # from its records (sync/heal.py), which no change is ever logged under.
 ORIGIN_LETTER = {"sql": "d", "mongo": "m", "heal": "h"}
+
+
+# What new_origin("heal") makes: an origin a hub logs what a heal changed in its records under
+# (sync/heal.py): each of its changes carries the stamp of the write it gives back, whoever's.
+HEAL_ORIGIN = re.compile(r"h[0-9a-f]{12}")
+
+
+def is_heal_origin(origin: Any) -> bool:
+    return isinstance(origin, str) and HEAL_ORIGIN.fullmatch(origin) is not None
 
 
 def new_origin(store: str) -> str:
@@ -62,17 +72,27 @@ def seq_spans(changes: list[Change]) -> dict[str, tuple[int, int]]:
     return spans
 
 
-def check_change(change: Any, *, now_ms: int, max_skew_ms: int | None = MAX_SKEW_MS) -> str | None:
+def check_change(change: Any, *, now_ms: int, max_skew_ms: int | None = MAX_SKEW_MS,
+                 carried: bool = False) -> str | None:
     """Why a change from someone else cannot be applied, or None when it can: the same field
     definitions as the API (kinds, ids, field names, types, values), the op, the shape of the
     stamps and bases, and the bound on clock skew (none when `max_skew_ms` is None: a change the
-    hub took, whose door judged its stamp)."""
+    hub took, whose door judged its stamp). Its stamp must be its origin's, but with `carried`
+    (a change pulled from a hub) one of a heal origin carries another's (the hub logged it)."""
     if not isinstance(change, dict):
         return "not an object"
     if change.keys() != CHANGE_KEYS:
         extra, missing = sorted(map(str, change.keys() - CHANGE_KEYS)), sorted(CHANGE_KEYS - change.keys())
-        return f"unknown keys {extra}" if extra else f"missing keys {missing}"
-    return _envelope_problem(change) or _stamp_problem(change, now_ms, max_skew_ms) or _body_problem(change)
+        return _unknown_keys(extra) if extra else f"missing keys {missing}"
+    return _envelope_problem(change) or _stamp_problem(change, now_ms, max_skew_ms, carried) or _body_problem(change)
+
+
+KEYS_NAMED = 5  # unknown keys a reason names at most, each cut to 40 characters: the sender chose them
+
+
+def _unknown_keys(extra: list[str]) -> str:
+    more = f" and {len(extra) - KEYS_NAMED} more" if len(extra) > KEYS_NAMED else ""
+    return f"unknown keys {[key[:40] for key in extra[:KEYS_NAMED]]}{more}"
 
 
 def _envelope_problem(change: dict) -> str | None:
@@ -93,12 +113,12 @@ def _envelope_problem(change: dict) -> str | None:
     return None
 
 
-def _stamp_problem(change: dict, now_ms: int, max_skew_ms: int | None) -> str | None:
+def _stamp_problem(change: dict, now_ms: int, max_skew_ms: int | None, carried: bool) -> str | None:
     hlc = change["hlc"]
     if not is_stamp(hlc):
         return "hlc is not a clock stamp"
     ms, _, device = decode(hlc)
-    if device != change["origin"]:
+    if device != change["origin"] and not (carried and is_heal_origin(change["origin"])):
         return "hlc was not stamped by its origin"
     if max_skew_ms is not None and ms > now_ms + max_skew_ms:
         return f"hlc is {(ms - now_ms) / 1000:.0f} s ahead of this clock (the limit is {max_skew_ms // 1000} s)"
@@ -126,20 +146,25 @@ def _body_problem(change: dict) -> str | None:
     return None
 
 
-QUARANTINE_BODY_MAX = 20_000  # characters of a refused change kept for a person to read
+QUARANTINE_BODY_MAX = 20_000  # bytes of a refused change kept for a person to read
+REASON_MAX = 300  # bytes of a refusal's reason kept: a reason may quote what the sender chose
 
 
 def quarantine_entry(change: Any, reason: str, received_at: str, keep: int = QUARANTINE_BODY_MAX) -> dict[str, Any]:
-    """What is kept of a refused change: its origin and seq when they are readable, the reason,
-    and the change itself as JSON text (whatever it held; past `keep` characters, the start and
-    the SHA-256 of the whole)."""
+    """What is kept of a refused change: its origin and seq when they are readable, the reason
+    (its first REASON_MAX bytes), and the change itself as JSON text (whatever it held; past
+    `keep` bytes, the start and the SHA-256 of the whole): so much a row, whatever was sent."""
     try:
         body = orjson.dumps(change, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:  # text no UTF-8 can hold (a lone surrogate): kept escaped
         body = json.dumps(change, default=repr, separators=(",", ":"))
-    if len(body) > keep:
-        digest = hashlib.sha256(body.encode()).hexdigest()  # both encoders above give text UTF-8 can hold
-        body = f"{body[:keep]}... ({len(body)} characters in all, sha256 {digest})"
+    whole = body.encode()  # both encoders above give text UTF-8 can hold
+    if len(whole) > keep:
+        body = f"{whole[:keep].decode(errors='ignore')}... ({len(whole)} bytes in all, sha256 " \
+               f"{hashlib.sha256(whole).hexdigest()})"
+    # A lone surrogate (a hub's answer may hold one) is kept as its escape: no store can hold it.
+    said = reason.encode(errors="backslashreplace")
+    reason = said.decode() if len(said) <= REASON_MAX else said[:REASON_MAX].decode(errors="ignore") + "..."
     origin = change.get("origin") if isinstance(change, dict) and is_id(change.get("origin")) else None
     seq = change.get("seq") if isinstance(change, dict) and type(change.get("seq")) is int else None
     ident = f"{origin}#{seq}" if origin is not None and seq is not None else body
@@ -163,13 +188,14 @@ def slot_filler(refused: Any, user_id: str) -> Change | None:
 
 
 def at_the_door(changes: list[Any], *, now_ms: int, max_skew_ms: int | None, user_id: str,
-                keep: int = QUARANTINE_BODY_MAX) -> tuple[list[Change], list[dict[str, Any]], list[Change]]:
+                keep: int = QUARANTINE_BODY_MAX, carried: bool = False,
+                ) -> tuple[list[Change], list[dict[str, Any]], list[Change]]:
     """(the changes that passed, quarantine entries for the others, slot fillers for those of
-    them whose origin and seq can be read)."""
+    them whose origin and seq can be read); `carried` as check_change."""
     good, refused, fillers = [], [], []
     received_at = iso_from_ms(now_ms)
     for ch in changes:
-        reason = check_change(ch, now_ms=now_ms, max_skew_ms=max_skew_ms)
+        reason = check_change(ch, now_ms=now_ms, max_skew_ms=max_skew_ms, carried=carried)
         if reason is None:
             good.append(ch)
             continue

@@ -65,6 +65,7 @@ class Settings:
     # A hub server's quotas per device (see hub_routes): going over answers 429.
     hub_max_origins: int = 16
     hub_max_quarantined: int = 1000
+    hub_max_quarantined_bytes: int = 2 * 1024 * 1024
     hub_max_refusals_per_minute: int = 600
     hub_max_wait_seconds: float = 60.0  # a wait is held at most this long, whatever it asks
     hub_device_retention_days: float = 180.0  # a device unseen this long holds no history back
@@ -243,10 +244,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_METRICS_TOKEN", "hub_metrics_token", _token, "unset",
             "a hub server: the bearer token a Prometheus scrape of its `/metrics` brings; unset, it serves none"),
     Setting("HUB_MAX_ORIGINS", "hub_max_origins", _integer(1, 100_000), "`16`",
-            "a hub server: origins one device may own (its first, and one per restored or moved store) "
-            "and bring in by relay"),
+            "a hub server: origins one device may own (its first, its heal origin, and one per restored or moved "
+            "store) and bring in by relay"),
     Setting("HUB_MAX_QUARANTINED", "hub_max_quarantined", _integer(1, 10_000_000), "`1000`",
-            "a hub server: refused changes it keeps per device"),
+            "a hub server: refused changes it keeps per user (each at most 1 KB of the change and 300 bytes of "
+            "its reason)"),
+    Setting("HUB_MAX_QUARANTINED_BYTES", "hub_max_quarantined_bytes", _integer(4096, 2**40), "`2097152`",
+            "a hub server: bytes those refused changes take as stored, per user, at most"),
     Setting("HUB_MAX_REFUSALS_PER_MINUTE", "hub_max_refusals_per_minute", _integer(1, 1_000_000), "`600`",
             "a hub server: changes of one device it refuses in a minute before it answers 429"),
     Setting("HUB_MAX_WAIT_SECONDS", "hub_max_wait_seconds", _number(1, 60), "`60`",

@@ -15,7 +15,8 @@ HUB_SCHEMAS = {
                                 "deviceId": {"type": "string", "description": "the token's device"},
                                 "features": {"type": "array", "items": {"type": "string"},
                                              "description": "calls beyond the first protocol: shortfall, relay, "
-                                                            "resume, wait, snapshot, heal"}}},
+                                                            "resume, wait, snapshot, heal, healLog (a heal's logAs, "
+                                                            "and a relay's owned)"}}},
     "HubWaitRequest": {"type": "object", "additionalProperties": False, "properties": {
         "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
         "excludeOrigin": {**ORIGIN, "nullable": True, "description": "this device's own origin: its changes are "
@@ -53,12 +54,22 @@ HUB_SCHEMAS = {
                  "description": "with the last page: how far the records now hold each of these origins of this "
                                 "device's own (a new one is claimed, within the device's quota; one named twice "
                                 "is held at the higher seq); each one's top and floor rise to it, so that a device "
-                                "below is sent the records"}}},
+                                "below is sent the records"},
+        "logAs": {"type": "string", "pattern": "^h[0-9a-f]{12}$", "nullable": True,
+                  "description": "this device's heal origin (claimed once, within its quota): what the page changes "
+                                 "in the hub's records (per write, the fields it now holds) is logged under it, "
+                                 "numbered past its top, with the stamps of the writes, so that every device pulls "
+                                 "it. Writes stamped by an origin another device owns (its token not revoked) are "
+                                 "not taken: that device gives its own back"}}},
     "HubHealResult": {"type": "object", "required": ["received", "applied", "conflicts", "quarantined", "held"],
                       "properties": {"received": {"type": "integer"}, "applied": {"type": "integer",
                                                                                  "description": "records changed"},
                                      "conflicts": {"type": "integer"},
                                      "held": {"type": "object", "additionalProperties": SEQ},
+                                     "logged": {"type": "object", "additionalProperties": SEQ,
+                                                "description": "{logAs: the newest seq logged}, when anything was"},
+                                     "skipped": {"type": "array", "items": {"type": "string"},
+                                                 "description": "origins of writes not taken: other devices' own"},
                                      "quarantined": {"type": "array", "items": {
                                          "type": "object", "required": ["origin", "seq", "reason"],
                                          "properties": {"origin": {**ORIGIN, "nullable": True},
@@ -101,13 +112,18 @@ HUB_SCHEMAS = {
         "changes": {"type": "array", "maxItems": 2000, "items": {},
                     "description": "Changes (see Change); anything else is quarantined with its reason"},
         "relay": {"type": "boolean", "description": "other origins' changes the hub lost: only what it lacks is "
-                                                    "taken, no origin is claimed"}}},
+                                                    "taken, no origin is claimed, and nothing of an origin another "
+                                                    "device owns whose token is not revoked (see owned)"}}},
     "HubPushResult": {"type": "object", "required": ["received", "applied", "conflicts", "quarantined"],
                       "properties": {"received": {"type": "integer"}, "applied": {"type": "integer"},
                                      "conflicts": {"type": "integer"},
                                      "resume": {"type": "object", "additionalProperties": SEQ,
                                                 "description": "origin -> the hub's top, for an origin whose "
                                                                "changes started past it: send again from there"},
+                                     "owned": {"type": "object", "additionalProperties": SEQ,
+                                               "description": "a relay: origin -> the hub's top, for the origins "
+                                                              "another device owns: none of their changes was taken; "
+                                                              "that device gives them back itself"},
                                      "quarantined": {"type": "array", "items": {
                                          "type": "object", "required": ["origin", "seq", "reason"],
                                          "properties": {"origin": {**ORIGIN, "nullable": True},

@@ -15,6 +15,7 @@ import time
 
 from flask import Blueprint, current_app, g, request
 
+from server.changes import is_heal_origin
 from server.connectors.registry import RELAYED, Device, DeviceRegistry
 from server.errors import Forbidden, StoreUnavailable, TooManyRequests, Unauthorized, ValidationError
 from server.http import cached_document, declaring, envelope, health_answer
@@ -38,7 +39,9 @@ route = declaring(bp, OPERATIONS)
 # which the shortfall answer names as "compacted"; the answer's "floors" say what a device may
 # drop of its own log). "heal" (POST /heal: a device's records, for a hub that lost history no
 # device's log still holds).
-FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal")
+# "healLog" (a heal's logAs: what it changed is logged under the healer's heal origin; a relay
+# answers `owned` for origins another device gives back itself).
+FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal", "healLog")
 WAIT_SECONDS, MAX_WAIT_SECONDS = 25, 60
 
 
@@ -156,27 +159,32 @@ def snapshot():
                  (401, 403, 429), "HubHealRequest"))
 def heal():
     body = json_object()
-    only_keys(body, {"records", "hold"})
-    records = body.get("records")
+    only_keys(body, {"records", "hold", "logAs"})
+    records, log_as = body.get("records"), body.get("logAs")
     problems: dict[str, str] = {}
     if not isinstance(records, list) or len(records) > MAX_BATCH:
         problems["records"] = f"must be a list of at most {MAX_BATCH} records"
     hold = _hold_of(body, problems)
+    if log_as is not None and not is_heal_origin(log_as):
+        problems["logAs"] = "must be null or a heal origin: h and 12 hexadecimal digits"
     if problems:
         raise ValidationError(problems)
     device: Device = g.device
     limits = _refusals_allowed(device)
-    if hold:
+    if hold or log_as:
         # Only the device's own origins (or new ones, which it claims): a hold drops every change
-        # at or below it as held, so one over another device's origin would lose that device's edits.
-        _check_origins(device, sorted(hold))
-    result = g.hub_store.heal(records, hold=hold)
+        # at or below it as held, so one over another device's origin would lose that device's
+        # edits; and what a heal changed is logged under the healer's own heal origin.
+        _check_origins(device, sorted({*(hold or {}), *([log_as] if log_as else [])}))
+    # A write stamped by another device that can still give it back itself is not taken: a heal
+    # writes as no other device (docs/how-sync-works.md, what a device of the same user can do).
+    result = g.hub_store.heal(records, hold=hold, log_as=log_as, not_from=_owned_by_others(device))
     limits.count(device.device_id, len(result["quarantined"]))
     _metrics().took("healed", result["applied"])
     _metrics().refused_changes(result["quarantined"])
     log.warning("device %s gave back %d records (%d changed) and held %s", device.device_id, len(records),
                 result["applied"], result["held"] or "nothing")
-    if result["held"]:  # the other devices lack the records now held: they wake and catch up
+    if result["held"] or result["logged"]:  # the other devices lack what it changed: they wake and take it
         current_app.extensions["waiters"].notify(device.user_id, but=device.device_id)
     return envelope(result)
 
@@ -226,8 +234,11 @@ def push():
         # user's part), and are taken only past the hub's top of each origin, gapless, through
         # the same door: a relay can only give back, never overwrite. An origin the hub does not
         # know is held for the relaying device (within its quota) until its own device pushes it.
-        _hold_relayed(device, origins)
-        result = g.hub_store.relay_changes(changes)
+        # An origin another device owns and can still give back itself is not taken at all: a
+        # relay past its top would write as that device (which then sees a change it never wrote).
+        owned = _owned_by_others(device) & set(origins)
+        _hold_relayed(device, [o for o in origins if o not in owned])
+        result = g.hub_store.relay_changes(changes, owned=owned)
     else:
         _check_origins(device, origins)
         result = g.hub_store.apply_changes(changes)
@@ -295,39 +306,49 @@ def _news(store, cursor: dict[str, int], exclude: str | None) -> bool:
 
 def _check_origins(device: Device, origins: list[str]) -> None:
     """Refuse the whole batch, writing nothing, if another device owns one of its origins; then
-    take the ones nobody owns yet (or that only a relay brought in), within the device's quota."""
+    take the ones nobody owns yet (or that only a relay brought in), within the device's quota,
+    each counted and claimed in one step (registry.claim_origin)."""
     registry = _registry()
     owners = {o: _guarded(registry.origin_owner, device.user_id, o) for o in origins}
     for origin in origins:
         if owners[origin] not in (None, device.device_id) and not owners[origin].startswith(RELAYED):
             _not_yours(origin)
-    new = [o for o in origins if owners[o] != device.device_id]
-    if new:
-        _within_quota(device, device.device_id, len(new), "origins of its own")
-    for origin in new:
-        if owners[origin] is None and _guarded(registry.claim_origin, device.user_id, origin,
-                                               device.device_id) == device.device_id:
+    limit = current_app.config["SETTINGS"].hub_max_origins
+    for origin in (o for o in origins if owners[o] != device.device_id):
+        owner = _guarded(registry.claim_origin, device.user_id, origin, device.device_id, limit) \
+            if owners[origin] is None else owners[origin]
+        if owner == device.device_id:
             continue
-        if not _guarded(registry.take_relayed, device.user_id, origin, device.device_id):
+        taken = _guarded(registry.take_relayed, device.user_id, origin, device.device_id, limit) if owner else None
+        if taken is None:
+            _over_quota(limit, "origins of its own")
+        if not taken:
             _not_yours(origin)  # another device took it a moment ago
 
 
-def _hold_relayed(device: Device, origins: list[str]) -> None:
+def _owned_by_others(device: Device) -> set[str]:
+    """The origins of the user that another device owns whose token is not revoked: only that
+    device gives back what the hub lost of them (its push, its heal), so a relay or a heal of
+    this device takes none of their changes."""
     registry = _registry()
-    unknown = [o for o in origins if _guarded(registry.origin_owner, device.user_id, o) is None]
-    if unknown:
-        _within_quota(device, RELAYED + device.device_id, len(unknown), "origins brought in by relay", factor=4)
-        for origin in unknown:
-            _guarded(registry.claim_origin, device.user_id, origin, RELAYED + device.device_id)
+    others = {o: owner for o, owner in _guarded(registry.owners, device.user_id).items()
+              if owner != device.device_id and not owner.startswith(RELAYED)}
+    revoked = _guarded(registry.revoked_among, sorted(set(others.values()))) if others else set()
+    return {o for o, owner in others.items() if owner not in revoked}
 
 
-def _within_quota(device: Device, holder: str, more: int, what: str, factor: int = 1) -> None:
-    limit = current_app.config["SETTINGS"].hub_max_origins * factor
-    held = _guarded(_registry().origins_held, device.user_id, holder)
-    if held + more > limit:
-        raise TooManyRequests(f"This device holds {held} {what}; the hub allows {limit} (HUB_MAX_ORIGINS). Ask "
-                              "whoever runs the hub.", code="origin_quota", retry_after=3600)
+def _hold_relayed(device: Device, origins: list[str]) -> None:
+    registry, holder = _registry(), RELAYED + device.device_id
+    limit = current_app.config["SETTINGS"].hub_max_origins * 4
+    for origin in origins:
+        if _guarded(registry.origin_owner, device.user_id, origin) is None and \
+                _guarded(registry.claim_origin, device.user_id, origin, holder, limit) is None:
+            _over_quota(limit, "origins brought in by relay")
 
+
+def _over_quota(limit: int, what: str) -> None:
+    raise TooManyRequests(f"This device holds {limit} {what}; the hub allows {limit} (HUB_MAX_ORIGINS). Ask "
+                          "whoever runs the hub.", code="origin_quota", retry_after=3600)
 
 
 def _not_yours(origin: str) -> None:

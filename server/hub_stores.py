@@ -53,6 +53,7 @@ class HubStores:
         # A hub keeps of a refused change its start and digest, and so many per user: the
         # device that sent it keeps it whole in its own quarantine.
         store.quarantine_keep, store.quarantine_cap = 1024, self.settings.hub_max_quarantined
+        store.quarantine_cap_bytes = self.settings.hub_max_quarantined_bytes
         return store
 
     def __len__(self) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from server.changes import is_heal_origin
 from server.config import Settings
 from server.connectors.factory import get_db_connector
 from server.errors import StoreUnavailable
@@ -52,7 +53,8 @@ class Chaos:
         self.created: set[str] = set()
         self.deleted: set[str] = set()
         self.lectures: list[str] = []
-        self.kills = {"device": 0, "child": 0, "hub": 0, "hub restored from a backup": 0, "hub compacted": 0}
+        self.kills = {"device": 0, "child": 0, "hub": 0, "hub restored from a backup": 0, "hub compacted": 0,
+                      "hub restored during a catch-up": 0}
         self.backup = None
         self.n = 0
 
@@ -66,7 +68,9 @@ class Chaos:
             self.kill_hub()
         elif roll < 0.115 and self.hub is not None:
             self.back_up_or_restore_hub()
-        elif roll < 0.13:
+        elif roll < 0.125 and self.hub is not None:
+            self.restore_during_a_catch_up()
+        elif roll < 0.14:
             self.compact_hub()
         elif roll < 0.25:
             self.create_lecture()
@@ -137,15 +141,43 @@ class Chaos:
 
 
     def back_up_or_restore_hub(self) -> None:
-        """Take a copy of the hub's data file (the first time), or put the copy back: the hub
-        then holds less than it acknowledged, and the devices must give it all back."""
-        if self.backup is None:
+        """Take a copy of the hub's data file (the first time, and now and then a newer one), or
+        put the copy back: the hub then holds less than it acknowledged, and the devices must
+        give it all back, restore after restore in one epoch."""
+        if self.backup is None or self.rng.random() < 0.3:
             self.backup = self.hub.data_file.with_name("hub-backup.sqlite3")
             src, dst = sqlite3.connect(self.hub.data_file), sqlite3.connect(self.backup)
             src.backup(dst)
             src.close()
             dst.close()
             return
+        self.restore()
+
+    def restore_during_a_catch_up(self) -> None:
+        """Compact all of the hub's log, so that the devices (woken by the news) catch up from its
+        records, and put the backup back while one of them is part way through."""
+        if self.backup is None:
+            return
+        self.compact_hub()
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not any(map(self.catching_up, self.net.devices)):
+            time.sleep(0.01)
+        if any(map(self.catching_up, self.net.devices)):
+            self.kills["hub restored during a catch-up"] += 1
+        self.restore()
+
+    def catching_up(self, name: str) -> bool:
+        try:
+            conn = sqlite3.connect(self.net.tmp_path / f"{name}.sqlite3", timeout=0.05)
+            try:
+                row = conn.execute("SELECT value FROM sync_state WHERE key = 'hub'").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return False
+        return bool(row) and '"snapshot"' in row[0]
+
+    def restore(self) -> None:
         self.hub.kill()
         for suffix in ("", "-wal", "-shm"):
             self.hub.data_file.with_name(self.hub.data_file.name + suffix).unlink(missing_ok=True)
@@ -256,3 +288,6 @@ def check_every_acknowledged_write(net: Network, chaos: Chaos) -> None:
     for origin, got in seqs.items():
         start = floors.get(origin, 0) + 1
         assert sorted(got) == list(range(start, start + len(got))), f"seed {seed}: origin {origin} has gaps or twins"
+    # However many times the hub was put back, each device heals it under one heal origin.
+    healers = {o for o in floors if is_heal_origin(o)}
+    assert len(healers) <= len(net.devices), f"seed {seed}: heal origins {sorted(healers)}"

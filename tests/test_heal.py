@@ -4,6 +4,7 @@ acknowledged edit comes back, a deleted record stays deleted. Over every kind of
 
 from __future__ import annotations
 
+from server.changes import is_heal_origin
 from server.sync.engine import stored_cursor
 from server.sync.heal import trim
 from tests.synckit import FINAL_COURSES, assert_converged, course, six_steps, visible
@@ -107,10 +108,14 @@ def test_a_hub_restored_from_before_what_every_log_dropped_is_healed_from_the_re
     ra = world.sync("a")
     assert ra.error is None and ra.hub_rollback is not None and ra.healed == len(a.dump_records())
     [healer] = set(stored_cursor(a)[1]) - {"a", "b"}
-    assert healer[0] == "h" and len(healer) == 13 and world.hub.floors()[healer] == 1, "a new origin, held at 1"
+    assert is_heal_origin(healer) and healer not in world.hub.floors(), "a heal origin, not held"
+    logged = [c for c in world.hub.changes_since({}, 100, only_origin=healer)]
+    assert [c["seq"] for c in logged] == list(range(1, len(logged) + 1)) and stored_cursor(a)[1][healer] == len(logged)
+    assert {(c["id"], c["op"]) for c in logged} >= {("b1", "upsert"), ("c1", "delete"), ("c2", "upsert")}, \
+        "what the heal changed is logged, each with the stamp of the write it gives back"
     assert world.hub.floors()["a"] == 2 and stored_cursor(a)[1]["a"] == 4, "a's own, held where its log starts"
-    rb = world.sync("b")  # its own log lacks its first change too: it gives its records, then takes a's
-    assert rb.error is None and rb.healed == 3 and rb.from_snapshot == 4
+    rb = world.sync("b")  # its own log lacks its first change too: it gives its records, then pulls a's heal
+    assert rb.error is None and rb.healed == 3 and rb.from_snapshot == 0 and rb.pulled >= len(logged)
     world.settle(["a", "b"], rounds=3)
     final["c3"] = ("c3", "")
     for store in (a, b, world.hub):

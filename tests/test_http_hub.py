@@ -276,9 +276,26 @@ HEALED = {"received": 1, "applied": 1, "conflicts": 0, "quarantined": [], "held"
 def test_records_are_given_to_a_hub_server_that_takes_them(fake):
     hub = featured(fake, "heal")
     fake.says({"data": HEALED, "meta": {}})
-    assert hub.heal([{"kind": "course"}], hold={"h1": 1}) == HEALED
+    assert hub.heal([{"kind": "course"}], hold={"h1": 1}, log_as="h0123456789ab") == {
+        **HEALED, "logged": {}, "skipped": []}
     assert fake.requests[-1] == ("POST", "/hub/v1/heal", {"records": [{"kind": "course"}],
-                                                          "hold": [{"origin": "h1", "seq": 1}]})
+                                                          "hold": [{"origin": "h1", "seq": 1}]}), \
+        "no logAs to a hub server that does not log a heal"
+    hub = featured(fake, "heal", "healLog")
+    fake.says({"data": {**HEALED, "logged": {"h0123456789ab": 3}, "skipped": ["dev-l"]}, "meta": {}})
+    assert hub.heal([{"kind": "course"}], hold={"h1": 1}, log_as="h0123456789ab")["logged"] == {"h0123456789ab": 3}
+    assert fake.requests[-1][2]["logAs"] == "h0123456789ab"
+
+
+@pytest.mark.parametrize("answer", [
+    {**HEALED, "logged": {"h0000000000ff": 3}},  # under another origin than asked
+    {**HEALED, "logged": {"h0123456789ab": -1}}, {**HEALED, "skipped": "dev-l"}, {**HEALED, "skipped": [7]},
+])
+def test_what_a_heal_logged_of_another_shape_is_a_hub_failure(fake, answer):
+    hub = featured(fake, "heal", "healLog")
+    fake.says({"data": answer, "meta": {}})
+    with pytest.raises(StoreUnavailable, match="answered"):
+        hub.heal([{"kind": "course"}], hold={"h1": 1}, log_as="h0123456789ab")
 
 
 @pytest.mark.parametrize("answer", [
@@ -323,3 +340,11 @@ def test_a_resume_of_another_shape_is_a_hub_failure(fake, resume):
     fake.says({"data": {"received": 1, "applied": 0, "conflicts": 0, "quarantined": [], "resume": resume}, "meta": {}})
     with pytest.raises(StoreUnavailable, match="answered"):
         hub.apply_changes([{"origin": "a", "seq": 1}])
+
+
+@pytest.mark.parametrize("owned", [[], {"a": "1"}, {"a": -1}])
+def test_an_owned_answer_of_another_shape_is_a_hub_failure(fake, owned):
+    hub = featured(fake, "relay")
+    fake.says({"data": {"received": 1, "applied": 0, "conflicts": 0, "quarantined": [], "owned": owned}, "meta": {}})
+    with pytest.raises(StoreUnavailable, match="answered"):
+        hub.relay_changes([{"origin": "a", "seq": 1}])

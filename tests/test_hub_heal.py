@@ -36,7 +36,7 @@ class TestHeal:
         records = records_of(sql_factory, "dev-b", c1="one", c2="two")
         status, body = hub.call("POST", "/heal", token, {"records": records[:1], "hold": None})
         assert status == 200 and body["data"] == {"received": 1, "applied": 1, "conflicts": 0, "quarantined": [],
-                                                  "held": {}}
+                                                  "held": {}, "logged": {}, "skipped": []}
         status, body = hub.call("POST", "/heal", token, {"records": records, "hold": [
             {"origin": "dev-b", "seq": 1}, {"origin": "h0001", "seq": 1}, {"origin": "dev-b", "seq": 2}]})
         assert status == 200 and body["data"]["applied"] == 1 and body["data"]["held"] == {"dev-b": 2, "h0001": 1}
@@ -86,6 +86,37 @@ class TestHeal:
         store = hub.app.extensions["hub_stores"].for_user(USER)
         assert [c["id"] for c in store.get_courses()] == ["c1"] and store.count_quarantine() == 2
 
+    def test_what_a_heal_changes_is_logged_under_the_healers_heal_origin_and_a_siblings_writes_are_not_taken(
+            self, hub, sql_factory):
+        from server.changes import is_heal_origin
+
+        sibling_id, sibling = hub.token(name="laptop")
+        _, healer = hub.token(name="phone")
+        [own] = records_of(sql_factory, "dev-b", c1="the phone's")
+        laptop = sql_factory("dev-l", user_id=USER, origin="dev-l")
+        laptop.connect()
+        course(laptop, id="c2", title="the laptop's")
+        assert hub.call("POST", "/push", sibling, {"changes": laptop.changes_since({}, 10)})[0] == 200
+        laptop.update("course", None, "c2", {"title": "written as the laptop"})  # never pushed by it
+        forged = laptop.snapshot_page(None, 10)["records"]
+        status, body = hub.call("POST", "/heal", healer, {"records": [own, *forged], "logAs": "h0123456789ab"})
+        assert status == 200 and body["data"]["skipped"] == ["dev-l"] and body["data"]["logged"] == {
+            "h0123456789ab": 1}
+        store = hub.app.extensions["hub_stores"].for_user(USER)
+        assert {c["id"]: c["title"] for c in store.get_courses()} == {"c1": "the phone's", "c2": "the laptop's"}
+        [logged] = store.changes_since({"dev-l": 1}, 10)
+        assert (logged["origin"], logged["seq"], logged["id"], logged["hlc"]) == (
+            "h0123456789ab", 1, "c1", own["clocks"]["title"]), "under the heal origin, with the stamp it gives back"
+        assert is_heal_origin(logged["origin"]) and hub.registry.origin_owner(USER, "h0123456789ab") != sibling_id
+        again = hub.call("POST", "/heal", healer, {"records": [own], "logAs": "h0123456789ab"})[1]["data"]
+        assert (again["applied"], again["logged"]) == (0, {}), "what the hub holds changes nothing, logs nothing"
+        status, body = hub.call("POST", "/heal", sibling, {"records": [], "logAs": "h0123456789ab"})
+        assert (status, body["error"]["code"]) == (403, "origin_not_yours"), "a heal origin is its healer's"
+        hub.registry.revoke(sibling_id)  # gone for good: what only another device can give back, it does
+        status, body = hub.call("POST", "/heal", healer, {"records": forged, "logAs": "h0123456789ab"})
+        assert body["data"]["skipped"] == [] and body["data"]["logged"] == {"h0123456789ab": 2}
+        assert {c["id"]: c["title"] for c in store.get_courses()}["c2"] == "written as the laptop"
+
     @pytest.mark.parametrize("body, field", [
         ({}, "records"), ({"records": {}}, "records"), ({"records": [{}] * 2001}, "records"),
         ({"records": [], "hold": {"dev-a": 1}}, "hold"),
@@ -95,6 +126,8 @@ class TestHeal:
         ({"records": [], "hold": [{"origin": "dev-a", "seq": 1, "more": 1}]}, "hold"),
         ({"records": [], "hold": [{"origin": f"h{n}", "seq": 1} for n in range(9)]}, "hold"),
         ({"records": [], "more": 1}, "more"),
+        ({"records": [], "logAs": "dev-a"}, "logAs"), ({"records": [], "logAs": "h0123456789AB"}, "logAs"),
+        ({"records": [], "logAs": 7}, "logAs"),
     ])
     def test_a_heal_body_of_another_shape_is_refused(self, hub, body, field):
         _, token = hub.token()
@@ -170,7 +203,8 @@ def test_a_hub_file_put_back_from_an_old_backup_is_healed_by_devices_that_trimme
         tokens["tablet"] = served.token(name="tablet")[1]
         devices["tablet"] = get_db_connector("sql", Settings(), path=str(tmp_path / "tablet.sqlite3"), user_id=USER)
         devices["tablet"].connect()
-        assert sync("tablet").from_snapshot > 0
+        joined = sync("tablet")  # the heals' changes are in the log: no records needed
+        assert joined.pulled > 0 and joined.from_snapshot == 0
         assert visible(devices["tablet"]) == visible(laptop)
     finally:
         server.close()

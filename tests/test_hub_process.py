@@ -53,8 +53,8 @@ class Hubs:
         self.hubs: list[ServerProcess] = []
         self.devices: dict[str, ServerProcess] = {}
 
-    def hub(self) -> ServerProcess:
-        settings = {**self.store_env, "HUB_METRICS_TOKEN": METRICS_TOKEN}
+    def hub(self, **env: str) -> ServerProcess:
+        settings = {**self.store_env, "HUB_METRICS_TOKEN": METRICS_TOKEN, **env}
         srv = started(self.tmp_path, f"hub{len(self.hubs)}", settings, args=("--hub",))
         self.hubs.append(srv)
         return srv

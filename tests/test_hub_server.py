@@ -329,6 +329,34 @@ class TestQuotas:
         finally:
             hub.app.extensions["hub_stores"].close()
 
+    def test_claims_made_at_once_never_pass_the_quota_together(self, store_factory):
+        import threading
+
+        from server.connectors.registry import registry_for
+
+        base = store_factory("hub", user_id="hub-owner")
+        base.connect()
+        registry = registry_for(base)
+        start = threading.Barrier(8)
+        got = []
+
+        def claim(n: int) -> None:
+            start.wait()
+            got.append(registry.claim_origin(USER, f"o{n}", "dev-x", 3))
+
+        threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert 1 <= got.count("dev-x") <= 3 and got.count(None) == 8 - got.count("dev-x")
+        assert registry.origins_held(USER, "dev-x") == got.count("dev-x")
+        assert registry.claim_origin(USER, "o0", "dev-y", 3) in ("dev-x", "dev-y"), "a claimed one keeps its owner"
+        registry.claim_origin(USER, "r1", "relay:dev-y")
+        assert registry.take_relayed(USER, "r1", "dev-x", registry.origins_held(USER, "dev-x")) is None
+        assert registry.origin_owner(USER, "r1") == "relay:dev-y", "no room: the relayed origin stays as it was"
+        assert registry.take_relayed(USER, "r1", "dev-x", 10) is True and registry.origin_owner(USER, "r1") == "dev-x"
+
     def test_an_origin_brought_in_by_a_relay_is_still_its_own_devices(self, hub, device_changes):
         _, relayer = hub.token()
         _, owner = hub.token()
@@ -338,6 +366,24 @@ class TestQuotas:
         assert status == 200 and body["data"]["applied"] == 1, "the owner pushes its origin as its own"
         status, body = hub.call("POST", "/push", relayer, {"changes": [{**device_changes[1], "seq": 3}]})
         assert (status, body["error"]["code"]) == (403, "origin_not_yours")
+
+    def test_a_relay_takes_nothing_of_an_origin_another_device_owns_until_that_device_is_revoked(
+            self, hub, device_changes):
+        owner_id, owner = hub.token()
+        _, sibling = hub.token()
+        assert hub.call("POST", "/push", owner, {"changes": device_changes[:1]})[1]["data"]["applied"] == 1
+        forged = {**noop("dev-a", 2), "hlc": device_changes[1]["hlc"]}  # the owner's next number, not its change
+        status, body = hub.call("POST", "/push", sibling, {"changes": [forged, noop("gone", 1)], "relay": True})
+        assert status == 200 and body["data"]["owned"] == {"dev-a": 1} and body["data"]["applied"] == 1
+        assert body["data"]["received"] == 2 and body["data"]["quarantined"] == []
+        assert [(c["origin"], c["seq"]) for c in hub.everything()] == [("dev-a", 1), ("gone", 1)]
+        status, body = hub.call("POST", "/push", owner, {"changes": device_changes})
+        assert status == 200 and body["data"]["applied"] == 1, "the owner's own next change, not the sibling's"
+        assert hub.call("POST", "/push", sibling, {"changes": [noop("dev-a", 3)], "relay": True}
+                        )[1]["data"]["owned"] == {"dev-a": 2}
+        hub.registry.revoke(owner_id)  # gone for good: what only a relay can give back, it does
+        status, body = hub.call("POST", "/push", sibling, {"changes": [noop("dev-a", 3)], "relay": True})
+        assert (status, body["data"]["owned"], body["data"]["applied"]) == (200, {}, 1)
 
     def test_a_device_refused_too_often_is_told_to_wait(self, store_factory, device_changes):
         base = store_factory("hub", user_id="hub-owner")

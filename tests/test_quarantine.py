@@ -104,11 +104,11 @@ def test_a_quarantine_entry_keeps_the_change_whatever_it_holds():
     text = quarantine_entry("x" * 30_000, "r", "t")
     whole = hashlib.sha256(orjson.dumps("x" * 30_000)).hexdigest()
     assert (text["origin"], text["seq"]) == (None, None)
-    assert text["change"] == '"' + "x" * (QUARANTINE_BODY_MAX - 1) + f"... (30002 characters in all, sha256 {whole})"
+    assert text["change"] == '"' + "x" * (QUARANTINE_BODY_MAX - 1) + f"... (30002 bytes in all, sha256 {whole})"
     short = quarantine_entry("x" * 1023, "r", "t", keep=1025)
     assert short["change"] == '"' + "x" * 1023 + '"', "a body of exactly `keep` characters is kept whole"
     cut = quarantine_entry("x" * 1024, "r", "t", keep=1025)
-    assert cut["change"].startswith('"' + "x" * 1024 + "... (1026 characters in all, sha256 ")
+    assert cut["change"].startswith('"' + "x" * 1024 + "... (1026 bytes in all, sha256 ")
     no_seq = quarantine_entry({"origin": "dev-b"}, "r", "t")
     assert (no_seq["origin"], no_seq["seq"]) == ("dev-b", None)
     assert no_seq["id"] == hashlib.sha256(b'{"origin":"dev-b"}').hexdigest()[:24]
@@ -288,3 +288,137 @@ def test_documents_written_into_the_mongo_hub_by_hand_stop_no_reader(tmp_path):
             assert [c["id"] for c in world.device("b").get_courses()] == ["c1"]
     finally:
         world.close()
+
+
+def test_a_reason_names_at_most_five_unknown_keys_each_cut_to_forty_characters():
+    five = {**change(), **{f"k{n}": 1 for n in range(5)}}
+    assert check_change(five, now_ms=NOW_MS) == "unknown keys ['k0', 'k1', 'k2', 'k3', 'k4']"
+    six = {**change(), **{f"k{n}": 1 for n in range(6)}, "x" * 8_000_000: 1}
+    assert check_change(six, now_ms=NOW_MS) == "unknown keys ['k0', 'k1', 'k2', 'k3', 'k4'] and 2 more"
+    huge = {**change(), "y" * 8_000_000: 1}
+    assert check_change(huge, now_ms=NOW_MS) == f"unknown keys [{'y' * 40!r}]"
+
+
+def test_a_kept_reason_is_at_most_its_limit_in_bytes_whatever_it_quotes():
+    from server.changes import REASON_MAX
+
+    assert quarantine_entry({}, "r" * REASON_MAX, "t")["reason"] == "r" * REASON_MAX, "exactly the limit: whole"
+    assert quarantine_entry({}, "r" * (REASON_MAX + 1), "t")["reason"] == "r" * REASON_MAX + "..."
+    # A character of several bytes across the limit is left out whole, never cut in two.
+    wide = quarantine_entry({}, "r" * (REASON_MAX - 1) + "é" + "r", "t")["reason"]
+    assert wide == "r" * (REASON_MAX - 1) + "..."
+    assert quarantine_entry({}, "key 't\ud800'", "t")["reason"] == "key 't\\ud800'", "a lone surrogate, escaped"
+    assert quarantine_entry({}, "écrit", "t")["reason"] == "écrit"
+
+
+def test_a_kept_change_is_cut_in_bytes_never_inside_a_character():
+    body = orjson.dumps("é" * 10).decode()  # 22 bytes: two quotes and ten two-byte characters
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    assert quarantine_entry("é" * 10, "r", "t", keep=22)["change"] == body
+    cut = quarantine_entry("é" * 10, "r", "t", keep=20)["change"]
+    assert cut == f'"{"é" * 9}... (22 bytes in all, sha256 {digest})'
+    assert quarantine_entry("é" * 10, "r", "t", keep=4)["change"].startswith('"é... (22 bytes')
+
+
+@pytest.mark.parametrize("hub_kind", ["mongomock", "sqlite"])
+def test_a_hubs_quarantine_keeps_so_many_refusals_in_so_many_bytes(tmp_path, hub_kind):
+    from server.connectors.storage import entry_bytes
+
+    world = World(tmp_path, hub_kind)
+    try:
+        hub = world.hub
+        hub.quarantine_keep, hub.quarantine_cap, hub.quarantine_cap_bytes = 1024, 6, None
+        with freeze_time("2030-01-01T00:00:00Z"):
+            worst = [{**good_course(n, f"c{n}"), "x" * 1_000_000: "y" * 1_000_000} for n in range(1, 5)]
+            result = hub.apply_changes(worst)
+            assert len(result["quarantined"]) == 4, "the sender hears of every refusal"
+            kept = hub.list_quarantine()
+            assert len(kept) == 4 and all(entry_bytes(q) < 2048 for q in kept), "each row about 2 KB at most"
+            assert hub._quarantine_held() == (4, sum(map(entry_bytes, kept)))
+            hub.quarantine_cap_bytes = sum(map(entry_bytes, kept)) + 10  # no room for one more in bytes
+            hub.apply_changes([{**good_course(n, f"c{n}"), "extra": 1} for n in range(5, 8)])
+            assert hub.count_quarantine() == 4
+            hub.quarantine_cap_bytes = None  # the rows cap: 6
+            hub.apply_changes([{**good_course(n, f"c{n}"), "extra": 1} for n in range(8, 11)])
+            assert hub.count_quarantine() == 6
+    finally:
+        world.close()
+
+
+def test_two_mongo_hub_processes_that_pass_the_cap_at_once_store_no_more_than_it(tmp_path):
+    """Without a transaction both may count before either stores: each counts again after
+    storing and takes back what it stored if the two went over."""
+    world = World(tmp_path, "mongomock")
+    try:
+        first, second = world.new_hub_connector(), world.new_hub_connector()
+        for hub in (first, second):
+            hub.quarantine_keep, hub.quarantine_cap, hub.quarantine_cap_bytes = 1024, 3, None
+        with freeze_time("2030-01-01T00:00:00Z"):
+            refusals = [quarantine_entry({"n": n}, "r", "t", 1024) for n in range(6)]
+            first._persist([], [], [], own=False, bookmarks=None, quarantined=refusals[:3])
+            second._persist([], [], [], own=False, bookmarks=None, quarantined=refusals[3:])  # as if it counted first
+            assert first.count_quarantine() == 3
+            first._persist([], [], [], own=False, bookmarks=None, quarantined=refusals[:3])  # stored already
+            assert first.count_quarantine() == 3
+    finally:
+        world.close()
+
+
+@pytest.mark.parametrize("hub_kind", ["mongomock", "sqlite"])
+def test_a_heal_and_a_push_at_once_do_not_pass_the_cap_together(tmp_path, hub_kind):
+    import threading
+
+    world = World(tmp_path, hub_kind)
+    try:
+        stores = [world.new_hub_connector(), world.new_hub_connector()]
+        for hub in stores:
+            hub.quarantine_keep, hub.quarantine_cap, hub.quarantine_cap_bytes = 1024, 50, None
+        bad_records = [{"kind": "course", "id": f"r{n}"} for n in range(40)]
+        bad_changes = [{**good_course(n, f"c{n}"), "op": "merge"} for n in range(1, 41)]
+        start = threading.Barrier(2)
+
+        def heal():
+            start.wait()
+            stores[0].heal(bad_records)
+
+        def push():
+            start.wait()
+            stores[1].apply_changes(bad_changes)
+
+        with freeze_time("2030-01-01T00:00:00Z"):
+            threads = [threading.Thread(target=heal), threading.Thread(target=push)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        # Never over the cap (on MongoDB, without a transaction, both may give way: then none is kept).
+        assert world.hub.count_quarantine() <= 50
+    finally:
+        world.close()
+
+
+def test_only_a_heal_origins_change_pulled_from_a_hub_may_carry_another_origins_stamp():
+    from server.changes import is_heal_origin
+
+    carried = change(origin="h0123456789ab")  # stamped by dev-b: a write a hub logged of a heal
+    assert check_change(carried, now_ms=NOW_MS) == "hlc was not stamped by its origin", "pushed: never"
+    assert check_change(carried, now_ms=NOW_MS, carried=True) is None
+    for origin in ("dev-c", "h0123456789a", "h0123456789abc", "H0123456789ab", "h0123456789ag", "xh0123456789ab"):
+        assert not is_heal_origin(origin)
+        assert check_change(change(origin=origin), now_ms=NOW_MS, carried=True) == "hlc was not stamped by its origin"
+    assert is_heal_origin("h0123456789ab") and not is_heal_origin(None) and not is_heal_origin("h0123456789ab\n")
+    passed, refused, _ = at_the_door([carried], now_ms=NOW_MS, max_skew_ms=DAY_MS, user_id="u", carried=True)
+    assert (passed, refused) == ([carried], [])
+    passed, refused, _ = at_the_door([carried], now_ms=NOW_MS, max_skew_ms=DAY_MS, user_id="u")
+    assert passed == [] and refused[0]["reason"] == "hlc was not stamped by its origin"
+
+
+def test_a_device_merges_what_a_hub_logged_of_a_heal_without_logging_it_whatever_its_number(store):
+    carried = {**good_course(1, "c1"), "origin": "h0123456789ab"}
+    with freeze_time("2030-01-01T00:00:00Z"):
+        assert store.apply_changes([carried], from_hub=True)["applied"] == 1
+        again = {**carried, "hlc": encode(NOW_MS + 5, 0, "dev-b"), "fields": {"title": "again", "source": "https://a.b"}}
+        assert store.apply_changes([again], from_hub=True)["applied"] == 1, "a number the hub took again: merged"
+        assert store.get_course("c1")["title"] == "again" and store.changes_since({}, 10) == []
+        assert store.apply_changes([{**carried, "seq": 2}])["quarantined"][0]["reason"] == \
+            "hlc was not stamped by its origin", "not from a hub: refused"

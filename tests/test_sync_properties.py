@@ -20,15 +20,16 @@ from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 
 from server import clock as clock_module
-from server.changes import record_key, writes_of
+from server.changes import is_heal_origin, record_key, writes_of
+from server.clock import encode
 from server.connectors.mongo import MongoConnector
 from server.connectors.sql import SqlConnector
-from server.errors import AppError
+from server.errors import AppError, StoreUnavailable
 from server.records import validate
 from server.sequences import retention_floor
-from server.sync.engine import stored_cursor
+from server.sync.engine import stored_bookmark, stored_cursor
 from tests.merge_model import Replica, actual_ledger, actual_records
-from tests.synckit import FlakyHub, World, assert_converged
+from tests.synckit import USER, FlakyHub, World, assert_converged
 
 DEVICES = ["a", "b", "c"]
 HUB = "hub"
@@ -64,6 +65,14 @@ step = st.one_of(
     # the retention) more, or all of its log (every device left out), so that a device behind it
     # catches up from the records at its next round.
     st.tuples(st.just("compact"), st.sampled_from([None, *DEVICES, "all"])),
+    # A device's round that catches up from the records, and the hub put back from a backup after
+    # its first page (the round dies there; the next one resumes on the restored hub).
+    st.tuples(st.just("catch_up_restore"), dev, st.integers(min_value=0, max_value=3)),
+    # Restores one after another in one epoch, each after the devices trimmed their logs: they
+    # heal the hub each time, under one heal origin each however many times.
+    st.tuples(st.just("restores"), st.integers(min_value=2, max_value=4)),
+    # A sibling relays a change under another device's origin at its next number: never taken.
+    st.tuples(st.just("sibling_relay"), dev, dev),
 )
 
 
@@ -88,12 +97,19 @@ class Oracle:
         def spy_for(original):
             def spy(store, changes, **kwargs):
                 before = store._known(changes) if changes else {}
+                committed = False
                 try:
-                    return original(store, changes, **kwargs)
+                    result = original(store, changes, **kwargs)
+                    committed = True
+                    return result
                 finally:
                     after = store._known(changes) if changes else {}
                     replica = oracle.replicas[oracle.name_of(store)]
                     for ch in changes:
+                        if kwargs.get("from_hub") and is_heal_origin(ch["origin"]):
+                            if committed:  # what a hub logged of a heal: merged, not logged
+                                replica.apply(ch)
+                            continue
                         ident = (ch["origin"], ch["seq"])
                         if ident in after and ident not in before:
                             before[ident] = ch["hlc"]  # a change twice in one batch is applied once
@@ -197,6 +213,9 @@ def run_step(world: World, oracle: Oracle, s: tuple, acked: list, frozen, skews:
     if kind == "compact":
         compact(world, left_out=s[1])
         return
+    if kind in ("catch_up_restore", "restores", "sibling_relay"):
+        HARDER[kind](world, oracle, *s[1:])
+        return
     name = s[1]
     with device_clock(skews[name]):
         if kind in ("sync", "failing_sync"):
@@ -210,6 +229,104 @@ def run_step(world: World, oracle: Oracle, s: tuple, acked: list, frozen, skews:
     event(f"{kind} acknowledged")
     if change is not None:
         acked.append(change)
+
+
+class RestoredOnPage:
+    """A device's hub that, once the device took its first snapshot page, is put back from a
+    backup; the round dies there, as it does when the hub it talks to is stopped to be restored."""
+
+    def __init__(self, world: World, oracle: Oracle, inner, backup: tuple) -> None:
+        self.world, self.oracle, self.inner, self.backup = world, oracle, inner, backup
+        self.pages = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def snapshot_page(self, after, limit):
+        self.pages += 1
+        if self.pages == 2:
+            restore(self.world, self.oracle, self.backup)
+            event("hub restored during a catch-up")
+            raise StoreUnavailable("the hub went away to be restored (test)")
+        return self.inner.snapshot_page(after, limit)
+
+
+def restore(world: World, oracle: Oracle, backup: tuple) -> None:
+    world.restore_hub(backup[0])
+    oracle.replicas[HUB] = copy.deepcopy(backup[1])
+
+
+def catch_up_restore(world: World, oracle: Oracle, name: str, which: int) -> None:
+    if not oracle.backups:
+        return
+    hub = world.hub_for(name)
+    world.hubs[name] = RestoredOnPage(world, oracle, hub, oracle.backups[-1 - which % len(oracle.backups)])
+    try:
+        world.sync(name)
+    finally:
+        world.hubs[name] = hub
+
+
+def restores(world: World, oracle: Oracle, times: int) -> None:
+    for n in range(times):
+        backup = (world.backup_hub(), copy.deepcopy(oracle.replicas[HUB]))
+        for name in DEVICES:  # two edits on each after the backup, which the restore then loses
+            for cid in COURSES:
+                try:
+                    write(world, oracle, ("update_course", name, cid, "notes", f"{name} {n}"))
+                except AppError:
+                    pass  # that course is deleted
+        for name in [*DEVICES, *DEVICES]:
+            world.sync(name)
+        compact(world, left_out=None)
+        for name in DEVICES:
+            world.sync(name)  # each drops what the hub compacted from its log (but its newest own change)
+        restore(world, oracle, backup)
+        for name in DEVICES:
+            world.sync(name)  # and gives the hub back what its log no longer holds, as its records
+    event("restores one after another")
+
+
+def sibling_relay(world: World, oracle: Oracle, relayer: str, victim: str) -> None:
+    origin = world.device(victim).origin
+    if relayer == victim:
+        return
+    top = world.hub.tops({origin}).get(origin, 0)
+    forged = {"origin": origin, "seq": top + 1, "hlc": encode(clock_module.wall_ms(), 0, origin), "kind": "user",
+              "id": USER, "courseId": None, "op": "upsert", "fields": {"displayName": "not the victim's"},
+              "bases": {"displayName": ""}}
+    answer = world.hub_for(relayer).relay_changes([forged])
+    assert answer["owned"] == {origin: top} and answer["applied"] == 0, answer
+    event("a sibling's relay refused")
+
+
+HARDER = {"catch_up_restore": catch_up_restore, "restores": restores, "sibling_relay": sibling_relay}
+
+
+class OwnersHub:
+    """A device's hub as a hub server lets it use it: a relay takes nothing of an origin another
+    device owns (its current origin, or one it moved on from)."""
+
+    def __init__(self, world: "Registered", name: str, inner) -> None:
+        self.world, self.name, self.inner = world, name, inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def relay_changes(self, changes, *, owned=frozenset()):
+        return self.inner.relay_changes(changes, owned=self.world.owned_by_others(self.name))
+
+
+class Registered(World):
+    def hub_for(self, name: str):
+        if name not in self.hubs:
+            self.hubs[name] = OwnersHub(self, name, self.new_hub_connector())
+        return self.hubs[name]
+
+    def owned_by_others(self, name: str) -> set[str]:
+        return {o for d in DEVICES if d != name for o in [self.device(d).origin,
+                                                         *(r["from"] for r in stored_bookmark(self.device(d)).get(
+                                                             "restarts") or [])]}
 
 
 def compact(world: World, left_out: str | None) -> None:
@@ -241,7 +358,8 @@ def sync(world: World, name: str, failure: str | None) -> None:
     except RuntimeError:
         pass  # the injected crash; the next round must repair everything
     finally:
-        world.hubs[name] = getattr(world.hubs[name], "inner", world.hubs[name])
+        if isinstance(world.hubs[name], FlakyHub):
+            world.hubs[name] = world.hubs[name].inner
         store.__dict__.pop("_persist", None)
         store.__dict__.pop("set_bookmark", None)
 
@@ -295,6 +413,16 @@ def check_acknowledged(world: World, acked: list) -> None:
                 assert state["fields"][field] == value
 
 
+def check_nothing_wedged(world: World) -> None:
+    """No device moved to a new origin (nothing here restores a device's store: a sibling's relay
+    must not make one), and the heal origins at the hub are one per device at most however
+    many times it was restored."""
+    for name in DEVICES:
+        assert stored_bookmark(world.device(name)).get("restarts") in (None, []), f"{name} restarted its origin"
+    origins = set(world.hub_seqs()) | set(world.hub.floors())
+    assert len({o for o in origins if is_heal_origin(o)}) <= len(DEVICES), origins
+
+
 # Always tried: every device's log trimmed past a backup the hub is then put back to, so that the
 # devices give the hub their records (sync/heal.py) and each other device takes them once.
 HEALED = [("backup",), ("update_course", "a", "c1", "title", "beta"), ("update_course", "b", "c2", "notes", "gamma"),
@@ -303,14 +431,24 @@ HEALED = [("backup",), ("update_course", "a", "c1", "title", "beta"), ("update_c
           ("restore", 0), ("update_course", "c", "c1", "notes", "alpha"), ("sync", "c"), ("sync", "b")]
 
 
+# Always tried: a device behind what the hub compacted has its catch-up cut by a restore, then
+# resumes on the restored hub; then restores one after another, and a sibling's relay.
+RESTORED_DURING_A_CATCH_UP = [
+    ("backup",), ("update_course", "a", "c1", "title", "beta"), ("create_lecture", "b", "c2", "n1", "gamma"),
+    ("sync", "a"), ("sync", "b"), ("compact", "c"), ("catch_up_restore", "c", 0), ("sync", "c"), ("sync", "a"),
+    ("sync", "b"), ("restores", 3), ("sibling_relay", "b", "a"), ("update_course", "a", "c2", "notes", "alpha"),
+    ("sync", "a")]
+
+
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(step, min_size=1, max_size=30))
 @example(steps=HEALED)
+@example(steps=RESTORED_DURING_A_CATCH_UP)
 def test_every_replica_matches_the_model_of_the_merge_rule(steps):
     note(f"steps: {steps!r}")
     oracle = Oracle()
     with tempfile.TemporaryDirectory() as tmp, freeze_time("2030-01-01T00:00:00Z") as frozen, oracle.watching():
-        world = World(Path(tmp), "mongomock", batch_size=3)
+        world = Registered(Path(tmp), "mongomock", batch_size=3)
         try:
             acked: list = []
             skews = dict.fromkeys(DEVICES, 0)
@@ -324,5 +462,6 @@ def test_every_replica_matches_the_model_of_the_merge_rule(steps):
             oracle.check(world)
             assert_converged(world)
             check_acknowledged(world, acked)
+            check_nothing_wedged(world)
         finally:
             world.close()

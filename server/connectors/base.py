@@ -161,11 +161,17 @@ class DatabaseConnector(ABC):
         of this one by one limit), so that every device applies what the hub took.
         Returns {"received", "applied", "conflicts", "resume", "quarantined"}."""
 
-    def relay_changes(self, changes: list[Change]) -> dict[str, Any]:
+    def relay_changes(self, changes: list[Change], *, owned: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
         """Hand this store changes of the user's other origins that it may have lost (a hub
         restored from a backup or recreated): as apply_changes with `relayed=True`, which takes
-        only what the store does not hold and never overwrites a change it holds."""
-        return self.apply_changes(changes, relayed=True)
+        only what the store does not hold and never overwrites a change it holds. Nothing of an
+        origin in `owned` (another device's, which gives its own back) is taken, checked or
+        kept: the answer's "owned" maps each of those the batch named to this store's top."""
+        named = {ch["origin"] for ch in changes if isinstance(ch, dict) and ch.get("origin") in owned}
+        result = self.apply_changes([ch for ch in changes if not (isinstance(ch, dict) and ch.get("origin") in named)],
+                                    relayed=True)
+        tops = self.tops(named) if named else {}
+        return {**result, "received": len(changes), "owned": {o: tops.get(o, 0) for o in sorted(named)}}
 
     @abstractmethod
     def tops(self, origins: set[str]) -> Cursor:
@@ -204,13 +210,19 @@ class DatabaseConnector(ABC):
         "conflicts", "quarantined"}."""
 
     @abstractmethod
-    def heal(self, records: list[Any], *, hold: Cursor | None = None) -> dict[str, Any]:
+    def heal(self, records: list[Any], *, hold: Cursor | None = None, log_as: str | None = None,
+             not_from: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
         """Merge a page of a device's records (as apply_snapshot does, checked at the door with
         the limit on stamps of a device's own pushes): a hub that lost history the devices no
-        longer hold in their logs gets its effects back from their records. Nothing is logged.
-        With the last page, `hold` (origin -> seq) is how far the records now hold those origins:
-        each one's top and floor rise to it after the records are merged, so that a reader below
-        is sent the records. Returns {"received", "applied", "conflicts", "quarantined", "held"}."""
+        longer hold in their logs gets its effects back from their records. Writes stamped by an
+        origin in `not_from` (another device's, which gives its own back) are not taken. With
+        `log_as` (the healer's heal origin, changes.is_heal_origin), what the page changed in
+        the records (per write, the fields it now holds) is logged under it, numbered past its
+        top, so that every device pulls it; without, nothing is logged. With the last page,
+        `hold` (origin -> seq) is how far the records now hold those origins: each one's top and
+        floor rise to it after the records are merged, so that a reader below is sent the
+        records. Returns {"received", "applied", "conflicts", "quarantined", "held", "logged":
+        {log_as: the top logged} when anything was, "skipped": the origins of writes not taken}."""
 
     @abstractmethod
     def floors(self) -> Cursor:

@@ -14,6 +14,7 @@ from server.changes import (
     at_the_door,
     change_key,
     check_change,
+    is_heal_origin,
     moved_to,
     new_origin,
     quarantine_entry,
@@ -22,7 +23,7 @@ from server.changes import (
     writes_of,
 )
 from server.clock import wall_ms
-from server.connectors.storage import RetryMerge, Storage
+from server.connectors.storage import RetryMerge, Storage, entry_bytes
 from server.errors import StateConflict
 from server.sequences import admit, behind, held_below, shortfall
 from server.times import iso_from_ms
@@ -40,13 +41,20 @@ class ChangeIntake(Storage):
         good, refused, fillers, resume = self._through_the_door(changes, from_hub)
         for ch in good:  # only a change that passed may move the clock
             self.clock.observe(ch["hlc"])
+        # What a hub logged of a heal (changes.is_heal_origin) is merged, not logged: it is never
+        # given back (the healer gives its records again), and the hub numbers it as it can.
+        carried = [ch for ch in good if from_hub and is_heal_origin(ch["origin"])]
+        good = [ch for ch in good if not (from_hub and is_heal_origin(ch["origin"]))] if carried else good
         fresh, applied = self._not_yet_held(good, fillers, relayed)
         stored_refusals = self._within_cap(refused)
         conflicts = []
-        if fresh or bookmarks or stored_refusals:
-            conflicts = self._merge_and_persist(fresh, own=False, bookmarks=bookmarks,
-                                                quarantined=stored_refusals)[1]
-        return {"received": len(changes), "applied": applied, "conflicts": len(conflicts), "resume": resume,
+        if fresh or carried or bookmarks or stored_refusals:
+            order = {id(ch): n for n, ch in enumerate(changes)}  # merged in the order sent
+            merged = sorted(fresh + carried, key=lambda ch: order.get(id(ch), -1))
+            conflicts = self._merge_and_persist(merged, own=False, bookmarks=bookmarks,
+                                                quarantined=stored_refusals, logged=fresh)[1]
+        return {"received": len(changes), "applied": applied + len(carried), "conflicts": len(conflicts),
+                "resume": resume,
                 "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
 
     def _through_the_door(self, changes: list[Change], from_hub: bool) -> tuple[list, list, list, dict]:
@@ -59,18 +67,21 @@ class ChangeIntake(Storage):
         # both was never taken by a hub's door (a hostile writer in the store behind it).
         skew = 2 * self.max_skew_ms if from_hub else self.max_skew_ms
         good, refused, fillers = at_the_door(changes, now_ms=wall_ms(), max_skew_ms=skew, user_id=self.user_id,
-                                             keep=self.quarantine_keep)
+                                             keep=self.quarantine_keep, carried=from_hub)
         for q in refused:
             log.warning("quarantined change %s#%s: %s", q["origin"], q["seq"], q["reason"])
+        carried = [ch for ch in good if from_hub and is_heal_origin(ch["origin"])]  # not logged: no rule
+        good = [ch for ch in good if not (from_hub and is_heal_origin(ch["origin"]))] if carried else good
+        fillers = [f for f in fillers if not (from_hub and is_heal_origin(f["origin"]))]
         # Then the sequence rule, on what takes a slot (a refused change's filler too): a run
         # that starts past this store's top is not stored from the gap on, and the sender is
         # told where to resume, so that no reader can ever step over a hole.
         if not good and not fillers:
-            return good, refused, fillers, {}
+            return carried, refused, fillers, {}
         taken, resume = admit(good + fillers, self._tops_of({ch["origin"] for ch in good + fillers}))
         admitted = {id(ch) for ch in taken}
-        return ([c for c in good if id(c) in admitted], refused, [f for f in fillers if id(f) in admitted],
-                resume)
+        return ([c for c in good if id(c) in admitted] + carried, refused,
+                [f for f in fillers if id(f) in admitted], resume)
 
     def _not_yet_held(self, good: list[Change], fillers: list[Change], relayed: bool) -> tuple[list[Change], int]:
         """(of the admitted changes and fillers, those this store does not hold yet; how many of
@@ -134,10 +145,20 @@ class ChangeIntake(Storage):
                 "quarantined": [{"origin": None, "seq": None, "reason": q["reason"]} for q in refused]}
 
     def _within_cap(self, refused: list[dict]) -> list[dict]:
-        """Of these refusals, those the quarantine keeps: a hub keeps so many; the sender keeps its own."""
-        if refused and self.quarantine_cap is not None:
-            return refused[:max(0, self.quarantine_cap - self.count_quarantine())]
-        return refused
+        """Of these refusals, those the quarantine keeps: a hub keeps so many, in so many bytes; the
+        sender keeps its own. Called inside the writer that stores them (and a store without
+        transactions checks again after storing, `_persist`), so two requests at once cannot
+        both pass the cap."""
+        if not refused or self.quarantine_cap is None:
+            return refused
+        rows, size = self._quarantine_held()
+        kept = []
+        for q in refused:
+            rows, size = rows + 1, size + entry_bytes(q)
+            if self._over_cap(rows, size):
+                break
+            kept.append(q)
+        return kept
 
     def _rebuilt(self, records: list[Any], skew_ms: int, what: str) -> tuple[list[Change], list[dict]]:
         """(the writes that rebuild these records, quarantine entries for the records that are not

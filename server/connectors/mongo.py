@@ -24,6 +24,7 @@ from server.clock import ZERO, HybridClock
 from server.config import redact_uri
 from server.connectors.merging import MergingConnector
 from server.connectors.mongo_history import MongoHistory
+from server.connectors.mongo_ledgers import MongoLedgers
 from server.connectors.storage import RetryMerge
 from server.errors import StoreUnavailable
 from server.records import CHILD_KINDS, COURSE
@@ -54,11 +55,10 @@ INDEXES = {
     ],
     "state": [([("userId", ASCENDING), ("key", ASCENDING)], True)],
 }
-CONFLICT_STATUS = {"all": {}, "open": {"resolution": None}, "resolved": {"resolution": {"$ne": None}}}
 SEEDED = ("records", "changes", "origins", "conflicts", "quarantine", "state")
 
 
-class MongoConnector(MongoHistory, MergingConnector):
+class MongoConnector(MongoLedgers, MongoHistory, MergingConnector):
     driver_errors = (PyMongoError, BSONError)
     store_kind = "mongo"
 
@@ -233,9 +233,7 @@ class MongoConnector(MongoHistory, MergingConnector):
         if not own:
             self._log(changes)
         if quarantined:
-            self.db.quarantine.bulk_write(
-                [UpdateOne({"userId": uid, "id": q["id"]}, {"$setOnInsert": {**q, "userId": uid}}, upsert=True)
-                 for q in quarantined], ordered=False)
+            self._quarantine(quarantined)
         for key, value in (bookmarks or {}).items():
             self.db.state.update_one({"userId": uid, "key": key}, {"$set": {"value": value}}, upsert=True)
 
@@ -311,37 +309,6 @@ class MongoConnector(MongoHistory, MergingConnector):
             if first and (oldest is None or first["hlc"] < oldest):
                 oldest = first["hlc"]
         return count, oldest
-
-    def list_conflicts(self, limit: int = 100, status: str = "all") -> list[dict[str, Any]]:
-        query = {"userId": self.user_id, **CONFLICT_STATUS[status]}
-        docs = self.db.conflicts.find(query, {"_id": 0, "userId": 0})
-        newest = docs.sort([("detectedAt", DESCENDING), ("id", ASCENDING)]).limit(limit)
-        return [{"resolution": None, **d} for d in newest]
-
-    def get_conflict(self, conflict_id: str) -> dict[str, Any] | None:
-        doc = self.db.conflicts.find_one({"userId": self.user_id, "id": conflict_id}, {"_id": 0, "userId": 0})
-        return {"resolution": None, **doc} if doc else None
-
-    def resolve_conflict(self, conflict_id: str, resolution: dict[str, Any]) -> dict[str, Any] | None:
-        self.db.conflicts.update_one({"userId": self.user_id, "id": conflict_id, "resolution": None},
-                                     {"$set": {"resolution": resolution}})
-        return self.get_conflict(conflict_id)
-
-    def forget_resolved_conflicts(self, before: str) -> int:
-        return self.db.conflicts.delete_many({"userId": self.user_id, "resolution.at": {"$lt": before}}).deleted_count
-
-    def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
-        docs = self.db.quarantine.find({"userId": self.user_id}, {"_id": 0, "userId": 0})
-        return list(docs.sort([("receivedAt", DESCENDING), ("id", ASCENDING)]).limit(limit))
-
-    def release_quarantined(self, ids: list[str]) -> int:
-        return self.db.quarantine.delete_many({"userId": self.user_id, "id": {"$in": sorted(set(ids))}}).deleted_count
-
-    def count_quarantine(self) -> int:
-        return self.db.quarantine.count_documents({"userId": self.user_id})
-
-    def count_conflicts(self) -> int:
-        return self.db.conflicts.count_documents({"userId": self.user_id, "resolution": None})
 
     def get_bookmark(self, key: str) -> Any:
         doc = self.db.state.find_one({"userId": self.user_id, "key": key})

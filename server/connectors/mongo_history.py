@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
-from server.changes import STATE_KEYS, Key
+from server.changes import STATE_KEYS, Change, Key
 from server.connectors.storage import Storage
+from server.errors import StateConflict
 
 NO_ID = {"_id": False}
 
@@ -58,3 +60,24 @@ class MongoHistory(Storage):
             self.db.origins.bulk_write([UpdateOne({"userId": self.user_id, "origin": o},
                                                   {"$max": {"maxSeq": seq, "floor": seq}}, upsert=True)
                                         for o, seq in sorted(held.items())], ordered=False)
+
+    def _append(self, origin: str, changes: list[Change]) -> list[Change]:
+        # No transaction: each try numbers from the newest change logged, and a number another
+        # process took first (the unique index) sends the rest round again from past it.
+        uid, logged, rest = self.user_id, [], list(changes)
+        for _ in range(20):
+            last = self.db.changes.find_one({"userId": uid, "origin": origin}, {"seq": 1}, sort=[("seq", DESCENDING)])
+            top = max(self._tops_of({origin}).get(origin, 0), (last or {}).get("seq") or 0)
+            numbered = [{**c, "origin": origin, "seq": top + n} for n, c in enumerate(rest, 1)]
+            try:
+                self.db.changes.insert_many([{**c, "userId": uid} for c in numbered], ordered=True)
+                logged, rest = logged + numbered, []
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+                done = exc.details.get("nInserted", 0)
+                logged, rest = logged + numbered[:done], rest[done:]
+            if not rest:
+                self._complete(logged)
+                return logged
+        raise StateConflict("The hub kept numbering this heal's changes elsewhere; try again.", code="busy")

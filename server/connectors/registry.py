@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import secrets
+import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -46,6 +48,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
+CLAIM_ATTEMPTS = 8  # a MongoDB claim that gave way to others made at once tries again so often
 RELAYED = "relay:"  # the holder of an origin another device brought in by relay, then its id
 SEEN_EVERY_SECONDS = 600  # a position unchanged is written again at most this often (its seenAt)
 
@@ -86,8 +89,11 @@ class DeviceRegistry(ABC):
         """The device that owns this origin of the user's log, if one does."""
 
     @abstractmethod
-    def claim_origin(self, user_id: str, origin: str, device_id: str) -> str:
-        """Make the device the origin's owner unless another already is; the owner after."""
+    def claim_origin(self, user_id: str, origin: str, device_id: str, limit: int | None = None) -> str | None:
+        """Make `device_id` (a device id, or RELAYED + one) the origin's owner unless another
+        already is; the owner after. With `limit`: only if it then holds at most `limit` origins,
+        counted and claimed as one step, so that requests at once cannot together go over it;
+        None when there was no room (nothing claimed)."""
 
     @abstractmethod
     def origins_held(self, user_id: str, holder: str) -> int:
@@ -99,8 +105,9 @@ class DeviceRegistry(ABC):
         """Of these devices, the ones revoked (a waiting device's wait ends with 401)."""
 
     @abstractmethod
-    def take_relayed(self, user_id: str, origin: str, device_id: str) -> bool:
-        """Make `device_id` the owner of an origin only brought in by relay; True if it was one."""
+    def take_relayed(self, user_id: str, origin: str, device_id: str, limit: int | None = None) -> bool | None:
+        """Make `device_id` the owner of an origin only brought in by relay; True if it was one.
+        With `limit`, as claim_origin: None when the device holds `limit` origins already."""
 
     @abstractmethod
     def note_pulled(self, device: Device, cursor: dict[str, int], now: float) -> None:
@@ -158,11 +165,18 @@ class SqlRegistry(DeviceRegistry):
         return self.pool.get().execute("SELECT COUNT(*) FROM hub_origins WHERE user_id = ? AND device_id = ?",
                                           (user_id, holder)).fetchone()[0]
 
-    def take_relayed(self, user_id: str, origin: str, device_id: str) -> bool:
-        with self._atomic() as conn:
+    def take_relayed(self, user_id: str, origin: str, device_id: str, limit: int | None = None) -> bool | None:
+        with self._atomic() as conn:  # BEGIN IMMEDIATE: the count and the update are one step
+            if limit is not None and self._held(conn, user_id, device_id) >= limit:
+                return None
             return conn.execute("UPDATE hub_origins SET device_id = ? WHERE user_id = ? AND origin = ? AND "
                                 "substr(device_id, 1, ?) = ?",
                                 (device_id, user_id, origin, len(RELAYED), RELAYED)).rowcount == 1
+
+    @staticmethod
+    def _held(conn, user_id: str, holder: str) -> int:
+        return conn.execute("SELECT COUNT(*) FROM hub_origins WHERE user_id = ? AND device_id = ?",
+                            (user_id, holder)).fetchone()[0]
 
     def revoked_among(self, device_ids: list[str]) -> set[str]:
         out: set[str] = set()
@@ -201,11 +215,16 @@ class SqlRegistry(DeviceRegistry):
         seen = conn.execute("SELECT COUNT(*) FROM hub_positions WHERE seen_at >= ?", (seen_since,)).fetchone()[0]
         return {"active": active, "seen": seen}
 
-    def claim_origin(self, user_id: str, origin: str, device_id: str) -> str:
-        with self._atomic() as conn:
-            conn.execute("INSERT OR IGNORE INTO hub_origins VALUES (?, ?, ?)", (user_id, origin, device_id))
-            return conn.execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
-                                (user_id, origin)).fetchone()[0]
+    def claim_origin(self, user_id: str, origin: str, device_id: str, limit: int | None = None) -> str | None:
+        with self._atomic() as conn:  # BEGIN IMMEDIATE: the count and the claim are one step
+            row = conn.execute("SELECT device_id FROM hub_origins WHERE user_id = ? AND origin = ?",
+                               (user_id, origin)).fetchone()
+            if row is not None:
+                return row[0]
+            if limit is not None and self._held(conn, user_id, device_id) >= limit:
+                return None
+            conn.execute("INSERT INTO hub_origins VALUES (?, ?, ?)", (user_id, origin, device_id))
+            return device_id
 
 
 class MongoRegistry(DeviceRegistry):
@@ -245,11 +264,17 @@ class MongoRegistry(DeviceRegistry):
     def origins_held(self, user_id: str, holder: str) -> int:
         return self.db.hub_origins.count_documents({"userId": user_id, "deviceId": holder})
 
-    def take_relayed(self, user_id: str, origin: str, device_id: str) -> bool:
-        done = self.db.hub_origins.update_one(
+    def take_relayed(self, user_id: str, origin: str, device_id: str, limit: int | None = None) -> bool | None:
+        was = self.db.hub_origins.find_one_and_update(
             {"userId": user_id, "origin": origin, "deviceId": {"$regex": "^" + re.escape(RELAYED)}},
             {"$set": {"deviceId": device_id}})
-        return done.modified_count == 1
+        if was is None:
+            return False
+        if limit is not None and self.origins_held(user_id, device_id) > limit:  # as claim_origin: give it back
+            self.db.hub_origins.update_one({"userId": user_id, "origin": origin, "deviceId": device_id},
+                                           {"$set": {"deviceId": was["deviceId"]}})
+            return None  # (rare enough, an origin relayed in and then pushed at once, not to try again)
+        return True
 
     def revoked_among(self, device_ids: list[str]) -> set[str]:
         out: set[str] = set()
@@ -284,12 +309,23 @@ class MongoRegistry(DeviceRegistry):
         return {"active": self.db.hub_devices.count_documents({"revokedAt": None}),
                 "seen": self.db.hub_positions.count_documents({"seenAt": {"$gte": seen_since}})}
 
-    def claim_origin(self, user_id: str, origin: str, device_id: str) -> str:
-        try:
-            self.db.hub_origins.insert_one({"userId": user_id, "origin": origin, "deviceId": device_id})
-            return device_id
-        except DuplicateKeyError:
-            return self.origin_owner(user_id, origin) or device_id
+    def claim_origin(self, user_id: str, origin: str, device_id: str, limit: int | None = None) -> str | None:
+        # No transaction: claim, then count, and give the claim back if it went over. No claim
+        # that stays was counted over the limit (each counts after its own insert, so it sees
+        # every claim kept before it): never over. Claims made at once may all give way: each
+        # then tries again after a random pause while the count leaves room.
+        for attempt in range(CLAIM_ATTEMPTS):
+            try:
+                self.db.hub_origins.insert_one({"userId": user_id, "origin": origin, "deviceId": device_id})
+            except DuplicateKeyError:
+                return self.origin_owner(user_id, origin) or device_id
+            if limit is None or self.origins_held(user_id, device_id) <= limit:
+                return device_id
+            self.db.hub_origins.delete_one({"userId": user_id, "origin": origin, "deviceId": device_id})
+            if self.origins_held(user_id, device_id) >= limit:
+                return None
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+        return None
 
 
 def registry_for(store: DatabaseConnector) -> DeviceRegistry:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Callable
 
-from server.changes import Key
+from server.changes import Change, Key
 from server.connectors.sql_pool import Connections
 from server.connectors.sql_rows import RECORD_COLS, origins_column, row_to_state
 from server.connectors.storage import Storage
@@ -58,3 +58,10 @@ class SqlHistory(Storage):
             "INSERT INTO origins (user_id, origin, max_seq, floor) VALUES (?, ?, ?, ?) ON CONFLICT (user_id, origin) "
             "DO UPDATE SET max_seq = max(max_seq, excluded.max_seq), floor = max(floor, excluded.floor)",
             [(self.user_id, o, seq, seq) for o, seq in sorted(held.items())])
+
+    def _append(self, origin: str, changes: list[Change]) -> list[Change]:
+        # Inside the writer's transaction (BEGIN IMMEDIATE): the top read here is the one written after.
+        top = self._tops_of({origin}).get(origin, 0)
+        numbered = [{**c, "origin": origin, "seq": top + n} for n, c in enumerate(changes, 1)]
+        self._persist(numbered, [], [], own=False, bookmarks=None)
+        return numbered

@@ -66,3 +66,9 @@ class SqlLedgers(Storage):
     def count_quarantine(self) -> int:
         query = "SELECT COUNT(*) FROM quarantine WHERE user_id = ?"
         return self.pool.get().execute(query, (self.user_id,)).fetchone()[0]
+
+    def _quarantine_held(self) -> tuple[int, int]:
+        rows, size = self.pool.get().execute(
+            "SELECT COUNT(*), TOTAL(length(CAST(body AS BLOB))) FROM quarantine WHERE user_id = ?",
+            (self.user_id,)).fetchone()
+        return rows, int(size)

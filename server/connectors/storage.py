@@ -13,6 +13,8 @@ from abc import abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any
 
+import orjson
+
 from server import merge
 from server.changes import MAX_SKEW_MS, QUARANTINE_BODY_MAX, Change, Key, change_key
 from server.clock import HybridClock, stamp_ms
@@ -20,6 +22,11 @@ from server.connectors.base import DatabaseConnector
 from server.errors import StateConflict
 from server.records import CHILD_KINDS, COURSE
 from server.times import iso_from_ms
+
+
+def entry_bytes(entry: dict[str, Any]) -> int:
+    """What a quarantine entry takes as stored (its compact JSON), for the hub's cap in bytes."""
+    return len(orjson.dumps(entry))
 
 
 class RetryMerge(Exception):
@@ -30,8 +37,9 @@ class Storage(DatabaseConnector):
     clock: HybridClock  # stamps this store's own changes; set by connect()
     store_kind: str  # "sql" or "mongo": the letter that starts the origins this store makes
     max_skew_ms = MAX_SKEW_MS  # MAX_CLOCK_SKEW_SECONDS; the factory sets it from the settings
-    quarantine_keep = QUARANTINE_BODY_MAX  # characters of a refused change kept (a hub keeps 1 KB)
+    quarantine_keep = QUARANTINE_BODY_MAX  # bytes of a refused change kept (a hub keeps 1 KB)
     quarantine_cap: int | None = None  # refused changes kept at most (a hub's quota), None: all
+    quarantine_cap_bytes: int | None = None  # and the bytes they take as stored (entry_bytes), None: any
 
     # --- primitives each store implements -------------------------------------------------
     @abstractmethod
@@ -110,14 +118,29 @@ class Storage(DatabaseConnector):
         snapshot's records brought them): each one's top and floor rise to it."""
 
     @abstractmethod
+    def _append(self, origin: str, changes: list[Change]) -> list[Change]:
+        """Inside `_writer`: log `changes` under `origin` (not this store's own) at the next
+        numbers past its top, none taken twice however many processes append at once; returns
+        them as logged."""
+
+    @abstractmethod
     def _records_after(self, after: Key | None, limit: int) -> list[dict[str, Any]]:
         """At most `limit` merge states (tombstones too) in (kind, key) order, after `after`."""
+
+    @abstractmethod
+    def _quarantine_held(self) -> tuple[int, int]:
+        """(refused changes this user's quarantine holds, the bytes they take: entry_bytes of each)."""
 
     @abstractmethod
     def _persist(self, changes: list[Change], states: list[dict], conflicts: list[dict],
                  *, own: bool, bookmarks: dict[str, Any] | None, quarantined: list[dict] = ()) -> None:
         """Store changes, merged records, conflicts (deduplicated by id), sync state and the
         clock, atomically or in a crash-safe order. Raise RetryMerge on a lost race."""
+
+    def _over_cap(self, rows: int, size: int) -> bool:
+        """Would a quarantine of `rows` entries taking `size` bytes be over this store's cap?"""
+        return self.quarantine_cap is not None and (rows > self.quarantine_cap or (
+            self.quarantine_cap_bytes is not None and size > self.quarantine_cap_bytes))
 
     # --- the one write path: merge, then persist -------------------------------------------
     def _merge(self, changes: list[Change], preloaded: dict[Key, dict | None] | None = None,
@@ -164,16 +187,18 @@ class Storage(DatabaseConnector):
 
     def _merge_and_persist(self, changes: list[Change], *, own: bool, bookmarks: dict[str, Any] | None = None,
                            preloaded: dict[Key, dict | None] | None = None,
-                           quarantined: list[dict] = (), log: bool = True) -> tuple[list[dict], list[dict]]:
+                           quarantined: list[dict] = (), log: bool = True, logged: list[Change] | None = None,
+                           ) -> tuple[list[dict], list[dict]]:
         """Merge and store; returns (changed states, conflicts). What the caller loaded in the
         same writer section may be passed in; a retry after a lost race loads afresh. Without
-        `log`, the changes are merged but not logged (writes rebuilt from a snapshot's records)."""
+        `log`, the changes are merged but not logged (writes rebuilt from a snapshot's records);
+        `logged`: only those of them are logged."""
         for _ in range(20):
             states, conflicts = self._merge(changes, preloaded)
             preloaded = None
             try:
-                self._persist(changes if log else [], states, conflicts, own=own, bookmarks=bookmarks,
-                              quarantined=quarantined)
+                self._persist((changes if logged is None else logged) if log else [], states, conflicts, own=own,
+                              bookmarks=bookmarks, quarantined=quarantined)
                 return states, conflicts
             except RetryMerge:
                 continue

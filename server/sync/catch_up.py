@@ -8,15 +8,17 @@ the log from the cursor the hub read before the first page."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from server.connectors.base import DatabaseConnector
 from server.errors import StoreUnavailable
-from server.sequences import behind
+from server.sequences import behind, shortfall
 from server.sync.hub import Hub
 
 log = logging.getLogger("server.sync")
-PROGRESS = "snapshot"  # the bookmark's key for a catch-up under way: {"after", "cursor"}
+PROGRESS = "snapshot"  # the bookmark's key for a catch-up under way: {"after", "cursor", "rollbacks"}
+RESTARTED = "catchUpRestarts"  # the bookmark's last catch-ups given up because the hub lost history under them
 
 
 @dataclass
@@ -24,6 +26,7 @@ class CaughtUp:
     records: int = 0  # records taken from the hub's snapshot
     conflicts: int = 0
     quarantined: int = 0
+    whole: bool = True  # False: the hub lost history during it; given up, the cursor not taken
 
 
 def needs_catch_up(local: DatabaseConnector, bookmark: dict, compacted: dict[str, int]) -> bool:
@@ -35,14 +38,28 @@ def needs_catch_up(local: DatabaseConnector, bookmark: dict, compacted: dict[str
 def catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, key: str, batch_size: int) -> CaughtUp:
     """Take the hub's records, one transaction per page with the progress stored in it (a round
     that dies resumes at the next page), then move the cursor to what the first page's reading
-    of the hub's log said, never back."""
-    progress = dict(bookmark.get(PROGRESS) or {"after": None, "cursor": None})
+    of the hub's log said, never back.
+
+    That cursor is only true of a hub that still holds all of it: every page is read from a
+    hub that holds at least as much of each origin (its own cursor, read before its records),
+    and before the last page is taken the hub is asked again (the shortfall call, whose answer
+    also lists the findings of a hub that lost history). A hub put back from a backup meanwhile
+    fails one of those: the catch-up is given up (what was merged stays: merging it again
+    changes nothing) and the cursor stays where it was, so that no cursor is taken from a hub
+    state that was not read whole."""
+    progress = dict(bookmark.get(PROGRESS) or {"after": None, "cursor": None,
+                                                "rollbacks": list(bookmark.get("rollbackIds") or [])})
     done = CaughtUp()
     log.info("the hub compacted history this device lacks: catching up from its records")
     while True:
         after = tuple(progress["after"]) if progress["after"] else None
         page = hub.snapshot_page(after, batch_size)
         cursor = progress["cursor"] if progress["cursor"] is not None else page["cursor"]
+        lost = _lost(local, hub, cursor, page, progress)
+        if lost:
+            _give_up(local, bookmark, key, lost)
+            done.whole = False
+            return done
         moved = {**bookmark}
         if page["next"] is None:
             moved.pop(PROGRESS, None)
@@ -53,7 +70,7 @@ def catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, key: str, batch
         else:
             if after is not None and tuple(page["next"]) <= after:
                 raise StoreUnavailable("The hub's snapshot did not move on; the round stops here.")
-            moved[PROGRESS] = {"after": list(page["next"]), "cursor": cursor}
+            moved[PROGRESS] = {**progress, "after": list(page["next"]), "cursor": cursor}
         result = local.apply_snapshot(page["records"], bookmarks={key: moved},
                                       held=cursor if page["next"] is None else None)
         done.records += len(page["records"])
@@ -64,3 +81,25 @@ def catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, key: str, batch
         if page["next"] is None:
             return done
         progress = moved[PROGRESS]
+
+
+def _lost(local: DatabaseConnector, hub: Hub, cursor: dict[str, int], page: dict, progress: dict) -> set[str]:
+    """The origins of the catch-up's cursor (this device's own aside) that the hub no longer holds
+    all of: read off the page, and for the last page asked of the hub again (a new finding of a
+    hub that lost history puts every origin in doubt)."""
+    wanted = {o: seq for o, seq in cursor.items() if o != local.origin}
+    lost = set(shortfall(wanted, page["cursor"]))
+    if lost or page["next"] is not None or not wanted:
+        return lost
+    answer = hub.shortfall(wanted)
+    if {f["id"] for f in answer["rollbacks"]} - set(progress.get("rollbacks") or ()):
+        return set(wanted)
+    return set(answer["shortfall"])
+
+
+def _give_up(local: DatabaseConnector, bookmark: dict, key: str, lost: set[str]) -> None:
+    log.warning("the hub lost history while this device caught up from its records (%d origins): the catch-up "
+                "starts again, and its cursor is not taken", len(lost))
+    bookmark.pop(PROGRESS, None)
+    bookmark[RESTARTED] = [*(bookmark.get(RESTARTED) or [])[-9:], {"at": time.time(), "origins": len(lost)}]
+    local.set_bookmark(key, bookmark)

@@ -19,9 +19,10 @@ from server.clock import is_stamp
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, HubRefused, StoreUnavailable
 from server.sequences import advance
-from server.sync.catch_up import PROGRESS, catch_up, needs_catch_up
-from server.sync.heal import DUE, TRIMMED, heal_if_due, keep_floors, trim
+from server.sync.catch_up import PROGRESS, RESTARTED, catch_up, needs_catch_up
+from server.sync.heal import DUE, HEALER, TRIMMED, heal_if_due, keep_floors, trim
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
+from server.sync.relay import OWNED, note_owned, skipped
 from server.times import iso_now, ms_from_iso
 
 log = logging.getLogger("server.sync")
@@ -145,10 +146,7 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
         compacted = _check_acknowledged(local, hub, bookmark, report)
         _check_own_log(local, hub, bookmark, batch_size, report)
         report.healed = heal_if_due(local, hub, bookmark, BOOKMARK_KEY, batch_size)
-        if needs_catch_up(local, bookmark, compacted):
-            caught = catch_up(local, hub, bookmark, BOOKMARK_KEY, batch_size)
-            report.from_snapshot, report.conflicts = caught.records, report.conflicts + caught.conflicts
-            report.quarantined += caught.quarantined
+        _catch_up(local, hub, bookmark, compacted, batch_size, report)
         _resend_held(local, report)
         _push(local, hub, bookmark, batch_size, report, progress)
         _pull(local, hub, bookmark, batch_size, report, progress)
@@ -165,6 +163,30 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
     return report
 
 
+CATCH_UP_TRIES = 3  # catch-ups a round starts again after the hub lost history under one
+
+
+def _catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, compacted: dict[str, int], batch_size: int,
+              report: RoundReport) -> None:
+    """Catch up from the hub's records if its log no longer reaches back to the cursor. One given
+    up because the hub lost history meanwhile (put back from a backup) starts again from what
+    the hub now holds and acknowledges, a few times a round; then the next round goes on."""
+    for _ in range(CATCH_UP_TRIES):
+        if not needs_catch_up(local, bookmark, compacted):
+            return
+        caught = catch_up(local, hub, bookmark, BOOKMARK_KEY, batch_size)
+        report.from_snapshot += caught.records
+        report.conflicts += caught.conflicts
+        report.quarantined += caught.quarantined
+        if caught.whole:
+            return
+        compacted = _check_acknowledged(local, hub, bookmark, report)
+
+
+# What a round carries over from the last one's bookmark, when set.
+CARRIED = (PROGRESS, DUE, TRIMMED, OWNED, RESTARTED, HEALER)
+
+
 def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
     """The round's bookmark ({"epoch", "cursor", "resets"}: where this device is in the hub's
     log): the stored one, or one with a fresh cursor when the hub's epoch changed."""
@@ -173,9 +195,7 @@ def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
     bookmark = {"epoch": epoch, "cursor": dict(stored.get("cursor") or {}),
                 "resets": list(stored.get("resets") or []), "restarts": list(stored.get("restarts") or []),
                 "rollbacks": list(stored.get("rollbacks") or []), "rollbackIds": list(stored.get("rollbackIds") or []),
-                **({PROGRESS: stored[PROGRESS]} if stored.get(PROGRESS) else {}),
-                **({DUE: True} if stored.get(DUE) else {}),
-                **({TRIMMED: stored[TRIMMED]} if stored.get(TRIMMED) else {})}
+                **{k: stored[k] for k in CARRIED if stored.get(k)}}
     if stored.get("epoch") != epoch:
         if stored.get("epoch") is not None:
             # The hub was wiped or re-seeded: what it held is gone, so send it everything we
@@ -187,6 +207,9 @@ def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
         bookmark["cursor"], bookmark["rollbackIds"] = {}, []
         bookmark[DUE] = True  # what this store's log no longer holds, the new hub gets from the records
         bookmark.pop(PROGRESS, None)  # a catch-up from the old hub's records: the new one's starts afresh
+        bookmark.pop(OWNED, None)  # the new hub's devices are not the old one's
+        if bookmark.get(HEALER):  # nothing is logged under the heal origin at the new hub yet
+            bookmark[HEALER] = {**bookmark[HEALER], "top": 0}
         local.set_bookmark(BOOKMARK_KEY, bookmark)
     return bookmark
 
@@ -303,8 +326,9 @@ def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size:
     relay = only is None
     resumes = 0
     while budget > 0:
-        batch = within_bytes(local.changes_since(bookmark["cursor"], min(batch_size, budget), only_origin=only,
-                                                 exclude_origin=exclude), PUSH_BYTES)
+        skip = skipped(local, bookmark) if relay else {}  # their own devices give them back
+        batch = within_bytes(local.changes_since({**bookmark["cursor"], **skip}, min(batch_size, budget),
+                                                 only_origin=only, exclude_origin=exclude), PUSH_BYTES)
         if not batch:
             break
         budget -= len(batch)
@@ -320,7 +344,9 @@ def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size:
             _keep_refused(local, batch, result["quarantined"])
             report.quarantined += len(result["quarantined"])
             report.refused_for_clock += sum("ahead of this clock" in r["reason"] for r in result["quarantined"])
-        cursor = advance(bookmark["cursor"], batch)
+        owned = result.get("owned") or {}
+        note_owned(bookmark, owned)
+        cursor = {**advance(bookmark["cursor"], batch), **{o: bookmark["cursor"].get(o, 0) for o in owned}}
         for o, top in (result.get("resume") or {}).items():
             # The hub holds less of this origin than the batch assumed: send again from its top.
             if top < cursor.get(o, 0):

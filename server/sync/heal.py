@@ -24,12 +24,14 @@ from typing import Any
 
 from server.changes import Cursor, new_origin, state_key
 from server.connectors.base import DatabaseConnector
+from server.errors import HubRefused
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
 
 log = logging.getLogger("server.sync")
 DUE = "heal"  # the bookmark's flag: the hub was found holding less (a shortfall, a new epoch)
 HUB_FLOORS = "hubFloors"  # the bookmark's copy of the last shortfall answer's floors
 TRIMMED = "trimmed"  # the bookmark's origin -> how far this log was dropped, all of it
+HEALER = "healer"  # the bookmark's {"origin": this store's heal origin, "top": the newest seq held or logged there}
 TRIM_LIMIT = 5000  # changes dropped from the log per round at most
 REFUSED_LOOKED_AT = 1000  # quarantine entries looked at for own changes that must stay in the log
 
@@ -49,31 +51,60 @@ def heal_if_due(local: DatabaseConnector, hub: Hub, bookmark: dict, key: str, ba
 
 def _give_back(local: DatabaseConnector, hub: Hub, bookmark: dict, gaps: Cursor, batch_size: int) -> int:
     own = local.origin
-    healer = new_origin("heal")
-    hold = {healer: 1, **({own: gaps[own]} if own in gaps else {})}
+    healer = dict(bookmark.get(HEALER) or {"origin": new_origin("heal"), "top": 0})
+    hold = _hold(hub, bookmark, healer, gaps, own)
     log.warning("the hub lacks changes of %d origins that this device's log no longer holds (%s): giving it the "
                 "records", len(gaps), ", ".join(sorted(gaps)))
-    after, given = None, 0
+    after, given, skipped = None, 0, set()
     while True:
         page = local.snapshot_page(after, batch_size)
         records = within_bytes(page["records"], PUSH_BYTES)
         last = page["next"] is None and len(records) == len(page["records"])
-        result = hub.heal(records, hold=hold if last else None)
+        try:
+            result = hub.heal(records, hold=hold if last else None, log_as=healer["origin"] if _logs(hub) else None)
+        except HubRefused as exc:
+            if exc.reason == "origin_not_yours":  # a copied store's: the next round heals under a new one
+                bookmark[HEALER] = {"origin": new_origin("heal"), "top": 0}
+            raise
         if result.get("unsupported"):
             log.warning("this hub server cannot be given records (an older one): what it lost stays lost to it")
             return given
+        healer["top"] = max(healer["top"], hold.get(healer["origin"], 0), *result.get("logged", {}).values())
         given += len(records)
+        skipped |= set(result.get("skipped") or ())
         if last:
             break
         after = state_key(records[-1])
     cursor = bookmark["cursor"]
-    cursor[healer] = 1
+    bookmark[HEALER] = healer  # one heal origin for as long as this store heals this hub: no quota spent
+    cursor[healer["origin"]] = max(cursor.get(healer["origin"], 0), healer["top"])  # its own records' changes
     if own in gaps:
         cursor[own] = max(cursor.get(own, 0), gaps[own])
     tails = local.tops({o for o in gaps if o != own})
     if tails:  # past a hole at the hub: never relayed, and in the records the hub now has
         local.compact(tails, 2**31 - 1)
+    if skipped:
+        log.warning("the hub took no writes of %s: their own devices give them back", ", ".join(sorted(skipped)))
     return given
+
+
+def _logs(hub: Hub) -> bool:
+    """Does this hub log what a heal changes? A store does; a hub server says so ("healLog")."""
+    return "healLog" in getattr(hub, "features", ("healLog",))
+
+
+def _hold(hub: Hub, bookmark: dict, healer: dict, gaps: Cursor, own: str) -> Cursor:
+    """What the last page holds at the hub: this device's own origin up to where its log starts;
+    and its heal origin where the hub lost part of what it logged there (the records now hold
+    it), or, at a hub that logs nothing of a heal, one past the last hold: every other device
+    then takes the records once."""
+    hold = {own: gaps[own]} if own in gaps else {}
+    origin, top = healer["origin"], healer["top"]
+    if not _logs(hub):
+        hold[origin] = top + 1
+    elif bookmark["cursor"].get(origin, 0) < top:
+        hold[origin] = top
+    return hold
 
 
 def trim(local: DatabaseConnector, bookmark: dict, key: str) -> int:

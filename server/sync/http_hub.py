@@ -77,12 +77,15 @@ class HubClient:
         result = self._call("POST", "/push", {"changes": changes, **({"relay": True} if relayed else {})})
         counts_ok = all(type(result.get(k)) is int and 0 <= result[k] <= len(changes)
                         for k in ("received", "applied", "conflicts"))
-        refused, resume = result.get("quarantined"), result.setdefault("resume", {})
-        if not counts_ok or not isinstance(refused, list) or not all(map(_refusal, refused)) or not _tops(resume):
+        refused, resume, owned = result.get("quarantined"), result.setdefault("resume", {}), result.get("owned", {})
+        if not counts_ok or not isinstance(refused, list) or not all(map(_refusal, refused)) or not _tops(resume) \
+                or not _tops(owned):
             raise self._garbled("a push result of another shape")
         return result
 
-    def relay_changes(self, changes: list[Change]) -> dict[str, Any]:
+    def relay_changes(self, changes: list[Change], *, owned: frozenset[str] | set[str] = frozenset(),
+                      ) -> dict[str, Any]:
+        # `owned` is the hub server's to know (its devices): it answers those origins as owned.
         return self.apply_changes(changes, relayed=True)
 
     def shortfall(self, cursor: Cursor) -> dict[str, Any]:
@@ -119,17 +122,23 @@ class HubClient:
             raise self._garbled("a snapshot page whose next is not past the page asked for")
         return {"cursor": cursor, "records": records, "next": tuple(nxt) if nxt else None}
 
-    def heal(self, records: list[Any], *, hold: Cursor | None = None) -> dict[str, Any]:
-        """Give the hub a page of this device's records; nothing from an older hub server."""
+    def heal(self, records: list[Any], *, hold: Cursor | None = None, log_as: str | None = None) -> dict[str, Any]:
+        """Give the hub a page of this device's records; nothing from an older hub server. `log_as`
+        only to one that logs what a heal changes ("healLog")."""
         if "heal" not in self.features:
             return {"received": len(records), "applied": 0, "conflicts": 0, "quarantined": [], "held": {},
                     "unsupported": True}
         wire = None if hold is None else [{"origin": o, "seq": seq} for o, seq in sorted(hold.items())]
-        result = self._call("POST", "/heal", {"records": records, "hold": wire})
+        log_as = log_as if "healLog" in self.features else None
+        result = self._call("POST", "/heal", {"records": records, "hold": wire,
+                                              **({"logAs": log_as} if log_as else {})})
         counts_ok = all(type(result.get(k)) is int and 0 <= result[k] <= len(records) for k in ("received", "applied"))
-        refused, held = result.get("quarantined"), result.get("held")
+        refused, held, logged = result.get("quarantined"), result.get("held"), result.setdefault("logged", {})
+        skipped = result.setdefault("skipped", [])
         if not counts_ok or type(result.get("conflicts")) is not int or not isinstance(refused, list) or \
-                not all(map(_refusal, refused)) or not _tops(held) or held != (hold or {}):
+                not all(map(_refusal, refused)) or not _tops(held) or held != (hold or {}) or not _tops(logged) or \
+                not set(logged) <= {log_as} or not isinstance(skipped, list) or len(skipped) > 10_000 or \
+                not all(isinstance(o, str) for o in skipped):
             raise self._garbled("a heal result of another shape")
         return result
 

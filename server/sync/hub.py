@@ -46,13 +46,14 @@ class Hub(Protocol):
 
     def apply_changes(self, changes: list[Change]) -> dict[str, Any]: ...
 
-    def relay_changes(self, changes: list[Change]) -> dict[str, Any]: ...
+    def relay_changes(self, changes: list[Change], *, owned: frozenset[str] | set[str] = frozenset(),
+                      ) -> dict[str, Any]: ...
 
     def shortfall(self, cursor: Cursor) -> dict[str, Any]: ...
 
     def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]: ...
 
-    def heal(self, records: list[Any], *, hold: Cursor | None = None) -> dict[str, Any]: ...
+    def heal(self, records: list[Any], *, hold: Cursor | None = None, log_as: str | None = None) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
 
@@ -89,8 +90,9 @@ class StoreHub:
     def apply_changes(self, changes: list[Change]) -> dict[str, Any]:
         return self.store.apply_changes(changes)
 
-    def relay_changes(self, changes: list[Change]) -> dict[str, Any]:
-        return self.store.relay_changes(changes)
+    def relay_changes(self, changes: list[Change], *, owned: frozenset[str] | set[str] = frozenset(),
+                      ) -> dict[str, Any]:
+        return self.store.relay_changes(changes, owned=owned)
 
     def shortfall(self, cursor: Cursor) -> dict[str, Any]:
         return self.store.shortfall(cursor)
@@ -99,8 +101,8 @@ class StoreHub:
         page = self.store.snapshot_page(after, limit)
         return {**page, "next": tuple(page["next"]) if page["next"] else None}
 
-    def heal(self, records: list[Any], *, hold: Cursor | None = None) -> dict[str, Any]:
-        return self.store.heal(records, hold=hold)
+    def heal(self, records: list[Any], *, hold: Cursor | None = None, log_as: str | None = None) -> dict[str, Any]:
+        return self.store.heal(records, hold=hold, log_as=log_as)
 
     def wait(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float) -> bool:
         deadline = time.monotonic() + seconds

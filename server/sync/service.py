@@ -17,10 +17,12 @@ from server.clock import stamp_ms
 from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.errors import AppError, SyncBusy
+from server.sync.catch_up import PROGRESS, RESTARTED
 from server.sync.child import ChildRounds
 from server.sync.engine import Progress, RoundReport, run_round, stored_bookmark, stored_cursor
 from server.sync.hub import Hub, WaitingHub
 from server.sync.live import LiveWait
+from server.sync.relay import held_for_others
 from server.times import iso_from_seconds
 
 log = logging.getLogger("server.sync")
@@ -299,6 +301,11 @@ CLOCK_AHEAD = ("The hub refused {n} of this device's edits because its clock is 
                "sent again by themselves once the hub's clock has caught up with them.")
 QUARANTINE_HELD = ("{n} change{s} {verb} held in the quarantine, refused at a door and not synced "
                    "(GET /api/v1/sync/quarantine says why); everything else syncs.")
+CATCHING_UP = ("This device is part way through catching up from the hub's records (its log no longer reaches "
+               "back here): until a round finishes it, it may lack part of what the hub holds.")
+HELD_FOR_OTHERS = ("The hub lost {n} change(s) of another of your devices (origin {origin}) that this device holds; "
+                   "only that device may give them back, at its next round. If it is gone for good, revoke its "
+                   "token at the hub (`hub revoke`): this device then gives them back within the hour.")
 LIVE_OFF = {"state": "off", "since": None, "retryAt": None, "wakes": 0, "lastRemoteLagMs": None}
 # Without a hub: the same keys, saying that nothing runs.
 DISABLED = {
@@ -321,6 +328,10 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
     warnings = list(live["warnings"])
     if held and not warnings:
         warnings.append(QUARANTINE_HELD.format(n=held, s="" if held == 1 else "s", verb="is" if held == 1 else "are"))
+    others = held_for_others(local, bookmark)
+    if bookmark.get(PROGRESS):
+        warnings.append(CATCHING_UP)
+    warnings += [HELD_FOR_OTHERS.format(n=h["changes"], origin=h["origin"]) for h in others]
     return {
         "enabled": service is not None,
         "deviceId": local.origin,
@@ -343,6 +354,11 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
                            for r in bookmark.get("restarts") or []],
         # The hub held less than it had acknowledged (restored from an older backup); what it
         # lost was given back by the round that noticed.
+        # Catch-ups from the hub's records given up because the hub lost history under them.
+        "catchUpRestarts": [{"at": iso_from_seconds(r["at"]), "origins": r["origins"]}
+                            for r in bookmark.get(RESTARTED) or []],
+        # Changes of other devices the hub lost and only their own device may give back.
+        "heldForOthers": [{**h, "since": iso_from_seconds(h["since"])} for h in others],
         "hubRollbacks": [{"at": iso_from_seconds(r["at"]), "origins": r["origins"], "changes": r["changes"],
                           "foundBy": r.get("by", "this device")}
                          for r in bookmark.get("rollbacks") or []],
