@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from server.errors import AppError, BadBody, PreconditionFailed, UnsupportedMedia
 from server.etags import etag_of
+from server.json_text import parse_json
 
 log = logging.getLogger("server.http")
 TRACE_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -117,19 +118,6 @@ def _dumps(value: Any) -> bytes | str:
         return json.dumps(value, separators=(",", ":"))
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 NO_BODY = object()
 
 
@@ -143,34 +131,6 @@ def json_body(required: bool = True) -> Any:
     if request.mimetype != "application/json":
         raise UnsupportedMedia("Send the body as application/json.")
     return parse_json(raw)
-
-
-# A JSON string, escapes included: what a count of brackets and commas must not look inside.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-
-
-def count_values(raw: bytes) -> int:
-    """An upper bound of the arrays, objects and elements in JSON text, counted without parsing
-    it (a few bytes of `[]` cost Python a hundred; the count comes first). Brackets and commas
-    inside strings count only on the slow path, when the quick count is already high."""
-    return raw.count(b"[") + raw.count(b"{") + raw.count(b",")
-
-
-def parse_json(raw: bytes, max_values: int | None = None) -> Any:
-    """JSON text parsed strictly (see json_body); with `max_values`, text holding more arrays,
-    objects and elements than that is refused before it is parsed."""
-    if max_values is not None and count_values(raw) > max_values and \
-            count_values(_JSON_STRING.sub(b'""', raw)) > max_values:
-        raise BadBody(f"The body holds more than {max_values} JSON values.")
-    try:
-        text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
-    except UnicodeDecodeError:
-        raise BadBody("The body is not valid UTF-8.") from None
-    except RecursionError:
-        raise BadBody("The body is nested too deeply.") from None
-    except ValueError as exc:
-        raise BadBody(f"The body is not valid JSON: {str(exc)[:120]}") from None
 
 
 def json_object(required: bool = True) -> dict:
