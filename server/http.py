@@ -206,14 +206,23 @@ def _preflight(req: Request, ctx: Any) -> Response | None:
     return current_app.response_class(status=204) if req.method == "OPTIONS" else None
 
 
-def _token_check(token: str, public: set[str]) -> Before:
-    expected = f"Bearer {token}".encode()
+def bearer_token(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header ("" when there is none): the scheme
+    in any case and one or more spaces after it, as RFC 9110 allows."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
+
+def token_matches(header: str | None, token: str) -> bool:
+    """Whether an Authorization header brings `token`, compared in constant time."""
+    return hmac.compare_digest(bearer_token(header).encode("utf-8", "replace"), token.encode())
+
+
+def _token_check(token: str, public: set[str]) -> Before:
     def check(req: Request, ctx: Any) -> Response | None:
         if req.path in public:
             return None
-        given = req.headers.get("Authorization", "")
-        if hmac.compare_digest(given.encode("utf-8", "replace"), expected):
+        if token_matches(req.headers.get("Authorization"), token):
             return None
         resp = error(401, "unauthorized", "A valid bearer token is required.")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="coursesync"'

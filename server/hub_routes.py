@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, g, request
 
 from server.connectors.registry import RELAYED, Device, DeviceRegistry
 from server.errors import Forbidden, StoreUnavailable, TooManyRequests, Unauthorized, ValidationError
-from server.http import cached_document, declaring, envelope, health_answer
+from server.http import bearer_token, cached_document, declaring, envelope, health_answer
 from server.hub_bodies import MAX_BATCH, cursor_of, json_object, only_keys, origin_or_none
 from server.hub_document import build_hub_document
 from server.hub_limits import MAX_IN_FLIGHT
@@ -55,8 +55,7 @@ def _registry() -> DeviceRegistry:
 def authenticate() -> None:
     if request.endpoint == "hub.hubOpenapi":
         return
-    header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    token = bearer_token(request.headers.get("Authorization"))
     if not token:
         raise Unauthorized("Send this device's hub token: Authorization: Bearer <token>.")
     device = _guarded(_registry().find, token)

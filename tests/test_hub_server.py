@@ -78,6 +78,11 @@ class TestTokens:
             assert hub.client.get(f"/hub/v1{path}", headers=extra).status_code == 401
         assert hub.everything() == []
 
+    @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+    def test_the_scheme_is_read_in_any_case(self, hub, scheme):
+        _, token = hub.token()
+        assert hub.client.get("/hub/v1/epoch", headers={"Authorization": f"{scheme} {token}"}).status_code == 200
+
     def test_a_revoked_token_is_refused_at_once(self, hub, device_changes):
         device, token = hub.token()
         assert hub.call("GET", "/epoch", token)[0] == 200

@@ -150,6 +150,9 @@ class TestHub:
             for headers in ({}, {"Authorization": f"Bearer {device_token}"}, {"Authorization": "Bearer nope"}):
                 resp = hub.client.get("/metrics", headers=headers)
                 assert resp.status_code == 401 and "HUB_METRICS_TOKEN" in resp.get_json()["error"]["message"]
+            for scheme in ("Bearer", "bearer", "BEARER"):  # the scheme in any case (RFC 9110)
+                resp = hub.client.get("/metrics", headers={"Authorization": f"{scheme} {SCRAPE_TOKEN}"})
+                assert resp.status_code == 200 and b"coursesync_hub_devices" in resp.data
         finally:
             hub.app.extensions["hub_stores"].close()
 
