@@ -22,6 +22,7 @@ class Connections:
         self._local = threading.local()
         self._open: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
+        self.checked = False  # the file checked at the door and its schema steps applied (SqlConnector)
 
     def get(self) -> sqlite3.Connection:
         """This thread's connection, opened now if it has none."""
