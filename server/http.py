@@ -105,6 +105,13 @@ def error_body(code: str, message: str, trace_id: str = "", fields: dict | None 
     return {"error": err, "meta": {"traceId": trace_id}}
 
 
+def refusal(status: int, message: str, trace: str, code: str | None = None) -> tuple[bytes, list[tuple[str, str]]]:
+    """A refusal made outside the app (by waitress or the hub's front): the envelope's bytes and
+    the headers every answer of ours carries."""
+    body = orjson.dumps(error_body(code or HTTP_CODES.get(status, "bad_request"), message, trace))
+    return body, [("Content-Type", "application/json"), *STANDARD_HEADERS, ("X-Request-ID", trace)]
+
+
 def error(status: int, code: str, message: str, fields: dict | None = None,
           extra: dict | None = None) -> Response:
     g.error_code = code  # for whoever counts refusals by their code (a hub's metrics)
@@ -184,10 +191,21 @@ def install(app: Flask, *, browser_facing: bool = True) -> None:
 Before = Callable[[Request, Any], "Response | None"]
 
 
+def trace_id(incoming: str | None) -> str:
+    """A request's trace id: the client's X-Request-ID when it is one we can log, else a new one."""
+    return incoming if incoming and TRACE_RE.match(incoming) else f"{_TRACE_PREFIX}-{next(_trace_counter):x}"
+
+
+def log_answer(method: str, path: str, status: int, started: float, trace: str) -> None:
+    """The one log line of a request (also for answers a server makes before the app sees it)."""
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s %s %s %.1fms trace=%s", method, path[:200], status, (time.perf_counter() - started) * 1000,
+                 trace)
+
+
 def _start_trace(req: Request, ctx: Any) -> None:
     ctx.started = time.perf_counter()
-    incoming = req.headers.get("X-Request-ID", "")
-    ctx.trace_id = incoming if incoming and TRACE_RE.match(incoming) else f"{_TRACE_PREFIX}-{next(_trace_counter):x}"
+    ctx.trace_id = trace_id(req.headers.get("X-Request-ID"))
 
 
 def _host_check(allowed_hosts: set[str]) -> Before:
@@ -254,10 +272,8 @@ def _cors_headers(origins: set[str]) -> Callable[[Request, Any, Response], Respo
 
 
 def _log_line(req: Request, ctx: Any, resp: Response) -> Response:
-    if log.isEnabledFor(logging.INFO):
-        elapsed = (time.perf_counter() - getattr(ctx, "started", time.perf_counter())) * 1000
-        log.info("%s %s %s %.1fms trace=%s", req.method, req.path[:200], resp.status_code, elapsed,
-                 getattr(ctx, "trace_id", ""))
+    log_answer(req.method, req.path, resp.status_code, getattr(ctx, "started", time.perf_counter()),
+               getattr(ctx, "trace_id", ""))
     return resp
 
 
