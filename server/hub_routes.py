@@ -20,6 +20,7 @@ from server.errors import Forbidden, StoreUnavailable, TooManyRequests, Unauthor
 from server.http import bearer_token, cached_document, declaring, envelope, health_answer
 from server.hub_bodies import MAX_BATCH, cursor_of, json_object, only_keys, origin_or_none
 from server.hub_document import build_hub_document
+from server.hub_fair import in_turns
 from server.hub_limits import MAX_IN_FLIGHT
 from server.openapi import Operation
 from server.records import is_id
@@ -226,10 +227,10 @@ def push():
         # the same door: a relay can only give back, never overwrite. An origin the hub does not
         # know is held for the relaying device (within its quota) until its own device pushes it.
         _hold_relayed(device, origins)
-        result = g.hub_store.relay_changes(changes)
+        result = in_turns(g.hub_store.relay_changes, changes)
     else:
         _check_origins(device, origins)
-        result = g.hub_store.apply_changes(changes)
+        result = in_turns(g.hub_store.apply_changes, changes)
     limits.count(device.device_id, len(result["quarantined"]))
     _metrics().took("relayed" if relay else "pushed", result["applied"])
     _metrics().refused_changes(result["quarantined"])

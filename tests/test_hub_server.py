@@ -604,3 +604,19 @@ class TestPurge:
             hub.app.extensions["hub_stores"].close()
             for store in stores:
                 store.close()
+
+
+def test_a_push_larger_than_a_turn_is_written_in_turns_and_answers_as_one(hub):
+    from server.hub_fair import TURN
+    from tests.test_hostile import changes
+
+    _, token = hub.token()
+    batch = changes(USER, "dev-a", 2 * TURN + 50)
+    status, body = hub.call("POST", "/push", token, {"changes": batch})
+    assert status == 200 and body["data"]["applied"] == len(batch) and body["data"]["resume"] == {}
+    status, body = hub.call("POST", "/push", token, {"changes": batch})  # again: each held, none twice
+    assert body["data"]["applied"] == 0 and body["data"]["received"] == len(batch)
+    gap = changes(USER, "dev-a", 2 * TURN, first_seq=len(batch) + 2)  # starts one past the top plus one
+    status, body = hub.call("POST", "/push", token, {"changes": gap})
+    assert body["data"]["applied"] == 0 and body["data"]["resume"] == {"dev-a": len(batch)}
+    assert [ch["seq"] for ch in hub.everything()] == list(range(1, len(batch) + 1))
