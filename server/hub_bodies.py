@@ -12,6 +12,7 @@ from flask import request
 from server.compression import NotInflated, inflate
 from server.errors import BadBody, UnsupportedMedia, ValidationError
 from server.http import parse_json
+from server.hub_fair import pace
 
 MAX_BATCH = 2000  # changes per push or pull
 # A body as sent and after decompression. A device sends pushes of at most PUSH_BYTES of JSON
@@ -26,6 +27,8 @@ MAX_CURSOR_ORIGINS = 100_000
 def json_object() -> dict[str, Any]:
     """The JSON object of the request, gzip-compressed or not (at most MAX_BODY_BYTES inflated)."""
     raw = request.get_data(cache=False)
+    if len(raw) > 256 * 1024:
+        pace()  # a heavy user's large body waits while a light user's request runs (hub_fair)
     if request.headers.get("Content-Encoding", "").lower() == "gzip":
         try:
             raw = inflate(raw, MAX_BODY_BYTES)

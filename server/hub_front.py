@@ -36,7 +36,7 @@ from server.connectors.registry import Device
 from server.http import log_answer, refusal, too_large_message, trace_id
 from server.hub_conn import ConnectionBook, HubProtocol
 from server.hub_door import Door, Refused, door_for
-from server.hub_fair import Budget, Lanes
+from server.hub_fair import LANE_KEY, Budget, Lanes
 from server.hub_limits import MAX_IN_FLIGHT
 from server.hub_waiters import Watcher, source_for
 from server.serving import THREADS, open_file_limit
@@ -72,7 +72,8 @@ class HubFront:
         settings = app.config["SETTINGS"]
         self.min_rate, self.grace = settings.hub_body_min_bytes_per_second, settings.hub_body_grace_seconds
         self.stranger_seconds = settings.hub_header_seconds
-        self.lanes = Lanes(threads, lambda lane: PUBLIC_THREADS if lane == PUBLIC else USER_THREADS)
+        self.lanes = app.extensions["lanes"] = Lanes(threads, lambda lane: PUBLIC_THREADS if lane == PUBLIC
+                                                     else USER_THREADS)
         self.budget = Budget(2 * self.max_body, 32 * self.max_body)
         self.door: Door = door_for(app)
         self.in_flight: dict[str, int] = {}
@@ -168,7 +169,7 @@ class HubFront:
                 await self._wait(scope, lane, body, receive, send)
             else:
                 async with self.lanes.slot(lane):
-                    await self._app(scope, body, send)
+                    await self._app({**scope, LANE_KEY: lane}, body, send)
         finally:
             if held:
                 self.budget.release(lane, held)
@@ -226,7 +227,7 @@ class HubFront:
                     answer.append(message)
 
                 async with self.lanes.slot(lane):  # each pass through the app is a request of its user
-                    await self._app({**scope, "coursesync.wait": state}, body, keep)
+                    await self._app({**scope, "coursesync.wait": state, LANE_KEY: lane}, body, keep)
                 park = state.pop("park", None)
                 if park is None:
                     for message in answer:

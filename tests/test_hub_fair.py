@@ -22,14 +22,39 @@ def test_a_user_with_many_requests_waits_behind_its_own_and_users_take_turns():
         queued += [asyncio.ensure_future(request("alice", 0)), asyncio.ensure_future(request("bob", 1))]
         await asyncio.sleep(0)
         assert lanes.queued("mallory") == 3 and lanes.queued("alice") == 1
-        lanes.leave("mallory")
-        lanes.leave("bob")
+        lanes.leave("mallory", 0.0)
+        lanes.leave("bob", 0.0)
         await asyncio.gather(*queued)
         return order
 
     order = asyncio.run(scenario())
     # Alice, who came after three of mallory's, is served with mallory's first, not after all three.
     assert order.index("alice0") < order.index("mallory1") and order.index("bob1") < order.index("mallory2")
+
+
+def test_a_user_that_used_the_threads_much_gives_way_while_a_light_users_request_runs():
+    async def scenario() -> list[str]:
+        now = [0.0]
+        lanes, order = Lanes(8, lambda lane: 2, clock=lambda: now[0]), []
+        await lanes.enter("mallory")
+        now[0] += 1.0
+        lanes.leave("mallory", 1.0)  # a second of the threads just now
+        await lanes.enter("alice")  # light: runs at once
+        assert lanes.should_yield("mallory") and not lanes.should_yield("alice")
+
+        async def heavy() -> None:
+            async with lanes.slot("mallory"):
+                order.append("mallory")
+
+        waiting = asyncio.ensure_future(heavy())
+        await asyncio.sleep(0.01)
+        assert order == [] and lanes.queued("mallory") == 1  # free threads, yet it waits
+        order.append("alice done")
+        lanes.leave("alice", 0.001)
+        await waiting
+        return order
+
+    assert asyncio.run(scenario()) == ["alice done", "mallory"]
 
 
 def test_bodies_are_held_within_a_users_share_and_another_user_is_not_held_up():
