@@ -265,7 +265,8 @@ SETTINGS: tuple[Setting, ...] = (
             "`hub compact`)"),
     Setting("HUB_HEADER_SECONDS", "hub_header_seconds", _number(0.5, 300), "`10`",
             "a hub server closes a connection whose request head has not come whole this long after it opened "
-            "(or after its first byte); a request without a device's token must come whole, body too"),
+            "(or after its first byte; each connection's time is drawn between half and all of it); a request "
+            "without a device's token must come whole, body too"),
     Setting("HUB_IDLE_SECONDS", "hub_idle_seconds", _number(0.5, 3600), "`30`",
             "a hub server closes a kept-alive connection that sends no new request for this long"),
     Setting("HUB_BODY_MIN_BYTES_PER_SECOND", "hub_body_min_bytes_per_second", _integer(1, 1_000_000_000), "`8192`",

@@ -2,7 +2,9 @@
 protocol, made deaf to what is not a request.
 
 - A request's head must arrive whole within `header_seconds` of the connection (or of its first
-  byte, on a kept-alive one): a socket that stays silent, or trickles a head, is closed. Between
+  byte, on a kept-alive one): a socket that stays silent, or trickles a head, is closed. Each
+  connection's time is drawn between half and all of it, so that a crowd opened at once is not
+  closed at once (10,000 closes in one turn of the event loop held it for 0.4 s). Between
   requests uvicorn's keep-alive timeout (`idle_seconds`) closes a connection that sends nothing.
 - Only requests count against what requests need: uvicorn's own limit counted every connection,
   idle ones too, and answered 503 to everyone once strangers held enough silent sockets. Here,
@@ -15,6 +17,7 @@ protocol, made deaf to what is not a request.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import OrderedDict
 from typing import Any
 
@@ -31,9 +34,14 @@ class ConnectionBook:
 
     def __init__(self, limit: int, header_seconds: float):
         self.limit, self.header_seconds = limit, header_seconds
+        self.draw = random.Random()
         self.idle: OrderedDict[HubProtocol, None] = OrderedDict()
         self.open = 0
         self.evicted = 0
+
+    def head_seconds(self) -> float:
+        """A connection's time for a head: between half and all of header_seconds."""
+        return self.header_seconds * self.draw.uniform(0.5, 1.0)
 
     def opened(self, conn: HubProtocol) -> bool:
         """Room for `conn` (closing the connection idle longest if need be); False when every
@@ -82,7 +90,7 @@ class HubProtocol(H11Protocol):
         if not self.counted:
             transport.abort()  # every connection is in a request: this one waits its turn elsewhere
             return
-        self.head_timer = self.loop.call_later(self.book.header_seconds, self.head_timed_out)
+        self.head_timer = self.loop.call_later(self.book.head_seconds(), self.head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
@@ -98,7 +106,7 @@ class HubProtocol(H11Protocol):
                 self.transport.close()
             return
         if not self.in_request and self.head_timer is None:  # the first byte of the next request
-            self.head_timer = self.loop.call_later(self.book.header_seconds, self.head_timed_out)
+            self.head_timer = self.loop.call_later(self.book.head_seconds(), self.head_timed_out)
         super().data_received(data)
         self._note_request()
 

@@ -10,7 +10,7 @@ another little: what the hub's front (hub_front.py) hands out by user, on its ev
 - Body bytes in flight (`Budget`): a large body is read only within its user's share of the
   bytes the front holds, and of the whole.
 - Store writes (`in_turns`): a large push is written in turns (TURN changes, BUSY_TURN while
-  another user's request runs), each its own transaction, so that another user's write waits
+  another user is about), each its own transaction, so that another user's write waits
   for one turn, not a whole push (the SQLite hub's writer lock hands itself over in order,
   sql_pool.TurnLock).
 Waits hold no thread while parked; each pass of one through the app is a request of its user."""
@@ -34,6 +34,7 @@ TAU = 2.0  # seconds over which a lane's use of the threads is remembered, fadin
 LIGHT = 0.05  # thread-seconds remembered, under which a lane never gives way
 MAX_YIELD = 0.5  # a lane gives way to lighter ones at most this long at a time
 LOOK_AHEAD = 64  # waiting lanes, from the front of the line, a freed thread chooses among
+RECENT = 1.0  # seconds after its last request that a lane is still about (a large push takes small turns)
 TURN, BUSY_TURN = 100, 25  # changes in one transaction of a large push, alone / while others run
 TURN_CHARS, BUSY_TURN_CHARS = 256 * 1024, 32 * 1024  # and their fields' text
 
@@ -43,8 +44,8 @@ class Lanes:
 
     Light users first: each lane's use of the threads is remembered (thread-seconds, fading over
     TAU); a freed thread goes to the waiting lane that used least, and a lane that used much
-    gives way (for up to MAX_YIELD at a time) while a much lighter lane has a request running,
-    at the door and at the pace points of a long request (`pace`)."""
+    gives way (for up to MAX_YIELD at a time) while a much lighter lane has a request in the
+    front (`arrive` to `depart`), at the door and at the pace points of a long request (`pace`)."""
 
     def __init__(self, slots: int, share: Callable[[Hashable], int], clock: Callable[[], float] = time.monotonic):
         self.free, self.share, self.clock = slots, share, clock
@@ -54,6 +55,27 @@ class Lanes:
         self.forget_past = 1000
         self.lock = threading.Lock()  # request threads ask should_yield
         self.timer: asyncio.TimerHandle | None = None
+        self.present: dict[Hashable, int] = {}  # lane -> its requests in the front, not parked
+        self.recent: OrderedDict[Hashable, float] = OrderedDict()  # lane -> when a request of it came
+
+    def arrive(self, lane: Hashable) -> None:
+        """A request of `lane` is in the front (from its head to its answer, but while parked)."""
+        now = self.clock()
+        with self.lock:
+            self.present[lane] = self.present.get(lane, 0) + 1
+            self.recent[lane] = now
+            self.recent.move_to_end(lane)
+            while self.recent and next(iter(self.recent.values())) < now - RECENT:
+                self.recent.popitem(last=False)
+
+    def depart(self, lane: Hashable) -> None:
+        with self.lock:
+            left = self.present[lane] - 1
+            if left:
+                self.present[lane] = left
+            else:
+                del self.present[lane]
+        self._grant()
 
     def queued(self, lane: Hashable) -> int:
         return len(self.waiting.get(lane, ()))
@@ -64,17 +86,17 @@ class Lanes:
 
     def _yields(self, lane: Hashable, now: float) -> bool:
         mine = self.weight(lane, now)
-        return mine > LIGHT and any(n and other != lane and 2 * self.weight(other, now) < mine
-                                    for other, n in self.running.items())
+        return mine > LIGHT and any(other != lane and 2 * self.weight(other, now) < mine for other in self.present)
 
     def should_yield(self, lane: Hashable) -> bool:
         """Whether a request of `lane` should pause to let a much lighter lane's run alone."""
         with self.lock:
             return self._yields(lane, self.clock())
 
-    def others_running(self, lane: Hashable) -> bool:
+    def others_about(self, lane: Hashable) -> bool:
+        """Whether another lane sent a request within the last RECENT seconds."""
         with self.lock:
-            return any(n and other != lane for other, n in self.running.items())
+            return len(self.recent) > (lane in self.recent)
 
     @asynccontextmanager
     async def slot(self, lane: Hashable) -> AsyncIterator[None]:
@@ -216,7 +238,7 @@ class Budget:
 def in_turns(apply: Callable[[list], dict[str, Any]], changes: list) -> dict[str, Any]:
     """`apply` (a store's apply_changes or relay_changes) over the batch in turns, in order, as
     that many pushes one after another would be: the answers joined. A turn is smaller while
-    another user's request runs, and a heavy user gives way between turns (`pace`)."""
+    another user is about, and a heavy user gives way between turns (`pace`)."""
     if len(changes) <= BUSY_TURN:
         return apply(changes)
     joined: dict[str, Any] = {}
@@ -240,7 +262,7 @@ def _chars(change: Any) -> int:
 
 def pace() -> bool:
     """In a request thread of the hub's front: give way (up to MAX_YIELD) while a much lighter
-    user's request runs, then say whether another user's request is running. Without the front
+    user's request is in the front, then say whether another user is about. Without the front
     (a test's client, a bare WSGI server) nothing waits."""
     if not has_request_context():
         return False
@@ -250,7 +272,7 @@ def pace() -> bool:
     deadline = time.monotonic() + MAX_YIELD
     while lanes.should_yield(lane) and time.monotonic() < deadline:
         time.sleep(0.002)
-    return lanes.others_running(lane)
+    return lanes.others_about(lane)
 
 
 def _joined(before: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:

@@ -130,9 +130,11 @@ class HubFront:
                 self._leave(counted.pop())
             await send(message)
 
+        self.lanes.arrive(lane)
         try:
             await self._serve(asked, scope, receive, answer, lane, declared, device is None)
         finally:
+            self.lanes.depart(lane)
             if counted:
                 self._leave(counted.pop())
 
@@ -238,8 +240,12 @@ class HubFront:
                     deadline = loop.time() + park["seconds"]
                     gone = loop.create_task(_disconnected(receive))
                 woke = loop.create_task(waiter.event.wait())
-                done, _ = await asyncio.wait({woke, gone}, timeout=max(0.0, deadline - loop.time()),
-                                             return_when=asyncio.FIRST_COMPLETED)
+                self.lanes.depart(lane)  # parked: no request of its user's in the front meanwhile
+                try:
+                    done, _ = await asyncio.wait({woke, gone}, timeout=max(0.0, deadline - loop.time()),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    self.lanes.arrive(lane)
                 woke.cancel()
                 self.waiters.remove(waiter)
                 if gone in done:

@@ -5,10 +5,11 @@ Strict: UTF-8, no NaN or Infinity, no duplicate keys, nesting at most MAX_DEPTH 
 a hub's bodies) at most so many arrays, objects and elements, counted before anything is built.
 orjson parses (in C, linearly); what it refuses, or what it takes that is not allowed here (a key
 given twice), is read again by the standard library's parser, also linear, for its exact answer
-and its words. No step scans the text more than a fixed number of times: the strings are found
-by one left-to-right pass of a pattern that matches wherever a string starts, an unclosed one
-included (a pattern that could fail there was tried again from every later quote: quadratic on a
-run of escaped quotes, 23 s for 372 bytes of gzip)."""
+and its words (a hub parses its large bodies with that one outright: see `yielding`). No step
+scans the text more than a fixed number of times: the strings are found by one left-to-right
+pass of a pattern that matches wherever a string starts, an unclosed one included (a pattern
+that could fail there was tried again from every later quote: quadratic on a run of escaped
+quotes, 23 s for 372 bytes of gzip)."""
 
 from __future__ import annotations
 
@@ -39,12 +40,17 @@ def without_strings(raw: bytes) -> bytes:
     return _STRING.sub(b'""', raw)
 
 
-def parse_json(raw: bytes, max_values: int | None = None) -> Any:
+def parse_json(raw: bytes, max_values: int | None = None, *, yielding: bool = False) -> Any:
     """JSON text parsed strictly; with `max_values`, text holding more arrays, objects and
-    elements than that is refused before it is parsed. Raises BadBody, saying why."""
+    elements than that is refused before it is parsed. Raises BadBody, saying why.
+    `yielding`: parsed by the standard parser, whose hook runs at every object, so that the
+    interpreter can run other threads meanwhile (orjson holds it for the whole text, 14 ms for
+    8 MB, and a hub's other users' requests wait): for a large body at a hub."""
     if max_values is not None and count_values(raw) > max_values and \
             count_values(without_strings(raw)) > max_values:  # brackets and commas in strings do not count
         raise BadBody(f"The body holds more than {max_values} JSON values.")
+    if yielding:
+        return _standard(raw)
     try:
         value = orjson.loads(raw)
         # Written again, one colon per member and each string's own colons as they are: fewer

@@ -32,25 +32,30 @@ def test_a_user_with_many_requests_waits_behind_its_own_and_users_take_turns():
     assert order.index("alice0") < order.index("mallory1") and order.index("bob1") < order.index("mallory2")
 
 
-def test_a_user_that_used_the_threads_much_gives_way_while_a_light_users_request_runs():
+def test_a_user_that_used_the_threads_much_gives_way_while_a_light_users_request_is_in():
     async def scenario() -> list[str]:
         now = [0.0]
         lanes, order = Lanes(8, lambda lane: 2, clock=lambda: now[0]), []
         await lanes.enter("mallory")
         now[0] += 1.0
         lanes.leave("mallory", 1.0)  # a second of the threads just now
-        await lanes.enter("alice")  # light: runs at once
+        lanes.arrive("alice")  # light: in the front, and on a thread at once
+        await lanes.enter("alice")
         assert lanes.should_yield("mallory") and not lanes.should_yield("alice")
+        assert lanes.others_about("mallory") and not lanes.others_about("alice")
 
         async def heavy() -> None:
+            lanes.arrive("mallory")
             async with lanes.slot("mallory"):
                 order.append("mallory")
+            lanes.depart("mallory")
 
         waiting = asyncio.ensure_future(heavy())
         await asyncio.sleep(0.01)
         assert order == [] and lanes.queued("mallory") == 1  # free threads, yet it waits
         order.append("alice done")
         lanes.leave("alice", 0.001)
+        lanes.depart("alice")
         await waiting
         return order
 

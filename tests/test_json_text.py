@@ -37,9 +37,9 @@ def reference(raw: bytes):
         return None
 
 
-def ours(raw: bytes, max_values: int | None = None):
+def ours(raw: bytes, max_values: int | None = None, yielding: bool = False):
     try:
-        return ("ok", parse_json(raw, max_values))
+        return ("ok", parse_json(raw, max_values, yielding=yielding))
     except BadBody:
         return None
 
@@ -78,9 +78,9 @@ def test_strings_are_found_as_a_reader_from_the_left_finds_them(raw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(nasty_text, documents.map(lambda d: json.dumps(d).encode())))
-def test_it_takes_and_refuses_what_the_strict_standard_reading_does(raw):
-    assert ours(raw) == reference(raw)
+@given(st.one_of(nasty_text, documents.map(lambda d: json.dumps(d).encode())), st.booleans())
+def test_it_takes_and_refuses_what_the_strict_standard_reading_does(raw, yielding):
+    assert ours(raw, yielding=yielding) == reference(raw)
 
 
 @settings(max_examples=200, deadline=None)
@@ -99,6 +99,7 @@ def test_text_built_from_long_runs_is_answered_like_any_other(parts, max_values)
     keep this test from ending (each example once took seconds to minutes)."""
     raw = b"".join(piece * n for piece, n in parts)
     answer = ours(raw, max_values)
+    assert ours(raw, max_values, yielding=True) == answer
     if max_values is None:
         assert answer == reference(raw)
     elif count_values(without_strings(raw)) > max_values:
