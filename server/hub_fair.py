@@ -93,6 +93,15 @@ class Lanes:
         with self.lock:
             return self._yields(lane, self.clock())
 
+    async def give_way(self, lane: Hashable) -> float:
+        """On the loop: wait (up to MAX_YIELD) while `lane` should let a lighter lane's request
+        run alone; the seconds waited."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while self.should_yield(lane) and loop.time() - start < MAX_YIELD:
+            await asyncio.sleep(0.002)
+        return loop.time() - start
+
     def others_about(self, lane: Hashable) -> bool:
         """Whether another lane sent a request within the last RECENT seconds."""
         with self.lock:

@@ -44,6 +44,7 @@ from server.serving import THREADS, open_file_limit
 WAIT_PATH = "/hub/v1/wait"
 LARGE_BODY = 256 * 1024  # a larger body is read within its user's share of the bytes held
 RESERVED_FILES = 96
+BACKLOG = 128
 PUBLIC = ""  # the lane of requests without a device: health, the document, metrics, unknown paths
 USER_THREADS, PUBLIC_THREADS = 2, 2  # of THREADS
 USER_QUEUE, PUBLIC_QUEUE = 64, 512  # requests waiting for a thread, past which more are refused
@@ -132,7 +133,7 @@ class HubFront:
 
         self.lanes.arrive(lane)
         try:
-            await self._serve(asked, scope, receive, answer, lane, declared, device is None)
+            await self._serve(asked, scope, receive, answer, lane, declared)
         finally:
             self.lanes.depart(lane)
             if counted:
@@ -156,13 +157,12 @@ class HubFront:
             if left:
                 self.in_flight[device.device_id] = left
 
-    async def _serve(self, asked: Asked, scope, receive, send, lane: str, declared: int | None,
-                     stranger: bool) -> None:
+    async def _serve(self, asked: Asked, scope, receive, send, lane: str, declared: int | None) -> None:
         held = 0 if declared is not None and declared <= LARGE_BODY else declared or self.max_body
         if held:
             await self.budget.reserve(lane, held)
         try:
-            body = await self._read(receive, stranger)
+            body = await self._read(receive, lane)
             if isinstance(body, Refused):
                 return await self._refuse(asked, send, body)
             if body is None:
@@ -176,12 +176,15 @@ class HubFront:
             if held:
                 self.budget.release(lane, held)
 
-    async def _read(self, receive, stranger: bool) -> bytes | Refused | None:
+    async def _read(self, receive, lane: str) -> bytes | Refused | None:
         """The body, whole: None if the client went away, a Refused if it is too large or comes
-        too slowly (slower than the rate after the grace; a stranger's within the head's time)."""
+        too slowly (slower than the rate after the grace; a stranger's within the head's time).
+        A heavy user's body is not read while a light user's request is in (Lanes.give_way)."""
         loop = asyncio.get_running_loop()
-        start, chunks, size = loop.time(), [], 0
+        start, chunks, size, stranger = loop.time(), [], 0, lane == PUBLIC
         while True:
+            if not stranger:
+                start += await self.lanes.give_way(lane)  # the hub's own pause does not count
             due = start + (self.stranger_seconds if stranger else self.grace + size / self.min_rate)
             try:
                 message = await asyncio.wait_for(receive(), max(due - loop.time(), 0.001))
@@ -330,9 +333,12 @@ class HubServer:
         # files left are the store's. Connections beyond the file limit wait in the backlog.
         self.book = ConnectionBook(max(8, min(settings.hub_max_connections, files - RESERVED_FILES)),
                                    settings.hub_header_seconds)
+        # The backlog is also how many connections asyncio accepts in one turn of its loop: with
+        # 2,048, a crowd reconnecting as fast as it was closed held every request's turn for
+        # 80 ms and more (bench_fair); the kernel's short queue also slows such a crowd down.
         config = uvicorn.Config(
             self.front, lifespan="on", log_config=None, access_log=False, loop="asyncio",
-            http=functools.partial(HubProtocol, book=self.book), interface="asgi3", backlog=2048,
+            http=functools.partial(HubProtocol, book=self.book), interface="asgi3", backlog=BACKLOG,
             timeout_keep_alive=settings.hub_idle_seconds, timeout_graceful_shutdown=5, server_header=False,
             h11_max_incomplete_event_size=64 * 1024)
         self.server = _Server(config, self.front)

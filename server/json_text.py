@@ -5,7 +5,7 @@ Strict: UTF-8, no NaN or Infinity, no duplicate keys, nesting at most MAX_DEPTH 
 a hub's bodies) at most so many arrays, objects and elements, counted before anything is built.
 orjson parses (in C, linearly); what it refuses, or what it takes that is not allowed here (a key
 given twice), is read again by the standard library's parser, also linear, for its exact answer
-and its words (a hub parses its large bodies with that one outright: see `yielding`). No step
+and its words (a hub parses its large bodies with that one outright: see `give_way`). No step
 scans the text more than a fixed number of times: the strings are found by one left-to-right
 pass of a pattern that matches wherever a string starts, an unclosed one included (a pattern
 that could fail there was tried again from every later quote: quadratic on a run of escaped
@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
 from server.errors import BadBody
 
 MAX_DEPTH = 254  # arrays and objects nested in one another: as deep as orjson writes
+GIVE_WAY_EVERY = 256  # objects parsed between two calls of a parse's give_way
 _DIGITS, _LONG_NUMBER = bytes.maketrans(b"123456789", b"000000000"), b"0" * 20
 # A JSON string, escapes included, or the rest of the text after an unclosed quote: it matches at
 # every quote, so a pass over the text never starts again inside what it has passed.
@@ -40,17 +41,17 @@ def without_strings(raw: bytes) -> bytes:
     return _STRING.sub(b'""', raw)
 
 
-def parse_json(raw: bytes, max_values: int | None = None, *, yielding: bool = False) -> Any:
+def parse_json(raw: bytes, max_values: int | None = None, *, give_way: Callable[[], object] | None = None) -> Any:
     """JSON text parsed strictly; with `max_values`, text holding more arrays, objects and
     elements than that is refused before it is parsed. Raises BadBody, saying why.
-    `yielding`: parsed by the standard parser, whose hook runs at every object, so that the
-    interpreter can run other threads meanwhile (orjson holds it for the whole text, 14 ms for
-    8 MB, and a hub's other users' requests wait): for a large body at a hub."""
+    `give_way`: parsed by the standard parser, whose hook runs at every object, and which calls
+    `give_way` every GIVE_WAY_EVERY objects: a hub's thread parsing a large body lets other
+    users' requests run there (orjson holds the interpreter for the whole text, 14 ms for 8 MB)."""
     if max_values is not None and count_values(raw) > max_values and \
             count_values(without_strings(raw)) > max_values:  # brackets and commas in strings do not count
         raise BadBody(f"The body holds more than {max_values} JSON values.")
-    if yielding:
-        return _standard(raw)
+    if give_way is not None:
+        return _standard(raw, give_way)
     try:
         value = orjson.loads(raw)
         # Written again, one colon per member and each string's own colons as they are: fewer
@@ -84,6 +85,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _giving_way(give_way: Callable[[], object]) -> Callable[[list[tuple[str, Any]]], dict]:
+    objects = 0
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict:
+        nonlocal objects
+        objects += 1
+        if objects % GIVE_WAY_EVERY == 0:
+            give_way()
+        return _no_duplicate_keys(pairs)
+    return hook
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
     out: dict = {}
     for key, value in pairs:
@@ -93,13 +106,14 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
-def _standard(raw: bytes) -> Any:
+def _standard(raw: bytes, give_way: Callable[[], object] | None = None) -> Any:
     """The standard library's strict reading: what orjson refused is refused here too, with the
     reason in words, but for the few texts only it takes (a lone surrogate in a string, a number
     too large for a float), which the checks after parsing then refuse by field."""
     try:
         text = raw.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+        hook = _no_duplicate_keys if give_way is None else _giving_way(give_way)
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=hook)
     except UnicodeDecodeError:
         raise BadBody("The body is not valid UTF-8.") from None
     except RecursionError:
