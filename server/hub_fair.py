@@ -35,8 +35,8 @@ LIGHT = 0.05  # thread-seconds remembered, under which a lane never gives way
 MAX_YIELD = 0.5  # a lane gives way to lighter ones at most this long at a time
 LOOK_AHEAD = 64  # waiting lanes, from the front of the line, a freed thread chooses among
 RECENT = 1.0  # seconds after its last request that a lane is still about (a large push takes small turns)
-TURN, BUSY_TURN = 100, 25  # changes in one transaction of a large push, alone / while others run
-TURN_CHARS, BUSY_TURN_CHARS = 256 * 1024, 32 * 1024  # and their fields' text
+TURN, BUSY_TURN = 500, 25  # changes in one transaction of a large push, alone / while others are about
+TURN_CHARS, BUSY_TURN_CHARS = 1024 * 1024, 32 * 1024  # and their fields' text
 
 
 class Lanes:
