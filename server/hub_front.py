@@ -267,11 +267,11 @@ class HubFront:
         raw += [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
         if no.retry_after:
             raw.append((b"retry-after", str(no.retry_after).encode()))
-        await send({"type": "http.response.start", "status": no.status, "headers": raw})
-        await send({"type": "http.response.body", "body": body})
-        log_answer(asked.method, asked.path, no.status, asked.started, asked.trace)
+        log_answer(asked.method, asked.path, no.status, asked.started, asked.trace)  # before a byte goes
         if asked.path.startswith("/hub/v1/"):
             self.app.extensions["metrics"].answered(self._call(asked), no.status, no.code)
+        await send({"type": "http.response.start", "status": no.status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
 
     def _call(self, asked: Asked) -> str | None:
         """The protocol call a path names (hubPush, ...), as the app's own count says it."""

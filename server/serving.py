@@ -70,10 +70,10 @@ class EnvelopeErrorTask(ErrorTask):
         self.response_headers.extend(headers)
         self.set_close_on_finish()
         self.content_length = len(body)
-        self.write(body)
         if e.code == 413:
             self.channel.refused_body = True
-        log_answer(self.request.command or "-", self.request.path or "-", e.code, started, trace)
+        log_answer(self.request.command or "-", self.request.path or "-", e.code, started, trace)  # before a byte goes
+        self.write(body)
 
 
 class Channel(HTTPChannel):
