@@ -70,6 +70,12 @@ class Settings:
     hub_max_wait_seconds: float = 60.0  # a wait is held at most this long, whatever it asks
     hub_device_retention_days: float = 180.0  # a device unseen this long holds no history back
     hub_compact_every_minutes: float = 60.0  # how often a hub server compacts history; 0: never
+    # What a hub server's front holds for a connection (hub_front.py, hub_conn.py).
+    hub_header_seconds: float = 10.0
+    hub_idle_seconds: float = 30.0
+    hub_body_min_bytes_per_second: int = 8192
+    hub_body_grace_seconds: float = 10.0
+    hub_max_connections: int = 10_000
 
     @property
     def hub_address(self) -> str:
@@ -261,6 +267,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_COMPACT_EVERY_MINUTES", "hub_compact_every_minutes", _number(0, 10_080), "`60`",
             "a hub server drops the history every device it still serves has pulled this often (`0`: only by "
             "`hub compact`)"),
+    Setting("HUB_HEADER_SECONDS", "hub_header_seconds", _number(0.5, 300), "`10`",
+            "a hub server closes a connection whose request head has not come whole this long after it opened "
+            "(or after its first byte; each connection's time is drawn between half and all of it); a request "
+            "without a device's token must come whole, body too"),
+    Setting("HUB_IDLE_SECONDS", "hub_idle_seconds", _number(0.5, 3600), "`30`",
+            "a hub server closes a kept-alive connection that sends no new request for this long"),
+    Setting("HUB_BODY_MIN_BYTES_PER_SECOND", "hub_body_min_bytes_per_second", _integer(1, 1_000_000_000), "`8192`",
+            "a hub server answers 408 to a body that comes slower than this on average, once "
+            "`HUB_BODY_GRACE_SECONDS` have passed"),
+    Setting("HUB_BODY_GRACE_SECONDS", "hub_body_grace_seconds", _number(0, 600), "`10`",
+            "how long a body may take at a hub server before its rate counts"),
+    Setting("HUB_MAX_CONNECTIONS", "hub_max_connections", _integer(8, 1_000_000), "`10000`",
+            "connections a hub server holds (at most its open-file limit less 96); past it, the one idle "
+            "longest is closed for a new one"),
 )
 
 

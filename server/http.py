@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from server.errors import AppError, BadBody, PreconditionFailed, UnsupportedMedia
 from server.etags import etag_of
+from server.json_text import parse_json
 
 log = logging.getLogger("server.http")
 TRACE_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -104,6 +105,13 @@ def error_body(code: str, message: str, trace_id: str = "", fields: dict | None 
     return {"error": err, "meta": {"traceId": trace_id}}
 
 
+def refusal(status: int, message: str, trace: str, code: str | None = None) -> tuple[bytes, list[tuple[str, str]]]:
+    """A refusal made outside the app (by waitress or the hub's front): the envelope's bytes and
+    the headers every answer of ours carries."""
+    body = orjson.dumps(error_body(code or HTTP_CODES.get(status, "bad_request"), message, trace))
+    return body, [("Content-Type", "application/json"), *STANDARD_HEADERS, ("X-Request-ID", trace)]
+
+
 def error(status: int, code: str, message: str, fields: dict | None = None,
           extra: dict | None = None) -> Response:
     g.error_code = code  # for whoever counts refusals by their code (a hub's metrics)
@@ -115,19 +123,6 @@ def _dumps(value: Any) -> bytes | str:
         return orjson.dumps(value)  # every answer's body: about ten times faster than json.dumps
     except TypeError:  # e.g. a lone surrogate echoed in an error message: escape it as json does
         return json.dumps(value, separators=(",", ":"))
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
 
 
 NO_BODY = object()
@@ -143,34 +138,6 @@ def json_body(required: bool = True) -> Any:
     if request.mimetype != "application/json":
         raise UnsupportedMedia("Send the body as application/json.")
     return parse_json(raw)
-
-
-# A JSON string, escapes included: what a count of brackets and commas must not look inside.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-
-
-def count_values(raw: bytes) -> int:
-    """An upper bound of the arrays, objects and elements in JSON text, counted without parsing
-    it (a few bytes of `[]` cost Python a hundred; the count comes first). Brackets and commas
-    inside strings count only on the slow path, when the quick count is already high."""
-    return raw.count(b"[") + raw.count(b"{") + raw.count(b",")
-
-
-def parse_json(raw: bytes, max_values: int | None = None) -> Any:
-    """JSON text parsed strictly (see json_body); with `max_values`, text holding more arrays,
-    objects and elements than that is refused before it is parsed."""
-    if max_values is not None and count_values(raw) > max_values and \
-            count_values(_JSON_STRING.sub(b'""', raw)) > max_values:
-        raise BadBody(f"The body holds more than {max_values} JSON values.")
-    try:
-        text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
-    except UnicodeDecodeError:
-        raise BadBody("The body is not valid UTF-8.") from None
-    except RecursionError:
-        raise BadBody("The body is nested too deeply.") from None
-    except ValueError as exc:
-        raise BadBody(f"The body is not valid JSON: {str(exc)[:120]}") from None
 
 
 def json_object(required: bool = True) -> dict:
@@ -224,10 +191,21 @@ def install(app: Flask, *, browser_facing: bool = True) -> None:
 Before = Callable[[Request, Any], "Response | None"]
 
 
+def trace_id(incoming: str | None) -> str:
+    """A request's trace id: the client's X-Request-ID when it is one we can log, else a new one."""
+    return incoming if incoming and TRACE_RE.match(incoming) else f"{_TRACE_PREFIX}-{next(_trace_counter):x}"
+
+
+def log_answer(method: str, path: str, status: int, started: float, trace: str) -> None:
+    """The one log line of a request (also for answers a server makes before the app sees it)."""
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s %s %s %.1fms trace=%s", method, path[:200], status, (time.perf_counter() - started) * 1000,
+                 trace)
+
+
 def _start_trace(req: Request, ctx: Any) -> None:
     ctx.started = time.perf_counter()
-    incoming = req.headers.get("X-Request-ID", "")
-    ctx.trace_id = incoming if incoming and TRACE_RE.match(incoming) else f"{_TRACE_PREFIX}-{next(_trace_counter):x}"
+    ctx.trace_id = trace_id(req.headers.get("X-Request-ID"))
 
 
 def _host_check(allowed_hosts: set[str]) -> Before:
@@ -246,14 +224,23 @@ def _preflight(req: Request, ctx: Any) -> Response | None:
     return current_app.response_class(status=204) if req.method == "OPTIONS" else None
 
 
-def _token_check(token: str, public: set[str]) -> Before:
-    expected = f"Bearer {token}".encode()
+def bearer_token(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header ("" when there is none): the scheme
+    in any case and one or more spaces after it, as RFC 9110 allows."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
+
+def token_matches(header: str | None, token: str) -> bool:
+    """Whether an Authorization header brings `token`, compared in constant time."""
+    return hmac.compare_digest(bearer_token(header).encode("utf-8", "replace"), token.encode())
+
+
+def _token_check(token: str, public: set[str]) -> Before:
     def check(req: Request, ctx: Any) -> Response | None:
         if req.path in public:
             return None
-        given = req.headers.get("Authorization", "")
-        if hmac.compare_digest(given.encode("utf-8", "replace"), expected):
+        if token_matches(req.headers.get("Authorization"), token):
             return None
         resp = error(401, "unauthorized", "A valid bearer token is required.")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="coursesync"'
@@ -285,10 +272,8 @@ def _cors_headers(origins: set[str]) -> Callable[[Request, Any, Response], Respo
 
 
 def _log_line(req: Request, ctx: Any, resp: Response) -> Response:
-    if log.isEnabledFor(logging.INFO):
-        elapsed = (time.perf_counter() - getattr(ctx, "started", time.perf_counter())) * 1000
-        log.info("%s %s %s %.1fms trace=%s", req.method, req.path[:200], resp.status_code, elapsed,
-                 getattr(ctx, "trace_id", ""))
+    log_answer(req.method, req.path, resp.status_code, getattr(ctx, "started", time.perf_counter()),
+               getattr(ctx, "trace_id", ""))
     return resp
 
 

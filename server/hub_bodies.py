@@ -12,6 +12,7 @@ from flask import request
 from server.compression import NotInflated, inflate
 from server.errors import BadBody, UnsupportedMedia, ValidationError
 from server.http import parse_json
+from server.hub_fair import pace
 
 MAX_BATCH = 2000  # changes per push or pull
 # A body as sent and after decompression. A device sends pushes of at most PUSH_BYTES of JSON
@@ -21,11 +22,14 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 # per change. Counted before parsing, so that a small body of `[]` cannot cost gigabytes.
 MAX_BODY_VALUES = 100 * MAX_BATCH
 MAX_CURSOR_ORIGINS = 100_000
+LARGE_BODY = 256 * 1024  # as sent or inflated: parsed giving way to other users' requests
 
 
 def json_object() -> dict[str, Any]:
     """The JSON object of the request, gzip-compressed or not (at most MAX_BODY_BYTES inflated)."""
     raw = request.get_data(cache=False)
+    if len(raw) > LARGE_BODY:  # a heavy user's large body waits while a light user's request is in
+        pace()
     if request.headers.get("Content-Encoding", "").lower() == "gzip":
         try:
             raw = inflate(raw, MAX_BODY_BYTES)
@@ -33,7 +37,7 @@ def json_object() -> dict[str, Any]:
             raise BadBody(f"The body {exc}.") from None
     if request.mimetype != "application/json":
         raise UnsupportedMedia("Send the body as application/json.")
-    body = parse_json(raw, MAX_BODY_VALUES)
+    body = parse_json(raw, MAX_BODY_VALUES, give_way=pace if len(raw) > LARGE_BODY else None)
     if not isinstance(body, dict):
         raise BadBody("The body must be a JSON object.")
     return body

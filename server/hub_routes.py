@@ -18,9 +18,10 @@ from flask import Blueprint, current_app, g, request
 from server.changes import is_heal_origin
 from server.connectors.registry import RELAYED, Device, DeviceRegistry
 from server.errors import Forbidden, StoreUnavailable, TooManyRequests, Unauthorized, ValidationError
-from server.http import cached_document, declaring, envelope, health_answer
+from server.http import bearer_token, cached_document, declaring, envelope, health_answer
 from server.hub_bodies import MAX_BATCH, cursor_of, json_object, only_keys, origin_or_none
 from server.hub_document import build_hub_document
+from server.hub_fair import in_turns
 from server.hub_limits import MAX_IN_FLIGHT
 from server.openapi import Operation
 from server.records import is_id
@@ -58,8 +59,7 @@ def _registry() -> DeviceRegistry:
 def authenticate() -> None:
     if request.endpoint == "hub.hubOpenapi":
         return
-    header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    token = bearer_token(request.headers.get("Authorization"))
     if not token:
         raise Unauthorized("Send this device's hub token: Authorization: Bearer <token>.")
     device = _guarded(_registry().find, token)
@@ -238,10 +238,10 @@ def push():
         # relay past its top would write as that device (which then sees a change it never wrote).
         owned = _owned_by_others(device) & set(origins)
         _hold_relayed(device, [o for o in origins if o not in owned])
-        result = g.hub_store.relay_changes(changes, owned=owned)
+        result = in_turns(lambda turn: g.hub_store.relay_changes(turn, owned=owned), changes)
     else:
         _check_origins(device, origins)
-        result = g.hub_store.apply_changes(changes)
+        result = in_turns(g.hub_store.apply_changes, changes)
     limits.count(device.device_id, len(result["quarantined"]))
     _metrics().took("relayed" if relay else "pushed", result["applied"])
     _metrics().refused_changes(result["quarantined"])

@@ -14,7 +14,7 @@ class HubStores:
     """A connected connector per user of one hub store, kept for reuse (the least recently used
     closed beyond `limit`). They hold no state the store does not: a cache, not a session."""
 
-    def __init__(self, settings: Settings, base: DatabaseConnector, limit: int = 256):
+    def __init__(self, settings: Settings, base: DatabaseConnector, limit: int = 4096):
         self.settings, self.base, self.limit = settings, base, limit
         self._stores: OrderedDict[str, DatabaseConnector] = OrderedDict()
         self._lock = threading.Lock()

@@ -10,7 +10,6 @@ and not at all while that is unset."""
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import Any, Callable, Iterable
 
@@ -22,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from server.clock import stamp_ms
 from server.errors import NotFound, Unauthorized
+from server.http import token_matches
 from server.sync.engine import stored_cursor
 
 DAY = 86_400
@@ -163,8 +163,7 @@ def install_hub(app: Flask) -> HubMetrics:
         if not token:
             raise NotFound("This hub server serves no metrics: set HUB_METRICS_TOKEN, and scrape with it.",
                            code="metrics_off")
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {token}".encode()):
+        if not token_matches(request.headers.get("Authorization"), token):
             raise Unauthorized("Scrape the metrics with Authorization: Bearer <HUB_METRICS_TOKEN>.")
         return _answer(metrics.registry)
 

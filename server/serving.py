@@ -7,24 +7,29 @@ errors waitress answers by itself in the API's envelope.
   it with room for the store's files, the sync child's pipes and the logs: beyond it waitress
   stops accepting (connections wait in the kernel's backlog) instead of failing.
 - A body over the app's own limit is refused by waitress from its Content-Length (or as it
-  streams in) before it is read or spooled to disk; the answer is the API's 413.
+  streams in) before it is read or spooled to disk; the answer is the API's 413, with a trace id
+  and a log line. Then the write side is shut and what the client still sends is read and
+  dropped (at most DRAIN_BYTES): a client still writing its body reads the 413 instead of a
+  reset (Python's urllib, Node's fetch).
 - Idle and half-sent requests cost no thread (waitress buffers a request before a thread sees
   it), and a connection silent for `channel_timeout` seconds is closed.
 """
 
 from __future__ import annotations
 
-import json
 import resource
+import socket
+import time
 from typing import Any
 
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
-from server.http import HTTP_CODES, STANDARD_HEADERS, error_body, too_large_message
+from server.http import log_answer, refusal, too_large_message, trace_id
 
 THREADS = 8
 MAX_CONNECTIONS = 10_000
+DRAIN_BYTES = 32 * 1024 * 1024  # dropped after a 413 while the client still sends (and 30 s at most)
 RESERVED_FILES = 64 + 4 * THREADS  # store files (a WAL file pair per thread), pipes, logs, the listener
 
 
@@ -53,22 +58,58 @@ def waitress_settings(max_body_bytes: int, files: int | None = None) -> dict[str
 
 class EnvelopeErrorTask(ErrorTask):
     """Waitress's own refusals (a body too large, a malformed request line or chunk) as the
-    API's error envelope, not its text page."""
+    API's error envelope, not its text page, with a trace id and the request's log line."""
 
     def execute(self) -> None:
-        e = self.request.error
+        started, e = time.perf_counter(), self.request.error
+        trace = trace_id(self.request.headers.get("X_REQUEST_ID"))
         message = too_large_message(self.channel.server.adj.max_request_body_size) if e.code == 413 else \
             f"{e.reason}: {str(e.body)[:200]}"
-        body = json.dumps(error_body(HTTP_CODES.get(e.code, "bad_request"), message)).encode()
+        body, headers = refusal(e.code, message, trace)
         self.status = f"{e.code} {e.reason}"
-        self.response_headers.extend([("Content-Type", "application/json"), *STANDARD_HEADERS])
+        self.response_headers.extend(headers)
         self.set_close_on_finish()
         self.content_length = len(body)
+        if e.code == 413:
+            self.channel.refused_body = True
+        log_answer(self.request.command or "-", self.request.path or "-", e.code, started, trace)  # before a byte goes
         self.write(body)
 
 
 class Channel(HTTPChannel):
+    """Waitress's channel, closed gracefully after a 413: the answer is flushed, the write side
+    shut, and what the client still sends of the refused body read and dropped."""
+
     error_task_class = EnvelopeErrorTask
+    refused_body = False
+    draining: int | None = None  # bytes still to drop, once draining
+
+    def handle_close(self) -> None:
+        if self.refused_body and self.draining is None and self.connected:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                return super().handle_close()
+            self.draining, self.will_close = DRAIN_BYTES, False  # closed by the reads below, or by the
+            return  # server's maintenance once the channel is silent for channel_timeout
+        super().handle_close()
+
+    def readable(self) -> bool:
+        return True if self.draining is not None else super().readable()
+
+    def writable(self) -> bool:
+        return self.will_close if self.draining is not None else super().writable()
+
+    def handle_read(self) -> None:
+        if self.draining is None:
+            return super().handle_read()
+        try:
+            data = self.recv(self.adj.recv_bytes)  # the client's end closes the channel (handle_close)
+        except OSError:
+            return super().handle_close()
+        self.draining -= len(data)
+        if data and self.draining <= 0:
+            super().handle_close()
 
 
 def create(app, host: str, port: int, max_body_bytes: int):

@@ -81,6 +81,11 @@ class TestTokens:
             assert hub.client.get(f"/hub/v1{path}", headers=extra).status_code == 401
         assert hub.everything() == []
 
+    @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+    def test_the_scheme_is_read_in_any_case(self, hub, scheme):
+        _, token = hub.token()
+        assert hub.client.get("/hub/v1/epoch", headers={"Authorization": f"{scheme} {token}"}).status_code == 200
+
     def test_a_revoked_token_is_refused_at_once(self, hub, device_changes):
         device, token = hub.token()
         assert hub.call("GET", "/epoch", token)[0] == 200
@@ -648,3 +653,25 @@ class TestPurge:
             hub.app.extensions["hub_stores"].close()
             for store in stores:
                 store.close()
+
+
+def test_a_push_larger_than_a_turn_is_written_in_turns_and_answers_as_one(hub, monkeypatch):
+    from server import hub_fair
+    from tests.test_hostile import changes
+
+    turns = []
+    monkeypatch.setattr(hub_fair, "TURN", 40)  # small, for the wire tier's hub ($in of 200 at most)
+    store_apply = type(hub.app.extensions["hub_stores"].for_user(USER)).apply_changes
+    monkeypatch.setattr(type(hub.app.extensions["hub_stores"].for_user(USER)), "apply_changes",
+                        lambda self, part, **kw: (turns.append(len(part)), store_apply(self, part, **kw))[1])
+    _, token = hub.token()
+    batch = changes(USER, "dev-a", 2 * 40 + 10)
+    status, body = hub.call("POST", "/push", token, {"changes": batch})
+    assert status == 200 and body["data"]["applied"] == len(batch) and body["data"]["resume"] == {}
+    assert turns == [40, 40, 10]
+    status, body = hub.call("POST", "/push", token, {"changes": batch})  # again: each held, none twice
+    assert body["data"]["applied"] == 0 and body["data"]["received"] == len(batch)
+    gap = changes(USER, "dev-a", 2 * 40, first_seq=len(batch) + 2)  # starts one past the top plus one
+    status, body = hub.call("POST", "/push", token, {"changes": gap})
+    assert body["data"]["applied"] == 0 and body["data"]["resume"] == {"dev-a": len(batch)}
+    assert [ch["seq"] for ch in hub.everything()] == list(range(1, len(batch) + 1))

@@ -139,7 +139,7 @@ class TestHub:
         assert figures[("coursesync_hub_devices", ())] == 2
         assert figures[("coursesync_hub_devices_seen_last_day", ())] == 1
         assert figures[("coursesync_hub_user_stores_cached", ())] == 1
-        assert figures[("coursesync_hub_user_stores_limit", ())] == 256
+        assert figures[("coursesync_hub_user_stores_limit", ())] == 4096
         assert figures[("coursesync_hub_waiting_devices", ())] == 0
         assert figures[("coursesync_hub_log_changes", ())] == 3
         assert figures[("coursesync_hub_log_compacted_changes", ())] == 0
@@ -153,6 +153,9 @@ class TestHub:
             for headers in ({}, {"Authorization": f"Bearer {device_token}"}, {"Authorization": "Bearer nope"}):
                 resp = hub.client.get("/metrics", headers=headers)
                 assert resp.status_code == 401 and "HUB_METRICS_TOKEN" in resp.get_json()["error"]["message"]
+            for scheme in ("Bearer", "bearer", "BEARER"):  # the scheme in any case (RFC 9110)
+                resp = hub.client.get("/metrics", headers={"Authorization": f"{scheme} {SCRAPE_TOKEN}"})
+                assert resp.status_code == 200 and b"coursesync_hub_devices" in resp.data
         finally:
             hub.app.extensions["hub_stores"].close()
 

@@ -261,3 +261,30 @@ def test_a_full_disk_says_so_and_writes_nothing(store, tmp_path):
     assert resp.get_json()["error"] == {"code": "store_unavailable",
                                         "message": "The SQLite store failed: the disk is full."}
     assert store.get_courses() == [] and store.changes_since({}, 10) == []
+
+
+def test_the_writer_lock_is_handed_over_in_the_order_it_was_asked_for():
+    """A hub writes a large push in turns and asks for the lock again at once: a thread that
+    waited for it must get it first (threading.RLock let the releasing thread take it back)."""
+    from server.connectors.sql_pool import TurnLock
+
+    lock, order, asked = TurnLock(), [], threading.Event()
+
+    def writer(name: str) -> None:
+        asked.set()
+        with lock:
+            order.append(name)
+
+    with lock:
+        with lock:  # reentrant
+            waiting = threading.Thread(target=writer, args=("other",))
+            waiting.start()
+            asked.wait(10)
+            while not lock.queued():
+                threading.Event().wait(0.01)
+    with lock:  # asked again at once, as a push's next turn does
+        order.append("again")
+    waiting.join(10)
+    assert order == ["other", "again"]
+    with pytest.raises(RuntimeError):
+        lock.release()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -122,3 +123,43 @@ def test_the_server_refuses_a_foreign_file_with_one_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"error: cannot open the sql store: {path}: is another program's SQLite file (it has none of this "
         "server's tables)"]
+
+
+def test_a_hubs_stores_per_user_check_the_file_once_and_open_without_the_write_lock(tmp_path, monkeypatch):
+    """A hub keeps a store per user on one file: the file is checked once in the process (a quick
+    check reads all of it), and opening a user's store reads its meta without waiting for a writer."""
+    from server.connectors import sql, sql_files
+    from server.hub_stores import HubStores
+
+    checked = []
+    monkeypatch.setattr(sql, "check_store_file", lambda path: (checked.append(path), sql_files.check_store_file(path)))
+    path = tmp_path / "hub.sqlite3"
+    base = get_db_connector("sql", Settings(), path=str(path))
+    base.connect()
+    stores = HubStores(Settings(sqlite_path=str(path)), base, limit=8)
+    writing, done, opened = threading.Event(), threading.Event(), []
+
+    def writer():  # another thread in the writer section: an open must not wait for it
+        with base.pool.write_lock:
+            writing.set()
+            done.wait(60)
+
+    def opener():
+        for n in range(40):  # five times the cache: most are opened again
+            store = stores.for_user(f"user{n % 20}")
+            opened.append(store.user_id == f"user{n % 20}" and store.origin == base.origin)
+
+    try:
+        threading.Thread(target=writer, daemon=True).start()
+        writing.wait(10)
+        worker = threading.Thread(target=opener, daemon=True)
+        worker.start()
+        worker.join(60)
+        done.set()
+        assert opened == [True] * 40 and checked == [str(path)]
+        course(stores.for_user("user3"), id="c1")
+        assert [c["id"] for c in stores.for_user("user3").get_courses()] == ["c1"]
+    finally:
+        done.set()
+        stores.close()
+        base.close()

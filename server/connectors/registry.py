@@ -134,7 +134,9 @@ class SqlRegistry(DeviceRegistry):
         self.pool = pool  # the connections of the hub's (connected, migrated) SQLite file
 
     def _atomic(self) -> Transaction:
-        return transaction(self.pool.get, immediate=True)
+        # In the file's writer queue, in turn with the stores' writes: in SQLite's busy loop it
+        # lost every race to a large push written in turns, for seconds.
+        return transaction(self.pool.get, lock=self.pool.write_lock)
 
     def _insert(self, device: Device, hashed: str) -> None:
         with self._atomic() as conn:

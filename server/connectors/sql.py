@@ -78,37 +78,50 @@ class SqlConnector(SqlLedgers, SqlHistory, MergingConnector):
         return nullcontext(conn) if conn.in_transaction else self._atomic()
 
     def connect(self) -> None:
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        check_store_file(self.path)  # before the first write (even switching to WAL writes)
-        with self._write_lock:
-            self.migrate()
-            with self._atomic(immediate=True) as conn:
-                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-                # The origin is kept under the meta key "device_id" (its name when the file format
-                # was set; a file made then opens the same way today).
-                previous = json.loads(meta.get("device_id", "null"))
-                origin = self._want_origin or previous or new_origin(self.store_kind)
-                self.user_id = self._want_user or json.loads(meta.get("owner", "null")) or "me"
-                # The newest stamp seen: own writes are in the change log, foreign ones in meta.
-                last = json.loads(meta.get("hlc", '""'))
-                if previous and previous != origin:
-                    # The old id's changes become foreign ones. The origins table lists foreign
-                    # origins only: without this row the part not yet pushed would never be.
-                    conn.execute(
-                        "INSERT INTO origins (user_id, origin, max_seq) SELECT user_id, origin, MAX(seq) FROM changes "
-                        "WHERE origin = ? GROUP BY user_id ON CONFLICT (user_id, origin) DO UPDATE SET "
-                        "max_seq = max(max_seq, excluded.max_seq)", (previous,))
-                    newest = conn.execute("SELECT MAX(hlc) FROM changes WHERE origin = ?", (previous,)).fetchone()[0]
-                    last = max(last, newest or "")
-                    self._set_meta(conn, "hlc", last)
-                self._set_meta(conn, "device_id", origin)
-                if "epoch" not in meta:
-                    self._set_meta(conn, "epoch", uuid.uuid4().hex)
-                self.origin = origin
-                row = conn.execute("SELECT hlc FROM changes WHERE user_id = ? AND origin = ? ORDER BY seq DESC LIMIT 1",
-                                   (self.user_id, origin)).fetchone()
-                self.clock = HybridClock(origin, max(last, row[0] if row else ZERO))
+        if not self.pool.checked:  # once per file and process: a hub opens a store per user on it
+            directory = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(directory, exist_ok=True)
+            check_store_file(self.path)  # before the first write (even switching to WAL writes)
+            with self._write_lock:
+                self.migrate()
+            self.pool.checked = True
+        with self._atomic() as conn:  # most opens write nothing, and then take no write lock
+            if self._take_meta(conn, dict(conn.execute("SELECT key, value FROM meta").fetchall()), write=False):
+                return
+        with self._write_lock, self._atomic(immediate=True) as conn:
+            self._take_meta(conn, dict(conn.execute("SELECT key, value FROM meta").fetchall()), write=True)
+
+    def _take_meta(self, conn: sqlite3.Connection, meta: dict, *, write: bool) -> bool:
+        """This store's user, origin and clock from the file's meta; False (and nothing taken)
+        when the meta must be written first and `write` is not allowed."""
+        # The origin is kept under the meta key "device_id" (its name when the file format
+        # was set; a file made then opens the same way today).
+        previous = json.loads(meta.get("device_id", "null"))
+        origin = self._want_origin or previous or new_origin(self.store_kind)
+        if not write and (previous != origin or "epoch" not in meta):
+            return False
+        self.user_id = self._want_user or json.loads(meta.get("owner", "null")) or "me"
+        # The newest stamp seen: own writes are in the change log, foreign ones in meta.
+        last = json.loads(meta.get("hlc", '""'))
+        if previous and previous != origin:
+            # The old id's changes become foreign ones. The origins table lists foreign
+            # origins only: without this row the part not yet pushed would never be.
+            conn.execute(
+                "INSERT INTO origins (user_id, origin, max_seq) SELECT user_id, origin, MAX(seq) FROM changes "
+                "WHERE origin = ? GROUP BY user_id ON CONFLICT (user_id, origin) DO UPDATE SET "
+                "max_seq = max(max_seq, excluded.max_seq)", (previous,))
+            newest = conn.execute("SELECT MAX(hlc) FROM changes WHERE origin = ?", (previous,)).fetchone()[0]
+            last = max(last, newest or "")
+            self._set_meta(conn, "hlc", last)
+        if previous != origin:
+            self._set_meta(conn, "device_id", origin)
+        if "epoch" not in meta:
+            self._set_meta(conn, "epoch", uuid.uuid4().hex)
+        self.origin = origin
+        row = conn.execute("SELECT hlc FROM changes WHERE user_id = ? AND origin = ? ORDER BY seq DESC LIMIT 1",
+                           (self.user_id, origin)).fetchone()
+        self.clock = HybridClock(origin, max(last, row[0] if row else ZERO))
+        return True
 
     def migrate(self) -> list[int]:
         """Apply the schema steps not yet recorded. Running it twice is harmless."""

@@ -5,8 +5,15 @@ store (a SAVEPOINT when already inside one), and `atomic()` makes one, as sqlite
 from __future__ import annotations
 
 import sqlite3
-import threading
-from typing import Callable
+from typing import Callable, Protocol
+
+
+class Lock(Protocol):
+    """A lock of this process (threading.RLock, sql_pool.TurnLock)."""
+
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 class Transaction:
@@ -17,7 +24,7 @@ class Transaction:
 
     __slots__ = ("connect", "begin", "lock", "conn", "nested")
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], begin: str, lock: threading.RLock | None = None):
+    def __init__(self, connect: Callable[[], sqlite3.Connection], begin: str, lock: Lock | None = None):
         self.connect, self.begin, self.lock = connect, begin, lock
 
     def __enter__(self) -> sqlite3.Connection:
@@ -55,7 +62,7 @@ class Transaction:
 
 
 def atomic(connect: Callable[[], sqlite3.Connection], *, immediate: bool = False,
-           lock: threading.RLock | None = None) -> Transaction:
+           lock: Lock | None = None) -> Transaction:
     """A transaction on the connection `connect` gives: BEGIN IMMEDIATE (take the write lock at
     once) when `immediate` or when a process lock is held, else a deferred BEGIN."""
     return Transaction(connect, "BEGIN IMMEDIATE" if immediate or lock is not None else "BEGIN", lock)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import deque
 
 # FULL: a write that answered 2xx survives a power cut (an fsync of the WAL per commit). NORMAL:
 # faster, and safe against a crash of the program, but the last commits before a power cut can
@@ -18,10 +19,11 @@ SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 class Connections:
     def __init__(self, path: str, *, busy_timeout_ms: int = 10_000, synchronous: str = "FULL") -> None:
         self.path, self.busy_timeout_ms, self.synchronous = path, busy_timeout_ms, synchronous
-        self.write_lock = threading.RLock()  # queue our own threads here, not in SQLite's busy loop
+        self.write_lock = TurnLock()  # queue our own threads here, not in SQLite's busy loop
         self._local = threading.local()
         self._open: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
+        self.checked = False  # the file checked at the door and its schema steps applied (SqlConnector)
 
     def get(self) -> sqlite3.Connection:
         """This thread's connection, opened now if it has none."""
@@ -62,6 +64,54 @@ class Connections:
             self._open = [(t, c) for t, c in self._open if not (t is me or not t.is_alive())]
         _close_all(closing)
         self._local.__dict__.pop("conn", None)
+
+
+class TurnLock:
+    """A reentrant lock handed over in the order it was asked for. A thread that releases it
+    and asks again at once (a hub writing a large push in turns) goes behind whoever waits,
+    where threading.RLock lets it take the lock again before a waiting thread even wakes."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+        self._queue: deque[tuple[int, threading.Lock]] = deque()
+
+    def acquire(self) -> bool:
+        me = threading.get_ident()
+        with self._mutex:
+            if self._owner == me or (self._owner is None and not self._queue):
+                self._owner, self._depth = me, self._depth + 1
+                return True
+            handed = threading.Lock()
+            handed.acquire()
+            self._queue.append((me, handed))
+        handed.acquire()  # released by the owner as it hands the lock over (release)
+        return True
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("release of a TurnLock this thread does not hold")
+            self._depth -= 1
+            if self._depth:
+                return
+            if self._queue:
+                self._owner, handed = self._queue.popleft()
+                self._depth = 1
+                handed.release()
+            else:
+                self._owner = None
+
+    def queued(self) -> int:
+        """How many threads wait for the lock."""
+        with self._mutex:
+            return len(self._queue)
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _close_all(conns: list[sqlite3.Connection]) -> None:
