@@ -1,11 +1,11 @@
 """Fill the local SQLite store from a seed file: python seed.py [PATH] [--db FILE] [--reset] [--if-empty]
-(the same as `coursesync seed`; server/seed_commands.py)."""
+(the same as `coursesync seed`; server/device/seed_commands.py)."""
 
 from __future__ import annotations
 
 import sys
 
-from server.seed_commands import seed_sqlite as main
+from server.device.seed_commands import seed_sqlite as main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,9 +21,9 @@ from common import pct, record
 from flask import Flask, jsonify, request
 
 from server.api import create_app
-from server.config import Settings
-from server.connectors.sql import SqlConnector
-from server.records import validate
+from server.connectors.sqlite.store import SqlConnector
+from server.core.config import Settings
+from server.core.records import validate
 
 LECTURE = {"title": "Lecture", "order": 1, "videoUrl": "https://a.b/v"}
 SYNCHRONOUS = "FULL"  # the store's default; --synchronous NORMAL measures the other setting

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from common import pct, record
 
-from server.clock import encode
-from server.connectors.sql import SqlConnector
+from server.connectors.sqlite.store import SqlConnector
+from server.core.clock import encode
 from server.sync.engine import run_round
 
 USER, BATCH = "bench", 500

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from common import pct, record
 
-from server.config import Settings
 from server.connectors.factory import get_db_connector
 from server.connectors.registry import registry_for
+from server.core.config import Settings
 from tests.procs import started
 
 QUIET = {"LOG_LEVEL": "WARNING"}

@@ -26,9 +26,9 @@ from pathlib import Path
 import orjson
 from common import record
 
-from server.config import Settings
 from server.connectors.factory import get_db_connector
 from server.connectors.registry import registry_for
+from server.core.config import Settings
 from tests.procs import ServerProcess, raw_gzip_push, started
 
 USER = "learner"

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from common import ROOT, median, pct, record
 
-from server.clock import encode
-from server.config import Settings
 from server.connectors.factory import get_db_connector
-from server.connectors.sql import SqlConnector
+from server.connectors.sqlite.store import SqlConnector
+from server.core.clock import encode
+from server.core.config import Settings
 from server.sync.engine import run_round
 
 USER = "bench"
@@ -214,7 +214,7 @@ def bench_idle(tmp: Path, big: int) -> list[dict]:
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from server.connectors.sql import SqlConnector
+from server.connectors.sqlite.store import SqlConnector
 from server.sync.engine import run_round
 store = SqlConnector({dev!r}, user_id="bench", origin="dev"); store.connect()
 hub = SqlConnector({hub!r}, user_id="bench", origin="hub"); hub.connect()
@@ -260,7 +260,7 @@ def bench_api_during_push(tmp: Path, n: int, uri: str | None, where: str) -> lis
     """PATCH p99 while a round pushes n changes, vs idle. `where`: "child" (the server's default:
     the round runs in a child process) or "thread" (SYNC_PROCESS=0: in the server's own process)."""
     from server.api import create_app
-    from server.records import validate
+    from server.core.records import validate
     from server.sync.child import ChildRounds
     from server.sync.hub import HubSpec
     from server.sync.service import SyncService

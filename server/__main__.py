@@ -10,7 +10,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from server.config import ConfigError, load_settings
+    from server.core.config import ConfigError, load_settings
 
     args = sys.argv[1:] if argv is None else argv
     if args not in ([], ["--hub"]):
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
     from server.api import configure_logging, create_app, create_hub_app
-    from server.errors import StoreUnavailable
+    from server.core.errors import StoreUnavailable
 
     configure_logging(settings.log_level)
     try:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if "sync" in app.extensions:
         start_worker(app.extensions["sync"])
     if as_hub:
-        from server import hub_compactor
+        from server.hub import compactor as hub_compactor
 
         hub_compactor.start(settings, app.extensions["store"], app.extensions["hub_stores"])
     _serving(settings, app.extensions["store"], as_hub)
@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 def _listening(app, settings, as_hub: bool):
     """The server for `app`, bound to its port (OSError when it cannot be)."""
     if as_hub:  # thousands of devices wait at a hub: an event loop, not a thread each (hub_front.py)
-        from server.hub_front import HubServer
+        from server.hub.front import HubServer
 
         return HubServer(app, settings.host, settings.port)
-    from server import serving
+    from server.web import serving
 
     return serving.create(app, settings.host, settings.port, app.config["MAX_CONTENT_LENGTH"])
 

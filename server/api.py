@@ -10,11 +10,14 @@ from typing import Callable
 
 from flask import Flask, request
 
-from server import cli, http, metrics, page, routes, sync_routes
-from server.config import Settings, load_settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
+from server.core.config import Settings, load_settings
+from server.device import commands as device_commands
+from server.device import metrics, page, routes, sync_routes
+from server.hub import commands as hub_commands
 from server.sync.wiring import build_sync
+from server.web import http
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -46,7 +49,8 @@ def create_app(settings: Settings | None = None, *, store: DatabaseConnector | N
     app.register_blueprint(sync_routes.bp)
     app.register_blueprint(page.bp)
     metrics.install_device(app, store, service)
-    cli.install(app)
+    device_commands.install(app)
+    hub_commands.install(app)
     return app
 
 
@@ -64,11 +68,14 @@ def _push_on_write(service):
 
 def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector | None = None,
                    testing: bool = False) -> Flask:
-    """The hub server (`python -m server --hub`): the hub protocol (server/hub_routes.py) and
+    """The hub server (`python -m server --hub`): the hub protocol (server/hub/routes.py) and
     health, in front of the store DB_CONNECTOR names, with its registry of device tokens."""
-    from server import hub_bodies, hub_limits, hub_routes, hub_waiters
     from server.connectors.registry import registry_for
-    from server.hub_stores import HubStores
+    from server.hub import bodies as hub_bodies
+    from server.hub import limits as hub_limits
+    from server.hub import routes as hub_routes
+    from server.hub import waiters as hub_waiters
+    from server.hub.stores import HubStores
 
     settings = settings or load_settings()
     store = _connected_store(settings) if store is None else store
@@ -85,7 +92,8 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
     app.register_blueprint(hub_routes.bp)
     app.after_request(hub_bodies.compress)
     metrics.install_hub(app)
-    cli.install(app)
+    device_commands.install(app)
+    hub_commands.install(app)
     return app
 
 

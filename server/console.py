@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(rest)
     if command in ("seed", "seed-mongo"):
-        from server.seed_commands import seed_mongo, seed_sqlite
+        from server.device.seed_commands import seed_mongo, seed_sqlite
 
         seeder = seed_sqlite if command == "seed" else seed_mongo
         return seeder(rest, prog=f"coursesync {command}")
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _flask(args: list[str]) -> int:
-    """The app's own command groups (server/cli.py), run as `flask --app server.api` runs them."""
+    """The app's own command groups (server/device/commands.py), run as `flask --app server.api` runs them."""
     from flask.cli import FlaskGroup
 
     from server.api import create_app

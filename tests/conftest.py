@@ -11,8 +11,8 @@ import mongomock_ng
 import pytest
 
 from server.api import create_app
-from server.config import Settings
 from server.connectors.factory import get_db_connector
+from server.core.config import Settings
 from tests.wire.hub import WireHub, unavailable_reason
 
 REAL_MONGO_URI = os.environ.get("MONGO_URI")
@@ -184,7 +184,7 @@ def break_driver(conn, how: str = "gone") -> None:
     directory SQLite cannot open; `malformed`, the open connection answers every statement with
     the error of a damaged file. Mongo: the client and database raise the driver's own timeout
     on every use, as a lost server does."""
-    from server.connectors.sql import SqlConnector
+    from server.connectors.sqlite.store import SqlConnector
 
     if isinstance(conn, SqlConnector) and how == "malformed":
         import sqlite3

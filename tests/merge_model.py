@@ -1,6 +1,6 @@
 """An independent model of the merge rule, used as the property test's oracle.
 
-It knows nothing of server/merge.py: it is written from the rule as docs/merge-rule.md states it, with
+It knows nothing of server/core/merge.py: it is written from the rule as docs/merge-rule.md states it, with
 one predicate for every conflict ("the winner's writer had not seen the loser": the winner's
 base is older than the loser's stamp). Each replica (a device, or the hub) is fed the changes it
 committed, in the order it committed them, and the model says what that replica must hold and

@@ -7,11 +7,11 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
-from server.errors import StoreUnavailable
-from server.records import validate
+from server.core.config import Settings
+from server.core.errors import StoreUnavailable
+from server.core.records import validate
 from server.sync.engine import RoundReport, run_round
 from tests.conftest import MongoFactory
 

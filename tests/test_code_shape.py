@@ -27,14 +27,23 @@ def test_no_function_is_over_50_lines():
     assert long == {}
 
 
-# Below the stores: no connector, no driver, no web framework. The pure ones also do no I/O (no
-# file, no environment): config reads the environment and .env, so it is below but not pure.
-PURE = ["changes", "clock", "errors", "etags", "json_text", "merge", "openapi", "records", "seeding", "sequences",
-        "shaping", "times"]
-BELOW_THE_STORES = [*PURE, "config"]
-LAYERS_ABOVE = ("server.connectors", "server.sync", "server.api", "server.routes", "server.sync_routes",
-                "server.http", "server.cli", "flask", "pymongo", "sqlite3")
+# The folders are the layers. Each may import its own folder and those it lists, nothing else of
+# server/: the core is below everything, the web plumbing and the stores above it, the device's
+# sync engine above the stores, and the two apps on top, neither importing the other. The root
+# (api.py, __main__.py, console.py) composes them.
+MAY_IMPORT = {
+    "core": set(),
+    "web": {"core"},
+    "connectors": {"core"},
+    "sync": {"core", "web", "connectors"},
+    "device": {"core", "web", "connectors", "sync"},
+    "hub": {"core", "web", "connectors"},
+}
+# Below the stores nothing imports a driver or a web framework; the core does no I/O but for
+# config (it reads the environment and .env).
+NO_FRAMEWORK = {"core": ("flask", "pymongo", "sqlite3", "werkzeug"), "web": ("pymongo", "sqlite3")}
 INPUT_OUTPUT = ("os", "pathlib", "io", "shutil", "socket", "dotenv", "subprocess")
+NOT_PURE = {"server/core/config.py"}
 
 
 def _imports(tree: ast.AST) -> set[str]:
@@ -42,25 +51,51 @@ def _imports(tree: ast.AST) -> set[str]:
     return found | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
 
 
-def test_the_modules_below_the_stores_import_no_connector_no_driver_and_no_web_framework():
+def _folder(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in MAY_IMPORT) else "root"
+
+
+def test_every_module_of_server_is_in_a_folder_of_its_role():
+    loose = sorted(p.name for p in (ROOT / "server").glob("*.py"))
+    folders = sorted(p.name for p in (ROOT / "server").iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert loose == ["__init__.py", "__main__.py", "api.py", "console.py"]
+    assert folders == sorted(MAY_IMPORT)
+
+
+def test_each_folder_imports_only_the_folders_below_it():
     found = {}
-    for name in BELOW_THE_STORES:
-        bad = sorted(m for m in _imports(ast.parse((ROOT / "server" / f"{name}.py").read_text()))
-                     if m.startswith(LAYERS_ABOVE))
+    for module, deps in _server_imports().items():
+        folder = _folder(module)
+        if folder == "root":
+            continue
+        bad = sorted(d for d in deps if _folder(d) not in {folder, *MAY_IMPORT[folder]})
         if bad:
-            found[name] = bad
+            found[module] = bad
     assert found == {}
 
 
-def test_the_pure_modules_open_no_file_and_read_no_environment():
+def test_below_the_stores_no_driver_and_no_web_framework():
     found = {}
-    for name in PURE:
-        tree = ast.parse((ROOT / "server" / f"{name}.py").read_text())
+    for folder, banned in NO_FRAMEWORK.items():
+        for path in (ROOT / "server" / folder).glob("*.py"):
+            bad = sorted(m for m in _imports(ast.parse(path.read_text())) if m.split(".")[0] in banned)
+            if bad:
+                found[str(path.relative_to(ROOT))] = bad
+    assert found == {}
+
+
+def test_the_core_opens_no_file_and_reads_no_environment():
+    found = {}
+    for path in (ROOT / "server" / "core").glob("*.py"):
+        if str(path.relative_to(ROOT)) in NOT_PURE:
+            continue
+        tree = ast.parse(path.read_text())
         bad = sorted(m for m in _imports(tree) if m.split(".")[0] in INPUT_OUTPUT)
         bad += [f"{n.func.id}() at line {n.lineno}" for n in ast.walk(tree)
                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("open", "input")]
         if bad:
-            found[name] = bad
+            found[str(path.relative_to(ROOT))] = bad
     assert found == {}
 
 

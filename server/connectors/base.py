@@ -20,8 +20,8 @@ import inspect
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
-from server.changes import Change, Cursor
-from server.errors import StoreUnavailable
+from server.core.changes import Change, Cursor
+from server.core.errors import StoreUnavailable
 
 __all__ = ["Change", "Cursor", "DatabaseConnector"]  # the contract speaks of changes and cursors
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from server.config import Settings
 from server.connectors.base import DatabaseConnector
+from server.core.config import Settings
 
 
 def get_db_connector(kind: str, settings: Settings | None = None, **overrides) -> DatabaseConnector:
@@ -12,12 +12,12 @@ def get_db_connector(kind: str, settings: Settings | None = None, **overrides) -
     settings = settings or Settings()
     whose = {"user_id": settings.user_id, "origin": settings.origin}
     if kind == "sql":
-        from server.connectors.sql import SqlConnector
+        from server.connectors.sqlite.store import SqlConnector
 
         kw = {**whose, "synchronous": settings.sqlite_synchronous, **overrides}
         conn: DatabaseConnector = SqlConnector(kw.pop("path", settings.sqlite_path), **kw)
     elif kind == "mongo":
-        from server.connectors.mongo import MongoConnector
+        from server.connectors.mongo.store import MongoConnector
 
         kw = {**whose, "timeout_ms": settings.hub_timeout_ms, **overrides}
         conn = MongoConnector(kw.pop("uri", settings.mongo_uri or "mongodb://127.0.0.1:27017"),

@@ -23,10 +23,10 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from server.connectors.base import DatabaseConnector
-from server.connectors.sql_atomic import Transaction
-from server.connectors.sql_atomic import atomic as transaction
-from server.connectors.sql_pool import Connections
-from server.times import iso_now
+from server.connectors.sqlite.atomic import Transaction
+from server.connectors.sqlite.atomic import atomic as transaction
+from server.connectors.sqlite.pool import Connections
+from server.core.times import iso_now
 
 TOKEN_PREFIX = "csh_"
 
@@ -332,6 +332,6 @@ class MongoRegistry(DeviceRegistry):
 
 def registry_for(store: DatabaseConnector) -> DeviceRegistry:
     """The registry kept in this (connected) hub store."""
-    from server.connectors.sql import SqlConnector
+    from server.connectors.sqlite.store import SqlConnector
 
     return SqlRegistry(store.pool) if isinstance(store, SqlConnector) else MongoRegistry(store.db)

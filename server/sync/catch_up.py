@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 
 from server.connectors.base import DatabaseConnector
-from server.errors import StoreUnavailable
-from server.sequences import behind, shortfall
+from server.core.errors import StoreUnavailable
+from server.core.sequences import behind, shortfall
 from server.sync.hub import Hub
 
 log = logging.getLogger("server.sync")

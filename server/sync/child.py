@@ -23,8 +23,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from server.config import Settings
-from server.errors import AppError
+from server.core.config import Settings
+from server.core.errors import AppError
 from server.sync.engine import RoundReport, run_round
 from server.sync.hub import HubSpec, open_hub
 

@@ -14,16 +14,16 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from server.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
-from server.clock import is_stamp
 from server.connectors.base import DatabaseConnector
-from server.errors import AppError, HubRefused, StoreUnavailable
-from server.sequences import advance
+from server.core.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
+from server.core.clock import is_stamp
+from server.core.errors import AppError, HubRefused, StoreUnavailable
+from server.core.sequences import advance
+from server.core.times import iso_now, ms_from_iso
 from server.sync.catch_up import PROGRESS, RESTARTED, catch_up, needs_catch_up
 from server.sync.heal import DUE, HEALER, TRIMMED, heal_if_due, keep_floors, trim
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
 from server.sync.relay import OWNED, note_owned, skipped
-from server.times import iso_now, ms_from_iso
 
 log = logging.getLogger("server.sync")
 BOOKMARK_KEY = "hub"

@@ -22,9 +22,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from server.changes import Cursor, new_origin, state_key
 from server.connectors.base import DatabaseConnector
-from server.errors import HubRefused
+from server.core.changes import Cursor, new_origin, state_key
+from server.core.errors import HubRefused
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
 
 log = logging.getLogger("server.sync")

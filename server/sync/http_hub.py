@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from server.changes import Change, Cursor
-from server.compression import NotInflated, inflate
-from server.errors import HubRefused, StoreUnavailable
+from server.core.changes import Change, Cursor
+from server.core.errors import HubRefused, StoreUnavailable
+from server.web.compression import NotInflated, inflate
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # inflated
 STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, http.client.CannotSendRequest)

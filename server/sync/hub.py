@@ -15,11 +15,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-from server.changes import Change, Cursor
-from server.config import Settings
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
-from server.sequences import behind
+from server.core.changes import Change, Cursor
+from server.core.config import Settings
+from server.core.sequences import behind
 
 POLL_SECONDS = 0.5  # how often a wait on a hub store looks for news
 # A push's JSON at most (a hub server takes twice that): a batch of large notes is split.

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from server.connectors.base import DatabaseConnector
-from server.errors import NotFound, StateConflict, ValidationError
-from server.merge import DELETED
-from server.records import KINDS, USER, validate
-from server.times import iso_now
+from server.core.errors import NotFound, StateConflict, ValidationError
+from server.core.merge import DELETED
+from server.core.records import KINDS, USER, validate
+from server.core.times import iso_now
 
 
 def _open_conflict(store: DatabaseConnector, conflict_id: str) -> dict[str, Any]:

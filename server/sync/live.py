@@ -18,7 +18,7 @@ import random
 import threading
 from typing import Any, Callable
 
-from server.errors import AppError, SyncBusy
+from server.core.errors import AppError, SyncBusy
 from server.sync.engine import stored_bookmark, stored_cursor
 from server.sync.hub import WaitingHub
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from server.changes import Cursor
 from server.connectors.base import DatabaseConnector
+from server.core.changes import Cursor
 
 OWNED = "owned"  # the bookmark's origin -> when a hub last answered that its own device gives it back
 RETRY_SECONDS = 3600  # how long a relay of such an origin is not sent again

@@ -13,17 +13,17 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from server.clock import stamp_ms
-from server.config import Settings
 from server.connectors.base import DatabaseConnector
-from server.errors import AppError, SyncBusy
+from server.core.clock import stamp_ms
+from server.core.config import Settings
+from server.core.errors import AppError, SyncBusy
+from server.core.times import iso_from_seconds
 from server.sync.catch_up import PROGRESS, RESTARTED
 from server.sync.child import ChildRounds
 from server.sync.engine import Progress, RoundReport, run_round, stored_bookmark, stored_cursor
 from server.sync.hub import Hub, WaitingHub
 from server.sync.live import LiveWait
 from server.sync.relay import held_for_others
-from server.times import iso_from_seconds
 
 log = logging.getLogger("server.sync")
 BACKOFF_CAP_SECONDS = 300.0

@@ -10,8 +10,8 @@ import sys
 import threading
 from typing import Callable
 
-from server.config import Settings
 from server.connectors.base import DatabaseConnector
+from server.core.config import Settings
 from server.sync.child import ChildRounds
 from server.sync.hub import Hub, open_hub
 from server.sync.service import SyncService

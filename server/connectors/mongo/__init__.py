@@ -1,0 +1,1 @@
+"""The MongoDB backend: all of its driver code."""

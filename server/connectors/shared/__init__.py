@@ -1,0 +1,1 @@
+"""What every store does, written once over a backend's primitives."""

@@ -1,0 +1,1 @@
+"""The SQLite backend: all of its driver code."""

@@ -1,0 +1,1 @@
+"""The device app: the PWA's API, the sync routes, the sync page, metrics and commands."""

@@ -1,0 +1,219 @@
+"""The devices waiting at this hub process for news (POST /hub/v1/wait), and what wakes them.
+
+A waiter is a request the hub holds without a thread: an asyncio event that the hub's front
+(hub_front.py) awaits. It is woken
+- by a push through this process (hub_routes calls `notify` for the pushing device's user);
+- by the watcher, for pushes through other hub processes on the same store: it looks only when
+  devices wait, reads the origins' tops of the waiting users in one indexed query (after SQLite's
+  `PRAGMA data_version` says another connection wrote, or every MONGO_WATCH_SECONDS on MongoDB),
+  and wakes the users whose tops moved; it also looks up which waiting devices were revoked;
+- by a newer wait of the same device (at most one per device), and by the server stopping.
+
+A woken request is checked again through the door as a new one would be (token, then the
+store), so a wake-up can be spurious at no risk: it costs one check and the request waits on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any, Callable
+
+log = logging.getLogger("server.hub")
+SQLITE_WATCH_SECONDS = 0.05  # a pragma read on a connection of its own: next to free
+MONGO_WATCH_SECONDS = 0.25  # an indexed query of the waiting users' origins
+CHUNK = 500  # users or devices per query
+
+
+class Waiter:
+    __slots__ = ("user_id", "device_id", "event", "reason", "_loop")
+
+    def __init__(self, user_id: str, device_id: str, loop: asyncio.AbstractEventLoop | None):
+        self.user_id, self.device_id, self._loop = user_id, device_id, loop
+        self.event = asyncio.Event()
+        self.reason: str | None = None  # news, superseded, revoked, closing
+
+    def fire(self, reason: str) -> None:
+        if self.reason is None or reason != "news":
+            self.reason = reason
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.event.set)
+
+
+class Waiters:
+    """Thread-safe: added from request threads, woken from any thread, awaited on the loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_device: dict[str, Waiter] = {}
+        self._by_user: dict[str, set[str]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None  # the front's, once it serves
+        self.closing = False
+
+    def add(self, user_id: str, device_id: str) -> Waiter:
+        waiter = Waiter(user_id, device_id, self.loop)
+        with self._lock:
+            older = self._by_device.get(device_id)
+            self._by_device[device_id] = waiter
+            self._by_user.setdefault(user_id, set()).add(device_id)
+        if older is not None:
+            older.fire("superseded")  # one wait per device: the newer one stands
+        if self.closing:
+            waiter.fire("closing")
+        return waiter
+
+    def remove(self, waiter: Waiter) -> None:
+        with self._lock:
+            if self._by_device.get(waiter.device_id) is waiter:
+                del self._by_device[waiter.device_id]
+                devices = self._by_user.get(waiter.user_id)
+                if devices is not None:
+                    devices.discard(waiter.device_id)
+                    if not devices:
+                        del self._by_user[waiter.user_id]
+
+    def notify(self, user_id: str, *, but: str | None = None) -> None:
+        """News for `user_id`: wake its waiting devices (but the one that brought it)."""
+        with self._lock:
+            woken = [self._by_device[d] for d in self._by_user.get(user_id, ()) if d != but]
+        for waiter in woken:
+            waiter.fire("news")
+
+    def revoked(self, device_ids: set[str]) -> None:
+        with self._lock:
+            woken = [self._by_device[d] for d in device_ids if d in self._by_device]
+        for waiter in woken:
+            waiter.fire("revoked")
+
+    def close_all(self) -> None:
+        self.closing = True
+        with self._lock:
+            woken = list(self._by_device.values())
+        for waiter in woken:
+            waiter.fire("closing")
+
+    def users(self) -> list[str]:
+        with self._lock:
+            return list(self._by_user)
+
+    def devices(self) -> list[str]:
+        with self._lock:
+            return list(self._by_device)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._by_device)
+
+
+class SqliteSource:
+    """What the watcher reads of a SQLite hub file, on a connection of the watcher's thread."""
+
+    interval = SQLITE_WATCH_SECONDS
+
+    def __init__(self, store: Any):
+        self.pool = store.pool
+
+    def marker(self) -> Any:
+        # Changes whenever another connection (another process, or another thread of this one)
+        # has committed to the file since this connection last looked.
+        return self.pool.get().execute("PRAGMA data_version").fetchone()[0]
+
+    def tops(self, users: list[str]) -> dict[str, tuple]:
+        conn, out = self.pool.get(), {}
+        for i in range(0, len(users), CHUNK):
+            part = users[i:i + CHUNK]
+            rows = conn.execute(f"SELECT user_id, origin, max_seq FROM origins WHERE user_id IN "
+                                f"({','.join('?' * len(part))}) ORDER BY user_id, origin", part)
+            for user, origin, top in rows:
+                out.setdefault(user, []).append((origin, top))
+        return {u: tuple(v) for u, v in out.items()}
+
+    def close(self) -> None:
+        self.pool.close()  # the watcher thread's own connection
+
+
+class MongoSource:
+    """What the watcher reads of a MongoDB hub: the waiting users' origins, by the index on
+    (userId, origin), never a scan per waiting device."""
+
+    interval = MONGO_WATCH_SECONDS
+
+    def __init__(self, store: Any):
+        self.db = store.db
+
+    def marker(self) -> Any:
+        return None  # no cheap signal on a standalone server: look every interval
+
+    def tops(self, users: list[str]) -> dict[str, tuple]:
+        out: dict[str, list] = {}
+        for i in range(0, len(users), CHUNK):
+            docs = self.db.origins.find({"userId": {"$in": users[i:i + CHUNK]}},
+                                        {"_id": 0, "userId": 1, "origin": 1, "maxSeq": 1})
+            for d in docs:
+                out.setdefault(d.get("userId"), []).append((str(d.get("origin")), d.get("maxSeq")))
+        return {u: tuple(sorted(v)) for u, v in out.items()}
+
+    def close(self) -> None:
+        pass
+
+
+def source_for(store: Any):
+    from server.connectors.sqlite.store import SqlConnector
+
+    return SqliteSource(store) if isinstance(store, SqlConnector) else MongoSource(store)
+
+
+class Watcher:
+    """A thread that wakes the waiters whose user's log moved through another process, and
+    those whose device was revoked (`flask hub revoke` runs in a process of its own)."""
+
+    def __init__(self, waiters: Waiters, source: Any, revoked_among: Callable[[list[str]], set[str]],
+                 driver_errors: tuple = ()):
+        self.waiters, self.source, self.revoked_among = waiters, source, revoked_among
+        self.driver_errors = driver_errors
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hub-watcher", daemon=True)
+        self._tops: dict[str, tuple] = {}
+        self._marker: Any = object()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.source.interval):
+                try:
+                    self.look()
+                except self.driver_errors as exc:  # the store is away: the waits time out as usual
+                    log.warning("the hub's watcher could not read the store: %s", exc.__class__.__name__)
+                    self._stop.wait(1.0)
+        finally:
+            self.source.close()
+
+    def look(self) -> None:
+        """One look: wake whoever has news or was revoked since the last one."""
+        users = self.waiters.users()
+        if not users:
+            return
+        marker = self.source.marker()
+        if marker is not None and marker == self._marker:
+            return
+        self._marker = marker
+        tops = self.source.tops(users)
+        for user in users:
+            # A user first seen now is woken too: its waiter checked before this look, and a
+            # change may have landed in between. A spurious wake costs one check.
+            if user not in self._tops or tops.get(user, ()) != self._tops[user]:
+                self.waiters.notify(user)
+        self._tops.update((u, tops.get(u, ())) for u in users)
+        if len(self._tops) > 4 * len(users) + 1000:  # users who stopped waiting long ago
+            self._tops = {u: self._tops[u] for u in users}
+        devices = self.waiters.devices()
+        if devices:
+            gone = self.revoked_among(devices)
+            if gone:
+                self.waiters.revoked(gone)
