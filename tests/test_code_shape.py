@@ -160,8 +160,8 @@ def _server_classes() -> list[type]:
 
 def test_every_attribute_a_class_uses_is_declared_in_it_or_a_base():
     """No mixin leans on a sibling's attributes: what a method reads of `self` is defined,
-    annotated or assigned by its own class or one of its bases (Storage declares what the shared
-    operations use of a store)."""
+    annotated or assigned by its own class or one of its bases (a store's collaborators are handed
+    the backend they work on)."""
     undeclared = {}
     classes = _server_classes()
     for cls in classes:

@@ -44,7 +44,7 @@ def test_loading_records_by_key_searches_the_primary_key(store, pairs):
     for i in range(50):
         store.create("course", None, validate("course", {**COURSE, "title": f"c{i}"}, "create"))
     store.pool.get().execute("ANALYZE")  # with statistics, as a long-lived store would have them
-    plan = store.pool.get().execute("EXPLAIN QUERY PLAN " + store._load_sql(pairs),
+    plan = store.pool.get().execute("EXPLAIN QUERY PLAN " + store.backend._load_sql(pairs),
                                  ["learner", *["course", "x"] * pairs]).fetchall()
     searches = [row[3] for row in plan if "records" in row[3]]
     assert searches and all("PRIMARY KEY (user_id=? AND kind=? AND key=?)" in s for s in searches), plan
@@ -124,13 +124,13 @@ def test_sqlite_synchronous_normal_is_a_setting(tmp_path):
 
 
 def test_an_interrupted_write_leaves_neither_the_record_nor_its_change(store, monkeypatch):
-    original = store._persist
+    original = store.backend.persist
 
     def persist_then_crash(*args, **kwargs):
         original(*args, **kwargs)  # record and change rows are written...
         raise RuntimeError("power cut")  # ...and the transaction never commits
 
-    monkeypatch.setattr(store, "_persist", persist_then_crash)
+    monkeypatch.setattr(store.backend, "persist", persist_then_crash)
     with pytest.raises(RuntimeError):
         store.create("course", None, validate("course", COURSE, "create"))
     monkeypatch.undo()
@@ -150,12 +150,12 @@ def test_a_process_killed_inside_a_write_leaves_nothing_behind(tmp_path):
         store = SqlConnector({str(db)!r}, user_id="learner")
         store.connect()
         store.create("course", None, validate("course", {{"title": "kept", "source": "https://a.b"}}, "create"))
-        original = store._persist
+        original = store.backend.persist
         def slow(*a, **k):
             original(*a, **k)
             print("inside", flush=True)
             time.sleep(60)
-        store._persist = slow
+        store.backend.persist = slow
         store.create("course", None, validate("course", {{"title": "lost", "source": "https://a.b"}}, "create"))
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

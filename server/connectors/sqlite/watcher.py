@@ -23,7 +23,7 @@ class SqlWatcher:
         return self.pool.get().execute("PRAGMA data_version").fetchone()[0]
 
     def tops(self, users: list[str]) -> dict[str, tuple]:
-        conn, out = self.pool.get(), {}
+        conn, out = self.pool.get(), dict[str, list[tuple[str, int]]]()
         for i in range(0, len(users), CHUNK):
             part = users[i:i + CHUNK]
             rows = conn.execute(f"SELECT user_id, origin, max_seq FROM origins WHERE user_id IN "
