@@ -70,6 +70,27 @@ def test_a_store_from_before_step_2_upgrades_and_keeps_its_pending_changes(sql_f
     assert new.pending_since({"dev-a": 2})[0] == 1
 
 
+def test_a_store_from_before_step_7_opens_with_its_origin_under_the_new_meta_key(sql_factory, monkeypatch):
+    # Steps 1 to 6, with the origin under the meta key "device_id", as earlier versions wrote it.
+    from server.connectors.sqlite import schema as sql_schema
+
+    monkeypatch.setattr(sql_schema, "SCHEMA_STEPS", sql_schema.SCHEMA_STEPS[:6])
+    old = sql_factory("dev", user_id="learner")
+    old.connect()
+    made = old.origin
+    course = old.create("course", None, validate("course", COURSE, "create"))[0]
+    old.pool.get().execute("UPDATE meta SET key = 'device_id' WHERE key = 'origin'")
+    old.close()
+    monkeypatch.undo()
+    new = sql_factory("dev", user_id="learner")  # no origin pinned: it comes from the file
+    new.connect()
+    assert new.origin == made
+    meta = dict(new.pool.get().execute("SELECT key, value FROM meta").fetchall())
+    assert "device_id" not in meta and meta["origin"] == f'"{made}"'
+    new.update("course", None, course["id"], {"title": "two"})
+    assert [(c["origin"], c["seq"]) for c in new.changes_since({}, 10)] == [(made, 1), (made, 2)]
+
+
 def test_a_new_device_id_still_pushes_what_the_old_one_had_not(sql_factory):
     first = sql_factory("dev", user_id="learner", origin="old-id")
     first.connect()

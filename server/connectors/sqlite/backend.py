@@ -38,7 +38,7 @@ from server.core.records import CHILD_KINDS, COURSE
 from server.core.sequences import run_after
 
 log = logging.getLogger("server.sync")
-ORIGIN_KEY = "device_id"  # the meta key of the store's own origin (its name when the file format was set)
+ORIGIN_KEY = "origin"  # the meta key of the store's own origin (schema step 7 renamed it from "device_id")
 
 
 class SqlBackend(Backend):
