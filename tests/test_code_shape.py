@@ -226,3 +226,17 @@ def test_only_the_backend_folders_speak_to_a_driver():
         if bad:
             found[where] = bad
     assert found == {}
+
+
+def test_no_class_stands_on_a_tower_of_our_own_classes():
+    """Compose, do not stack: a class has at most two of this code's classes above it (a store is a
+    Store over a backend, a backend implements the driver contract), not a chain of mixins. A
+    protocol that joins the role protocols is a union of roles, not a tower."""
+    tall = {}
+    for cls in _server_classes():
+        if getattr(cls, "_is_protocol", False):
+            continue
+        ours = [base for base in cls.__mro__[1:] if base.__module__.startswith("server.")]
+        if len(ours) > 2:
+            tall[f"{cls.__module__}.{cls.__qualname__}"] = [base.__qualname__ for base in ours]
+    assert tall == {}
