@@ -1,4 +1,8 @@
-"""The contract every store implements. The API and the sync engine see stores only through it.
+"""The contract the rest of the tree sees a store by: one protocol per role, so that a caller
+depends on what it uses (the device's routes on `RecordStore`, its sync page on `LedgerStore`,
+the sync engine on `SyncStore`, the hub server on `HubStore`) and a test double implements no
+more than that. `DatabaseConnector` is all of them: what the factory builds (connectors/shared/
+store.py, a store composed over one backend) and what create_app takes.
 
 Records are returned in the API's shape (API.md): camelCase fields, `createdAt`/`updatedAt`
 as ISO-8601 UTC with `Z`. Every method that writes says so, and every such write appends a
@@ -15,96 +19,35 @@ happen in one writer section, so two clients holding the same tag cannot both wi
 
 from __future__ import annotations
 
-import functools
-import inspect
-from abc import ABC, abstractmethod
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from server.core.changes import Change, Cursor
-from server.core.errors import StoreUnavailable
 
-__all__ = ["Change", "Cursor", "DatabaseConnector"]  # the contract speaks of changes and cursors
-
-
-def _translating(method):
-    @functools.wraps(method)
-    def translated(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except self.driver_errors as exc:
-            raise self._unavailable(exc) from exc
-    translated.translates_driver_errors = True
-    return translated
+__all__ = ["Change", "Cursor", "DatabaseConnector", "HubStore", "LedgerStore", "RecordStore", "StoreWatcher",
+           "SyncStore"]
 
 
-class DatabaseConnector(ABC):
-    origin: str  # the origin stamped on this store's own changes
-    user_id: str  # every read and write is scoped to this user
-    # The driver's exceptions. A connector that names them gets every public method, its own and
-    # inherited, wrapped so that they leave it only as `_unavailable(exc)`: one place per store,
-    # and a method added later is covered without a list of names to keep in step.
-    driver_errors: tuple[type[BaseException], ...] = ()
+class RecordStore(Protocol):
+    """What the device's routes do: the user, courses, lectures and assignments."""
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if not cls.driver_errors:
-            return
-        for name in dir(cls):
-            member = inspect.getattr_static(cls, name)
-            if name.startswith("_") or not inspect.isfunction(member):
-                continue
-            if not getattr(member, "translates_driver_errors", False):
-                setattr(cls, name, _translating(member))
-
-    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        """The StoreUnavailable a driver exception becomes: a sentence with no secrets in it."""
-        return StoreUnavailable(f"The store failed ({exc.__class__.__name__}).")
-
-    def guarded(self, call: Callable[..., Any], *args: Any) -> Any:
-        """`call(*args)`, a call on this store's driver made elsewhere (the hub's device registry
-        keeps its tables in the same store), with the driver's failures translated as this
-        connector's own (503 store_unavailable, no secrets)."""
-        return call(*args)
-
-    @abstractmethod
-    def connect(self) -> None:
-        """Open the store, create or upgrade its schema/indexes (idempotent), load the clock.
-        Raises StoreUnavailable if the store cannot be reached."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release connections. Safe to call twice; never raises, even when the store is gone."""
-
-    @abstractmethod
-    def ping(self) -> bool:
-        """True when the store answers a trivial query; False otherwise. Never raises."""
-
-    # --- reads -----------------------------------------------------------------------------
-    @abstractmethod
     def get_user(self) -> dict[str, Any]:
         """The user record. A user never written yet reads as defaults (no change is written).
         `focusCourseId` reads as null when it names a course that no longer exists."""
 
-    @abstractmethod
     def get_courses(self) -> list[dict[str, Any]]:
         """Every live course, oldest first, each with its live `lectures` (by `order`) and
         `assignments` (by `createdAt`)."""
 
-    @abstractmethod
     def get_course(self, course_id: str) -> dict[str, Any]:
         """One live course with its lectures and assignments. NotFound(course_not_found)."""
 
-    # --- writes (each appends one change) ------------------------------------------------
-    @abstractmethod
     def update_user_profile(self, display_name: str, *, if_match: list[str] | None = None) -> dict[str, Any]:
         """Set `displayName`. Writes a change. Returns the user."""
 
-    @abstractmethod
     def set_focus_course(self, course_id: str | None, *, if_match: list[str] | None = None) -> dict[str, Any]:
         """Set or clear `focusCourseId`. NotFound(course_not_found) for an unknown or deleted
         course. Writes a change. Returns the user."""
 
-    @abstractmethod
     def create(self, kind: str, parent_id: str | None, new: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create a record of `kind` (records.KINDS, not the user) from validated fields, with an
         optional client `id`. `parent_id` is None for a course and the id of a live course for a
@@ -113,21 +56,75 @@ class DatabaseConnector(ABC):
         returns (existing, False) and writes nothing; the same id with other fields, or the id of
         a deleted record: StateConflict(id_conflict). Otherwise writes one change."""
 
-    @abstractmethod
     def update(self, kind: str, parent_id: str | None, record_id: str, updates: dict[str, Any], *,
                if_match: list[str] | None = None) -> dict[str, Any]:
         """Apply validated updates. NotFound with the parent's or the kind's code, also for a
         child looked up under another course. Writes a change unless `updates` is empty.
         Returns the record (a course with its children)."""
 
-    @abstractmethod
     def delete(self, kind: str, parent_id: str | None, record_id: str, *,
                if_match: list[str] | None = None) -> None:
         """Tombstone the record (a course: with its children); one change. NotFound as update,
         also when already deleted."""
 
-    # --- sync primitives ------------------------------------------------------------------
-    @abstractmethod
+
+class LedgerStore(Protocol):
+    """The two ledgers a person reads on the sync page and the sync routes: conflicts (values that
+    lost a merge) and the quarantine (changes refused at the door)."""
+
+    def list_conflicts(self, limit: int = 100, status: str = "all") -> list[dict[str, Any]]:
+        """Recorded conflicts, newest first: `all`, the `open` ones or the `resolved` ones. Each
+        has a `resolution`: null while open, else {"action": "restored"|"dismissed", "at", ...}."""
+
+    def get_conflict(self, conflict_id: str) -> dict[str, Any] | None:
+        """One conflict (as list_conflicts gives it), or None."""
+
+    def resolve_conflict(self, conflict_id: str, resolution: dict[str, Any]) -> dict[str, Any] | None:
+        """Record how a person resolved an open conflict (an already resolved one keeps its first
+        resolution). Returns the conflict as it is now, or None when there is no such conflict."""
+
+    def count_conflicts(self) -> int:
+        """How many conflicts are open (not resolved by a person)."""
+
+    def settle_conflicts(self) -> int:
+        """Resolve as `superseded` each open conflict whose field was written again since (a
+        restore on another device, a later edit: `by` "edited") or whose record was deleted since
+        (`by` "deleted"); how many. A round calls it, so a conflict settled on one device shows
+        settled on all of them."""
+
+    def conflict_names(self, conflicts: list[dict[str, Any]]) -> dict[str, dict[str, str | None]]:
+        """conflict id -> {"title": the record's title, "courseTitle": its course's}, each None
+        when there is none (the user, a record never seen here)."""
+
+    def forget_resolved_conflicts(self, before: str) -> int:
+        """Drop the conflicts a person resolved before `before` (an ISO time as `resolution.at`
+        gives it); the open ones stay whatever their age. Returns how many went."""
+
+    def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Changes refused at the door, newest first: {"id", "origin", "seq", "reason",
+        "receivedAt", "change"} (the change as JSON text)."""
+
+    def count_quarantine(self) -> int:
+        """How many changes are in the quarantine."""
+
+    def quarantine(self, entries: list[dict[str, Any]]) -> None:
+        """Keep entries (changes.quarantine_entry) in the quarantine, once each by id: a device
+        keeps there its own changes that the hub refused."""
+
+    def release_quarantined(self, ids: list[str]) -> int:
+        """Take these entries out of the quarantine (a device's own refused change that it has
+        written again); returns how many there were."""
+
+
+class SyncStore(Protocol):
+    """What a sync round uses of a store, on either side: the device's, or a store as its hub."""
+
+    @property
+    def origin(self) -> str:
+        """The origin stamped on this store's own changes."""
+
+    user_id: str  # every read and write is scoped to this user (a seeder sets it)
+
     def changes_since(
         self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
         only_origin: str | None = None,
@@ -139,7 +136,9 @@ class DatabaseConnector(ABC):
         got per origin. A change: {origin, seq, hlc, kind, id, courseId, op: upsert|delete,
         fields: {name: value}, bases: {name: clock}}."""
 
-    @abstractmethod
+    def pending_since(self, cursor: Cursor, origin: str | None = None) -> tuple[int, str | None]:
+        """(count, oldest hlc) of changes after the cursor (only `origin`'s when given)."""
+
     def apply_changes(
         self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None, relayed: bool = False,
         from_hub: bool = False,
@@ -167,18 +166,11 @@ class DatabaseConnector(ABC):
         only what the store does not hold and never overwrites a change it holds. Nothing of an
         origin in `owned` (another device's, which gives its own back) is taken, checked or
         kept: the answer's "owned" maps each of those the batch named to this store's top."""
-        named = {ch["origin"] for ch in changes if isinstance(ch, dict) and ch.get("origin") in owned}
-        result = self.apply_changes([ch for ch in changes if not (isinstance(ch, dict) and ch.get("origin") in named)],
-                                    relayed=True)
-        tops = self.tops(named) if named else {}
-        return {**result, "received": len(changes), "owned": {o: tops.get(o, 0) for o in sorted(named)}}
 
-    @abstractmethod
     def tops(self, origins: set[str]) -> Cursor:
         """origin -> the newest sequence number this store holds of it, for those of `origins` it
         holds anything of."""
 
-    @abstractmethod
     def shortfall(self, cursor: Cursor) -> dict[str, Any]:
         """{"shortfall": origin -> the newest seq this store holds, for each origin of `cursor`
         of which it holds less than the cursor says (a hub that acknowledged more than it now has;
@@ -190,7 +182,6 @@ class DatabaseConnector(ABC):
         "floors": origin -> floor, for the compacted origins of the cursor (what every device this
         store serves has pulled: a device may drop its own copy of that part of its log)}."""
 
-    @abstractmethod
     def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]:
         """{"cursor": origin -> this store's newest seq of each, read before the records;
         "records": at most `limit` merge states (tombstones too: {kind, id, courseId, fields,
@@ -198,7 +189,6 @@ class DatabaseConnector(ABC):
         (kind, key) to ask after for the next page, None after the last}. The records with the
         log past the first page's cursor hold all the store holds, however much was compacted."""
 
-    @abstractmethod
     def apply_snapshot(self, records: list[Any], *, bookmarks: dict[str, Any] | None = None,
                        held: Cursor | None = None) -> dict[str, Any]:
         """Merge a page of another store's records (snapshot_page) as the writes that made them
@@ -209,7 +199,6 @@ class DatabaseConnector(ABC):
         log on (its own origin aside). Returns {"received", "applied" (records changed),
         "conflicts", "quarantined"}."""
 
-    @abstractmethod
     def heal(self, records: list[Any], *, hold: Cursor | None = None, log_as: str | None = None,
              not_from: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
         """Merge a page of a device's records (as apply_snapshot does, checked at the door with
@@ -224,22 +213,14 @@ class DatabaseConnector(ABC):
         records. Returns {"received", "applied", "conflicts", "quarantined", "held", "logged":
         {log_as: the top logged} when anything was, "skipped": the origins of writes not taken}."""
 
-    @abstractmethod
     def floors(self) -> Cursor:
         """origin -> its floor: the newest seq compacted out of the log (held all the same)."""
 
-    @abstractmethod
-    def log_sizes(self) -> dict[str, int]:
-        """Every user's of this store (a hub's figures): {"changes": in the logs above the floors,
-        "compacted": at or below them}."""
-
-    @abstractmethod
     def compact(self, floors: Cursor, limit: int) -> int:
         """Drop, per origin, the changes up to `floors[origin]` (never past what the store holds),
         at most `limit` in all and in short writes, raising each origin's floor first so that no
         reader ever meets a hole. Returns how many were dropped: 0 when there is nothing left."""
 
-    @abstractmethod
     def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:
         """This store's own log from `first_seq` on is not what the hub holds under `origin`
         (the store was restored from a backup, or a copy of it syncs too). Unless this store's
@@ -248,94 +229,85 @@ class DatabaseConnector(ABC):
         they wrote too), make it this store's origin, and leave the changes before `first_seq`
         under `origin` as a foreign origin. Returns (this store's origin now, changes moved)."""
 
-    @abstractmethod
-    def pending_since(self, cursor: Cursor, origin: str | None = None) -> tuple[int, str | None]:
-        """(count, oldest hlc) of changes after the cursor (only `origin`'s when given)."""
-
-    @abstractmethod
-    def list_conflicts(self, limit: int = 100, status: str = "all") -> list[dict[str, Any]]:
-        """Recorded conflicts, newest first: `all`, the `open` ones or the `resolved` ones. Each
-        has a `resolution`: null while open, else {"action": "restored"|"dismissed", "at", ...}."""
-
-    @abstractmethod
-    def get_conflict(self, conflict_id: str) -> dict[str, Any] | None:
-        """One conflict (as list_conflicts gives it), or None."""
-
-    @abstractmethod
-    def resolve_conflict(self, conflict_id: str, resolution: dict[str, Any]) -> dict[str, Any] | None:
-        """Record how a person resolved an open conflict (an already resolved one keeps its first
-        resolution). Returns the conflict as it is now, or None when there is no such conflict."""
-
-    @abstractmethod
-    def settle_conflicts(self) -> int:
-        """Resolve as `superseded` each open conflict whose field was written again since (a
-        restore on another device, a later edit: `by` "edited") or whose record was deleted since
-        (`by` "deleted"); how many. A round calls it, so a conflict settled on one device shows
-        settled on all of them."""
-
-    @abstractmethod
-    def conflict_names(self, conflicts: list[dict[str, Any]]) -> dict[str, dict[str, str | None]]:
-        """conflict id -> {"title": the record's title, "courseTitle": its course's}, each None
-        when there is none (the user, a record never seen here)."""
-
-    @abstractmethod
-    def forget_resolved_conflicts(self, before: str) -> int:
-        """Drop the conflicts a person resolved before `before` (an ISO time as `resolution.at`
-        gives it); the open ones stay whatever their age. Returns how many went."""
-
-    @abstractmethod
-    def list_quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Changes refused at the door, newest first: {"id", "origin", "seq", "reason",
-        "receivedAt", "change"} (the change as JSON text)."""
-
-    @abstractmethod
-    def count_quarantine(self) -> int:
-        """How many changes are in the quarantine."""
-
-    @abstractmethod
-    def quarantine(self, entries: list[dict[str, Any]]) -> None:
-        """Keep entries (changes.quarantine_entry) in the quarantine, once each by id: a device
-        keeps there its own changes that the hub refused."""
-
-    @abstractmethod
-    def release_quarantined(self, ids: list[str]) -> int:
-        """Take these entries out of the quarantine (a device's own refused change that it has
-        written again); returns how many there were."""
-
-    @abstractmethod
     def resend_own(self, seqs: list[int]) -> int:
         """Write again, as new changes of this store's own origin (next seqs, fresh stamps, the
         same bases), what of its own changes `seqs` its records still hold as those changes wrote
         it (changes.still_held): changes the hub refused because their stamps were ahead of its
         clock, once that clock has caught up. Returns how many changes were written."""
 
-    @abstractmethod
-    def count_conflicts(self) -> int:
-        """How many conflicts are open (not resolved by a person)."""
-
-    @abstractmethod
     def get_bookmark(self, key: str) -> Any:
         """A small JSON value the sync engine keeps: where this store is in a hub's log (the
         hub's epoch, the cursor, past resets). None when unset."""
 
-    @abstractmethod
     def set_bookmark(self, key: str, value: Any) -> None:
         """Store a bookmark (see get_bookmark)."""
 
-    @abstractmethod
     def hub_epoch(self) -> str:
         """An id that changes whenever this store is wiped and re-seeded."""
 
-    @abstractmethod
+
+class HubStore(Protocol):
+    """What the hub server uses of its store beyond a round's calls: its figures, and its driver's
+    failures for the calls it makes on the same driver (the device registry)."""
+
+    @property
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        """What the store translates to StoreUnavailable (the hub's watcher too)."""
+    max_skew_ms: int  # MAX_CLOCK_SKEW_SECONDS; the factory sets it from the settings
+    quarantine_keep: int  # bytes of a refused change kept (a hub keeps 1 KB)
+    quarantine_cap: int | None  # refused changes kept at most (a hub's quota), None: all
+    quarantine_cap_bytes: int | None  # and the bytes they take as stored, None: any
+
+    def guarded(self, call: Callable[..., Any], *args: Any) -> Any:
+        """`call(*args)`, a call on this store's driver made elsewhere (the hub's device registry
+        keeps its tables in the same store), with the driver's failures translated as this
+        store's own (503 store_unavailable, no secrets)."""
+
+    def log_sizes(self) -> dict[str, int]:
+        """Every user's of this store (a hub's figures): {"changes": in the logs above the floors,
+        "compacted": at or below them}."""
+
+
+class DatabaseConnector(RecordStore, LedgerStore, SyncStore, HubStore, Protocol):
+    """A whole store: every role, and its life."""
+
+    def connect(self) -> None:
+        """Open the store, create or upgrade its schema/indexes (idempotent), load the clock.
+        Raises StoreUnavailable if the store cannot be reached."""
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice; never raises, even when the store is gone."""
+
+    def ping(self) -> bool:
+        """True when the store answers a trivial query; False otherwise. Never raises."""
+
     def dump_records(self) -> dict[tuple[str, str], dict[str, Any]]:
         """Every record of the user, tombstones included, as merge states keyed by (kind, id):
         what convergence checks compare."""
 
-    @abstractmethod
     def is_empty(self) -> bool:
         """True when the store holds no record and no change of any user."""
 
-    @abstractmethod
     def wipe(self) -> dict[str, int]:
         """Remove all records, changes, conflicts and sync state of every user, and start a new
         epoch. Returns counts removed per collection/table. Used by the seeders' reset."""
+
+    def set_owner(self, user_id: str) -> None:
+        """Remember whose data this store holds (the seeder does), for a server without USER_ID."""
+
+
+class StoreWatcher(Protocol):
+    """What a hub's watcher reads of its store to wake the devices waiting there (the factory
+    makes the backend's: connectors/sqlite/watcher.py, connectors/mongo/watcher.py)."""
+
+    interval: float  # seconds between two looks
+
+    def marker(self) -> Any:
+        """A value that changes when the store may have changed since the last look; None when
+        the backend has no cheap one (then every look reads the tops)."""
+
+    def tops(self, users: list[str]) -> dict[str, tuple]:
+        """user -> ((origin, top), ...) sorted, for those of `users` that hold any change."""
+
+    def close(self) -> None:
+        """Release what the watcher's thread opened."""

@@ -13,10 +13,10 @@ import orjson
 
 from server.core.clock import ZERO, decode, encode, is_stamp
 from server.core.records import CHILD_KINDS, KINDS, check_fields, is_id
+from server.core.sequences import Cursor as Cursor  # a cursor is the sequences' notion; named here for callers
 from server.core.times import iso_from_ms
 
 Change = dict[str, Any]  # {"origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"}
-Cursor = dict[str, int]  # origin -> last sequence number seen
 Key = tuple[str, str]  # (kind, record key)
 CHANGE_KEYS = frozenset({"origin", "seq", "hlc", "kind", "id", "courseId", "op", "fields", "bases"})
 # How far ahead of a receiver's wall clock a stamp may be. NTP keeps most devices within

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-Cursor = dict[str, int]
+Cursor = dict[str, int]  # origin -> last sequence number seen: the one definition (changes.py names it too)
 
 
 def _slot(change: Any) -> tuple[str, int] | None:

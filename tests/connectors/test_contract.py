@@ -8,8 +8,8 @@ import inspect
 import pytest
 from freezegun import freeze_time
 
-from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
+from server.connectors.shared.backend import Backend
 from server.core.changes import slot_filler
 from server.core.clock import encode
 from server.core.config import Settings
@@ -35,10 +35,10 @@ class TestFactory:
         with pytest.raises(ValueError, match="^Unsupported database connector type: redis$"):
             get_db_connector("redis")
 
-    def test_a_connector_missing_a_method_cannot_be_built(self):
-        class Half(DatabaseConnector):
+    def test_a_backend_missing_a_method_cannot_be_built(self):
+        class Half(Backend):
             def connect(self):
-                pass
+                return []
 
         with pytest.raises(TypeError):
             Half()

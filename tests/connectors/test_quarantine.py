@@ -166,7 +166,7 @@ def test_a_malformed_change_on_the_hub_wedges_no_device(tmp_path, hub_kind):
             broken = [{**good_course(1, "x1"), "origin": "evil", "hlc": encode(NOW_MS, 0, "evil"),
                        "fields": "not an object"},
                       {**good_course(2, "x2"), "origin": "evil", "hlc": "999999999999999-999999-evil"}]
-            hub._persist(broken, [], [], own=False, bookmarks=None)  # as a hostile writer could
+            hub.backend.persist(broken, [], [], own=False, bookmarks=None)  # as a hostile writer could
             frozen.tick(dt.timedelta(seconds=1))
             course(world.device("a"), id="after")
             world.settle(["a", "b"])
@@ -322,7 +322,7 @@ def test_a_kept_change_is_cut_in_bytes_never_inside_a_character():
 
 @pytest.mark.parametrize("hub_kind", ["mongomock", "sqlite"])
 def test_a_hubs_quarantine_keeps_so_many_refusals_in_so_many_bytes(tmp_path, hub_kind):
-    from server.connectors.shared.storage import entry_bytes
+    from server.connectors.shared.backend import entry_bytes
 
     world = World(tmp_path, hub_kind)
     try:
@@ -334,7 +334,7 @@ def test_a_hubs_quarantine_keeps_so_many_refusals_in_so_many_bytes(tmp_path, hub
             assert len(result["quarantined"]) == 4, "the sender hears of every refusal"
             kept = hub.list_quarantine()
             assert len(kept) == 4 and all(entry_bytes(q) < 2048 for q in kept), "each row about 2 KB at most"
-            assert hub._quarantine_held() == (4, sum(map(entry_bytes, kept)))
+            assert hub.backend.ledgers.quarantine_held() == (4, sum(map(entry_bytes, kept)))
             hub.quarantine_cap_bytes = sum(map(entry_bytes, kept)) + 10  # no room for one more in bytes
             hub.apply_changes([{**good_course(n, f"c{n}"), "extra": 1} for n in range(5, 8)])
             assert hub.count_quarantine() == 4
@@ -355,10 +355,10 @@ def test_two_mongo_hub_processes_that_pass_the_cap_at_once_store_no_more_than_it
             hub.quarantine_keep, hub.quarantine_cap, hub.quarantine_cap_bytes = 1024, 3, None
         with freeze_time("2030-01-01T00:00:00Z"):
             refusals = [quarantine_entry({"n": n}, "r", "t", 1024) for n in range(6)]
-            first._persist([], [], [], own=False, bookmarks=None, quarantined=refusals[:3])
-            second._persist([], [], [], own=False, bookmarks=None, quarantined=refusals[3:])  # as if it counted first
+            first.backend.persist([], [], [], own=False, bookmarks=None, quarantined=refusals[:3])
+            second.backend.persist([], [], [], own=False, bookmarks=None, quarantined=refusals[3:])  # counted first
             assert first.count_quarantine() == 3
-            first._persist([], [], [], own=False, bookmarks=None, quarantined=refusals[:3])  # stored already
+            first.backend.persist([], [], [], own=False, bookmarks=None, quarantined=refusals[:3])  # stored already
             assert first.count_quarantine() == 3
     finally:
         world.close()

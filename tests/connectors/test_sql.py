@@ -44,7 +44,7 @@ def test_loading_records_by_key_searches_the_primary_key(store, pairs):
     for i in range(50):
         store.create("course", None, validate("course", {**COURSE, "title": f"c{i}"}, "create"))
     store.pool.get().execute("ANALYZE")  # with statistics, as a long-lived store would have them
-    plan = store.pool.get().execute("EXPLAIN QUERY PLAN " + store._load_sql(pairs),
+    plan = store.pool.get().execute("EXPLAIN QUERY PLAN " + store.backend._load_sql(pairs),
                                  ["learner", *["course", "x"] * pairs]).fetchall()
     searches = [row[3] for row in plan if "records" in row[3]]
     assert searches and all("PRIMARY KEY (user_id=? AND kind=? AND key=?)" in s for s in searches), plan
@@ -68,6 +68,27 @@ def test_a_store_from_before_step_2_upgrades_and_keeps_its_pending_changes(sql_f
     new.update("course", None, course["id"], {"title": "three"})
     assert [c["seq"] for c in new.changes_since({}, 10)] == [1, 2, 3]
     assert new.pending_since({"dev-a": 2})[0] == 1
+
+
+def test_a_store_from_before_step_7_opens_with_its_origin_under_the_new_meta_key(sql_factory, monkeypatch):
+    # Steps 1 to 6, with the origin under the meta key "device_id", as earlier versions wrote it.
+    from server.connectors.sqlite import schema as sql_schema
+
+    monkeypatch.setattr(sql_schema, "SCHEMA_STEPS", sql_schema.SCHEMA_STEPS[:6])
+    old = sql_factory("dev", user_id="learner")
+    old.connect()
+    made = old.origin
+    course = old.create("course", None, validate("course", COURSE, "create"))[0]
+    old.pool.get().execute("UPDATE meta SET key = 'device_id' WHERE key = 'origin'")
+    old.close()
+    monkeypatch.undo()
+    new = sql_factory("dev", user_id="learner")  # no origin pinned: it comes from the file
+    new.connect()
+    assert new.origin == made
+    meta = dict(new.pool.get().execute("SELECT key, value FROM meta").fetchall())
+    assert "device_id" not in meta and meta["origin"] == f'"{made}"'
+    new.update("course", None, course["id"], {"title": "two"})
+    assert [(c["origin"], c["seq"]) for c in new.changes_since({}, 10)] == [(made, 1), (made, 2)]
 
 
 def test_a_new_device_id_still_pushes_what_the_old_one_had_not(sql_factory):
@@ -124,13 +145,13 @@ def test_sqlite_synchronous_normal_is_a_setting(tmp_path):
 
 
 def test_an_interrupted_write_leaves_neither_the_record_nor_its_change(store, monkeypatch):
-    original = store._persist
+    original = store.backend.persist
 
     def persist_then_crash(*args, **kwargs):
         original(*args, **kwargs)  # record and change rows are written...
         raise RuntimeError("power cut")  # ...and the transaction never commits
 
-    monkeypatch.setattr(store, "_persist", persist_then_crash)
+    monkeypatch.setattr(store.backend, "persist", persist_then_crash)
     with pytest.raises(RuntimeError):
         store.create("course", None, validate("course", COURSE, "create"))
     monkeypatch.undo()
@@ -150,12 +171,12 @@ def test_a_process_killed_inside_a_write_leaves_nothing_behind(tmp_path):
         store = SqlConnector({str(db)!r}, user_id="learner")
         store.connect()
         store.create("course", None, validate("course", {{"title": "kept", "source": "https://a.b"}}, "create"))
-        original = store._persist
+        original = store.backend.persist
         def slow(*a, **k):
             original(*a, **k)
             print("inside", flush=True)
             time.sleep(60)
-        store._persist = slow
+        store.backend.persist = slow
         store.create("course", None, validate("course", {{"title": "lost", "source": "https://a.b"}}, "create"))
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

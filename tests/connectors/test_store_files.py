@@ -128,8 +128,8 @@ def test_the_server_refuses_a_foreign_file_with_one_line(tmp_path):
 def test_a_hubs_stores_per_user_check_the_file_once_and_open_without_the_write_lock(tmp_path, monkeypatch):
     """A hub keeps a store per user on one file: the file is checked once in the process (a quick
     check reads all of it), and opening a user's store reads its meta without waiting for a writer."""
+    from server.connectors.sqlite import backend as sql
     from server.connectors.sqlite import files as sql_files
-    from server.connectors.sqlite import store as sql
     from server.hub.stores import HubStores
 
     checked = []

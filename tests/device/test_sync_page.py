@@ -179,8 +179,8 @@ def test_the_page_is_escaped_guarded_and_self_contained(client, connector):
     state = {"kind": "course", "id": "c1", "courseId": None}
     entry = {**_conflict(state, "title", "<script>alert(1)</script>", "1", "<b>x</b>", "2", "remote", "newer_write"),
              "id": "k1", "detectedAt": "2030-01-01T00:00:00.000Z"}
-    with connector._writer():  # a conflict entry as a merge stores one
-        connector._persist([], [], [entry], own=False, bookmarks=None)
+    with connector.backend.writer():  # a conflict entry as a merge stores one
+        connector.backend.persist([], [], [entry], own=False, bookmarks=None)
     resp = client.get("/sync")
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200 and resp.mimetype == "text/html"

@@ -173,7 +173,7 @@ class TestFaults:
         for i in range(9):
             lecture(a, c["id"], order=i + 1)
         world.sync("a")
-        original = b._persist
+        original = b.backend.persist
         calls = {"n": 0}
 
         def crash_on_second_batch(*args, **kwargs):
@@ -182,7 +182,7 @@ class TestFaults:
             if calls["n"] == 2:
                 raise RuntimeError("killed while applying")
 
-        monkeypatch.setattr(b, "_persist", crash_on_second_batch)
+        monkeypatch.setattr(b.backend, "persist", crash_on_second_batch)
         with pytest.raises(RuntimeError):
             world.sync("b")
         monkeypatch.undo()

@@ -96,14 +96,14 @@ class Oracle:
 
         def spy_for(original):
             def spy(store, changes, **kwargs):
-                before = store._known(changes) if changes else {}
+                before = store.backend.known(changes) if changes else {}
                 committed = False
                 try:
                     result = original(store, changes, **kwargs)
                     committed = True
                     return result
                 finally:
-                    after = store._known(changes) if changes else {}
+                    after = store.backend.known(changes) if changes else {}
                     replica = oracle.replicas[oracle.name_of(store)]
                     for ch in changes:
                         if kwargs.get("from_hub") and is_heal_origin(ch["origin"]):
@@ -360,7 +360,7 @@ def sync(world: World, name: str, failure: str | None) -> None:
     finally:
         if isinstance(world.hubs[name], FlakyHub):
             world.hubs[name] = world.hubs[name].inner
-        store.__dict__.pop("_persist", None)
+        store.backend.__dict__.pop("persist", None)
         store.__dict__.pop("set_bookmark", None)
 
 
@@ -380,13 +380,13 @@ def inject(world: World, name: str, where: str) -> None:
 
         store.set_bookmark = crash  # type: ignore[method-assign]
     elif where == "local_apply":
-        original = type(store)._persist
+        original = type(store.backend).persist
 
         def crash_after(*args, **kwargs):
-            original(store, *args, **kwargs)
+            original(store.backend, *args, **kwargs)
             raise RuntimeError("killed while applying")
 
-        store._persist = crash_after  # type: ignore[method-assign]
+        store.backend.persist = crash_after  # type: ignore[method-assign]
 
 
 def baseline(world: World, oracle: Oracle) -> None:

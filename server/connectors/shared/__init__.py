@@ -1,1 +1,1 @@
-"""What every store does, written once over a backend's primitives."""
+"""What every store does, written once: the driver contract (backend.py) and the store composed over it (store.py)."""

@@ -1,4 +1,4 @@
-"""What the conflict ledger learns from the records, written once on the storage primitives: an
+"""What the conflict ledger learns from the records, written once over a backend (backend.py): an
 open conflict whose field has been written again since (its value restored on another device,
 or edited later anywhere) or whose record has been deleted since is settled, on every device,
 by the round that brings that news; and the names a person knows a conflict's record by."""
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.connectors.shared.history import History
-from server.core.changes import record_key
+from server.connectors.shared.backend import Backend
+from server.core.changes import Key, record_key
 from server.core.records import COURSE, USER
 from server.core.times import iso_now
 
@@ -20,16 +20,22 @@ def _key(c: dict[str, Any]) -> tuple[str, str]:
     return c["kind"], record_key(c["kind"], c["courseId"], c["recordId"])
 
 
-class ConflictLedger(History):
-    def _states_of(self, conflicts: list[dict[str, Any]], with_courses: bool = False) -> dict:
+class Conflicts:
+    """The ledger of values that lost a merge: its rows are the backend's (`ledgers`), what it
+    learns from the records is written here."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    def _states_of(self, conflicts: list[dict[str, Any]], with_courses: bool = False) -> dict[Key, dict]:
         keys = {_key(c) for c in conflicts}
         if with_courses:
             keys |= {(COURSE, c["courseId"]) for c in conflicts if c.get("courseId")}
-        with self._reader():
-            return self._load(keys)
+        with self.backend.reader():
+            return self.backend.load(keys)
 
     def settle_conflicts(self) -> int:
-        conflicts = self.list_conflicts(OPEN_CHECKED, status="open")
+        conflicts = self.backend.ledgers.list_conflicts(OPEN_CHECKED, status="open")
         if not conflicts:
             return 0
         states = self._states_of(conflicts)
@@ -45,7 +51,7 @@ class ConflictLedger(History):
                 how = "deleted"
             else:
                 continue
-            done = self.resolve_conflict(c["id"], {"action": "superseded", "at": iso_now(), "by": how})
+            done = self.backend.ledgers.resolve_conflict(c["id"], {"action": "superseded", "at": iso_now(), "by": how})
             settled += bool(done and done["resolution"]["action"] == "superseded")
         return settled
 

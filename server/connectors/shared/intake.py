@@ -1,6 +1,6 @@
 """What comes into a store from elsewhere: a batch of changes checked at the door and merged,
 the quarantine of what was refused, and moving a restored store's own edits to a new origin,
-written on the storage primitives (storage.py)."""
+written once over a backend (backend.py) and the merger (merging.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import time
 import uuid
 from typing import Any
 
-from server.connectors.shared.storage import RetryMerge, Storage, entry_bytes
+from server.connectors.shared.backend import Backend, RetryMerge, entry_bytes
+from server.connectors.shared.merging import Merger
 from server.core.changes import (
     Change,
     at_the_door,
@@ -33,25 +34,40 @@ log = logging.getLogger("server.sync")
 ROLLBACKS_KEY = "hub-rollbacks"
 
 
-class ChangeIntake(Storage):
-    """The contract's calls for changes from elsewhere, on the primitives Storage declares."""
+class Intake:
+    """The store's calls for changes from elsewhere (and its own, written again or moved)."""
+
+    def __init__(self, backend: Backend, merger: Merger):
+        self.backend, self.merger = backend, merger
 
     def apply_changes(self, changes: list[Change], *, bookmarks: dict[str, Any] | None = None,
-                      relayed: bool = False, from_hub: bool = False) -> dict:
+                      relayed: bool = False, from_hub: bool = False) -> dict[str, Any]:
+        with self.backend.batch():
+            return self._apply_changes(changes, bookmarks, relayed, from_hub)
+
+    def relay_changes(self, changes: list[Change], *, owned: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+        named = {ch["origin"] for ch in changes if isinstance(ch, dict) and ch.get("origin") in owned}
+        result = self.apply_changes([ch for ch in changes if not (isinstance(ch, dict) and ch.get("origin") in named)],
+                                    relayed=True)
+        tops = self.tops(named) if named else {}
+        return {**result, "received": len(changes), "owned": {o: tops.get(o, 0) for o in sorted(named)}}
+
+    def _apply_changes(self, changes: list[Change], bookmarks: dict[str, Any] | None, relayed: bool,
+                       from_hub: bool) -> dict[str, Any]:
         good, refused, fillers, resume = self._through_the_door(changes, from_hub)
         for ch in good:  # only a change that passed may move the clock
-            self.clock.observe(ch["hlc"])
+            self.backend.clock.observe(ch["hlc"])
         # What a hub logged of a heal (changes.is_heal_origin) is merged, not logged: it is never
         # given back (the healer gives its records again), and the hub numbers it as it can.
         carried = [ch for ch in good if from_hub and is_heal_origin(ch["origin"])]
         good = [ch for ch in good if not (from_hub and is_heal_origin(ch["origin"]))] if carried else good
         fresh, applied = self._not_yet_held(good, fillers, relayed)
-        stored_refusals = self._within_cap(refused)
-        conflicts = []
+        stored_refusals = self.within_cap(refused)
+        conflicts: list[dict] = []
         if fresh or carried or bookmarks or stored_refusals:
             order = {id(ch): n for n, ch in enumerate(changes)}  # merged in the order sent
             merged = sorted(fresh + carried, key=lambda ch: order.get(id(ch), -1))
-            conflicts = self._merge_and_persist(merged, own=False, bookmarks=bookmarks,
+            conflicts = self.merger.merge_and_persist(merged, own=False, bookmarks=bookmarks,
                                                 quarantined=stored_refusals, logged=fresh)[1]
         return {"received": len(changes), "applied": applied + len(carried), "conflicts": len(conflicts),
                 "resume": resume,
@@ -65,9 +81,9 @@ class ChangeIntake(Storage):
         # refused what another applied would disagree with it for good). The limit is doubled,
         # not dropped: the hub's clock may be up to one limit ahead of this one, and a stamp past
         # both was never taken by a hub's door (a hostile writer in the store behind it).
-        skew = 2 * self.max_skew_ms if from_hub else self.max_skew_ms
-        good, refused, fillers = at_the_door(changes, now_ms=wall_ms(), max_skew_ms=skew, user_id=self.user_id,
-                                             keep=self.quarantine_keep, carried=from_hub)
+        skew = 2 * self.backend.limits.max_skew_ms if from_hub else self.backend.limits.max_skew_ms
+        good, refused, fillers = at_the_door(changes, now_ms=wall_ms(), max_skew_ms=skew, user_id=self.backend.user_id,
+                                             keep=self.backend.limits.quarantine_keep, carried=from_hub)
         for q in refused:
             log.warning("quarantined change %s#%s: %s", q["origin"], q["seq"], q["reason"])
         carried = [ch for ch in good if from_hub and is_heal_origin(ch["origin"])]  # not logged: no rule
@@ -78,7 +94,7 @@ class ChangeIntake(Storage):
         # told where to resume, so that no reader can ever step over a hole.
         if not good and not fillers:
             return carried, refused, fillers, {}
-        taken, resume = admit(good + fillers, self._tops_of({ch["origin"] for ch in good + fillers}))
+        taken, resume = admit(good + fillers, self.backend.tops_of({ch["origin"] for ch in good + fillers}))
         admitted = {id(ch) for ch in taken}
         return ([c for c in good if id(c) in admitted] + carried, refused,
                 [f for f in fillers if id(f) in admitted], resume)
@@ -90,9 +106,9 @@ class ChangeIntake(Storage):
         finished, not stored twice. One it holds under another stamp is a reused origin (a relayed
         copy never overwrites what the store holds)."""
         if good or fillers:  # what the store compacted away it holds all the same
-            floors = self._floors_of({ch["origin"] for ch in good + fillers})
+            floors = self.backend.history.floors_of({ch["origin"] for ch in good + fillers})
             good, fillers = held_below(good, floors), held_below(fillers, floors)
-        known = self._known(good + fillers) if good or fillers else {}
+        known = self.backend.known(good + fillers) if good or fillers else {}
         # A filler goes in only where its slot is still empty (the same refused change again).
         fresh = [f for f in fillers if (f["origin"], f["seq"]) not in known]
         logged, applied = [], 0
@@ -107,60 +123,65 @@ class ChangeIntake(Storage):
                 raise _reused(ch)
         if logged:
             self._same_as_logged(logged, relayed)
-            self._complete(logged)
+            self.backend.complete(logged)
         return fresh, applied
 
     def tops(self, origins: set[str]) -> dict[str, int]:
-        with self._reader():
-            return self._tops_of(set(origins)) if origins else {}
+        with self.backend.reader():
+            return self.backend.tops_of(set(origins)) if origins else {}
 
     def shortfall(self, cursor: dict[str, int]) -> dict[str, Any]:
-        with self._reader():
-            held = self._tops_of(set(cursor)) if cursor else {}
-            floors = self._floors_of(None)
+        with self.backend.reader():
+            held = self.backend.tops_of(set(cursor)) if cursor else {}
+            floors = self.backend.history.floors_of(None)
         compacted = behind(cursor, floors)
         floors = {o: f for o, f in floors.items() if o in cursor}
         short = shortfall(cursor, held)
         if not short:
-            return {"shortfall": {}, "rollbacks": list(self.get_bookmark(ROLLBACKS_KEY) or []), "compacted": compacted,
-                    "floors": floors}
-        with self._writer():
-            found = list(self.get_bookmark(ROLLBACKS_KEY) or [])[-9:]
+            return {"shortfall": {}, "rollbacks": list(self.backend.get_bookmark(ROLLBACKS_KEY) or []),
+                    "compacted": compacted, "floors": floors}
+        with self.backend.writer():
+            found = list(self.backend.get_bookmark(ROLLBACKS_KEY) or [])[-9:]
             found.append({"id": uuid.uuid4().hex[:16], "at": time.time(), "origins": len(short),
                           "changes": sum(cursor[o] - top for o, top in short.items())})
-            self.set_bookmark(ROLLBACKS_KEY, found)
+            self.backend.set_bookmark(ROLLBACKS_KEY, found)
         return {"shortfall": short, "rollbacks": found, "compacted": compacted, "floors": floors}
 
     def apply_snapshot(self, records: list[Any], *, bookmarks: dict[str, Any] | None = None,
-                       held: dict[str, int] | None = None) -> dict:
+                       held: dict[str, int] | None = None) -> dict[str, Any]:
+        with self.backend.batch():
+            return self._apply_snapshot(records, bookmarks, held)
+
+    def _apply_snapshot(self, records: list[Any], bookmarks: dict[str, Any] | None,
+                        held: dict[str, int] | None) -> dict[str, Any]:
         # A hub's records, checked at the door with the doubled limit on stamps, as for anything
         # the hub took.
-        writes, refused = self._rebuilt(records, 2 * self.max_skew_ms, "a record of the hub's snapshot")
+        writes, refused = self.rebuilt(records, 2 * self.backend.limits.max_skew_ms, "a record of the hub's snapshot")
         # First (a store without transactions): a crash before the records leaves the last page
         # to be taken again, and the sequence rule then takes the log on from `held`.
-        self._hold({o: seq for o, seq in (held or {}).items() if o != self.origin})
-        states, conflicts = self._merge_and_persist(writes, own=False, bookmarks=bookmarks, quarantined=refused,
+        self.backend.history.hold({o: seq for o, seq in (held or {}).items() if o != self.backend.origin})
+        states, conflicts = self.merger.merge_and_persist(writes, own=False, bookmarks=bookmarks, quarantined=refused,
                                                     log=False)
         return {"received": len(records), "applied": len(states), "conflicts": len(conflicts),
                 "quarantined": [{"origin": None, "seq": None, "reason": q["reason"]} for q in refused]}
 
-    def _within_cap(self, refused: list[dict]) -> list[dict]:
+    def within_cap(self, refused: list[dict]) -> list[dict]:
         """Of these refusals, those the quarantine keeps: a hub keeps so many, in so many bytes; the
         sender keeps its own. Called inside the writer that stores them (and a store without
         transactions checks again after storing, `_persist`), so two requests at once cannot
         both pass the cap."""
-        if not refused or self.quarantine_cap is None:
+        if not refused or self.backend.limits.quarantine_cap is None:
             return refused
-        rows, size = self._quarantine_held()
+        rows, size = self.backend.ledgers.quarantine_held()
         kept = []
         for q in refused:
             rows, size = rows + 1, size + entry_bytes(q)
-            if self._over_cap(rows, size):
+            if self.backend.limits.over_cap(rows, size):
                 break
             kept.append(q)
         return kept
 
-    def _rebuilt(self, records: list[Any], skew_ms: int, what: str) -> tuple[list[Change], list[dict]]:
+    def rebuilt(self, records: list[Any], skew_ms: int, what: str) -> tuple[list[Change], list[dict]]:
         """(the writes that rebuild these records, quarantine entries for the records that are not
         merge states or whose writes the door refuses); the writes' stamps move the clock."""
         now = wall_ms()
@@ -172,47 +193,48 @@ class ChangeIntake(Storage):
             if problem is None:
                 writes += rebuilt
             else:
-                refused.append(quarantine_entry(state, f"{what}: {problem}", iso_from_ms(now), self.quarantine_keep))
+                keep = self.backend.limits.quarantine_keep
+                refused.append(quarantine_entry(state, f"{what}: {problem}", iso_from_ms(now), keep))
         for write in writes:
-            self.clock.observe(write["hlc"])
+            self.backend.clock.observe(write["hlc"])
         for q in refused:
             log.warning("quarantined %s", q["reason"])
         return writes, refused
 
     def restart_origin(self, origin: str, first_seq: int) -> tuple[str, int]:
-        with self._writer():
-            self._refresh_origin()
-            if self.origin != origin:
-                return self.origin, 0  # another round (or process) has done it already
-            tail = self.changes_since({origin: first_seq - 1}, 2**31 - 1, only_origin=origin)  # all of it
-            new = new_origin(self.store_kind)
+        with self.backend.writer():
+            self.backend.refresh_origin()
+            if self.backend.origin != origin:
+                return self.backend.origin, 0  # another round (or process) has done it already
+            tail = self.backend.changes_since({origin: first_seq - 1}, 2**31 - 1, only_origin=origin)  # all of it
+            new = new_origin(self.backend.store_kind)
             moved, stamps = moved_to(tail, new)
             for _ in range(20):
-                states = [restamp_state(s, stamps) for s in self._load({change_key(c) for c in tail}).values()]
+                states = [restamp_state(s, stamps) for s in self.backend.load({change_key(c) for c in tail}).values()]
                 try:
-                    self._retire_tail(origin, first_seq, new, moved, states)
+                    self.backend.retire_tail(origin, first_seq, new, moved, states)
                     break
                 except RetryMerge:
                     continue
             else:
                 raise StateConflict("The store kept changing while its origin moved; try again.", code="busy")
-        log.warning("origin %s moved on to %s from #%d: %d changes to send again", origin, self.origin,
+        log.warning("origin %s moved on to %s from #%d: %d changes to send again", origin, self.backend.origin,
                     first_seq, len(moved))
-        return self.origin, len(moved)
+        return self.backend.origin, len(moved)
 
     def resend_own(self, seqs: list[int]) -> int:
-        with self._writer():
-            self._refresh_origin()
-            own = self.origin
-            logged = self._known([{"origin": own, "seq": s} for s in seqs], whole=True) if seqs else {}
+        with self.backend.writer():
+            self.backend.refresh_origin()
+            own = self.backend.origin
+            logged = self.backend.known([{"origin": own, "seq": s} for s in seqs], whole=True) if seqs else {}
             held = [logged[(own, s)] for s in sorted(set(seqs)) if (own, s) in logged]
-            states = self._load({change_key(c) for c in held})
-            copies = [(ch, still_held(ch, states.get(change_key(ch)))) for ch in held]
-            copies = [(ch, copy) for ch, copy in copies if copy is not None]
-            first = self._next_seq() if copies else 0  # first: it may move the clock
-            again = [{**copy, "seq": first + n, "hlc": self.clock.now()} for n, (_, copy) in enumerate(copies)]
+            states = self.backend.load({change_key(c) for c in held})
+            maybe = [(ch, still_held(ch, states.get(change_key(ch)))) for ch in held]
+            copies = [(ch, copy) for ch, copy in maybe if copy is not None]
+            first = self.backend.next_seq() if copies else 0  # first: it may move the clock
+            again = [{**copy, "seq": first + n, "hlc": self.backend.clock.now()} for n, (_, copy) in enumerate(copies)]
             if again:
-                self._merge_and_persist(again, own=True)
+                self.merger.merge_and_persist(again, own=True)
         for (ch, _), new in zip(copies, again):
             log.warning("own change %s#%s written again as #%s", own, ch["seq"], new["seq"])
         return len(again)
@@ -221,15 +243,15 @@ class ChangeIntake(Storage):
         """A change logged already under its (origin, seq, hlc) must be that very change: two copies
         of one store can stamp two writes alike (the sender then moves to a new origin). A relayed
         copy that differs is only not taken: it is not the relayer's to settle."""
-        logged = self._known(changes, whole=True)
+        logged = self.backend.known(changes, whole=True)
         for ch in changes:
             if logged.get((ch["origin"], ch["seq"])) != ch and not relayed:
                 raise _reused(ch)
 
     def quarantine(self, entries: list[dict[str, Any]]) -> None:
         if entries:
-            with self._writer():
-                self._merge_and_persist([], own=False, quarantined=entries)
+            with self.backend.writer():
+                self.merger.merge_and_persist([], own=False, quarantined=entries)
 
 
 def _reused(ch: Change) -> StateConflict:

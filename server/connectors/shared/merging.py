@@ -1,194 +1,90 @@
-"""What both connectors share: the domain operations of the contract (reads, and the API's
-writes), written once on the storage primitives each connector implements (storage.py).
-
-A local write is: inside the store's writer section, load the record, check it, build one change
-(next sequence number, a new HLC, the fields written and the clocks they replace), then merge it
-and persist it exactly as a foreign change would be. The same merge code (merge.py) decides for
-both stores; each store makes the result atomic in its own way.
-"""
+"""The one write path of every store: merge a batch with merge.py, then have the backend
+persist it (again, from a fresh load, when a save lost a race). A store's own writes, changes
+from elsewhere and records rebuilt from a snapshot all go through here."""
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
+import hashlib
+from typing import Any, Sequence
 
-from server.connectors.shared.conflicts import ConflictLedger
+from server.connectors.shared.backend import Backend, RetryMerge
 from server.core import merge
-from server.core.changes import (
-    Key,
-    record_key,
-    state_key,
-)
-from server.core.clock import ZERO, stamp_ms
-from server.core.errors import NotFound, PreconditionFailed, StateConflict
-from server.core.etags import etag_matches
-from server.core.records import CHILD_KINDS, COURSE, KINDS, USER, children_of
-from server.core.shaping import course_tree, shape
+from server.core.changes import Change, Key, change_key
+from server.core.clock import stamp_ms
+from server.core.errors import StateConflict
+from server.core.records import CHILD_KINDS, COURSE
 from server.core.times import iso_from_ms
 
+Preloaded = dict[Key, dict | None]
 
-class MergingConnector(ConflictLedger):
-    # --- helpers --------------------------------------------------------------------------
-    def _now_iso(self, hlc: str) -> str:
-        return iso_from_ms(stamp_ms(hlc))
 
-    def _existing(self, kind: str, record_id: str, course_id: str | None = None) -> dict[str, Any]:
-        return self._existing_and_parent(kind, record_id, course_id)[0]
+class Merger:
+    def __init__(self, backend: Backend):
+        self.backend = backend
 
-    def _existing_and_parent(self, kind: str, record_id: str, course_id: str | None = None) -> tuple[dict, dict]:
-        """The live record and everything loaded with it (its course), for reuse by a write."""
-        # Only plain strings ever reach a query: a dict here could be an operator like {"$ne": ...}.
-        if course_id is not None and not isinstance(course_id, str):
-            raise NotFound("No such course.", code=KINDS[COURSE].not_found_code)
-        if not isinstance(record_id, str):
-            raise NotFound(f"No such {kind}.", code=KINDS[kind].not_found_code)
-        key = (kind, record_key(kind, course_id, record_id))
-        wanted = {key} | ({(COURSE, course_id)} if course_id else set())
-        found = self._load(wanted)
-        if course_id:
-            course = found.get((COURSE, course_id))
-            if course is None or course["deleted"]:
-                raise NotFound("No such course.", code=KINDS[COURSE].not_found_code)
-        state = found.get(key)
-        if state is None or state["deleted"]:
-            raise NotFound(f"No such {kind}.", code=KINDS[kind].not_found_code)
-        return state, found
+    def merge(self, changes: list[Change], preloaded: Preloaded | None = None) -> tuple[list[dict], list[dict]]:
+        """(the records these changes change, as merged; the conflicts the merge found)."""
+        keys = {change_key(c) for c in changes}
+        keys |= {(COURSE, c["courseId"]) for c in changes if c["kind"] in CHILD_KINDS and c["courseId"]}
+        preloaded = preloaded or {}
+        cache: dict[Key, dict] = {k: v for k, v in preloaded.items() if v is not None}
+        cache.update(self.backend.load(keys - preloaded.keys()))
+        deleted_courses = {c["id"] for c in changes if c["kind"] == COURSE and c["op"] == "delete"}
+        if deleted_courses:
+            cache.update(self.backend.load_children(deleted_courses))
+        dirty: set[Key] = set()
+        conflicts: list[dict] = []
+        for ch in changes:
+            key = change_key(ch)
+            parent = cache.get((COURSE, ch["courseId"])) if ch["kind"] in CHILD_KINDS else None
+            out = merge.apply_change(cache.get(key), ch, parent)
+            conflicts += [self.stamp_conflict(c, ch) for c in out.conflicts]
+            if out.changed and out.state is not None:
+                cache[key] = out.state
+                dirty.add(key)
+            if ch["kind"] == COURSE and ch["op"] == "delete":
+                conflicts += self._cascade(cache, dirty, ch)
+        return [cache[k] for k in dirty], conflicts
 
-    def _write(self, state: dict[str, Any] | None, kind: str, record_id: str,
-               course_id: str | None, op: str, fields: dict[str, Any],
-               delete_base: str = ZERO, preloaded: dict[Key, dict | None] | None = None) -> dict:
-        """Write one change of this store's own; return the record's merged state."""
-        seq = self._next_seq()  # first: it may move the clock past other processes' stamps
-        hlc = self.clock.now()
-        if op == "upsert":
-            fields = {**fields, "updatedAt": self._now_iso(hlc)}
-            if state is None or "createdAt" not in state["fields"]:
-                fields.setdefault("createdAt", fields["updatedAt"])
-            clocks = state["clocks"] if state else {}
-            bases = {name: clocks.get(name, ZERO) for name in fields}
-        else:
-            bases = {"*": delete_base}
-        change = {
-            "origin": self.origin, "seq": seq, "hlc": hlc, "kind": kind,
-            "id": record_id, "courseId": course_id, "op": op, "fields": fields, "bases": bases,
+    def _cascade(self, cache: dict[Key, dict], dirty: set[Key], ch: Change) -> list[dict]:
+        """A course's delete tombstones its lectures and assignments in `cache`."""
+        course, conflicts = cache[change_key(ch)], []
+        for ckey, child in list(cache.items()):
+            if ckey[0] in CHILD_KINDS and child.get("courseId") == ch["id"]:
+                sub = merge.cascade_delete(child, course)
+                conflicts += [self.stamp_conflict(c, ch) for c in sub.conflicts]
+                if sub.changed and sub.state is not None:
+                    cache[ckey] = sub.state
+                    dirty.add(ckey)
+        return conflicts
+
+    def stamp_conflict(self, conflict: dict, change: Change) -> dict:
+        # One loss is one entry, whichever side it was seen from: a write re-merged after the
+        # write that beat it (a repaired tail) finds the entry its first merge made.
+        pair = sorted((conflict["localHlc"], conflict["remoteHlc"]))
+        where = (conflict["kind"], conflict["courseId"], conflict["recordId"], conflict["field"])
+        ident = "|".join(map(str, (*where, *pair)))
+        return {
+            **conflict,
+            "id": hashlib.sha256(ident.encode()).hexdigest()[:24],
+            "remoteOrigin": change["origin"],
+            "detectedAt": iso_from_ms(stamp_ms(self.backend.clock.now())),
         }
-        states, _ = self._merge_and_persist([change], own=True, preloaded=preloaded)
-        key = (kind, record_key(kind, course_id, record_id))
-        return next(s for s in states if state_key(s) == key)
 
-    # --- reads ----------------------------------------------------------------------------
-    def get_user(self) -> dict[str, Any]:
-        with self._reader():
-            state = self._load({(USER, self.user_id)}).get((USER, self.user_id))
-            user = shape(state or merge.new_state(USER, self.user_id, None))
-            focus = user.get("focusCourseId")
-            if focus:
-                course = self._load({(COURSE, focus)}).get((COURSE, focus))
-                if course is None or course["deleted"]:
-                    user["focusCourseId"] = None
-        return user
-
-    def get_courses(self) -> list[dict[str, Any]]:
-        with self._reader():
-            live = self._load_every_live_record()
-        children: dict[str, list[dict]] = {}
-        for s in live:
-            if s["kind"] in CHILD_KINDS:
-                children.setdefault(s["courseId"], []).append(s)
-        courses = [course_tree(s, children.get(s["id"], [])) for s in live if s["kind"] == COURSE]
-        return sorted(courses, key=lambda c: (c["createdAt"], c["id"]))
-
-    def get_course(self, course_id: str) -> dict[str, Any]:
-        with self._reader():
-            course = self._existing(COURSE, course_id)
-            children = self._load_children({course_id}).values()
-        return course_tree(course, [c for c in children if not c["deleted"]])
-
-    # --- writes ---------------------------------------------------------------------------
-    def _write_user(self, fields: dict[str, Any], if_match: list[str] | None) -> dict[str, Any]:
-        with self._writer():
-            if fields.get("focusCourseId") is not None:
-                self._existing(COURSE, fields["focusCourseId"])
-            if if_match is not None:  # the current answer is built only when it is compared
-                current = self.get_user()
-                if not etag_matches(if_match, current):
-                    raise PreconditionFailed("The user changed since it was read.", current=current)
-            state = self._load({(USER, self.user_id)}).get((USER, self.user_id))
-            self._write(state, USER, self.user_id, None, "upsert", fields,
-                        preloaded={(USER, self.user_id): state})
-        return self.get_user()
-
-    def update_user_profile(self, display_name: str, *, if_match: list[str] | None = None) -> dict[str, Any]:
-        return self._write_user({"displayName": display_name}, if_match)
-
-    def set_focus_course(self, course_id: str | None, *, if_match: list[str] | None = None) -> dict[str, Any]:
-        return self._write_user({"focusCourseId": course_id}, if_match)
-
-    def _create(self, kind: str, course_id: str | None, new: dict[str, Any]) -> tuple[dict, bool]:
-        fields = dict(new)
-        record_id = fields.pop("id", None) or str(uuid.uuid4())
-        with self._writer():
-            key = (kind, record_key(kind, course_id, record_id))
-            wanted = {key} | ({(COURSE, course_id)} if course_id else set())
-            found: dict[Key, dict | None] = {k: None for k in wanted}
-            found.update(self._load(wanted))
-            if course_id and (found[(COURSE, course_id)] is None or found[(COURSE, course_id)]["deleted"]):
-                raise NotFound("No such course.", code=KINDS[COURSE].not_found_code)
-            existing = found[key]
-            if existing is not None:
-                current = shape(existing) if not existing["deleted"] else None
-                if current and all(current.get(k) == v for k, v in fields.items()):
-                    return self._answer(existing), False
-                raise StateConflict(
-                    f"A {kind} with id {record_id!r} already exists"
-                    + (" and was deleted." if existing["deleted"] else " with other values."),
-                    code="id_conflict",
-                )
-            return self._answer(self._write(None, kind, record_id, course_id, "upsert", fields, preloaded=found)), True
-
-    def _answer(self, state: dict[str, Any]) -> dict[str, Any]:
-        """The API answer for a record just written (a course with its lectures and assignments)."""
-        if state["kind"] != COURSE:
-            return shape(state)
-        children = self._load_children({state["id"]}).values()
-        return course_tree(state, [c for c in children if not c["deleted"]])
-
-    def _check_if_match(self, kind: str, state: dict, if_match: list[str] | None) -> None:
-        if if_match is not None and not etag_matches(if_match, shape(state)):
-            raise PreconditionFailed(f"The {kind} changed since it was read.", current=self._answer(state))
-
-    def _update(self, kind: str, course_id: str | None, record_id: str, updates: dict,
-                if_match: list[str] | None = None) -> dict:
-        with self._writer():
-            state, found = self._existing_and_parent(kind, record_id, course_id)
-            self._check_if_match(kind, state, if_match)
-            if updates:
-                state = self._write(state, kind, record_id, course_id, "upsert", updates, preloaded=found)
-            return self._answer(state)
-
-    def _delete(self, kind: str, course_id: str | None, record_id: str, if_match: list[str] | None = None) -> None:
-        with self._writer():
-            state, found = self._existing_and_parent(kind, record_id, course_id)
-            self._check_if_match(kind, state, if_match)
-            base = merge.max_clock(state)
-            if children_of(kind):
-                base = max([base, *map(merge.max_clock, self._load_children({record_id}).values())])
-            self._write(state, kind, record_id, course_id, "delete", {}, delete_base=base, preloaded=found)
-
-    def create(self, kind, parent_id, new):
-        return self._create(_record_kind(kind, parent_id), parent_id, new)
-
-    def update(self, kind, parent_id, record_id, updates, *, if_match=None):
-        return self._update(_record_kind(kind, parent_id), parent_id, record_id, updates, if_match)
-
-    def delete(self, kind, parent_id, record_id, *, if_match=None):
-        self._delete(_record_kind(kind, parent_id), parent_id, record_id, if_match)
-
-def _record_kind(kind: str, parent_id: str | None) -> str:
-    """The kind, checked: a programming error (not bad input) when it is unknown, the user, or
-    given a parent it does not have."""
-    spec = KINDS.get(kind)
-    if spec is None or kind == USER or (spec.parent is None) != (parent_id is None):
-        raise ValueError(f"not a record kind with parent {parent_id!r}: {kind!r}")
-    return kind
-
+    def merge_and_persist(self, changes: list[Change], *, own: bool, bookmarks: dict[str, Any] | None = None,
+                          preloaded: Preloaded | None = None, quarantined: Sequence[dict] = (),
+                          log: bool = True, logged: list[Change] | None = None) -> tuple[list[dict], list[dict]]:
+        """Merge and store; returns (changed states, conflicts). What the caller loaded in the
+        same writer section may be passed in; a retry after a lost race loads afresh. Without
+        `log`, the changes are merged but not logged (writes rebuilt from a snapshot's records);
+        `logged`: only those of them are logged."""
+        for _ in range(20):
+            states, conflicts = self.merge(changes, preloaded)
+            preloaded = None
+            try:
+                self.backend.persist((changes if logged is None else logged) if log else [], states, conflicts,
+                                     own=own, bookmarks=bookmarks, quarantined=quarantined)
+                return states, conflicts
+            except RetryMerge:
+                continue
+        raise StateConflict("The hub kept changing under this batch; try again.", code="busy")

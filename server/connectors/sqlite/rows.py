@@ -45,7 +45,7 @@ def row_to_change(row: sqlite3.Row) -> Change:
 def origins_column(conn: sqlite3.Connection, user_id: str, column: str, origins: set[str]) -> dict[str, int]:
     """origin -> `column` of the origins table (foreign origins' tops and floors), where above 0,
     for those of `origins` it has a row for; in chunks under SQLite's limit on bound parameters."""
-    wanted, out = sorted(origins), {}
+    wanted, out = sorted(origins), dict[str, int]()
     for i in range(0, len(wanted), 500):
         part = wanted[i:i + 500]
         out.update(conn.execute(f"SELECT origin, {column} FROM origins WHERE user_id = ? AND {column} > 0 AND "

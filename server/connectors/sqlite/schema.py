@@ -63,6 +63,9 @@ SCHEMA_STEPS: list[tuple[int, str]] = [
     # History compacted per origin: its changes up to `floor` are dropped from the log (held all
     # the same; a reader below the floor is sent the records instead, sequences.behind).
     (6, "ALTER TABLE origins ADD COLUMN floor INTEGER NOT NULL DEFAULT 0;"),
+    # The store's origin was kept under the meta key "device_id" (its name when the file format
+    # was set): it is the origin of the store's own changes, not a hub's device, so named so.
+    (7, "UPDATE meta SET key = 'origin' WHERE key = 'device_id';"),
 ]
 
 # Written into the file's header ("CoSy"), so another program's SQLite file is told apart
