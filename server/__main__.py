@@ -4,7 +4,6 @@ DB_CONNECTOR names; devices sync through it with HUB_URL and a token)."""
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 
@@ -33,10 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     except StoreUnavailable as exc:
         print(f"error: cannot open the {settings.db_connector} store: {exc.message}", file=sys.stderr)
         return 2
-    from server.sync.wiring import start_worker
-
+    role = _role(as_hub)
     try:
-        server = _listening(app, settings, as_hub)
+        server = role.listening(app, settings)
     except OSError as exc:  # a busy port, an address this machine does not have, no permission
         print(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
         return 3
@@ -44,13 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     # this interpreter with the request threads; a 1 ms switch interval (the default is 5 ms)
     # keeps it from adding whole milliseconds to a request.
     sys.setswitchinterval(0.001)
-    if "sync" in app.extensions:
-        start_worker(app.extensions["sync"])
-    if as_hub:
-        from server.hub import compactor as hub_compactor
-
-        hub_compactor.start(settings, app.extensions["store"], app.extensions["hub_stores"])
-    _serving(settings, app.extensions["store"], as_hub)
+    role.started(app, settings)
     # SIGTERM (systemd, a container runtime, `kill`) stops the server as Ctrl-C does: the worker
     # and its sync child shut down and the stores close, instead of the process just vanishing.
     signal.signal(signal.SIGTERM, _stop)
@@ -61,29 +53,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _listening(app, settings, as_hub: bool):
-    """The server for `app`, bound to its port (OSError when it cannot be)."""
-    if as_hub:  # thousands of devices wait at a hub: an event loop, not a thread each (hub_front.py)
-        from server.hub.front import HubServer
+def _role(as_hub: bool):
+    """The app module whose server this process runs: how it listens, what it starts."""
+    if as_hub:
+        from server.hub import app as hub_app
 
-        return HubServer(app, settings.host, settings.port)
-    from server.web import serving
+        return hub_app
+    from server.device import app as device_app
 
-    return serving.create(app, settings.host, settings.port, app.config["MAX_CONTENT_LENGTH"])
+    return device_app
 
 
 def _stop(signum, frame) -> None:
     raise KeyboardInterrupt
 
-
-def _serving(settings, store, as_hub: bool) -> None:
-    if as_hub:
-        logging.getLogger("server").info("serving the hub protocol on http://%s:%s/hub/v1 store=%s",
-                                         settings.host, settings.port, settings.db_connector)
-    else:
-        logging.getLogger("server").info(
-            "serving on http://%s:%s store=%s user=%s device=%s hub=%s", settings.host, settings.port,
-            settings.db_connector, store.user_id, store.origin, settings.hub_address or "none")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -176,6 +176,6 @@ class TestHub:
     ("something new", "other"),
 ])
 def test_a_refusals_reason_becomes_one_of_a_few_kinds(reason, kind):
-    from server.device.metrics import reason_kind
+    from server.hub.metrics import reason_kind
 
     assert reason_kind(reason) == kind
