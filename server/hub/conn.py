@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -85,7 +85,8 @@ class HubProtocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.graceful = GracefulTransport(transport, self)
-        super().connection_made(self.graceful)
+        # It stands in for the transport: what it does not do itself goes to the one it wraps.
+        super().connection_made(cast(asyncio.Transport, self.graceful))
         self.counted = self.book.opened(self)
         if not self.counted:
             transport.abort()  # every connection is in a request: this one waits its turn elsewhere

@@ -157,7 +157,9 @@ class Lanes:
     def _forget(self, lane: Hashable, turn: asyncio.Future) -> None:
         with self.lock:
             queue = self.waiting.get(lane)
-            entry = next((e for e in queue or () if e[0] is turn), None)
+            if queue is None:
+                return
+            entry = next((e for e in queue if e[0] is turn), None)
             if entry is not None:
                 queue.remove(entry)
                 if not queue:

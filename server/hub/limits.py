@@ -14,7 +14,8 @@ class InFlight:
     """How many requests each device has in this process right now, at most `limit`."""
 
     def __init__(self, limit: int = MAX_IN_FLIGHT):
-        self.limit, self._count, self._lock = limit, {}, threading.Lock()
+        self.limit, self._lock = limit, threading.Lock()
+        self._count: dict[str, int] = {}
 
     def enter(self, key: str) -> bool:
         with self._lock:

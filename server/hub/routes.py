@@ -169,6 +169,7 @@ def heal():
         problems["logAs"] = "must be null or a heal origin: h and 12 hexadecimal digits"
     if problems:
         raise ValidationError(problems)
+    assert isinstance(records, list)  # checked above; said for the type checker
     device: Device = g.device
     limits = _refusals_allowed(device)
     if hold or log_as:
