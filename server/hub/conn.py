@@ -1,4 +1,4 @@
-"""The hub server's connections (hub_front.py serves the requests on them): uvicorn's h11
+"""The hub server's connections (front.py serves the requests on them): uvicorn's h11
 protocol, made deaf to what is not a request.
 
 - A request's head must arrive whole within `header_seconds` of the connection (or of its first

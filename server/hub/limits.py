@@ -1,5 +1,5 @@
 """What one device may ask of a hub process at once and per minute: the counters behind the
-hub's 429 answers (hub_routes). Per process: a device that spreads over several hub processes
+hub's 429 answers (routes.py). Per process: a device that spreads over several hub processes
 gets each one's allowance, which bounds what it costs any one of them."""
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ def wait():
         problems["seconds"] = f"must be a number from 0 to {MAX_WAIT_SECONDS}"
     if problems:
         raise ValidationError(problems)
-    # Set by the hub's front (hub_front.py), which can hold a request without a thread; without
+    # Set by the hub's front (front.py), which can hold a request without a thread; without
     # it (a bare WSGI server, a test client) the answer is what there is now.
     holding = request.environ.get("asgi.scope", {}).get("coursesync.wait")
     waiters = current_app.extensions["waiters"]

@@ -159,7 +159,7 @@ def install(app: Flask, *, browser_facing: bool = True) -> None:
     per registered hook and every `request` or `g` access goes through a proxy, so the small
     hooks run from one before and one after hook that resolve both once: this is on every
     request's path. A hub server is not `browser_facing`: no browser page talks to it, it sits
-    behind a proxy under a public name, and each device brings its own token (hub_routes)."""
+    behind a proxy under a public name, and each device brings its own token (server/hub/routes.py)."""
     settings = app.config["SETTINGS"]
     before: list[Before] = [_start_trace]
     after: list[After] = [_standard_headers, _log_line]
