@@ -25,7 +25,7 @@ $(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
 		touch $@; \
 	fi
 
-.PHONY: install install-dev wirehub run test lint mutation demo seed sync status ci-clean
+.PHONY: install install-dev wirehub run test lint typecheck mutation demo seed sync status ci-clean
 install: $(BIN)/.installed
 
 install-dev: $(BIN)/.installed-dev
@@ -66,3 +66,7 @@ demo: install
 
 lint: install-dev
 	$(BIN)/ruff check .
+
+# mypy over server/, seed.py and seed_mongo.py, with the settings in pyproject.toml.
+typecheck: install-dev
+	$(BIN)/mypy

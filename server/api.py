@@ -1,6 +1,7 @@
-"""The composition root: the app factory builds the settings, the store, the hub opener and the
-sync service, then registers the blueprints. Route modules hold only routes; tests hand their
-doubles to `create_app` as arguments."""
+"""The composition root. Each app builds itself from the settings and a connected store
+(server/device/app.py, server/hub/app.py); this module fills in what the environment says: the
+settings, and the store DB_CONNECTOR names, connected and closed at exit. `flask --app
+server.api` runs `create_app` with no arguments; tests hand their doubles to it as arguments."""
 
 from __future__ import annotations
 
@@ -8,93 +9,46 @@ import atexit
 import logging
 from typing import Callable
 
-from flask import Flask, request
+from flask import Flask
 
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
 from server.core.config import Settings, load_settings
-from server.device import commands as device_commands
-from server.device import metrics, page, routes, sync_routes
-from server.hub import commands as hub_commands
-from server.sync.wiring import build_sync
-from server.web import http
-
-MAX_BODY_BYTES = 1024 * 1024
+from server.device import app as device_app
+from server.sync.hub import Hub
+from server.web.cli import InApp
 
 
 def create_app(settings: Settings | None = None, *, store: DatabaseConnector | None = None,
-               hub: Callable[[], DatabaseConnector] | None = None, start_sync: bool = True,
+               hub: Callable[[], Hub] | None = None, start_sync: bool = True,
                sync_wait_seconds: float = 10.0, testing: bool = False) -> Flask:
-    """The app. Every argument defaults to what the environment says (`flask --app server.api`
-    calls it with none): `settings` from load_settings(); `store`, a connected store of
-    DB_CONNECTOR that closes at exit; `hub`, something that opens a connected hub in this
-    process (otherwise the settings' hub, opened where rounds run); `start_sync=False` keeps
-    the background worker from starting; `sync_wait_seconds`, how long POST /api/v1/sync waits
-    for a running round."""
+    """The device app. Every argument defaults to what the environment says: `settings` from
+    load_settings(); `store`, a connected store of DB_CONNECTOR that closes at exit; `hub`,
+    something that opens a connected hub in this process (otherwise the settings' hub, opened
+    where rounds run); `start_sync=False` keeps the background worker from starting;
+    `sync_wait_seconds`, how long POST /api/v1/sync waits for a running round.
+
+    `flask --app server.api` loads this one app, so the hub's commands (`flask --app server.api
+    hub ...`, documented for a hub's operator) come along: they run in a hub app built over the
+    same store when one of them is invoked."""
     settings = settings or load_settings()
     store = _connected_store(settings) if store is None else store
-    app = Flask(__name__)
-    app.testing = testing
-    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SYNC_WAIT_SECONDS=sync_wait_seconds,
-                      PUBLIC_PATHS=page.PUBLIC_PATHS)
-    app.extensions["store"] = store
-    service = build_sync(settings, store, hub=hub, start=start_sync)
-    if service is not None:
-        app.extensions["sync"] = service
-        if settings.sync_push_on_write:
-            app.after_request(_push_on_write(service))
-    app.extensions["operations"] = [*routes.OPERATIONS, *sync_routes.OPERATIONS]
-    http.install(app)
-    app.register_blueprint(routes.bp)
-    app.register_blueprint(sync_routes.bp)
-    app.register_blueprint(page.bp)
-    metrics.install_device(app, store, service)
-    device_commands.install(app)
-    hub_commands.install(app)
+    app = device_app.create_app(settings, store, hub=hub, start_sync=start_sync,
+                                sync_wait_seconds=sync_wait_seconds, testing=testing)
+    from server.hub.commands import hub_cli
+
+    app.cli.add_command(InApp(hub_cli, lambda: create_hub_app(settings, store=store, testing=testing)))
     return app
-
-
-WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
-
-
-def _push_on_write(service):
-    """After a write the API answered with success, ask the sync service to push it soon."""
-    def after(resp):
-        if resp.status_code < 300 and request.method in WRITES and request.path != "/api/v1/sync":
-            service.nudge()
-        return resp
-    return after
 
 
 def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector | None = None,
                    testing: bool = False) -> Flask:
-    """The hub server (`python -m server --hub`): the hub protocol (server/hub/routes.py) and
-    health, in front of the store DB_CONNECTOR names, with its registry of device tokens."""
-    from server.connectors.factory import registry_for
-    from server.hub import bodies as hub_bodies
-    from server.hub import limits as hub_limits
-    from server.hub import routes as hub_routes
-    from server.hub import waiters as hub_waiters
-    from server.hub.stores import HubStores
+    """The hub server's app (`python -m server --hub`), in front of the store DB_CONNECTOR names
+    (or `store`), with its registry of device tokens."""
+    from server.hub.app import create_hub_app as hub_app
 
     settings = settings or load_settings()
-    store = _connected_store(settings) if store is None else store
-    app = Flask(__name__)
-    app.testing = testing
-    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=hub_bodies.MAX_BODY_BYTES)
-    stores = HubStores(settings, store)
-    app.extensions.update(store=store, registry=registry_for(store), hub_stores=stores, operations=[],
-                          in_flight=hub_limits.InFlight(), waiters=hub_waiters.Waiters(),
-                          refusals=hub_limits.Refusals(settings.hub_max_refusals_per_minute))
-    atexit.register(stores.close)
-    http.install(app, browser_facing=False)
-    app.add_url_rule("/api/v1/health", "health", hub_routes.health)
-    app.register_blueprint(hub_routes.bp)
-    app.after_request(hub_bodies.compress)
-    metrics.install_hub(app)
-    device_commands.install(app)
-    hub_commands.install(app)
-    return app
+    return hub_app(settings, _connected_store(settings) if store is None else store, testing=testing)
 
 
 def _connected_store(settings: Settings) -> DatabaseConnector:

@@ -1,52 +1,137 @@
-"""coursesync: the command an installed package gives (pip install .), one for every entry point.
-
-  coursesync serve             the device server, on the store the settings name (python -m server)
-  coursesync serve --hub       a hub server instead (python -m server --hub)
-  coursesync seed [PATH] ...   fill the local SQLite store from a seed file (seed.py)
-  coursesync seed-mongo ...    fill a MongoDB hub from a seed file (seed_mongo.py)
-  coursesync sync ...          a sync round, the status (flask --app server.api sync)
-  coursesync hub ...           the hub's devices and history (flask --app server.api hub)
-
-Settings come from the environment and a .env file in the working directory (docs/settings.md);
-`coursesync COMMAND --help` says more."""
+"""Every command line, as one click group: `coursesync` (the command an installed package gives)
+and, in a checkout, `python -m server [--hub]`, seed.py and seed_mongo.py, which run one command
+of it each under their own name. `coursesync COMMAND --help` says more of each."""
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import ModuleType
+from typing import Any
 
-FLASK_GROUPS = ("sync", "hub")
+import click
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help", "help"):
-        print(__doc__, file=sys.stdout if args else sys.stderr)
-        return 0 if args else 2
-    command, rest = args[0], args[1:]
-    if command == "serve":
-        from server.__main__ import main as serve
-
-        return serve(rest)
-    if command in ("seed", "seed-mongo"):
-        from server.device.seed_commands import seed_mongo, seed_sqlite
-
-        seeder = seed_sqlite if command == "seed" else seed_mongo
-        return seeder(rest, prog=f"coursesync {command}")
-    if command in FLASK_GROUPS:
-        return _flask(args)
-    print(f"coursesync: no command {command!r}.\n\n{__doc__}", file=sys.stderr)
-    return 2
+from server.device.seed_commands import seed_mongo, seed_sqlite
 
 
-def _flask(args: list[str]) -> int:
-    """The app's own command groups (server/device/commands.py), run as `flask --app server.api` runs them."""
-    from flask.cli import FlaskGroup
+class Commands(click.Group):
+    """The commands; `sync` and `hub` are the apps' own groups, loaded when named (they import
+    the apps, which the seeders do not need)."""
 
-    from server.api import create_app
+    APP_GROUPS = ("hub", "sync")
 
-    group = FlaskGroup(create_app=create_app, add_default_commands=False)
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.APP_GROUPS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.APP_GROUPS:
+            return _app_group(name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """coursesync: an offline-first course server that syncs through a hub.
+
+    Settings come from the environment and a .env file in the working directory
+    (docs/settings.md)."""
+
+
+@cli.command("serve")
+@click.option("--hub", "as_hub", is_flag=True, help="Serve the hub protocol instead of a device's API.")
+def serve(as_hub: bool) -> None:
+    """Serve the device's API, or with --hub a hub server.
+
+    The device's API is served with waitress on the store the settings name; a hub server serves
+    the hub protocol in front of the store DB_CONNECTOR names, and devices sync through it with
+    HUB_URL and a token. Exit code 2: a bad setting, or a store that cannot be opened; 3: the
+    port cannot be listened on."""
+    raise SystemExit(_serve(as_hub))
+
+
+cli.add_command(seed_sqlite)
+cli.add_command(seed_mongo)
+
+
+def _app_group(name: str) -> click.Command:
+    """`sync` runs in the device app, `hub` in the hub app, each built from the environment when
+    one of their commands runs: the same commands as `flask --app server.api sync|hub`."""
+    from server.api import create_app, create_hub_app
+    from server.web.cli import InApp
+
+    if name == "sync":
+        from server.device.commands import sync_cli
+
+        return InApp(sync_cli, lambda: create_app(start_sync=False))
+    from server.hub.commands import hub_cli
+
+    return InApp(hub_cli, create_hub_app)
+
+
+def run(command: click.Command, argv: list[str] | None = None, prog: str = "coursesync", **obj: Any) -> int:
+    """Run `command` as a program called `prog` and give its exit code (for `sys.exit`, and for
+    tests that call seed.py's and seed_mongo.py's `main`); `obj` is what the commands find as
+    their context's object."""
     try:
-        group.main(args, prog_name="coursesync")
+        command.main(argv, prog_name=prog, obj=obj or None)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(cli, argv)
+
+
+def _serve(as_hub: bool) -> int:
+    from server.core.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        click.echo(f"error: bad setting: {exc}", err=True)
+        return 2
+    from server.api import configure_logging, create_app, create_hub_app
+    from server.core.errors import StoreUnavailable
+
+    configure_logging(settings.log_level)
+    try:
+        # The worker starts once the port is ours.
+        app = create_hub_app(settings) if as_hub else create_app(settings, start_sync=False)
+    except StoreUnavailable as exc:
+        click.echo(f"error: cannot open the {settings.db_connector} store: {exc.message}", err=True)
+        return 2
+    role = _role(as_hub)
+    try:
+        server = role.listening(app, settings)
+    except OSError as exc:  # a busy port, an address this machine does not have, no permission
+        click.echo(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", err=True)
+        return 3
+    # Rounds run in a child process by default, but with SYNC_PROCESS=0 a round's CPU work shares
+    # this interpreter with the request threads; a 1 ms switch interval (the default is 5 ms)
+    # keeps it from adding whole milliseconds to a request.
+    sys.setswitchinterval(0.001)
+    role.started(app, settings)
+    # SIGTERM (systemd, a container runtime, `kill`) stops the server as Ctrl-C does: the worker
+    # and its sync child shut down and the stores close, instead of the process just vanishing.
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _role(as_hub: bool) -> ModuleType:
+    """The app module whose server this process runs: how it listens, what it starts."""
+    if as_hub:
+        from server.hub import app as hub_app
+
+        return hub_app
+    from server.device import app as device_app
+
+    return device_app
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -128,7 +128,7 @@ def _words(s: dict[str, Any], now: float) -> dict[str, Any]:
                           "Restart this server. This page then says when your devices agree."]}
     if s["state"] == "running":
         return {"tone": "busy", "headline": "Syncing now…", "detail": f"{pending} of your changes waiting to go."}
-    code = (s.get("lastRound") or {}).get("errorCode")
+    code = (s.get("lastRound") or {}).get("errorCode") or ""
     if s["state"] == "backing_off":
         wait = max(0, int((seconds_from_iso(s["nextRun"]) or now) - now))
         headline, why = PLAIN_ERRORS.get(code, PLAIN_ERRORS["store_unavailable"])

@@ -1,4 +1,4 @@
-"""The sync routes. The service behind them is built by the app factory (server/api.py)."""
+"""The sync routes. The service behind them is built with the app (server/device/app.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The hub server's connections (hub_front.py serves the requests on them): uvicorn's h11
+"""The hub server's connections (front.py serves the requests on them): uvicorn's h11
 protocol, made deaf to what is not a request.
 
 - A request's head must arrive whole within `header_seconds` of the connection (or of its first
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -85,7 +85,8 @@ class HubProtocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.graceful = GracefulTransport(transport, self)
-        super().connection_made(self.graceful)
+        # It stands in for the transport: what it does not do itself goes to the one it wraps.
+        super().connection_made(cast(asyncio.Transport, self.graceful))
         self.counted = self.book.opened(self)
         if not self.counted:
             transport.abort()  # every connection is in a request: this one waits its turn elsewhere

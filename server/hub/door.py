@@ -1,7 +1,7 @@
-"""Who a request to the hub server is, known before its body is read (hub_front.py asks): the
+"""Who a request to the hub server is, known before its body is read (front.py asks): the
 device its token names, looked up on a thread of its own and remembered for a while, so that a
 request with no valid token is answered at the door and never waits for, or holds, anything a
-valid one needs. The app checks the token again (hub_routes.authenticate): a device revoked a
+valid one needs. The app checks the token again (routes.authenticate): a device revoked a
 moment ago is refused there, as before."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Fair shares between the users of one hub process, so that one user, however hostile, costs
-another little: what the hub's front (hub_front.py) hands out by user, on its event loop.
+another little: what the hub's front (front.py) hands out by user, on its event loop.
 
 - Threads (`Lanes`): a request runs on one of the app's threads only within its user's share of
   them; when a thread frees, the user waiting that used the threads least lately takes it, so a
@@ -12,7 +12,7 @@ another little: what the hub's front (hub_front.py) hands out by user, on its ev
 - Store writes (`in_turns`): a large push is written in turns (TURN changes, BUSY_TURN while
   another user is about), each its own transaction, so that another user's write waits
   for one turn, not a whole push (the SQLite hub's writer lock hands itself over in order,
-  sql_pool.TurnLock).
+  connectors/sqlite/pool.py, TurnLock).
 Waits hold no thread while parked; each pass of one through the app is a request of its user."""
 
 from __future__ import annotations
@@ -157,7 +157,9 @@ class Lanes:
     def _forget(self, lane: Hashable, turn: asyncio.Future) -> None:
         with self.lock:
             queue = self.waiting.get(lane)
-            entry = next((e for e in queue or () if e[0] is turn), None)
+            if queue is None:
+                return
+            entry = next((e for e in queue if e[0] is turn), None)
             if entry is not None:
                 queue.remove(entry)
                 if not queue:

@@ -146,6 +146,7 @@ class HubFront:
                 raise Refused(503, "busy", "The hub is busy with requests that bring no device's token; try again.",
                               retry_after=5)
             return
+        assert device is not None  # every lane but the public one is a device's
         if self.in_flight.get(device.device_id, 0) >= MAX_IN_FLIGHT or self.lanes.queued(lane) >= USER_QUEUE:
             raise Refused(429, "too_many_requests",
                           f"This device has {MAX_IN_FLIGHT} requests at the hub already; wait for them.",
@@ -243,6 +244,7 @@ class HubFront:
                 if deadline is None:
                     deadline = loop.time() + park["seconds"]
                     gone = loop.create_task(_disconnected(receive))
+                assert gone is not None  # made with the deadline, at the first park
                 woke = loop.create_task(waiter.event.wait())
                 self.lanes.depart(lane)  # parked: no request of its user's in the front meanwhile
                 try:
@@ -339,7 +341,9 @@ class HubServer:
         # 80 ms and more (bench_fair); the kernel's short queue also slows such a crowd down.
         config = uvicorn.Config(
             self.front, lifespan="on", log_config=None, access_log=False, loop="asyncio",
-            http=functools.partial(HubProtocol, book=self.book), interface="asgi3", backlog=BACKLOG,
+            # uvicorn calls `http` as a factory; its annotation asks for the class itself.
+            http=functools.partial(HubProtocol, book=self.book),  # type: ignore[arg-type]
+            interface="asgi3", backlog=BACKLOG,
             timeout_keep_alive=settings.hub_idle_seconds, timeout_graceful_shutdown=5, server_header=False,
             h11_max_incomplete_event_size=64 * 1024)
         self.server = _Server(config, self.front)

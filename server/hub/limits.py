@@ -1,5 +1,5 @@
 """What one device may ask of a hub process at once and per minute: the counters behind the
-hub's 429 answers (hub_routes). Per process: a device that spreads over several hub processes
+hub's 429 answers (routes.py). Per process: a device that spreads over several hub processes
 gets each one's allowance, which bounds what it costs any one of them."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ class InFlight:
     """How many requests each device has in this process right now, at most `limit`."""
 
     def __init__(self, limit: int = MAX_IN_FLIGHT):
-        self.limit, self._count, self._lock = limit, {}, threading.Lock()
+        self.limit, self._lock = limit, threading.Lock()
+        self._count: dict[str, int] = {}
 
     def enter(self, key: str) -> bool:
         with self._lock:

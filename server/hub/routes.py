@@ -169,6 +169,7 @@ def heal():
         problems["logAs"] = "must be null or a heal origin: h and 12 hexadecimal digits"
     if problems:
         raise ValidationError(problems)
+    assert isinstance(records, list)  # checked above; said for the type checker
     device: Device = g.device
     limits = _refusals_allowed(device)
     if hold or log_as:
@@ -266,7 +267,7 @@ def wait():
         problems["seconds"] = f"must be a number from 0 to {MAX_WAIT_SECONDS}"
     if problems:
         raise ValidationError(problems)
-    # Set by the hub's front (hub_front.py), which can hold a request without a thread; without
+    # Set by the hub's front (front.py), which can hold a request without a thread; without
     # it (a bare WSGI server, a test client) the answer is what there is now.
     holding = request.environ.get("asgi.scope", {}).get("coursesync.wait")
     waiters = current_app.extensions["waiters"]

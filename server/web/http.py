@@ -10,7 +10,7 @@ import logging
 import re
 import secrets
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 from flask import Blueprint, Flask, Request, Response, current_app, g, request
@@ -19,6 +19,9 @@ from werkzeug.exceptions import HTTPException
 from server.core.errors import AppError, BadBody, PreconditionFailed, UnsupportedMedia
 from server.core.etags import etag_of
 from server.web.json_text import parse_json
+
+if TYPE_CHECKING:
+    from server.web.openapi import Operation
 
 log = logging.getLogger("server.http")
 TRACE_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -37,7 +40,7 @@ _trace_counter = itertools.count(1)
 def declaring(bp: Blueprint, operations: list) -> Callable:
     """A decorator factory: `@route(Operation(...))` registers the view on `bp` under the
     operation's path, method and id, and lists the operation for the OpenAPI document."""
-    def route(op) -> Callable:
+    def route(op: Operation) -> Callable:
         def register(view: Callable) -> Callable:
             # The index ("/") answers at /api/v1 too, not with a redirect a token check stops.
             bp.add_url_rule(op.path, op.op_id, view, methods=[op.method.upper()], strict_slashes=op.path != "/")
@@ -53,9 +56,11 @@ def _json_response(body: dict, status: int, headers: dict | None = None) -> Resp
     listed = [("Content-Type", "application/json"), *STANDARD_HEADERS, ("X-Request-ID", g.get("trace_id", ""))]
     if headers:
         listed += headers.items()
-    resp = current_app.response_class(_dumps(body), status=status, headers=listed)
-    resp.standard_headers = True  # _finish need not add them again
-    return resp
+    return Answer(_dumps(body), status=status, headers=listed)
+
+
+class Answer(Response):
+    """One of our own answers, built with the standard headers: _standard_headers passes it by."""
 
 
 def envelope(data: Any, status: int = 200, headers: dict | None = None) -> Response:
@@ -154,10 +159,10 @@ def install(app: Flask, *, browser_facing: bool = True) -> None:
     per registered hook and every `request` or `g` access goes through a proxy, so the small
     hooks run from one before and one after hook that resolve both once: this is on every
     request's path. A hub server is not `browser_facing`: no browser page talks to it, it sits
-    behind a proxy under a public name, and each device brings its own token (hub_routes)."""
+    behind a proxy under a public name, and each device brings its own token (server/hub/routes.py)."""
     settings = app.config["SETTINGS"]
     before: list[Before] = [_start_trace]
-    after = [_standard_headers, _log_line]
+    after: list[After] = [_standard_headers, _log_line]
     if browser_facing:
         before += [_host_check({h.lower() for h in settings.allowed_hosts}), _preflight]
         if settings.api_token:
@@ -168,7 +173,7 @@ def install(app: Flask, *, browser_facing: bool = True) -> None:
         after.insert(1, _cors_headers(set(settings.cors_origins)))
 
     def run_before() -> Response | None:
-        req, ctx = request._get_current_object(), g._get_current_object()
+        req, ctx = _unproxied()
         for hook in before:
             resp = hook(req, ctx)
             if resp is not None:
@@ -176,7 +181,7 @@ def install(app: Flask, *, browser_facing: bool = True) -> None:
         return None
 
     def run_after(resp: Response) -> Response:
-        req, ctx = request._get_current_object(), g._get_current_object()
+        req, ctx = _unproxied()
         for hook in after:
             resp = hook(req, ctx, resp)
         return resp
@@ -189,6 +194,13 @@ def install(app: Flask, *, browser_facing: bool = True) -> None:
 
 
 Before = Callable[[Request, Any], "Response | None"]
+After = Callable[[Request, Any, Response], Response]
+
+
+def _unproxied() -> tuple[Request, Any]:
+    """The request and `g` themselves, resolved once for the hooks (flask types `request` as the
+    Request its proxy stands for, so the proxy's own method is not in its type)."""
+    return request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
 
 
 def trace_id(incoming: str | None) -> str:
@@ -249,7 +261,7 @@ def _token_check(token: str, public: set[str]) -> Before:
 
 
 def _standard_headers(req: Request, ctx: Any, resp: Response) -> Response:
-    if not getattr(resp, "standard_headers", False):  # our own answers carry them already
+    if not isinstance(resp, Answer):  # our own answers carry them already
         resp.headers["X-Request-ID"] = getattr(ctx, "trace_id", "")
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers.setdefault("Cache-Control", "no-store")
@@ -283,8 +295,9 @@ def _app_error(exc: AppError) -> Response:
         resp.headers["ETag"] = etag_of(exc.current)
         return resp
     resp = error(exc.status, exc.code, exc.message, exc.fields)
-    if getattr(exc, "retry_after", None):
-        resp.headers["Retry-After"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)  # a refusal that says when to try again
+    if retry_after:
+        resp.headers["Retry-After"] = str(retry_after)
     return resp
 
 

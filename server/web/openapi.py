@@ -42,6 +42,7 @@ MESSAGES = {
 
 def field_schema(f: Field) -> dict[str, Any]:
     t = f.type
+    schema: dict[str, Any]
     if t == "string":
         schema = {"type": "string", "minLength": 1, "maxLength": f.max_length, "pattern": NONBLANK_RE.pattern}
     elif t in ("text", "email"):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import resource
 import socket
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
@@ -112,7 +112,13 @@ class Channel(HTTPChannel):
             super().handle_close()
 
 
-def create(app, host: str, port: int, max_body_bytes: int):
+class Server(Protocol):
+    """What `python -m server` needs of a server it built: run until interrupted."""
+
+    def run(self) -> None: ...
+
+
+def create(app: Any, host: str, port: int, max_body_bytes: int) -> Server:
     """A waitress server for `app`, not yet running (raises OSError when it cannot listen)."""
     from waitress import create_server
 

@@ -1,0 +1,57 @@
+"""The hub app, built from the settings and a connected hub store (server/api.py opens the store
+the settings name; a test hands in its own): the hub protocol and health, its body limits and
+per-user stores, its waiters and refusal counters, metrics and the hub's commands. And how a hub
+server listens and what it starts once the port is its own (`coursesync serve --hub`)."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from typing import TYPE_CHECKING
+
+from flask import Flask
+
+from server.connectors.base import DatabaseConnector
+from server.connectors.factory import registry_for
+from server.core.config import Settings
+from server.hub import bodies, commands, compactor, limits, metrics, routes, waiters
+from server.hub.stores import HubStores
+from server.web import http
+
+if TYPE_CHECKING:
+    from server.hub.front import HubServer
+
+
+def create_hub_app(settings: Settings, store: DatabaseConnector, *, testing: bool = False) -> Flask:
+    """The hub server's app on `store`, with its registry of device tokens."""
+    app = Flask("server.api")  # the name Flask's own log lines have always carried
+    app.testing = testing
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=bodies.MAX_BODY_BYTES)
+    stores = HubStores(settings, store)
+    app.extensions.update(store=store, registry=registry_for(store), hub_stores=stores, operations=[],
+                          in_flight=limits.InFlight(), waiters=waiters.Waiters(),
+                          refusals=limits.Refusals(settings.hub_max_refusals_per_minute))
+    atexit.register(stores.close)
+    http.install(app, browser_facing=False)
+    app.add_url_rule("/api/v1/health", "health", routes.health)
+    app.register_blueprint(routes.bp)
+    app.after_request(bodies.compress)
+    metrics.install(app)
+    commands.install(app)
+    return app
+
+
+def listening(app: Flask, settings: Settings) -> HubServer:
+    """The event-loop front, bound to the settings' port (OSError when it cannot be): thousands
+    of devices wait at a hub, so not a thread each (front.py; imported here, as a device server
+    never needs uvicorn)."""
+    from server.hub.front import HubServer
+
+    return HubServer(app, settings.host, settings.port)
+
+
+def started(app: Flask, settings: Settings) -> None:
+    """Once the port is ours: the scheduled compaction, and the line that says what serves."""
+    compactor.start(settings, app.extensions["store"], app.extensions["hub_stores"])
+    logging.getLogger("server").info("serving the hub protocol on http://%s:%s/hub/v1 store=%s",
+                                     settings.host, settings.port, settings.db_connector)
