@@ -317,7 +317,11 @@ DISABLED = {
 
 
 def sync_status(local: DatabaseConnector, service: SyncService | None = None) -> dict[str, Any]:
-    """The one status shape (GET /api/v1/sync/status, `flask sync status`), with or without sync."""
+    """The one status shape (GET /api/v1/sync/status, `flask sync status`), with or without sync.
+
+    `origin` is the store's origin (what its changes are logged under). `deviceId` holds the same
+    value under its old name and stays for one release, for readers written before `origin`: a
+    hub's device id (its token's) is another thing, and read as `origin` from now on."""
     bookmark = stored_bookmark(local)
     epoch, cursor = stored_cursor(local, bookmark)
     count, oldest = local.pending_since(cursor)
@@ -334,7 +338,8 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
     warnings += [HELD_FOR_OTHERS.format(n=h["changes"], origin=h["origin"]) for h in others]
     return {
         "enabled": service is not None,
-        "deviceId": local.origin,
+        "origin": local.origin,
+        "deviceId": local.origin,  # the old name of `origin`: kept for one release (docs/learner.md)
         "userId": local.user_id,
         **live,
         "warnings": warnings,

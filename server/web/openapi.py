@@ -251,8 +251,11 @@ DEVICE_SCHEMAS: dict[str, Any] = {
                    "properties": {"pushed": {"type": "integer"}, "pulled": {"type": "integer"},
                                   "conflicts": {"type": "integer"}, "durationMs": {"type": "number"},
                                   "error": {"type": "string", "nullable": True}}},
-    "SyncStatus": {"type": "object", "required": ["enabled", "state", "deviceId", "userId"], "properties": {
-        "enabled": {"type": "boolean"}, "deviceId": {"type": "string"}, "userId": {"type": "string"},
+    "SyncStatus": {"type": "object", "required": ["enabled", "state", "origin", "deviceId", "userId"], "properties": {
+        "enabled": {"type": "boolean"}, "origin": {"type": "string", "description": "the store's origin"},
+        "deviceId": {"type": "string", "deprecated": True,
+                     "description": "the same as origin, under its old name; kept for one release"},
+        "userId": {"type": "string"},
         "state": {"type": "string", "enum": ["disabled", "idle", "live", "running", "backing_off"]},
         "live": {"type": "object", "description": "the wait held at the hub: waiting, timer, retrying or off"},
         "resolvedConflictsKeptDays": {"type": "number", "nullable": True,
