@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from server.core.clock import stamp_ms
 from server.core.errors import NotFound, Unauthorized
-from server.sync.engine import stored_cursor
+from server.sync.bookmark import load_bookmark
 from server.web.http import token_matches
 
 DAY = 86_400
@@ -81,7 +81,7 @@ class DeviceMetrics:
 
     def _standing(self):
         service = self.service
-        count, oldest = self.store.pending_since(stored_cursor(self.store)[1])
+        count, oldest = self.store.pending_since(load_bookmark(self.store).cursor)
         now = service.now() if service else time.time()
         yield "coursesync_sync_enabled", "1 when this device syncs with a hub", 1 if service else 0
         yield "coursesync_sync_pending_changes", "Changes made here the hub has not acknowledged", count

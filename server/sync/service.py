@@ -18,12 +18,12 @@ from server.core.clock import stamp_ms
 from server.core.config import Settings
 from server.core.errors import AppError, SyncBusy
 from server.core.times import iso_from_seconds
-from server.sync.catch_up import PROGRESS, RESTARTED
+from server.sync.bookmark import Bookmark, load_bookmark
 from server.sync.child import ChildRounds
-from server.sync.engine import Progress, RoundReport, run_round, stored_bookmark, stored_cursor
+from server.sync.engine import Progress, RoundReport, run_round
 from server.sync.hub import Hub, WaitingHub
 from server.sync.live import LiveWait
-from server.sync.relay import held_for_others
+from server.sync.relay import HeldForOther, held_for_others
 
 log = logging.getLogger("server.sync")
 BACKOFF_CAP_SECONDS = 300.0
@@ -322,9 +322,8 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
     `origin` is the store's origin (what its changes are logged under). `deviceId` holds the same
     value under its old name and stays for one release, for readers written before `origin`: a
     hub's device id (its token's) is another thing, and read as `origin` from now on."""
-    bookmark = stored_bookmark(local)
-    epoch, cursor = stored_cursor(local, bookmark)
-    count, oldest = local.pending_since(cursor)
+    bookmark = load_bookmark(local)
+    count, oldest = local.pending_since(bookmark.cursor)
     now = service.now() if service else time.time()
     oldest_s = stamp_ms(oldest) / 1000 if oldest else None
     held = local.count_quarantine()
@@ -333,7 +332,7 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
     if held and not warnings:
         warnings.append(QUARANTINE_HELD.format(n=held, s="" if held == 1 else "s", verb="is" if held == 1 else "are"))
     others = held_for_others(local, bookmark)
-    if bookmark.get(PROGRESS):
+    if bookmark.catch_up is not None:
         warnings.append(CATCHING_UP)
     warnings += [HELD_FOR_OTHERS.format(n=h["changes"], origin=h["origin"]) for h in others]
     return {
@@ -351,20 +350,27 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
         "openConflicts": local.count_conflicts(),
         "resolvedConflictsKeptDays": service.settings.conflicts_keep_resolved_days if service else None,
         "quarantined": held,
-        "hubEpoch": epoch,
+        "hubEpoch": bookmark.epoch,
+        **_histories(bookmark, others),
+    }
+
+
+def _histories(bookmark: Bookmark, others: list[HeldForOther]) -> dict[str, Any]:
+    """What the hub and this store went through, as the status lists it."""
+    return {
         "hubResets": [{"from": r["from"], "to": r["to"], "at": iso_from_seconds(r["at"])}
-                      for r in bookmark.get("resets") or []],
+                      for r in bookmark.resets],
         # The store was older than its own log on the hub (a restored backup, a copied file).
         "originRestarts": [{"from": r["from"], "to": r["to"], "at": iso_from_seconds(r["at"]), "resent": r["resent"]}
-                           for r in bookmark.get("restarts") or []],
-        # The hub held less than it had acknowledged (restored from an older backup); what it
-        # lost was given back by the round that noticed.
+                           for r in bookmark.restarts],
         # Catch-ups from the hub's records given up because the hub lost history under them.
         "catchUpRestarts": [{"at": iso_from_seconds(r["at"]), "origins": r["origins"]}
-                            for r in bookmark.get(RESTARTED) or []],
+                            for r in bookmark.catch_up_restarts],
         # Changes of other devices the hub lost and only their own device may give back.
         "heldForOthers": [{**h, "since": iso_from_seconds(h["since"])} for h in others],
+        # The hub held less than it had acknowledged (restored from an older backup); what it
+        # lost was given back by the round that noticed.
         "hubRollbacks": [{"at": iso_from_seconds(r["at"]), "origins": r["origins"], "changes": r["changes"],
                           "foundBy": r.get("by", "this device")}
-                         for r in bookmark.get("rollbacks") or []],
+                         for r in bookmark.rollbacks],
     }
