@@ -22,7 +22,7 @@ from typing import Any, NotRequired, TypedDict
 from server.connectors.base import DatabaseConnector
 from server.core.changes import Cursor
 
-KEY = "hub"  # the store's bookmark this is kept under
+BOOKMARK_KEY = "hub"  # the store's bookmark this is kept under
 HELD_KEY = "held-for-clock"  # another bookmark: {"due": when the earliest own refused-for-time change is due}
 KEPT = 10  # entries of each history list kept (resets, restarts, rollbacks, catch-up restarts)
 
@@ -121,17 +121,17 @@ STORED_HUB_FLOORS = "hubFloors"
 
 def load_bookmark(local: DatabaseConnector) -> Bookmark:
     """What the last step of a round stored, or an empty bookmark before the first."""
-    return Bookmark.from_stored(local.get_bookmark(KEY))
+    return Bookmark.from_stored(local.get_bookmark(BOOKMARK_KEY))
 
 
 def save_bookmark(local: DatabaseConnector, bookmark: Bookmark) -> None:
     """Store it alone (one write: one transaction)."""
-    local.set_bookmark(KEY, bookmark.to_stored())
+    local.set_bookmark(BOOKMARK_KEY, bookmark.to_stored())
 
 
 def stored_with(bookmark: Bookmark) -> dict[str, Any]:
     """The `bookmarks` argument of a store call that saves it in the transaction of its write."""
-    return {KEY: bookmark.to_stored()}
+    return {BOOKMARK_KEY: bookmark.to_stored()}
 
 
 def kept(entries: list[Any], entry: Any) -> list[Any]:
