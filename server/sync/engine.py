@@ -9,10 +9,9 @@ after the other side took the batch; for a pull, in the same SQLite transaction 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from server.connectors.base import DatabaseConnector
 from server.core.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
@@ -36,6 +35,7 @@ from server.sync.bookmark import (
 from server.sync.catch_up import catch_up, needs_catch_up
 from server.sync.heal import heal_if_due, keep_floors, trim
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
+from server.sync.refusals import held_refusal, refused_by_hub
 from server.sync.relay import note_owned, skipped
 
 log = logging.getLogger("server.sync")
@@ -76,23 +76,23 @@ class RoundReport:
         }
 
 
-def _keep_refused(local: DatabaseConnector, batch: list[Change], refused: list[dict]) -> None:
+def _keep_refused(local: DatabaseConnector, batch: list[Change], refused: list[dict[str, Any]]) -> int:
     """The hub refused some of this device's own changes: keep them in the local quarantine,
-    so the person can see them and the queue goes on without them."""
+    so the person can see them and the queue goes on without them. Returns how many of them were
+    refused because this device's clock is ahead."""
     by_seq = {ch["seq"]: ch for ch in batch}
     now = iso_now()
-    entries = [quarantine_entry(by_seq.get(r.get("seq"), r), f"refused by the hub: {r['reason']}", now)
-               for r in refused]
+    refusals = [(r, refused_by_hub(r)) for r in refused]
+    entries = [quarantine_entry(by_seq.get(r.get("seq"), r), refusal, now) for r, refusal in refusals]
     local.quarantine(entries)
     dues = [d for d in map(due_at, entries) if d is not None]
     if dues:  # the earliest time a round looks at them again (_resend_held)
         held = load_held(local)
         was = held["due"] if held is not None else None
         save_held(local, min([*dues, *([was] if was is not None else [])]))
+    return sum(refusal.code == "clock_ahead" for _, refusal in refusals)
 
 
-# The hub's reason for a stamp ahead of its clock (changes._stamp_problem), as the device keeps it.
-AHEAD = re.compile(r"^refused by the hub: hlc is (\d+) s ahead of this clock \(the limit is (\d+) s\)$")
 HELD_LOOKED_AT = 1000  # quarantine entries looked at, newest first
 
 
@@ -103,10 +103,12 @@ def due_at(entry: dict) -> float | None:
     hub takes at most `limit`: after `ahead - limit` seconds (on this device's clock, whose rate
     is right even where its time is not) the hub's clock has caught up. A clock still wrong is
     refused again, and due again after as long: the retry paces itself."""
-    found = AHEAD.match(entry.get("reason") or "")
-    if found is None:
+    refusal = held_refusal(entry)
+    if refusal is None or refusal.code != "clock_ahead":
         return None
-    ahead, limit = int(found[1]), int(found[2])
+    ahead, limit = refusal.detail.get("aheadSeconds"), refusal.detail.get("limitSeconds")
+    if type(ahead) is not int or type(limit) is not int:  # a hub's answer of another shape: never due
+        return None
     return ms_from_iso(entry["receivedAt"]) / 1000 + max(0, ahead - limit) + 1
 
 
@@ -334,9 +336,8 @@ def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, batch_s
         if result.get("unsupported"):
             return  # an older hub server takes no relay: these wait, counted as pending
         if result.get("quarantined"):
-            _keep_refused(local, batch, result["quarantined"])
+            report.refused_for_clock += _keep_refused(local, batch, result["quarantined"])
             report.quarantined += len(result["quarantined"])
-            report.refused_for_clock += sum("ahead of this clock" in r["reason"] for r in result["quarantined"])
         owned = result.get("owned") or {}
         note_owned(bookmark, owned)
         cursor = {**advance(bookmark.cursor, batch), **{o: bookmark.cursor.get(o, 0) for o in owned}}

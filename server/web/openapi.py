@@ -271,6 +271,9 @@ DEVICE_SCHEMAS: dict[str, Any] = {
     "Quarantined": {"type": "object", "required": ["id", "origin", "seq", "reason", "receivedAt", "change"],
                     "properties": {"id": {"type": "string"}, "origin": {"type": "string", "nullable": True},
                                    "seq": {"type": "integer", "nullable": True}, "reason": {"type": "string"},
+                                   "code": {"type": "string", "description": "the refusal's stable code, with its "
+                                            "fields beside it (server/core/changes.py, REFUSALS); absent from "
+                                            "an entry kept before codes"},
                                    "receivedAt": TIMESTAMP, "change": {"type": "string"}}},
 }
 

@@ -203,6 +203,9 @@ class TestWhatComesIn:
         assert body["data"]["applied"] == 1
         reasons = [q["reason"] for q in body["data"]["quarantined"]]
         assert len(reasons) == 2 and any("notes" in r for r in reasons)
+        assert [{k: q[k] for k in q if k not in ("reason", "origin", "seq")} for q in body["data"]["quarantined"]] == [
+            {"code": "invalid_field", "field": "notes"},
+            {"code": "missing_keys", "keys": ["bases", "courseId", "fields", "hlc", "id", "kind", "op", "seq"]}]
         assert [ch["fields"] for ch in hub.everything() if ch["kind"] == "course"] == [device_changes[0]["fields"]]
         # Text no UTF-8 can hold, in a key, a value and an origin: refused and kept, not a crash.
         lone = b'{"changes": [{"origin": "dev-a\\udb9b", "seq": 9, "k\\ud800": "\\udfff"}]}'
