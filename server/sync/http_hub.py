@@ -13,7 +13,7 @@ import http.client
 import json
 import socket
 import ssl
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 import orjson
@@ -222,11 +222,11 @@ class HubClient:
             answer = None
         if resp.status != 200:
             err = answer.get("error") if isinstance(answer, dict) else None
-            message = err.get("message") if isinstance(err, dict) and isinstance(err.get("message"), str) else ""
-            words = f"The hub refused this device ({resp.status}): {message[:300] or resp.reason}"
+            message, code = (err.get("message"), err.get("code")) if isinstance(err, dict) else (None, None)
+            said = message[:300] if isinstance(message, str) else ""
+            words = f"The hub refused this device ({resp.status}): {said or resp.reason}"
             if resp.status in (401, 403):
-                code = err.get("code") if isinstance(err, dict) and isinstance(err.get("code"), str) else ""
-                raise HubRefused(words, code[:100])
+                raise HubRefused(words, code[:100] if isinstance(code, str) else "")
             raise StoreUnavailable(words)
         if not isinstance(answer, dict) or not isinstance(answer.get("data"), dict):
             raise self._garbled("a body that is not the hub protocol's envelope")
@@ -250,7 +250,7 @@ def _finding(entry: Any) -> bool:
         all(type(entry.get(k)) is int and 0 <= entry[k] < 2**53 for k in ("origins", "changes"))
 
 
-def _tops(value: Any) -> bool:
+def _tops(value: Any) -> TypeGuard[Cursor]:
     """An origin -> seq map as the hub sends it (a resume or a shortfall)."""
     return isinstance(value, dict) and all(isinstance(k, str) and type(v) is int and 0 <= v < 2**53
                                            for k, v in value.items())

@@ -11,19 +11,22 @@ import random
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from server.connectors.base import DatabaseConnector
 from server.core.clock import stamp_ms
 from server.core.config import Settings
 from server.core.errors import AppError, SyncBusy
-from server.core.times import iso_from_seconds
+from server.core.times import iso_from_ms, iso_from_seconds
 from server.sync.bookmark import Bookmark, load_bookmark
 from server.sync.child import ChildRounds
 from server.sync.engine import Progress, RoundReport, run_round
 from server.sync.hub import Hub, WaitingHub
 from server.sync.live import LiveWait
 from server.sync.relay import HeldForOther, held_for_others
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger("server.sync")
 BACKOFF_CAP_SECONDS = 300.0
@@ -76,14 +79,14 @@ class SyncService:
         self.totals = {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)  # the recent rounds, for the sync page
         self.observers: list[Callable[[RoundReport], None]] = []  # told of every round that ended (metrics)
-        self.scheduler = None
+        self.scheduler: BackgroundScheduler | None = None
         self._live_hub = live_hub
         self.live: LiveWait | None = None
         self.last_remote_lag_ms: float | None = None  # from the newest pulled change's stamp to here
         self._ledger_aged_at: float | None = None
 
     # --- rounds ---------------------------------------------------------------------------
-    def _ensure_hub(self) -> DatabaseConnector:
+    def _ensure_hub(self) -> Hub:
         if self.hub is None:
             self.hub = self._open_hub()
         return self.hub
@@ -157,8 +160,8 @@ class SyncService:
         if self._ledger_aged_at is not None and now - self._ledger_aged_at < LEDGER_AGEING_SECONDS:
             return 0
         self._ledger_aged_at = now
-        gone = self.local.forget_resolved_conflicts(iso_from_seconds(now - self.settings.conflicts_keep_resolved_days
-                                                                     * 86_400))
+        before = now - self.settings.conflicts_keep_resolved_days * 86_400
+        gone = self.local.forget_resolved_conflicts(iso_from_ms(int(before * 1000)))
         if gone:
             log.info("forgot %d conflict(s) resolved more than %g days ago", gone,
                      self.settings.conflicts_keep_resolved_days)
@@ -218,11 +221,11 @@ class SyncService:
 
         if self.scheduler is not None:
             return
-        self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC", logger=SCHEDULER_LOG)
-        self.scheduler.add_job(self.tick, "interval", id="sync-round",
-                               seconds=self.settings.sync_interval_seconds, max_instances=1,
-                               coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc))
-        self.scheduler.start()
+        scheduler = BackgroundScheduler(daemon=True, timezone="UTC", logger=SCHEDULER_LOG)
+        self.scheduler = scheduler
+        scheduler.add_job(self.tick, "interval", id="sync-round", seconds=self.settings.sync_interval_seconds,
+                          max_instances=1, coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc))
+        scheduler.start()
         if self._live_hub is not None:
             self.live = LiveWait(self, self._live_hub)
             self.live.start()
@@ -252,7 +255,7 @@ class SyncService:
         return "idle"
 
     def next_run(self) -> float | None:
-        candidates = []
+        candidates: list[float] = []
         if self.scheduler is not None:
             job = self.scheduler.get_job("sync-round")
             if job and job.next_run_time:
@@ -308,7 +311,7 @@ HELD_FOR_OTHERS = ("The hub lost {n} change(s) of another of your devices (origi
                    "token at the hub (`hub revoke`): this device then gives them back within the hour.")
 LIVE_OFF = {"state": "off", "since": None, "retryAt": None, "wakes": 0, "lastRemoteLagMs": None}
 # Without a hub: the same keys, saying that nothing runs.
-DISABLED = {
+DISABLED: dict[str, Any] = {
     "hub": None, "state": "disabled", "worker": None, "lastAttempt": None, "lastSuccess": None,
     "lastError": None, "nextRun": None, "consecutiveFailures": 0,
     "totals": {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}, "lastRound": None, "recentRounds": [],
