@@ -282,7 +282,7 @@ def _app_error(exc: AppError) -> Response:
         resp = error(exc.status, exc.code, exc.message, extra={"current": exc.current})
         resp.headers["ETag"] = etag_of(exc.current)
         return resp
-    resp = error(exc.status, exc.code, exc.message, exc.fields)
+    resp = error(exc.status, exc.code, exc.message, exc.fields, extra=exc.detail or None)
     if getattr(exc, "retry_after", None):
         resp.headers["Retry-After"] = str(exc.retry_after)
     return resp
