@@ -16,6 +16,7 @@ from server.core.config import Settings, load_settings
 from server.device import commands as device_commands
 from server.device import metrics, page, routes, sync_routes
 from server.hub import commands as hub_commands
+from server.sync.hub import Hub
 from server.sync.wiring import build_sync
 from server.web import http
 
@@ -23,7 +24,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, *, store: DatabaseConnector | None = None,
-               hub: Callable[[], DatabaseConnector] | None = None, start_sync: bool = True,
+               hub: Callable[[], Hub] | None = None, start_sync: bool = True,
                sync_wait_seconds: float = 10.0, testing: bool = False) -> Flask:
     """The app. Every argument defaults to what the environment says (`flask --app server.api`
     calls it with none): `settings` from load_settings(); `store`, a connected store of

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from server.connectors.base import DatabaseConnector
 from server.core.changes import Cursor
 from server.core.errors import StoreUnavailable
 from server.core.sequences import behind, shortfall
+from server.sync.answers import SnapshotPage
 from server.sync.bookmark import Bookmark, CatchUp, CatchUpRestart, kept, save_bookmark, stored_with
 from server.sync.hub import Hub
 
@@ -82,7 +82,7 @@ def catch_up(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, batch_size:
         progress = moved.catch_up
 
 
-def _lost(local: DatabaseConnector, hub: Hub, cursor: Cursor, page: dict[str, Any], progress: CatchUp) -> set[str]:
+def _lost(local: DatabaseConnector, hub: Hub, cursor: Cursor, page: SnapshotPage, progress: CatchUp) -> set[str]:
     """The origins of the catch-up's cursor (this device's own aside) that the hub no longer holds
     all of: read off the page, and for the last page asked of the hub again (a new finding of a
     hub that lost history puts every origin in doubt)."""

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from server.connectors.base import DatabaseConnector
 from server.core.changes import Change, Cursor, is_slot_filler_of, quarantine_entry
@@ -19,6 +18,7 @@ from server.core.clock import is_stamp
 from server.core.errors import AppError, HubRefused, StoreUnavailable
 from server.core.sequences import advance
 from server.core.times import iso_now, ms_from_iso
+from server.sync.answers import Refused
 from server.sync.bookmark import (
     Bookmark,
     Healer,
@@ -37,46 +37,13 @@ from server.sync.heal import heal_if_due, keep_floors, trim
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
 from server.sync.refusals import held_refusal, refused_by_hub
 from server.sync.relay import note_owned, skipped
+from server.sync.report import RoundReport
 
 log = logging.getLogger("server.sync")
 Progress = Callable[[str, int], None]  # (phase, changes moved so far in that phase)
 
 
-@dataclass
-class RoundReport:
-    pushed: int = 0  # changes the hub did not have before
-    pushed_sent: int = 0  # changes sent, including ones the hub already had
-    pulled: int = 0
-    conflicts: int = 0
-    duration_ms: float = 0.0
-    hub_reset: bool = False
-    quarantined: int = 0  # changes refused at the door, on either side
-    refused_for_clock: int = 0  # own changes the hub refused because this device's clock is ahead
-    origin_restart: Restart | None = None  # this round moved the store to a new origin (a restored store)
-    hub_rollback: Rollback | None = None  # the hub held less than it had acknowledged (restored from a backup)
-    relayed: int = 0  # other origins' changes given back to a hub that had lost them
-    resent: int = 0  # own changes refused for their stamps, written again now that they are due
-    newest_pulled: str | None = None  # the newest stamp among the changes pulled
-    from_snapshot: int = 0  # records taken from the hub's snapshot (its log no longer reached back here)
-    settled: int = 0  # open conflicts settled because their field was written again or their record deleted
-    healed: int = 0  # records given to a hub that lost history no log here still held
-    trimmed: int = 0  # changes dropped from this store's log: the hub compacted them and every device pulled them
-    error: str | None = None
-    error_code: str | None = None
-
-    def as_dict(self) -> dict:
-        return {
-            "pushed": self.pushed, "pushedSent": self.pushed_sent, "pulled": self.pulled,
-            "conflicts": self.conflicts, "durationMs": round(self.duration_ms, 1),
-            "hubReset": self.hub_reset, "originRestarted": self.origin_restart is not None,
-            "hubRolledBack": self.hub_rollback is not None, "relayed": self.relayed,
-            "resent": self.resent, "fromSnapshot": self.from_snapshot, "settled": self.settled,
-            "healed": self.healed, "trimmed": self.trimmed,
-            "quarantined": self.quarantined, "error": self.error, "errorCode": self.error_code,
-        }
-
-
-def _keep_refused(local: DatabaseConnector, batch: list[Change], refused: list[dict[str, Any]]) -> int:
+def _keep_refused(local: DatabaseConnector, batch: list[Change], refused: list[Refused]) -> int:
     """The hub refused some of this device's own changes: keep them in the local quarantine,
     so the person can see them and the queue goes on without them. Returns how many of them were
     refused because this device's clock is ahead."""

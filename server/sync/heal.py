@@ -20,11 +20,11 @@ is in the records the hub now has, and goes from the log."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from server.connectors.base import DatabaseConnector
 from server.core.changes import Cursor, new_origin, state_key
 from server.core.errors import HubRefused
+from server.sync.answers import ShortfallAnswer
 from server.sync.bookmark import Bookmark, Healer, save_bookmark
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
 
@@ -128,5 +128,5 @@ def trim(local: DatabaseConnector, bookmark: Bookmark) -> int:
     return dropped
 
 
-def keep_floors(bookmark: Bookmark, answer: dict[str, Any]) -> None:
+def keep_floors(bookmark: Bookmark, answer: ShortfallAnswer) -> None:
     bookmark.hub_floors = dict(answer.get("floors") or {})

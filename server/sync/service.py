@@ -20,10 +20,11 @@ from server.core.errors import AppError, SyncBusy
 from server.core.times import iso_from_ms, iso_from_seconds
 from server.sync.bookmark import Bookmark, load_bookmark
 from server.sync.child import ChildRounds
-from server.sync.engine import Progress, RoundReport, run_round
+from server.sync.engine import Progress, run_round
 from server.sync.hub import Hub, WaitingHub
 from server.sync.live import LiveWait
 from server.sync.relay import HeldForOther, held_for_others
+from server.sync.report import RoundReport
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
