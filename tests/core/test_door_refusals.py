@@ -71,17 +71,20 @@ GOOD = {"kind": "course", "id": "c", "courseId": None, "fields": {"title": "t"},
         "dbase": ""}
 
 
-@pytest.mark.parametrize("state, code, detail", [
-    ([], "record_shape", {}),
-    ({**GOOD, "deleted": 1}, "record_fields", {}),
-    ({**GOOD, "deleted": True, "dclock": "000000000000003-000000-a"}, "tombstone_shape", {}),
-    ({**GOOD, "dbase": "000000000000001-000000-a"}, "live_with_delete_stamp", {}),
-    ({**GOOD, "fields": {K: 1}, "clocks": {K: 7}, "bases": {K: ""}}, "bad_clock", {"field": K[:40]}),
+@pytest.mark.parametrize("state, code, message, detail", [
+    ([], "record_shape",
+     "a record is an object with exactly kind, id, courseId, fields, clocks, bases, deleted, dclock, dbase", {}),
+    ({**GOOD, "deleted": 1}, "record_fields",
+     "fields, clocks and bases name the same fields; deleted is true or false", {}),
+    ({**GOOD, "deleted": True, "dclock": "000000000000003-000000-a"}, "tombstone_shape",
+     "a tombstone keeps no fields and has the stamp of its delete", {}),
+    ({**GOOD, "dbase": "000000000000001-000000-a"}, "live_with_delete_stamp", "a live record has no delete stamp", {}),
+    ({**GOOD, "fields": {K: 1}, "clocks": {K: 7}, "bases": {K: ""}}, "bad_clock",
+     f"clock of {K[:40]!r} is not a stamp", {"field": K[:40]}),
 ])
-def test_a_record_that_is_no_merge_state_carries_its_code(state, code, detail):
-    writes, refusal = writes_of(state)
-    assert writes == [] and refusal is not None and (refusal.code, refusal.detail) == (code, detail)
-    assert set(detail) <= set(REFUSALS[code])
+def test_a_record_that_is_no_merge_state_carries_its_code(state, code, message, detail):
+    assert writes_of(state) == ([], Refusal(code, message, detail))
+    assert set(detail) == set(REFUSALS[code])
 
 
 def test_a_refused_record_names_its_problem_as_a_field():
@@ -117,3 +120,23 @@ def test_a_refusal_is_read_back_by_its_code_and_only_the_fields_it_carries():
     assert refusal_in({"reason": "r", "code": "something_newer", "more": 1}) == Refusal("something_newer", "r")
     assert refusal_in({"reason": "r", "code": 7}) is None
     assert refusal_in({"reason": "r"}) is None
+
+
+def test_the_codes_and_their_fields_are_a_contract_never_renamed():
+    assert REFUSALS == {
+        "not_an_object": (), "missing_keys": ("keys",), "unknown_keys": ("keys",), "bad_origin": (), "bad_seq": (),
+        "unknown_kind": ("kind",), "bad_id": (), "bad_course_id": (), "bad_op": (), "bad_stamp": (),
+        "foreign_stamp": (), "clock_ahead": ("aheadSeconds", "limitSeconds"), "bad_bases": (),
+        "bad_base": ("field",), "bad_fields": (), "bad_delete": (), "bases_mismatch": (), "invalid_field": ("field",),
+        "record_shape": (), "record_fields": (), "tombstone_shape": (), "live_with_delete_stamp": (),
+        "bad_clock": ("field",),
+        "bad_record": ("problem", "kind", "keys", "field", "aheadSeconds", "limitSeconds"),
+        "unclassified": (),
+    }
+
+
+def test_a_refused_record_is_read_back_with_its_problems_fields():
+    said = {"reason": "r", "code": "bad_record", "problem": "unknown_keys", "keys": ["x"], "kind": "k", "field": "f",
+            "aheadSeconds": 2, "limitSeconds": 1, "other": 0}
+    assert refusal_in(said) == Refusal("bad_record", "r", {"problem": "unknown_keys", "keys": ["x"], "kind": "k",
+                                                          "field": "f", "aheadSeconds": 2, "limitSeconds": 1})
