@@ -38,6 +38,7 @@ run: install
 
 test: install-dev wirehub
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 	$(MAKE) --no-print-directory mutation
 

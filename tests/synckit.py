@@ -12,7 +12,8 @@ from server.connectors.factory import get_db_connector
 from server.core.config import Settings
 from server.core.errors import StoreUnavailable
 from server.core.records import validate
-from server.sync.engine import RoundReport, run_round
+from server.sync.engine import run_round
+from server.sync.report import RoundReport
 from tests.conftest import MongoFactory
 
 USER = "learner"

@@ -138,7 +138,11 @@ def _self_names(cls: type) -> tuple[set[str], set[str]]:
     import inspect
     import textwrap
 
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    try:
+        source = inspect.getsource(cls)
+    except OSError:  # a class made by a call (a TypedDict whose keys are no names) has no methods
+        return set(), set()
+    tree = ast.parse(textwrap.dedent(source))
     read, assigned = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":

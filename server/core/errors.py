@@ -3,17 +3,25 @@ place each; the API maps them to HTTP once."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AppError(Exception):
+    """`code` is what code reads, `message` what people read; `detail` holds the fields of the
+    code (the error answer carries them beside both, e.g. a quota's `limit`), `fields` the
+    problems of a body's fields (validation)."""
+
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None):
+    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None,
+                 detail: dict[str, Any] | None = None):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         self.fields = fields
+        self.detail = detail or {}
 
 
 class ValidationError(AppError):
@@ -95,8 +103,9 @@ class TooManyRequests(AppError):
     status = 429
     code = "too_many_requests"
 
-    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1):
-        super().__init__(message, code=code)
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1,
+                 detail: dict[str, Any] | None = None):
+        super().__init__(message, code=code, detail={**(detail or {}), "retryAfterSeconds": retry_after})
         self.retry_after = retry_after
 
 

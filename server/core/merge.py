@@ -29,7 +29,7 @@ DELETED = "<deleted>"
 
 @dataclass
 class Outcome:
-    state: dict[str, Any] | None
+    state: dict[str, Any]
     changed: bool = False
     conflicts: list[dict[str, Any]] = field(default_factory=list)
 

@@ -10,7 +10,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from server.connectors.seeding import StoreNotEmpty, default_seed_path, load_seed_file, seed_store
 from server.core.seeding import SeedError, validate_seed
-from server.sync.engine import stored_cursor
+from server.sync.bookmark import load_bookmark
 from server.sync.service import sync_status
 
 PROGRESS_THRESHOLD = 2000
@@ -44,7 +44,7 @@ def _service():
 def sync_once() -> None:
     """Run one sync round now and print its report."""
     service = _service()
-    _, cursor = stored_cursor(service.local)
+    cursor = load_bookmark(service.local).cursor
     pending, _ = service.local.pending_since(cursor)
     bar = click.progressbar(length=pending, label="pushing", file=None) if pending > PROGRESS_THRESHOLD else None
     last = {"push": 0}

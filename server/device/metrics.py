@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from server.connectors.base import DatabaseConnector
 from server.core.clock import stamp_ms
-from server.sync.engine import RoundReport, stored_cursor
+from server.sync.bookmark import load_bookmark
+from server.sync.report import RoundReport
 from server.sync.service import SyncService
 from server.web.metrics import Read, Standing, answer
 
@@ -48,7 +49,7 @@ class DeviceMetrics:
 
     def _standing(self) -> Standing:
         service = self.service
-        count, oldest = self.store.pending_since(stored_cursor(self.store)[1])
+        count, oldest = self.store.pending_since(load_bookmark(self.store).cursor)
         now = service.now() if service else time.time()
         yield "coursesync_sync_enabled", "1 when this device syncs with a hub", 1 if service else 0
         yield "coursesync_sync_pending_changes", "Changes made here the hub has not acknowledged", count

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.core.changes import REFUSALS
 from server.web.openapi import COMMON_SCHEMAS, ID, Operation, operation_object, ref
 
+# A refusal's code, with the fields it carries beside it (core/changes.REFUSALS); absent from
+# an answer of a hub older than codes.
+REFUSAL_CODE = {"type": "string", "description": "what code reads: " + "; ".join(
+    f"{code}" + (f" ({', '.join(fields)})" if fields else "") for code, fields in REFUSALS.items())}
 ORIGIN = {"type": "string", "minLength": 1, "maxLength": 128}
 SEQ = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
 HUB_SCHEMAS = {
@@ -74,7 +79,8 @@ HUB_SCHEMAS = {
                                          "type": "object", "required": ["origin", "seq", "reason"],
                                          "properties": {"origin": {**ORIGIN, "nullable": True},
                                                         "seq": {"type": "integer", "nullable": True},
-                                                        "reason": {"type": "string"}}}}}},
+                                                        "reason": {"type": "string", "description": "for people"},
+                                                        "code": REFUSAL_CODE}}}}},
     "HubSnapshotRequest": {"type": "object", "additionalProperties": False, "properties": {
         "after": {"type": "array", "nullable": True, "minItems": 2, "maxItems": 2, "items": {"type": "string"},
                   "description": "the `next` of the page before; null for the first page"},
@@ -128,7 +134,8 @@ HUB_SCHEMAS = {
                                          "type": "object", "required": ["origin", "seq", "reason"],
                                          "properties": {"origin": {**ORIGIN, "nullable": True},
                                                         "seq": {"type": "integer", "nullable": True},
-                                                        "reason": {"type": "string"}}}}}},
+                                                        "reason": {"type": "string", "description": "for people"},
+                                                        "code": REFUSAL_CODE}}}}},
 }
 
 

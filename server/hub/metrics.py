@@ -16,17 +16,18 @@ from server.web.http import token_matches
 from server.web.metrics import Read, Standing, answer
 
 DAY = 86_400
-# A refused change's reason (changes.check_change, the door) by its kind: a bounded label.
-REASONS = (("a record ", "record"), ("ahead of this clock", "clock_ahead"), ("hlc ", "stamp"), ("base of", "stamp"),
-           ("bases ", "stamp"), ("fields.", "field"), ("fields ", "field"), ("unknown keys", "shape"),
-           ("missing keys", "shape"), ("not an object", "shape"))
+# A refused change's code (core/changes.REFUSALS, made at the door) by its kind: a bounded label.
+KIND_OF_REFUSAL = {
+    "bad_record": "record", "clock_ahead": "clock_ahead",
+    **dict.fromkeys(("bad_stamp", "foreign_stamp", "bad_bases", "bad_base", "bases_mismatch"), "stamp"),
+    **dict.fromkeys(("bad_fields", "bad_delete", "invalid_field"), "field"),
+    **dict.fromkeys(("not_an_object", "unknown_keys", "missing_keys"), "shape"),
+}
 
 
-def reason_kind(reason: str) -> str:
-    for words, kind in REASONS:
-        if words in reason:
-            return kind
-    return "other"
+def refusal_kind(refusal: dict[str, Any]) -> str:
+    code = refusal.get("code")
+    return KIND_OF_REFUSAL.get(code, "other") if isinstance(code, str) else "other"
 
 
 class HubMetrics:
@@ -57,7 +58,7 @@ class HubMetrics:
 
     def refused_changes(self, refusals: list[dict[str, Any]]) -> None:
         for r in refusals:
-            self.refused.labels(reason_kind(r.get("reason") or "")).inc()
+            self.refused.labels(refusal_kind(r)).inc()
 
     def _standing(self) -> Standing:
         ext = self.app.extensions

@@ -66,10 +66,11 @@ def authenticate() -> None:
     if device is None:
         raise Unauthorized("This token is not known to the hub.", code="unknown_token")
     if device.revoked_at:
-        raise Unauthorized(f"This device's token was revoked at {device.revoked_at}.", code="token_revoked")
+        raise Unauthorized(f"This device's token was revoked at {device.revoked_at}.", code="token_revoked",
+                           detail={"revokedAt": device.revoked_at})
     if not current_app.extensions["in_flight"].enter(device.device_id):
         raise TooManyRequests(f"This device has {MAX_IN_FLIGHT} requests at the hub already; wait for them.",
-                              code="too_many_requests")
+                              code="too_many_requests", detail={"limit": MAX_IN_FLIGHT})
     g.in_flight = device.device_id
     g.device = device
     g.hub_store = current_app.extensions["hub_stores"].for_user(device.user_id)
@@ -294,7 +295,8 @@ def _refusals_allowed(device: Device):
     limits = current_app.extensions["refusals"]
     if limits.over(device.device_id):
         raise TooManyRequests(f"The hub refused more than {limits.per_minute} of this device's changes in the last "
-                              "minute; it takes no more for now.", code="refusal_quota", retry_after=60)
+                              "minute; it takes no more for now.", code="refusal_quota", retry_after=60,
+                              detail={"limit": limits.per_minute})
     return limits
 
 
@@ -349,12 +351,12 @@ def _hold_relayed(device: Device, origins: list[str]) -> None:
 
 def _over_quota(limit: int, what: str) -> None:
     raise TooManyRequests(f"This device holds {limit} {what}; the hub allows {limit} (HUB_MAX_ORIGINS). Ask "
-                          "whoever runs the hub.", code="origin_quota", retry_after=3600)
+                          "whoever runs the hub.", code="origin_quota", retry_after=3600, detail={"limit": limit})
 
 
 def _not_yours(origin: str) -> None:
     raise Forbidden(f"Origin {origin!r} belongs to another device: a device pushes only its own changes.",
-                    code="origin_not_yours")
+                    code="origin_not_yours", detail={"origin": origin})
 
 
 @route(Operation("get", "/openapi.json", "hubOpenapi", "This document", {"200": ({"type": "object"}, "OpenAPI", False)},

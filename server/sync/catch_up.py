@@ -12,13 +12,14 @@ import time
 from dataclasses import dataclass
 
 from server.connectors.base import DatabaseConnector
+from server.core.changes import Cursor
 from server.core.errors import StoreUnavailable
 from server.core.sequences import behind, shortfall
+from server.sync.answers import SnapshotPage
+from server.sync.bookmark import Bookmark, CatchUp, CatchUpRestart, kept, save_bookmark, stored_with
 from server.sync.hub import Hub
 
 log = logging.getLogger("server.sync")
-PROGRESS = "snapshot"  # the bookmark's key for a catch-up under way: {"after", "cursor", "rollbacks"}
-RESTARTED = "catchUpRestarts"  # the bookmark's last catch-ups given up because the hub lost history under them
 
 
 @dataclass
@@ -29,13 +30,13 @@ class CaughtUp:
     whole: bool = True  # False: the hub lost history during it; given up, the cursor not taken
 
 
-def needs_catch_up(local: DatabaseConnector, bookmark: dict, compacted: dict[str, int]) -> bool:
+def needs_catch_up(local: DatabaseConnector, bookmark: Bookmark, compacted: dict[str, int]) -> bool:
     """A catch-up is under way, or the hub compacted part of an origin this device lacks (its
     own origin aside: the device holds all it wrote)."""
-    return bool(bookmark.get(PROGRESS)) or bool(behind(bookmark["cursor"], compacted, but=local.origin))
+    return bookmark.catch_up is not None or bool(behind(bookmark.cursor, compacted, but=local.origin))
 
 
-def catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, key: str, batch_size: int) -> CaughtUp:
+def catch_up(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, batch_size: int) -> CaughtUp:
     """Take the hub's records, one transaction per page with the progress stored in it (a round
     that dies resumes at the next page), then move the cursor to what the first page's reading
     of the hub's log said, never back.
@@ -47,43 +48,41 @@ def catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, key: str, batch
     fails one of those: the catch-up is given up (what was merged stays: merging it again
     changes nothing) and the cursor stays where it was, so that no cursor is taken from a hub
     state that was not read whole."""
-    progress = dict(bookmark.get(PROGRESS) or {"after": None, "cursor": None,
-                                                "rollbacks": list(bookmark.get("rollbackIds") or [])})
+    progress = bookmark.catch_up or CatchUp(after=None, cursor=None, rollbacks=list(bookmark.rollback_ids))
     done = CaughtUp()
     log.info("the hub compacted history this device lacks: catching up from its records")
     while True:
-        after = tuple(progress["after"]) if progress["after"] else None
+        after = (progress["after"][0], progress["after"][1]) if progress["after"] else None
         page = hub.snapshot_page(after, batch_size)
         cursor = progress["cursor"] if progress["cursor"] is not None else page["cursor"]
         lost = _lost(local, hub, cursor, page, progress)
         if lost:
-            _give_up(local, bookmark, key, lost)
+            _give_up(local, bookmark, lost)
             done.whole = False
             return done
-        moved = {**bookmark}
         if page["next"] is None:
-            moved.pop(PROGRESS, None)
             # Never back, and never this device's own origin: only the round's own-log check and
             # the hub's acknowledgements move that (a hub claiming more of it would hide edits).
-            moved["cursor"] = {**bookmark["cursor"], **{o: max(seq, bookmark["cursor"].get(o, 0))
-                                                         for o, seq in cursor.items() if o != local.origin}}
+            moved = bookmark.replace(catch_up=None, cursor={
+                **bookmark.cursor, **{o: max(seq, bookmark.cursor.get(o, 0)) for o, seq in cursor.items()
+                                      if o != local.origin}})
         else:
             if after is not None and tuple(page["next"]) <= after:
                 raise StoreUnavailable("The hub's snapshot did not move on; the round stops here.")
-            moved[PROGRESS] = {**progress, "after": list(page["next"]), "cursor": cursor}
-        result = local.apply_snapshot(page["records"], bookmarks={key: moved},
+            moved = bookmark.replace(catch_up=CatchUp(after=list(page["next"]), cursor=cursor,
+                                                      rollbacks=progress["rollbacks"]))
+        result = local.apply_snapshot(page["records"], bookmarks=stored_with(moved),
                                       held=cursor if page["next"] is None else None)
         done.records += len(page["records"])
         done.conflicts += result["conflicts"]
         done.quarantined += len(result["quarantined"])
-        bookmark.clear()
-        bookmark.update(moved)
-        if page["next"] is None:
+        bookmark.cursor, bookmark.catch_up = moved.cursor, moved.catch_up  # the step is stored: taken
+        if moved.catch_up is None:
             return done
-        progress = moved[PROGRESS]
+        progress = moved.catch_up
 
 
-def _lost(local: DatabaseConnector, hub: Hub, cursor: dict[str, int], page: dict, progress: dict) -> set[str]:
+def _lost(local: DatabaseConnector, hub: Hub, cursor: Cursor, page: SnapshotPage, progress: CatchUp) -> set[str]:
     """The origins of the catch-up's cursor (this device's own aside) that the hub no longer holds
     all of: read off the page, and for the last page asked of the hub again (a new finding of a
     hub that lost history puts every origin in doubt)."""
@@ -92,14 +91,14 @@ def _lost(local: DatabaseConnector, hub: Hub, cursor: dict[str, int], page: dict
     if lost or page["next"] is not None or not wanted:
         return lost
     answer = hub.shortfall(wanted)
-    if {f["id"] for f in answer["rollbacks"]} - set(progress.get("rollbacks") or ()):
+    if {f["id"] for f in answer["rollbacks"]} - set(progress["rollbacks"]):
         return set(wanted)
     return set(answer["shortfall"])
 
 
-def _give_up(local: DatabaseConnector, bookmark: dict, key: str, lost: set[str]) -> None:
+def _give_up(local: DatabaseConnector, bookmark: Bookmark, lost: set[str]) -> None:
     log.warning("the hub lost history while this device caught up from its records (%d origins): the catch-up "
                 "starts again, and its cursor is not taken", len(lost))
-    bookmark.pop(PROGRESS, None)
-    bookmark[RESTARTED] = [*(bookmark.get(RESTARTED) or [])[-9:], {"at": time.time(), "origins": len(lost)}]
-    local.set_bookmark(key, bookmark)
+    bookmark.catch_up = None
+    bookmark.catch_up_restarts = kept(bookmark.catch_up_restarts, CatchUpRestart(at=time.time(), origins=len(lost)))
+    save_bookmark(local, bookmark)

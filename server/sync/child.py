@@ -25,8 +25,9 @@ from typing import Any
 
 from server.core.config import Settings
 from server.core.errors import AppError
-from server.sync.engine import RoundReport, run_round
+from server.sync.engine import run_round
 from server.sync.hub import HubSpec, open_hub
+from server.sync.report import RoundReport
 
 log = logging.getLogger("server.sync")
 PARENT_CHECK_SECONDS = 0.5

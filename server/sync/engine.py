@@ -9,9 +9,7 @@ after the other side took the batch; for a pull, in the same SQLite transaction 
 from __future__ import annotations
 
 import logging
-import re
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from server.connectors.base import DatabaseConnector
@@ -20,68 +18,49 @@ from server.core.clock import is_stamp
 from server.core.errors import AppError, HubRefused, StoreUnavailable
 from server.core.sequences import advance
 from server.core.times import iso_now, ms_from_iso
-from server.sync.catch_up import PROGRESS, RESTARTED, catch_up, needs_catch_up
-from server.sync.heal import DUE, HEALER, TRIMMED, heal_if_due, keep_floors, trim
+from server.sync.answers import Refused
+from server.sync.bookmark import (
+    Bookmark,
+    Healer,
+    Reset,
+    Restart,
+    Rollback,
+    kept,
+    load_bookmark,
+    load_held,
+    save_bookmark,
+    save_held,
+    stored_with,
+)
+from server.sync.catch_up import catch_up, needs_catch_up
+from server.sync.heal import heal_if_due, keep_floors, trim
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
-from server.sync.relay import OWNED, note_owned, skipped
+from server.sync.refusals import held_refusal, refused_by_hub
+from server.sync.relay import note_owned, skipped
+from server.sync.report import RoundReport
 
 log = logging.getLogger("server.sync")
-BOOKMARK_KEY = "hub"
 Progress = Callable[[str, int], None]  # (phase, changes moved so far in that phase)
 
 
-@dataclass
-class RoundReport:
-    pushed: int = 0  # changes the hub did not have before
-    pushed_sent: int = 0  # changes sent, including ones the hub already had
-    pulled: int = 0
-    conflicts: int = 0
-    duration_ms: float = 0.0
-    hub_reset: bool = False
-    quarantined: int = 0  # changes refused at the door, on either side
-    refused_for_clock: int = 0  # own changes the hub refused because this device's clock is ahead
-    origin_restart: dict | None = None  # this round moved the store to a new origin (a restored store)
-    hub_rollback: dict | None = None  # the hub held less than it had acknowledged (restored from a backup)
-    relayed: int = 0  # other origins' changes given back to a hub that had lost them
-    resent: int = 0  # own changes refused for their stamps, written again now that they are due
-    newest_pulled: str | None = None  # the newest stamp among the changes pulled
-    from_snapshot: int = 0  # records taken from the hub's snapshot (its log no longer reached back here)
-    settled: int = 0  # open conflicts settled because their field was written again or their record deleted
-    healed: int = 0  # records given to a hub that lost history no log here still held
-    trimmed: int = 0  # changes dropped from this store's log: the hub compacted them and every device pulled them
-    error: str | None = None
-    error_code: str | None = None
-
-    def as_dict(self) -> dict:
-        return {
-            "pushed": self.pushed, "pushedSent": self.pushed_sent, "pulled": self.pulled,
-            "conflicts": self.conflicts, "durationMs": round(self.duration_ms, 1),
-            "hubReset": self.hub_reset, "originRestarted": self.origin_restart is not None,
-            "hubRolledBack": self.hub_rollback is not None, "relayed": self.relayed,
-            "resent": self.resent, "fromSnapshot": self.from_snapshot, "settled": self.settled,
-            "healed": self.healed, "trimmed": self.trimmed,
-            "quarantined": self.quarantined, "error": self.error, "errorCode": self.error_code,
-        }
-
-
-def _keep_refused(local: DatabaseConnector, batch: list[Change], refused: list[dict]) -> None:
+def _keep_refused(local: DatabaseConnector, batch: list[Change], refused: list[Refused]) -> int:
     """The hub refused some of this device's own changes: keep them in the local quarantine,
-    so the person can see them and the queue goes on without them."""
+    so the person can see them and the queue goes on without them. Returns how many of them were
+    refused because this device's clock is ahead."""
     by_seq = {ch["seq"]: ch for ch in batch}
     now = iso_now()
-    entries = [quarantine_entry(by_seq.get(r.get("seq"), r), f"refused by the hub: {r['reason']}", now)
-               for r in refused]
+    refusals = [(r, refused_by_hub(r)) for r in refused]
+    entries = [quarantine_entry(by_seq.get(r.get("seq"), r), refusal, now) for r, refusal in refusals]
     local.quarantine(entries)
     dues = [d for d in map(due_at, entries) if d is not None]
     if dues:  # the earliest time a round looks at them again (_resend_held)
-        held = (local.get_bookmark(HELD_KEY) or {}).get("due")
-        local.set_bookmark(HELD_KEY, {"due": min([*dues, *([held] if held is not None else [])])})
+        held = load_held(local)
+        was = held["due"] if held is not None else None
+        save_held(local, min([*dues, *([was] if was is not None else [])]))
+    return sum(refusal.code == "clock_ahead" for _, refusal in refusals)
 
 
-# The hub's reason for a stamp ahead of its clock (changes._stamp_problem), as the device keeps it.
-AHEAD = re.compile(r"^refused by the hub: hlc is (\d+) s ahead of this clock \(the limit is (\d+) s\)$")
 HELD_LOOKED_AT = 1000  # quarantine entries looked at, newest first
-HELD_KEY = "held-for-clock"  # bookmark: {"due": when the earliest of them is due, or None}
 
 
 def due_at(entry: dict) -> float | None:
@@ -91,10 +70,12 @@ def due_at(entry: dict) -> float | None:
     hub takes at most `limit`: after `ahead - limit` seconds (on this device's clock, whose rate
     is right even where its time is not) the hub's clock has caught up. A clock still wrong is
     refused again, and due again after as long: the retry paces itself."""
-    found = AHEAD.match(entry.get("reason") or "")
-    if found is None:
+    refusal = held_refusal(entry)
+    if refusal is None or refusal.code != "clock_ahead":
         return None
-    ahead, limit = int(found[1]), int(found[2])
+    ahead, limit = refusal.detail.get("aheadSeconds"), refusal.detail.get("limitSeconds")
+    if type(ahead) is not int or type(limit) is not int:  # a hub's answer of another shape: never due
+        return None
     return ms_from_iso(entry["receivedAt"]) / 1000 + max(0, ahead - limit) + 1
 
 
@@ -109,8 +90,8 @@ def _resend_held(local: DatabaseConnector, report: RoundReport) -> None:
     The quarantine is read only when the earliest due time (kept as a bookmark) has come, or
     when no round has looked yet."""
     now = time.time()
-    held = local.get_bookmark(HELD_KEY)
-    if held is not None and (held.get("due") is None or now < held["due"]):
+    held = load_held(local)
+    if held is not None and (held["due"] is None or now < held["due"]):
         return
     own = local.origin
     mine = [e for e in local.list_quarantine(HELD_LOOKED_AT)
@@ -119,19 +100,8 @@ def _resend_held(local: DatabaseConnector, report: RoundReport) -> None:
     if due:
         report.resent += local.resend_own([e["seq"] for e in due])
         local.release_quarantined([e["id"] for e in due])
-    later = [due_at(e) for e in mine if not due_again(e, now)]
-    local.set_bookmark(HELD_KEY, {"due": min(later) if later else None})
-
-
-def stored_bookmark(local: DatabaseConnector) -> dict:
-    """What the last round stored: {"epoch", "cursor", "resets"}, or {} before the first."""
-    return local.get_bookmark(BOOKMARK_KEY) or {}
-
-
-def stored_cursor(local: DatabaseConnector, bookmark: dict | None = None) -> tuple[str | None, Cursor]:
-    """(hub epoch, cursor) as last stored by a round; from `bookmark` when already read."""
-    bookmark = stored_bookmark(local) if bookmark is None else bookmark
-    return bookmark.get("epoch"), dict(bookmark.get("cursor") or {})
+    later = [d for d in map(due_at, mine) if d is not None and now < d]
+    save_held(local, min(later) if later else None)
 
 
 def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
@@ -145,7 +115,7 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
         bookmark = _begin(local, hub, report)
         compacted = _check_acknowledged(local, hub, bookmark, report)
         _check_own_log(local, hub, bookmark, batch_size, report)
-        report.healed = heal_if_due(local, hub, bookmark, BOOKMARK_KEY, batch_size)
+        report.healed = heal_if_due(local, hub, bookmark, batch_size)
         _catch_up(local, hub, bookmark, compacted, batch_size, report)
         _resend_held(local, report)
         _push(local, hub, bookmark, batch_size, report, progress)
@@ -155,7 +125,7 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
         # reads no ledger.
         if report.pulled or report.from_snapshot or report.pushed_sent:
             report.settled = local.settle_conflicts()
-        report.trimmed = trim(local, bookmark, BOOKMARK_KEY)
+        report.trimmed = trim(local, bookmark)
     except AppError as exc:
         report.error, report.error_code = exc.message, exc.code
     finally:
@@ -166,7 +136,7 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
 CATCH_UP_TRIES = 3  # catch-ups a round starts again after the hub lost history under one
 
 
-def _catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, compacted: dict[str, int], batch_size: int,
+def _catch_up(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, compacted: Cursor, batch_size: int,
               report: RoundReport) -> None:
     """Catch up from the hub's records if its log no longer reaches back to the cursor. One given
     up because the hub lost history meanwhile (put back from a backup) starts again from what
@@ -174,7 +144,7 @@ def _catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, compacted: dic
     for _ in range(CATCH_UP_TRIES):
         if not needs_catch_up(local, bookmark, compacted):
             return
-        caught = catch_up(local, hub, bookmark, BOOKMARK_KEY, batch_size)
+        caught = catch_up(local, hub, bookmark, batch_size)
         report.from_snapshot += caught.records
         report.conflicts += caught.conflicts
         report.quarantined += caught.quarantined
@@ -183,39 +153,31 @@ def _catch_up(local: DatabaseConnector, hub: Hub, bookmark: dict, compacted: dic
         compacted = _check_acknowledged(local, hub, bookmark, report)
 
 
-# What a round carries over from the last one's bookmark, when set.
-CARRIED = (PROGRESS, DUE, TRIMMED, OWNED, RESTARTED, HEALER)
-
-
-def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> dict:
-    """The round's bookmark ({"epoch", "cursor", "resets"}: where this device is in the hub's
-    log): the stored one, or one with a fresh cursor when the hub's epoch changed."""
+def _begin(local: DatabaseConnector, hub: Hub, report: RoundReport) -> Bookmark:
+    """The round's bookmark (where this device is in the hub's log): the stored one, or one with
+    a fresh cursor when the hub's epoch changed."""
     epoch = hub.hub_epoch()
-    stored = stored_bookmark(local)
-    bookmark = {"epoch": epoch, "cursor": dict(stored.get("cursor") or {}),
-                "resets": list(stored.get("resets") or []), "restarts": list(stored.get("restarts") or []),
-                "rollbacks": list(stored.get("rollbacks") or []), "rollbackIds": list(stored.get("rollbackIds") or []),
-                **{k: stored[k] for k in CARRIED if stored.get(k)}}
-    if stored.get("epoch") != epoch:
-        if stored.get("epoch") is not None:
+    bookmark = load_bookmark(local)
+    # The floors are the hub's to say again this round (_check_acknowledged, before any trim).
+    stored_epoch, bookmark.epoch, bookmark.hub_floors = bookmark.epoch, epoch, {}
+    if stored_epoch != epoch:
+        if stored_epoch is not None:
             # The hub was wiped or re-seeded: what it held is gone, so send it everything we
             # hold (our unsynced work included) and take everything it has now.
             report.hub_reset = True
-            reset = {"from": stored["epoch"], "to": epoch, "at": time.time()}
-            bookmark["resets"] = [*bookmark["resets"][-9:], reset]
-            log.warning("hub epoch changed (%s -> %s): full resync", stored["epoch"], epoch)
-        bookmark["cursor"], bookmark["rollbackIds"] = {}, []
-        bookmark[DUE] = True  # what this store's log no longer holds, the new hub gets from the records
-        bookmark.pop(PROGRESS, None)  # a catch-up from the old hub's records: the new one's starts afresh
-        bookmark.pop(OWNED, None)  # the new hub's devices are not the old one's
-        if bookmark.get(HEALER):  # nothing is logged under the heal origin at the new hub yet
-            bookmark[HEALER] = {**bookmark[HEALER], "top": 0}
-        local.set_bookmark(BOOKMARK_KEY, bookmark)
+            bookmark.resets = kept(bookmark.resets, Reset({"from": stored_epoch, "to": epoch, "at": time.time()}))
+            log.warning("hub epoch changed (%s -> %s): full resync", stored_epoch, epoch)
+        bookmark.cursor, bookmark.rollback_ids = {}, []
+        bookmark.heal_due = True  # what this store's log no longer holds, the new hub gets from the records
+        bookmark.catch_up = None  # a catch-up from the old hub's records: the new one's starts afresh
+        bookmark.owned = {}  # the new hub's devices are not the old one's
+        if bookmark.healer:  # nothing is logged under the heal origin at the new hub yet
+            bookmark.healer = Healer(origin=bookmark.healer["origin"], top=0)
+        save_bookmark(local, bookmark)
     return bookmark
 
 
-def _check_acknowledged(local: DatabaseConnector, hub: Hub, bookmark: dict,
-                        report: RoundReport) -> dict[str, int]:
+def _check_acknowledged(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, report: RoundReport) -> Cursor:
     """Does the hub still hold everything it acknowledged to this device (its own origins' tops
     as pushed, the other origins as far as they were pulled)? A hub restored from a backup, a
     store file swapped under a hub server or a MongoDB restored from a snapshot keeps its epoch
@@ -224,32 +186,32 @@ def _check_acknowledged(local: DatabaseConnector, hub: Hub, bookmark: dict,
     The hub keeps what each device found, so that a device whose losses another one gave back
     first still hears of it; one that joined after a finding does not. Returns what the hub
     compacted of the origins this cursor lacks part of (origin -> floor)."""
-    cursor = bookmark["cursor"]
+    cursor = bookmark.cursor
     answer = hub.shortfall(cursor)
     short, compacted = answer["shortfall"], answer.get("compacted") or {}
     keep_floors(bookmark, answer)
-    known = set(bookmark.get("rollbackIds") or ())
+    known = set(bookmark.rollback_ids)
     fresh = [f for f in answer["rollbacks"] if f["id"] not in known]
     if not short and not fresh:
         return compacted
-    bookmark["rollbackIds"] = [f["id"] for f in answer["rollbacks"]]
+    bookmark.rollback_ids = [f["id"] for f in answer["rollbacks"]]
     if cursor:  # a device that starts from nothing has lost nothing and is told of nothing
         for n, found in enumerate(fresh, 1):
             here = bool(short) and n == len(fresh)  # this device's own finding is the newest
-            rollback = {"at": found["at"], "origins": found["origins"],
-                        "changes": found["changes"], "by": "this device" if here else "another device"}
-            bookmark["rollbacks"] = [*(bookmark.get("rollbacks") or [])[-9:], rollback]
+            rollback = Rollback(at=found["at"], origins=found["origins"], changes=found["changes"],
+                                by="this device" if here else "another device")
+            bookmark.rollbacks = kept(bookmark.rollbacks, rollback)
             report.hub_rollback = rollback
     if short:
-        bookmark["cursor"] = {**cursor, **short}
-        bookmark[DUE] = True  # what this store's log no longer holds of it, the hub gets from the records
+        bookmark.cursor = {**cursor, **short}
+        bookmark.heal_due = True  # what this store's log no longer holds of it, the hub gets from the records
         log.warning("the hub holds %d fewer changes than it acknowledged (in %d origins): it was restored from an "
                     "older copy; giving them back", sum(cursor[o] - top for o, top in short.items()), len(short))
-    local.set_bookmark(BOOKMARK_KEY, bookmark)
+    save_bookmark(local, bookmark)
     return compacted
 
 
-def _check_own_log(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,
+def _check_own_log(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, batch_size: int,
                    report: RoundReport) -> None:
     """Does the hub hold, under this device's origin, anything the store does not? Only this
     device writes its origin, so the hub's part of it past the cursor is normally nothing, or (a
@@ -258,7 +220,7 @@ def _check_own_log(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_siz
     from a backup or copied to another machine that syncs too: its edits from the first change
     that differs go on under a new origin, and the hub's are pulled like another device's."""
     own = local.origin
-    after = bookmark["cursor"].get(own, 0)
+    after = bookmark.cursor.get(own, 0)
     while batch := hub.changes_since({own: after}, batch_size, only_origin=own):
         ours = {ch["seq"]: ch for ch in local.changes_since({own: after}, len(batch), only_origin=own)}
         for ch in batch:
@@ -272,27 +234,27 @@ def _check_own_log(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_siz
                 _restart_origin(local, bookmark, own, ch["seq"], report)
                 return
             after = ch["seq"]
-        bookmark["cursor"][own] = after
-        local.set_bookmark(BOOKMARK_KEY, bookmark)
+        bookmark.cursor[own] = after
+        save_bookmark(local, bookmark)
 
 
-def _restart_origin(local: DatabaseConnector, bookmark: dict, origin: str, first_seq: int,
+def _restart_origin(local: DatabaseConnector, bookmark: Bookmark, origin: str, first_seq: int,
                     report: RoundReport) -> None:
     new, moved = local.restart_origin(origin, first_seq)
     if new == origin:
         return
-    restart = {"from": origin, "to": new, "at": time.time(), "resent": moved}
+    restart = Restart({"from": origin, "to": new, "at": time.time(), "resent": moved})
     report.origin_restart = restart
     # The old origin is read from the hub from here on like any other: what the store still
     # holds of it is skipped as already known, and what it had lost comes back.
-    bookmark["restarts"] = [*(bookmark.get("restarts") or [])[-9:], restart]
-    local.set_bookmark(BOOKMARK_KEY, bookmark)
+    bookmark.restarts = kept(bookmark.restarts, restart)
+    save_bookmark(local, bookmark)
     log.warning("the hub holds changes of this device (%s) from #%d on that this store does not: "
                 "a restored or copied store. %d edits go on as %s; the hub's are pulled back",
                 origin, first_seq, moved, new)
 
 
-def _push(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,
+def _push(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, batch_size: int,
           report: RoundReport, progress: Progress | None) -> None:
     # Push what was pending when the round began: a busy writer must not keep a round (and
     # its pull) waiting forever. Later writes go in the next round. This device's own origin
@@ -300,15 +262,15 @@ def _push(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,
     # other origins a hub lost (reset, rolled back, or a retired device's that only this store
     # still has), and what is left of an origin this store moved on from.
     own = local.origin
-    everything, _ = local.pending_since(bookmark["cursor"])
-    mine, _ = local.pending_since(bookmark["cursor"], own)
+    everything, _ = local.pending_since(bookmark.cursor)
+    mine, _ = local.pending_since(bookmark.cursor, own)
     try:
         _push_origin(local, hub, bookmark, batch_size, report, progress, mine, only=own)
     except HubRefusedOrigin:
         # The hub gives this origin to another device: the store was copied or moved to a
         # machine with another token. What the hub has of it stays; the rest goes on anew.
-        _restart_origin(local, bookmark, own, bookmark["cursor"].get(own, 0) + 1, report)
-        moved, _ = local.pending_since(bookmark["cursor"], local.origin)
+        _restart_origin(local, bookmark, own, bookmark.cursor.get(own, 0) + 1, report)
+        moved, _ = local.pending_since(bookmark.cursor, local.origin)
         _push_origin(local, hub, bookmark, batch_size, report, progress, moved, only=local.origin)
     if everything > mine:
         _push_origin(local, hub, bookmark, batch_size, report, progress, everything - mine, exclude=own)
@@ -318,7 +280,7 @@ class HubRefusedOrigin(Exception):
     """The hub answered 403 origin_not_yours to this device's own origin."""
 
 
-def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,
+def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, batch_size: int,
                  report: RoundReport, progress: Progress | None, budget: int, *, only: str | None = None,
                  exclude: str | None = None) -> None:
     """Send `budget` changes after the cursor: `only` this device's origin, or (a relay) all the
@@ -327,7 +289,7 @@ def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size:
     resumes = 0
     while budget > 0:
         skip = skipped(local, bookmark) if relay else {}  # their own devices give them back
-        batch = within_bytes(local.changes_since({**bookmark["cursor"], **skip}, min(batch_size, budget),
+        batch = within_bytes(local.changes_since({**bookmark.cursor, **skip}, min(batch_size, budget),
                                                  only_origin=only, exclude_origin=exclude), PUSH_BYTES)
         if not batch:
             break
@@ -341,12 +303,11 @@ def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size:
         if result.get("unsupported"):
             return  # an older hub server takes no relay: these wait, counted as pending
         if result.get("quarantined"):
-            _keep_refused(local, batch, result["quarantined"])
+            report.refused_for_clock += _keep_refused(local, batch, result["quarantined"])
             report.quarantined += len(result["quarantined"])
-            report.refused_for_clock += sum("ahead of this clock" in r["reason"] for r in result["quarantined"])
         owned = result.get("owned") or {}
         note_owned(bookmark, owned)
-        cursor = {**advance(bookmark["cursor"], batch), **{o: bookmark["cursor"].get(o, 0) for o in owned}}
+        cursor = {**advance(bookmark.cursor, batch), **{o: bookmark.cursor.get(o, 0) for o in owned}}
         for o, top in (result.get("resume") or {}).items():
             # The hub holds less of this origin than the batch assumed: send again from its top.
             if top < cursor.get(o, 0):
@@ -355,8 +316,8 @@ def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size:
                 resumes += 1
         if resumes > 20:
             raise StoreUnavailable("The hub keeps asking for changes it was just sent; the round stops here.")
-        bookmark["cursor"] = cursor
-        local.set_bookmark(BOOKMARK_KEY, bookmark)
+        bookmark.cursor = cursor
+        save_bookmark(local, bookmark)
         if relay:
             report.relayed += result["applied"]
         else:
@@ -366,15 +327,15 @@ def _push_origin(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size:
             progress("push", report.pushed_sent)
 
 
-def _pull(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,
+def _pull(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, batch_size: int,
           report: RoundReport, progress: Progress | None) -> None:
     while True:
-        batch = hub.changes_since(bookmark["cursor"], batch_size, exclude_origin=local.origin)
+        batch = hub.changes_since(bookmark.cursor, batch_size, exclude_origin=local.origin)
         if not batch:
             break
-        moved = {**bookmark, "cursor": advance(bookmark["cursor"], batch)}
+        moved = bookmark.replace(cursor=advance(bookmark.cursor, batch))
         # The batch and the cursor that passes it are stored in one transaction.
-        result = local.apply_changes(batch, bookmarks={BOOKMARK_KEY: moved}, from_hub=True)
+        result = local.apply_changes(batch, bookmarks=stored_with(moved), from_hub=True)
         report.pulled += result["applied"]
         stamps = [ch["hlc"] for ch in batch if isinstance(ch, dict) and is_stamp(ch.get("hlc"))]
         report.newest_pulled = max([report.newest_pulled or "", *stamps]) or None
@@ -382,9 +343,9 @@ def _pull(local: DatabaseConnector, hub: Hub, bookmark: dict, batch_size: int,
         report.quarantined += len(result.get("quarantined", ()))
         if progress:
             progress("pull", report.pulled)
-        if moved["cursor"] == bookmark["cursor"]:
+        if moved.cursor == bookmark.cursor:
             # Nothing in the batch could be passed by number (a hub answering garbage): asking
             # again would get the same answer forever.
             log.warning("the hub's batch named no change this device could move past; the pull stops here")
             break
-        bookmark["cursor"] = moved["cursor"]
+        bookmark.cursor = moved.cursor

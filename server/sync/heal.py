@@ -20,38 +20,37 @@ is in the records the hub now has, and goes from the log."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from server.connectors.base import DatabaseConnector
 from server.core.changes import Cursor, new_origin, state_key
 from server.core.errors import HubRefused
+from server.sync.answers import ShortfallAnswer
+from server.sync.bookmark import Bookmark, Healer, save_bookmark
 from server.sync.hub import PUSH_BYTES, Hub, within_bytes
 
 log = logging.getLogger("server.sync")
-DUE = "heal"  # the bookmark's flag: the hub was found holding less (a shortfall, a new epoch)
-HUB_FLOORS = "hubFloors"  # the bookmark's copy of the last shortfall answer's floors
-TRIMMED = "trimmed"  # the bookmark's origin -> how far this log was dropped, all of it
-HEALER = "healer"  # the bookmark's {"origin": this store's heal origin, "top": the newest seq held or logged there}
 TRIM_LIMIT = 5000  # changes dropped from the log per round at most
 REFUSED_LOOKED_AT = 1000  # quarantine entries looked at for own changes that must stay in the log
 
 
-def heal_if_due(local: DatabaseConnector, hub: Hub, bookmark: dict, key: str, batch_size: int) -> int:
+def heal_if_due(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, batch_size: int) -> int:
     """Give the hub this device's records if it was found holding less of an origin than this
-    device's log can give back. Returns how many records were given (0: none needed)."""
-    if not bookmark.get(DUE):
+    device's log can give back (`bookmark.heal_due`). Returns how many records were given (0:
+    none needed)."""
+    if not bookmark.heal_due:
         return 0
-    cursor = bookmark["cursor"]
+    cursor = bookmark.cursor
     gaps = {o: f for o, f in local.floors().items() if cursor.get(o, 0) < f}
     given = _give_back(local, hub, bookmark, gaps, batch_size) if gaps else 0
-    bookmark.pop(DUE, None)
-    local.set_bookmark(key, bookmark)
+    bookmark.heal_due = False
+    save_bookmark(local, bookmark)
     return given
 
 
-def _give_back(local: DatabaseConnector, hub: Hub, bookmark: dict, gaps: Cursor, batch_size: int) -> int:
+def _give_back(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, gaps: Cursor, batch_size: int) -> int:
     own = local.origin
-    healer = dict(bookmark.get(HEALER) or {"origin": new_origin("heal"), "top": 0})
+    was = bookmark.healer
+    healer = Healer(origin=was["origin"], top=was["top"]) if was else Healer(origin=new_origin("heal"), top=0)
     hold = _hold(hub, bookmark, healer, gaps, own)
     log.warning("the hub lacks changes of %d origins that this device's log no longer holds (%s): giving it the "
                 "records", len(gaps), ", ".join(sorted(gaps)))
@@ -64,7 +63,7 @@ def _give_back(local: DatabaseConnector, hub: Hub, bookmark: dict, gaps: Cursor,
             result = hub.heal(records, hold=hold if last else None, log_as=healer["origin"] if _logs(hub) else None)
         except HubRefused as exc:
             if exc.reason == "origin_not_yours":  # a copied store's: the next round heals under a new one
-                bookmark[HEALER] = {"origin": new_origin("heal"), "top": 0}
+                bookmark.healer = {"origin": new_origin("heal"), "top": 0}
             raise
         if result.get("unsupported"):
             log.warning("this hub server cannot be given records (an older one): what it lost stays lost to it")
@@ -75,8 +74,8 @@ def _give_back(local: DatabaseConnector, hub: Hub, bookmark: dict, gaps: Cursor,
         if last:
             break
         after = state_key(records[-1])
-    cursor = bookmark["cursor"]
-    bookmark[HEALER] = healer  # one heal origin for as long as this store heals this hub: no quota spent
+    cursor = bookmark.cursor
+    bookmark.healer = healer  # one heal origin for as long as this store heals this hub: no quota spent
     cursor[healer["origin"]] = max(cursor.get(healer["origin"], 0), healer["top"])  # its own records' changes
     if own in gaps:
         cursor[own] = max(cursor.get(own, 0), gaps[own])
@@ -93,7 +92,7 @@ def _logs(hub: Hub) -> bool:
     return "healLog" in getattr(hub, "features", ("healLog",))
 
 
-def _hold(hub: Hub, bookmark: dict, healer: dict, gaps: Cursor, own: str) -> Cursor:
+def _hold(hub: Hub, bookmark: Bookmark, healer: Healer, gaps: Cursor, own: str) -> Cursor:
     """What the last page holds at the hub: this device's own origin up to where its log starts;
     and its heal origin where the hub lost part of what it logged there (the records now hold
     it), or, at a hub that logs nothing of a heal, one past the last hold: every other device
@@ -102,16 +101,16 @@ def _hold(hub: Hub, bookmark: dict, healer: dict, gaps: Cursor, own: str) -> Cur
     origin, top = healer["origin"], healer["top"]
     if not _logs(hub):
         hold[origin] = top + 1
-    elif bookmark["cursor"].get(origin, 0) < top:
+    elif bookmark.cursor.get(origin, 0) < top:
         hold[origin] = top
     return hold
 
 
-def trim(local: DatabaseConnector, bookmark: dict, key: str) -> int:
+def trim(local: DatabaseConnector, bookmark: Bookmark) -> int:
     """Drop what of the log the hub compacted and this device passed (at most TRIM_LIMIT
     changes). Returns how many went. What was asked and done is kept in the bookmark, so an idle
     round writes nothing."""
-    cursor, hub_floors, done = bookmark["cursor"], bookmark.get(HUB_FLOORS) or {}, bookmark.get(TRIMMED) or {}
+    cursor, hub_floors, done = bookmark.cursor, bookmark.hub_floors, bookmark.trimmed
     want = {o: min(f, cursor.get(o, 0)) for o, f in hub_floors.items()}
     want = {o: f for o, f in want.items() if f > done.get(o, 0)}
     if not want:
@@ -124,10 +123,10 @@ def trim(local: DatabaseConnector, bookmark: dict, key: str) -> int:
             want[own] = min(want[own], min(refused) - 1)
     dropped = local.compact(want, TRIM_LIMIT)
     if dropped < TRIM_LIMIT:  # all of it: not asked again until a floor rises
-        bookmark[TRIMMED] = {**done, **want}
-        local.set_bookmark(key, bookmark)
+        bookmark.trimmed = {**done, **want}
+        save_bookmark(local, bookmark)
     return dropped
 
 
-def keep_floors(bookmark: dict, answer: dict[str, Any]) -> None:
-    bookmark[HUB_FLOORS] = dict(answer.get("floors") or {})
+def keep_floors(bookmark: Bookmark, answer: ShortfallAnswer) -> None:
+    bookmark.hub_floors = dict(answer.get("floors") or {})

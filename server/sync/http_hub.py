@@ -13,13 +13,14 @@ import http.client
 import json
 import socket
 import ssl
-from typing import Any
+from typing import Any, TypeGuard, cast
 from urllib.parse import urlsplit
 
 import orjson
 
 from server.core.changes import Change, Cursor
 from server.core.errors import HubRefused, StoreUnavailable
+from server.sync.answers import Finding, HealAnswer, PushAnswer, ShortfallAnswer, SnapshotPage
 from server.web.compression import NotInflated, inflate
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # inflated
@@ -69,7 +70,7 @@ class HubClient:
         return changes
 
     def apply_changes(self, changes: list[Change], *, bookmarks: dict | None = None,
-                      relayed: bool = False, from_hub: bool = False) -> dict[str, Any]:
+                      relayed: bool = False, from_hub: bool = False) -> PushAnswer:
         if relayed and "relay" not in self.features:
             # An older hub server refuses other origins (403): they wait for one that takes them.
             return {"received": len(changes), "applied": 0, "conflicts": 0, "quarantined": [], "resume": {},
@@ -81,14 +82,14 @@ class HubClient:
         if not counts_ok or not isinstance(refused, list) or not all(map(_refusal, refused)) or not _tops(resume) \
                 or not _tops(owned):
             raise self._garbled("a push result of another shape")
-        return result
+        return cast(PushAnswer, result)
 
     def relay_changes(self, changes: list[Change], *, owned: frozenset[str] | set[str] = frozenset(),
-                      ) -> dict[str, Any]:
+                      ) -> PushAnswer:
         # `owned` is the hub server's to know (its devices): it answers those origins as owned.
         return self.apply_changes(changes, relayed=True)
 
-    def shortfall(self, cursor: Cursor) -> dict[str, Any]:
+    def shortfall(self, cursor: Cursor) -> ShortfallAnswer:
         """What the hub lacks of `cursor`, and its findings; nothing from an older hub server,
         which cannot say."""
         if "shortfall" not in self.features:
@@ -106,10 +107,11 @@ class HubClient:
             raise self._garbled("compacted origins that are not past the cursor it was asked about")
         if not _tops(floors) or not all(o in cursor for o in floors):
             raise self._garbled("floors of origins it was not asked about")
-        return {"shortfall": short, "rollbacks": [{k: f[k] for k in ("id", "at", "origins", "changes")} for f in found],
+        return {"shortfall": short, "rollbacks": [Finding(id=f["id"], at=f["at"], origins=f["origins"],
+                                                          changes=f["changes"]) for f in found],
                 "compacted": compacted, "floors": floors}
 
-    def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]:
+    def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> SnapshotPage:
         """A page of the user's records (each still goes through the store's door when applied)."""
         if "snapshot" not in self.features:
             raise StoreUnavailable("This hub server serves no snapshot; upgrade it.")
@@ -120,9 +122,9 @@ class HubClient:
         if nxt is not None and not (isinstance(nxt, list) and len(nxt) == 2 and all(isinstance(p, str) for p in nxt)
                                     and (after is None or tuple(nxt) > tuple(after))):
             raise self._garbled("a snapshot page whose next is not past the page asked for")
-        return {"cursor": cursor, "records": records, "next": tuple(nxt) if nxt else None}
+        return {"cursor": cursor, "records": records, "next": (nxt[0], nxt[1]) if nxt else None}
 
-    def heal(self, records: list[Any], *, hold: Cursor | None = None, log_as: str | None = None) -> dict[str, Any]:
+    def heal(self, records: list[Any], *, hold: Cursor | None = None, log_as: str | None = None) -> HealAnswer:
         """Give the hub a page of this device's records; nothing from an older hub server. `log_as`
         only to one that logs what a heal changes ("healLog")."""
         if "heal" not in self.features:
@@ -140,7 +142,7 @@ class HubClient:
                 not set(logged) <= {log_as} or not isinstance(skipped, list) or len(skipped) > 10_000 or \
                 not all(isinstance(o, str) for o in skipped):
             raise self._garbled("a heal result of another shape")
-        return result
+        return cast(HealAnswer, result)
 
     def wait(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float) -> bool | None:
         """Hold a request at the hub until it has a change past `cursor` of another origin than
@@ -222,11 +224,11 @@ class HubClient:
             answer = None
         if resp.status != 200:
             err = answer.get("error") if isinstance(answer, dict) else None
-            message = err.get("message") if isinstance(err, dict) and isinstance(err.get("message"), str) else ""
-            words = f"The hub refused this device ({resp.status}): {message[:300] or resp.reason}"
+            message, code = (err.get("message"), err.get("code")) if isinstance(err, dict) else (None, None)
+            said = message[:300] if isinstance(message, str) else ""
+            words = f"The hub refused this device ({resp.status}): {said or resp.reason}"
             if resp.status in (401, 403):
-                code = err.get("code") if isinstance(err, dict) and isinstance(err.get("code"), str) else ""
-                raise HubRefused(words, code[:100])
+                raise HubRefused(words, code[:100] if isinstance(code, str) else "")
             raise StoreUnavailable(words)
         if not isinstance(answer, dict) or not isinstance(answer.get("data"), dict):
             raise self._garbled("a body that is not the hub protocol's envelope")
@@ -250,7 +252,7 @@ def _finding(entry: Any) -> bool:
         all(type(entry.get(k)) is int and 0 <= entry[k] < 2**53 for k in ("origins", "changes"))
 
 
-def _tops(value: Any) -> bool:
+def _tops(value: Any) -> TypeGuard[Cursor]:
     """An origin -> seq map as the hub sends it (a resume or a shortfall)."""
     return isinstance(value, dict) and all(isinstance(k, str) and type(v) is int and 0 <= v < 2**53
                                            for k, v in value.items())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import orjson
 
@@ -20,6 +20,7 @@ from server.connectors.factory import get_db_connector
 from server.core.changes import Change, Cursor
 from server.core.config import Settings
 from server.core.sequences import behind
+from server.sync.answers import HealAnswer, PushAnswer, ShortfallAnswer, SnapshotPage
 
 POLL_SECONDS = 0.5  # how often a wait on a hub store looks for news
 # A push's JSON at most (a hub server takes twice that): a batch of large notes is split.
@@ -44,16 +45,16 @@ class Hub(Protocol):
     def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
                       only_origin: str | None = None) -> list[Change]: ...
 
-    def apply_changes(self, changes: list[Change]) -> dict[str, Any]: ...
+    def apply_changes(self, changes: list[Change]) -> PushAnswer: ...
 
     def relay_changes(self, changes: list[Change], *, owned: frozenset[str] | set[str] = frozenset(),
-                      ) -> dict[str, Any]: ...
+                      ) -> PushAnswer: ...
 
-    def shortfall(self, cursor: Cursor) -> dict[str, Any]: ...
+    def shortfall(self, cursor: Cursor) -> ShortfallAnswer: ...
 
-    def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]: ...
+    def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> SnapshotPage: ...
 
-    def heal(self, records: list[Any], *, hold: Cursor | None = None, log_as: str | None = None) -> dict[str, Any]: ...
+    def heal(self, records: list[Any], *, hold: Cursor | None = None, log_as: str | None = None) -> HealAnswer: ...
 
     def close(self) -> None: ...
 
@@ -87,22 +88,24 @@ class StoreHub:
                       only_origin: str | None = None) -> list[Change]:
         return self.store.changes_since(cursor, limit, exclude_origin=exclude_origin, only_origin=only_origin)
 
-    def apply_changes(self, changes: list[Change]) -> dict[str, Any]:
-        return self.store.apply_changes(changes)
+    # The store's answers are the protocol's (its contract says so; connectors/base.py).
+    def apply_changes(self, changes: list[Change]) -> PushAnswer:
+        return cast(PushAnswer, self.store.apply_changes(changes))
 
     def relay_changes(self, changes: list[Change], *, owned: frozenset[str] | set[str] = frozenset(),
-                      ) -> dict[str, Any]:
-        return self.store.relay_changes(changes, owned=owned)
+                      ) -> PushAnswer:
+        return cast(PushAnswer, self.store.relay_changes(changes, owned=owned))
 
-    def shortfall(self, cursor: Cursor) -> dict[str, Any]:
-        return self.store.shortfall(cursor)
+    def shortfall(self, cursor: Cursor) -> ShortfallAnswer:
+        return cast(ShortfallAnswer, self.store.shortfall(cursor))
 
-    def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> dict[str, Any]:
+    def snapshot_page(self, after: tuple[str, str] | None, limit: int) -> SnapshotPage:
         page = self.store.snapshot_page(after, limit)
-        return {**page, "next": tuple(page["next"]) if page["next"] else None}
+        return {"cursor": page["cursor"], "records": page["records"],
+                "next": (page["next"][0], page["next"][1]) if page["next"] else None}
 
-    def heal(self, records: list[Any], *, hold: Cursor | None = None, log_as: str | None = None) -> dict[str, Any]:
-        return self.store.heal(records, hold=hold, log_as=log_as)
+    def heal(self, records: list[Any], *, hold: Cursor | None = None, log_as: str | None = None) -> HealAnswer:
+        return cast(HealAnswer, self.store.heal(records, hold=hold, log_as=log_as))
 
     def wait(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float) -> bool:
         deadline = time.monotonic() + seconds

@@ -71,4 +71,7 @@ def _the_edit(store: DatabaseConnector, conflict: dict[str, Any]) -> dict[str, A
 
 def dismiss(store: DatabaseConnector, conflict_id: str) -> dict[str, Any]:
     _open_conflict(store, conflict_id)
-    return store.resolve_conflict(conflict_id, {"action": "dismissed", "at": iso_now()})
+    resolved = store.resolve_conflict(conflict_id, {"action": "dismissed", "at": iso_now()})
+    if resolved is None:  # gone since it was read: as if it had never been there
+        raise NotFound("No such conflict.", code="conflict_not_found")
+    return resolved

@@ -18,8 +18,9 @@ import random
 import threading
 from typing import Any, Callable
 
+from server.core.changes import Cursor
 from server.core.errors import AppError, SyncBusy
-from server.sync.engine import stored_bookmark, stored_cursor
+from server.sync.bookmark import load_bookmark
 from server.sync.hub import WaitingHub
 
 log = logging.getLogger("server.sync")
@@ -56,13 +57,13 @@ class LiveWait:
         while not self._stop.is_set():
             service = self.service
             try:
-                fresh = self.hub is None
-                if fresh:
-                    self.hub = self._open_hub()
+                hub, fresh = self.hub, self.hub is None
+                if hub is None:
+                    self.hub = hub = self._open_hub()
                     if self._stop.is_set():  # stop() ran while it opened and found no hub to interrupt
-                        self.hub.interrupt()
+                        hub.interrupt()
                 local = service.local
-                _, cursor = stored_cursor(local, stored_bookmark(local))
+                cursor = load_bookmark(local).cursor
                 if self.state != "waiting":
                     self.since = service.now()
                 self.state, self.retry_at = "waiting", None
@@ -72,7 +73,7 @@ class LiveWait:
                     service.backoff_until = None
                     self._round(cursor)
                     continue
-                news = self.hub.wait(cursor, exclude_origin=local.origin, seconds=self.seconds)
+                news = hub.wait(cursor, exclude_origin=local.origin, seconds=self.seconds)
                 failures = 0
                 if news is None:  # an older hub server: the timer it is
                     self.state = "timer"
@@ -96,14 +97,13 @@ class LiveWait:
                 self.state = "retrying"
                 self._stop.wait(RETRY_CAP_SECONDS)
 
-    def _round(self, cursor: dict) -> None:
-
+    def _round(self, cursor: Cursor) -> None:
         try:
             self.service.run_once(wait_seconds=60)
         except SyncBusy:
             pass  # a round long enough to outlast this is a round that pulls it
         local = self.service.local
-        if stored_cursor(local, stored_bookmark(local))[1] == cursor:
+        if load_bookmark(local).cursor == cursor:
             # The round could not move past the news (a hub refusing, a store failing): do not
             # ask again at once, or the wait turns into a busy loop.
             self._stop.wait(min(self.service.settings.sync_interval_seconds, 5.0))

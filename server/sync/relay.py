@@ -9,40 +9,45 @@ owner has given them back."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TypedDict
 
 from server.connectors.base import DatabaseConnector
 from server.core.changes import Cursor
+from server.sync.bookmark import Bookmark
 
-OWNED = "owned"  # the bookmark's origin -> when a hub last answered that its own device gives it back
 RETRY_SECONDS = 3600  # how long a relay of such an origin is not sent again
 
 
-def skipped(local: DatabaseConnector, bookmark: dict, now: float | None = None) -> Cursor:
+def skipped(local: DatabaseConnector, bookmark: Bookmark, now: float | None = None) -> Cursor:
     """origin -> this store's top of it, for the origins not to relay now (a hub answered that
     their own device gives them back, within the last hour and with changes still to pull)."""
     now = time.time() if now is None else now
-    waiting: dict[str, float] = bookmark.get(OWNED) or {}
+    waiting = bookmark.owned
     tops = local.tops(set(waiting)) if waiting else {}
-    cursor = bookmark["cursor"]
-    bookmark[OWNED] = {o: at for o, at in waiting.items()
-                       if tops.get(o, 0) > cursor.get(o, 0) and now < at + RETRY_SECONDS}
-    return {o: tops[o] for o in bookmark[OWNED]}
+    cursor = bookmark.cursor
+    bookmark.owned = {o: at for o, at in waiting.items()
+                      if tops.get(o, 0) > cursor.get(o, 0) and now < at + RETRY_SECONDS}
+    return {o: tops[o] for o in bookmark.owned}
 
 
-def note_owned(bookmark: dict, owned: dict[str, int], now: float | None = None) -> None:
+def note_owned(bookmark: Bookmark, owned: dict[str, int], now: float | None = None) -> None:
     if owned:
         at = time.time() if now is None else now
-        bookmark[OWNED] = {**(bookmark.get(OWNED) or {}), **dict.fromkeys(owned, at)}
+        bookmark.owned = {**bookmark.owned, **dict.fromkeys(owned, at)}
 
 
-def held_for_others(local: DatabaseConnector, bookmark: dict[str, Any]) -> list[dict[str, Any]]:
+class HeldForOther(TypedDict):
+    origin: str
+    changes: int  # of its changes this store holds that the hub lacks
+    since: float  # when the hub said its own device gives them back (epoch seconds)
+
+
+def held_for_others(local: DatabaseConnector, bookmark: Bookmark) -> list[HeldForOther]:
     """For the status: per origin a hub answered as its own device's, how many of its changes this
     store holds that the hub lacks, and since when it said so."""
-    cursor = bookmark.get("cursor") or {}
-    out = []
-    for origin, at in sorted((bookmark.get(OWNED) or {}).items()):
-        count, _ = local.pending_since(cursor, origin)
+    out: list[HeldForOther] = []
+    for origin, at in sorted(bookmark.owned.items()):
+        count, _ = local.pending_since(bookmark.cursor, origin)
         if count:
             out.append({"origin": origin, "changes": count, "since": at})
     return out

@@ -11,19 +11,23 @@ import random
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from server.connectors.base import DatabaseConnector
 from server.core.clock import stamp_ms
 from server.core.config import Settings
 from server.core.errors import AppError, SyncBusy
-from server.core.times import iso_from_seconds
-from server.sync.catch_up import PROGRESS, RESTARTED
+from server.core.times import iso_from_ms, iso_from_seconds
+from server.sync.bookmark import Bookmark, load_bookmark
 from server.sync.child import ChildRounds
-from server.sync.engine import Progress, RoundReport, run_round, stored_bookmark, stored_cursor
+from server.sync.engine import Progress, run_round
 from server.sync.hub import Hub, WaitingHub
 from server.sync.live import LiveWait
-from server.sync.relay import held_for_others
+from server.sync.relay import HeldForOther, held_for_others
+from server.sync.report import RoundReport
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger("server.sync")
 BACKOFF_CAP_SECONDS = 300.0
@@ -76,14 +80,14 @@ class SyncService:
         self.totals = {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)  # the recent rounds, for the sync page
         self.observers: list[Callable[[RoundReport], None]] = []  # told of every round that ended (metrics)
-        self.scheduler = None
+        self.scheduler: BackgroundScheduler | None = None
         self._live_hub = live_hub
         self.live: LiveWait | None = None
         self.last_remote_lag_ms: float | None = None  # from the newest pulled change's stamp to here
         self._ledger_aged_at: float | None = None
 
     # --- rounds ---------------------------------------------------------------------------
-    def _ensure_hub(self) -> DatabaseConnector:
+    def _ensure_hub(self) -> Hub:
         if self.hub is None:
             self.hub = self._open_hub()
         return self.hub
@@ -157,8 +161,8 @@ class SyncService:
         if self._ledger_aged_at is not None and now - self._ledger_aged_at < LEDGER_AGEING_SECONDS:
             return 0
         self._ledger_aged_at = now
-        gone = self.local.forget_resolved_conflicts(iso_from_seconds(now - self.settings.conflicts_keep_resolved_days
-                                                                     * 86_400))
+        before = now - self.settings.conflicts_keep_resolved_days * 86_400
+        gone = self.local.forget_resolved_conflicts(iso_from_ms(int(before * 1000)))
         if gone:
             log.info("forgot %d conflict(s) resolved more than %g days ago", gone,
                      self.settings.conflicts_keep_resolved_days)
@@ -218,11 +222,11 @@ class SyncService:
 
         if self.scheduler is not None:
             return
-        self.scheduler = BackgroundScheduler(daemon=True, timezone="UTC", logger=SCHEDULER_LOG)
-        self.scheduler.add_job(self.tick, "interval", id="sync-round",
-                               seconds=self.settings.sync_interval_seconds, max_instances=1,
-                               coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc))
-        self.scheduler.start()
+        scheduler = BackgroundScheduler(daemon=True, timezone="UTC", logger=SCHEDULER_LOG)
+        self.scheduler = scheduler
+        scheduler.add_job(self.tick, "interval", id="sync-round", seconds=self.settings.sync_interval_seconds,
+                          max_instances=1, coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc))
+        scheduler.start()
         if self._live_hub is not None:
             self.live = LiveWait(self, self._live_hub)
             self.live.start()
@@ -252,7 +256,7 @@ class SyncService:
         return "idle"
 
     def next_run(self) -> float | None:
-        candidates = []
+        candidates: list[float] = []
         if self.scheduler is not None:
             job = self.scheduler.get_job("sync-round")
             if job and job.next_run_time:
@@ -308,7 +312,7 @@ HELD_FOR_OTHERS = ("The hub lost {n} change(s) of another of your devices (origi
                    "token at the hub (`hub revoke`): this device then gives them back within the hour.")
 LIVE_OFF = {"state": "off", "since": None, "retryAt": None, "wakes": 0, "lastRemoteLagMs": None}
 # Without a hub: the same keys, saying that nothing runs.
-DISABLED = {
+DISABLED: dict[str, Any] = {
     "hub": None, "state": "disabled", "worker": None, "lastAttempt": None, "lastSuccess": None,
     "lastError": None, "nextRun": None, "consecutiveFailures": 0,
     "totals": {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}, "lastRound": None, "recentRounds": [],
@@ -317,10 +321,13 @@ DISABLED = {
 
 
 def sync_status(local: DatabaseConnector, service: SyncService | None = None) -> dict[str, Any]:
-    """The one status shape (GET /api/v1/sync/status, `flask sync status`), with or without sync."""
-    bookmark = stored_bookmark(local)
-    epoch, cursor = stored_cursor(local, bookmark)
-    count, oldest = local.pending_since(cursor)
+    """The one status shape (GET /api/v1/sync/status, `flask sync status`), with or without sync.
+
+    `origin` is the store's origin (what its changes are logged under). `deviceId` holds the same
+    value under its old name and stays for one release, for readers written before `origin`: a
+    hub's device id (its token's) is another thing, and read as `origin` from now on."""
+    bookmark = load_bookmark(local)
+    count, oldest = local.pending_since(bookmark.cursor)
     now = service.now() if service else time.time()
     oldest_s = stamp_ms(oldest) / 1000 if oldest else None
     held = local.count_quarantine()
@@ -329,12 +336,13 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
     if held and not warnings:
         warnings.append(QUARANTINE_HELD.format(n=held, s="" if held == 1 else "s", verb="is" if held == 1 else "are"))
     others = held_for_others(local, bookmark)
-    if bookmark.get(PROGRESS):
+    if bookmark.catch_up is not None:
         warnings.append(CATCHING_UP)
     warnings += [HELD_FOR_OTHERS.format(n=h["changes"], origin=h["origin"]) for h in others]
     return {
         "enabled": service is not None,
-        "deviceId": local.origin,
+        "origin": local.origin,
+        "deviceId": local.origin,  # the old name of `origin`: kept for one release (docs/learner.md)
         "userId": local.user_id,
         **live,
         "warnings": warnings,
@@ -346,20 +354,27 @@ def sync_status(local: DatabaseConnector, service: SyncService | None = None) ->
         "openConflicts": local.count_conflicts(),
         "resolvedConflictsKeptDays": service.settings.conflicts_keep_resolved_days if service else None,
         "quarantined": held,
-        "hubEpoch": epoch,
+        "hubEpoch": bookmark.epoch,
+        **_histories(bookmark, others),
+    }
+
+
+def _histories(bookmark: Bookmark, others: list[HeldForOther]) -> dict[str, Any]:
+    """What the hub and this store went through, as the status lists it."""
+    return {
         "hubResets": [{"from": r["from"], "to": r["to"], "at": iso_from_seconds(r["at"])}
-                      for r in bookmark.get("resets") or []],
+                      for r in bookmark.resets],
         # The store was older than its own log on the hub (a restored backup, a copied file).
         "originRestarts": [{"from": r["from"], "to": r["to"], "at": iso_from_seconds(r["at"]), "resent": r["resent"]}
-                           for r in bookmark.get("restarts") or []],
-        # The hub held less than it had acknowledged (restored from an older backup); what it
-        # lost was given back by the round that noticed.
+                           for r in bookmark.restarts],
         # Catch-ups from the hub's records given up because the hub lost history under them.
         "catchUpRestarts": [{"at": iso_from_seconds(r["at"]), "origins": r["origins"]}
-                            for r in bookmark.get(RESTARTED) or []],
+                            for r in bookmark.catch_up_restarts],
         # Changes of other devices the hub lost and only their own device may give back.
         "heldForOthers": [{**h, "since": iso_from_seconds(h["since"])} for h in others],
+        # The hub held less than it had acknowledged (restored from an older backup); what it
+        # lost was given back by the round that noticed.
         "hubRollbacks": [{"at": iso_from_seconds(r["at"]), "origins": r["origins"], "changes": r["changes"],
                           "foundBy": r.get("by", "this device")}
-                         for r in bookmark.get("rollbacks") or []],
+                         for r in bookmark.rollbacks],
     }

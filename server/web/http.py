@@ -294,7 +294,7 @@ def _app_error(exc: AppError) -> Response:
         resp = error(exc.status, exc.code, exc.message, extra={"current": exc.current})
         resp.headers["ETag"] = etag_of(exc.current)
         return resp
-    resp = error(exc.status, exc.code, exc.message, exc.fields)
+    resp = error(exc.status, exc.code, exc.message, exc.fields, extra=exc.detail or None)
     retry_after = getattr(exc, "retry_after", None)  # a refusal that says when to try again
     if retry_after:
         resp.headers["Retry-After"] = str(retry_after)

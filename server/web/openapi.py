@@ -252,8 +252,11 @@ DEVICE_SCHEMAS: dict[str, Any] = {
                    "properties": {"pushed": {"type": "integer"}, "pulled": {"type": "integer"},
                                   "conflicts": {"type": "integer"}, "durationMs": {"type": "number"},
                                   "error": {"type": "string", "nullable": True}}},
-    "SyncStatus": {"type": "object", "required": ["enabled", "state", "deviceId", "userId"], "properties": {
-        "enabled": {"type": "boolean"}, "deviceId": {"type": "string"}, "userId": {"type": "string"},
+    "SyncStatus": {"type": "object", "required": ["enabled", "state", "origin", "deviceId", "userId"], "properties": {
+        "enabled": {"type": "boolean"}, "origin": {"type": "string", "description": "the store's origin"},
+        "deviceId": {"type": "string", "deprecated": True,
+                     "description": "the same as origin, under its old name; kept for one release"},
+        "userId": {"type": "string"},
         "state": {"type": "string", "enum": ["disabled", "idle", "live", "running", "backing_off"]},
         "live": {"type": "object", "description": "the wait held at the hub: waiting, timer, retrying or off"},
         "resolvedConflictsKeptDays": {"type": "number", "nullable": True,
@@ -269,6 +272,9 @@ DEVICE_SCHEMAS: dict[str, Any] = {
     "Quarantined": {"type": "object", "required": ["id", "origin", "seq", "reason", "receivedAt", "change"],
                     "properties": {"id": {"type": "string"}, "origin": {"type": "string", "nullable": True},
                                    "seq": {"type": "integer", "nullable": True}, "reason": {"type": "string"},
+                                   "code": {"type": "string", "description": "the refusal's stable code, with its "
+                                            "fields beside it (server/core/changes.py, REFUSALS); absent from "
+                                            "an entry kept before codes"},
                                    "receivedAt": TIMESTAMP, "change": {"type": "string"}}},
 }
 

@@ -13,6 +13,7 @@ from freezegun import freeze_time
 from server.connectors.factory import get_db_connector
 from server.core.changes import (
     QUARANTINE_BODY_MAX,
+    Refusal,
     at_the_door,
     check_change,
     is_slot_filler_of,
@@ -24,6 +25,7 @@ from server.core.config import Settings
 from tests.synckit import World, course
 
 NOW_MS = 1_893_456_000_000  # 2030-01-01T00:00:00Z
+FOREIGN = Refusal("foreign_stamp", "hlc was not stamped by its origin")
 DAY_MS = 86_400_000
 
 
@@ -85,7 +87,8 @@ LONG = "k" * 50
     (change(op="delete", fields={"title": "x"}, bases={"*": ""}), "a delete carries no fields and one base, *"),
 ])
 def test_a_change_that_fails_a_check_says_exactly_why(bad, reason):
-    assert check_change(bad, now_ms=NOW_MS) == reason
+    refusal = check_change(bad, now_ms=NOW_MS)
+    assert refusal is not None and refusal.message == reason
 
 
 def test_the_largest_sequence_number_and_the_newest_base_pass():
@@ -292,11 +295,15 @@ def test_documents_written_into_the_mongo_hub_by_hand_stop_no_reader(tmp_path):
 
 def test_a_reason_names_at_most_five_unknown_keys_each_cut_to_forty_characters():
     five = {**change(), **{f"k{n}": 1 for n in range(5)}}
-    assert check_change(five, now_ms=NOW_MS) == "unknown keys ['k0', 'k1', 'k2', 'k3', 'k4']"
+    five_named = ["k0", "k1", "k2", "k3", "k4"]
+    assert check_change(five, now_ms=NOW_MS) == Refusal("unknown_keys", f"unknown keys {five_named}",
+                                                        {"keys": five_named})
     six = {**change(), **{f"k{n}": 1 for n in range(6)}, "x" * 8_000_000: 1}
-    assert check_change(six, now_ms=NOW_MS) == "unknown keys ['k0', 'k1', 'k2', 'k3', 'k4'] and 2 more"
+    assert check_change(six, now_ms=NOW_MS) == Refusal("unknown_keys", f"unknown keys {five_named} and 2 more",
+                                                       {"keys": five_named})
     huge = {**change(), "y" * 8_000_000: 1}
-    assert check_change(huge, now_ms=NOW_MS) == f"unknown keys [{'y' * 40!r}]"
+    assert check_change(huge, now_ms=NOW_MS) == Refusal("unknown_keys", f"unknown keys [{'y' * 40!r}]",
+                                                        {"keys": ["y" * 40]})
 
 
 def test_a_kept_reason_is_at_most_its_limit_in_bytes_whatever_it_quotes():
@@ -401,11 +408,11 @@ def test_only_a_heal_origins_change_pulled_from_a_hub_may_carry_another_origins_
     from server.core.changes import is_heal_origin
 
     carried = change(origin="h0123456789ab")  # stamped by dev-b: a write a hub logged of a heal
-    assert check_change(carried, now_ms=NOW_MS) == "hlc was not stamped by its origin", "pushed: never"
+    assert check_change(carried, now_ms=NOW_MS) == FOREIGN, "pushed: never"
     assert check_change(carried, now_ms=NOW_MS, carried=True) is None
     for origin in ("dev-c", "h0123456789a", "h0123456789abc", "H0123456789ab", "h0123456789ag", "xh0123456789ab"):
         assert not is_heal_origin(origin)
-        assert check_change(change(origin=origin), now_ms=NOW_MS, carried=True) == "hlc was not stamped by its origin"
+        assert check_change(change(origin=origin), now_ms=NOW_MS, carried=True) == FOREIGN
     assert is_heal_origin("h0123456789ab") and not is_heal_origin(None) and not is_heal_origin("h0123456789ab\n")
     passed, refused, _ = at_the_door([carried], now_ms=NOW_MS, max_skew_ms=DAY_MS, user_id="u", carried=True)
     assert (passed, refused) == ([carried], [])

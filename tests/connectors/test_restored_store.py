@@ -16,7 +16,7 @@ from server.connectors.factory import get_db_connector
 from server.core.changes import is_slot_filler_of, moved_to, new_origin, restamp_state
 from server.core.clock import decode, encode
 from server.core.config import Settings
-from server.sync.engine import BOOKMARK_KEY
+from server.sync.bookmark import BOOKMARK_KEY
 from server.sync.service import sync_status
 from tests.synckit import USER, World, assert_converged, course, lecture
 

@@ -3,12 +3,12 @@ while a device is retired, a push that would leave a hole. Over every kind of hu
 
 from __future__ import annotations
 
-from server.sync.engine import stored_cursor
+from server.sync.bookmark import load_bookmark
 from tests.synckit import FINAL_COURSES, assert_converged, course, six_steps
 
 
 def pending(store) -> int:
-    return store.pending_since(stored_cursor(store)[1])[0]
+    return store.pending_since(load_bookmark(store).cursor)[0]
 
 
 def titles(store) -> set[str]:
@@ -73,8 +73,7 @@ class TestRestoredFromABackup:
         assert world.sync("a").hub_rollback is not None
         again = world.sync("a")
         assert again.hub_rollback is None and again.pushed == 0 and again.relayed == 0
-        from server.sync.engine import stored_bookmark
-        assert len(stored_bookmark(a)["rollbacks"]) == 1
+        assert len(load_bookmark(a).rollbacks) == 1
 
     def test_a_hub_restored_to_before_a_device_ever_synced(self, world):
         assert world.hub.hub_epoch()  # the hub exists, empty, when the backup is taken

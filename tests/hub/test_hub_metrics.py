@@ -88,14 +88,18 @@ class TestHub:
             hub.app.extensions["hub_stores"].close()
 
 
-@pytest.mark.parametrize("reason, kind", [
-    ("hlc is 90000 s ahead of this clock (the limit is 86400 s)", "clock_ahead"),
-    ("hlc was not stamped by its origin", "stamp"), ("base of 'title' is not a stamp before hlc", "stamp"),
-    ("fields.title: must be a string", "field"), ("unknown keys ['x']", "shape"), ("not an object", "shape"),
-    ("a record a device gave back: fields, clocks and bases name the same fields", "record"),
-    ("something new", "other"),
+@pytest.mark.parametrize("refusal, kind", [
+    ({"code": "clock_ahead", "aheadSeconds": 90000, "limitSeconds": 86400}, "clock_ahead"),
+    ({"code": "foreign_stamp"}, "stamp"), ({"code": "bad_stamp"}, "stamp"), ({"code": "bad_bases"}, "stamp"),
+    ({"code": "bad_base", "field": "title"}, "stamp"), ({"code": "bases_mismatch"}, "stamp"),
+    ({"code": "invalid_field", "field": "title"}, "field"), ({"code": "bad_fields"}, "field"),
+    ({"code": "bad_delete"}, "field"), ({"code": "unknown_keys", "keys": ["x"]}, "shape"),
+    ({"code": "missing_keys", "keys": ["hlc"]}, "shape"), ({"code": "not_an_object"}, "shape"),
+    ({"code": "bad_record", "problem": "record_fields"}, "record"),
+    ({"code": "bad_op"}, "other"), ({"code": "something_new"}, "other"),
+    ({"reason": "hlc is 90000 s ahead of this clock (the limit is 86400 s)"}, "other"),  # no code: never parsed
 ])
-def test_a_refusals_reason_becomes_one_of_a_few_kinds(reason, kind):
-    from server.hub.metrics import reason_kind
+def test_a_refusals_code_becomes_one_of_a_few_kinds(refusal, kind):
+    from server.hub.metrics import refusal_kind
 
-    assert reason_kind(reason) == kind
+    assert refusal_kind(refusal) == kind

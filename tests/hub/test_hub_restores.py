@@ -9,7 +9,8 @@ import pytest
 
 from server.core.changes import is_heal_origin
 from server.core.errors import StoreUnavailable
-from server.sync.engine import run_round, stored_bookmark, stored_cursor
+from server.sync.bookmark import load_bookmark
+from server.sync.engine import run_round
 from tests.hub.test_hub_history import pending
 from tests.sync.test_compaction import compact_everything
 from tests.synckit import World, assert_converged, course
@@ -52,12 +53,12 @@ def test_a_catch_up_interrupted_by_a_restore_takes_no_cursor_from_the_hub_it_did
     hub = RestoredAfterPage(world, "tablet", backup, pages=2)
     report = run_round(tablet, hub, 5)
     assert report.error is not None and len(tablet.dump_records()) == 5, "one page taken, then the hub went away"
-    assert stored_bookmark(tablet).get("snapshot"), "the catch-up under way"
+    assert load_bookmark(tablet).catch_up, "the catch-up under way"
     world.hubs.pop("tablet", None)
     first = world.sync("tablet")  # the tablet first, on the restored hub; then the phone gives back
     assert first.error is None
-    assert stored_cursor(tablet)[1].get("phone", 0) <= 12, "no cursor from the hub before the restore"
-    assert [r["origins"] for r in stored_bookmark(tablet)["catchUpRestarts"]] == [1]
+    assert load_bookmark(tablet).cursor.get("phone", 0) <= 12, "no cursor from the hub before the restore"
+    assert [r["origins"] for r in load_bookmark(tablet).catch_up_restarts] == [1]
     assert world.sync("phone").error is None
     world.settle(["tablet", "phone"])
     assert titles(tablet) == titles(phone) == titles(world.hub) == {*(f"a{n:02d}" for n in range(12)),
@@ -79,7 +80,7 @@ def test_what_a_heal_changes_reaches_every_device_and_the_ledger_shows_what_it_o
     world.settle(["tablet"])  # the tablet's log drops the laptop's edits; the laptop is away
     world.restore_hub(backup)  # the hub lacks both; only the tablet's records hold them
     assert world.sync("tablet").healed > 0
-    healer = stored_bookmark(tablet)["healer"]["origin"]
+    healer = (load_bookmark(tablet).healer or {})["origin"]
     assert is_heal_origin(healer) and world.hub.floors() == {}, "logged, not held: nobody needs the records"
     report = world.sync("phone")
     assert report.from_snapshot == 0 and report.pulled == 2
@@ -104,8 +105,8 @@ def test_a_hub_that_loses_what_it_logged_of_a_heal_numbers_it_again_and_devices_
     world.settle(["laptop", "phone"])
     world.restore_hub(first)
     world.settle(["laptop", "phone"])  # healed: the phone pulled what the hub logged of it
-    healer = stored_bookmark(laptop)["healer"]["origin"]
-    assert stored_cursor(phone)[1][healer] >= 1
+    healer = (load_bookmark(laptop).healer or {})["origin"]
+    assert load_bookmark(phone).cursor[healer] >= 1
     world.restore_hub(first)  # back again, before that heal: its numbers are taken again by the next
     laptop.update("course", None, "c2", {"notes": "after"})
     world.settle(["laptop", "phone"], rounds=3)

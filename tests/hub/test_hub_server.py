@@ -93,6 +93,8 @@ class TestTokens:
         assert [d.device_id for d in hub.registry.revoke(device)] == [device]
         status, body = hub.call("POST", "/push", token, {"changes": device_changes})
         assert status == 401 and body["error"]["code"] == "token_revoked"
+        revoked_at = hub.registry.find(token).revoked_at
+        assert revoked_at and body["error"]["revokedAt"] == revoked_at and revoked_at in body["error"]["message"]
         assert hub.everything() == [] and hub.registry.origin_owner(USER, "dev-a") is None
         assert hub.registry.revoke(device) == []  # already revoked
 
@@ -132,6 +134,7 @@ class TestOneUserAndTheNext:
         mixed = [*other.changes_since({}, 10), *device_changes[1:]]
         status, body = hub.call("POST", "/push", b, {"changes": mixed})
         assert status == 403 and body["error"]["code"] == "origin_not_yours" and "dev-a" in body["error"]["message"]
+        assert body["error"]["origin"] == "dev-a"
         assert [ch["origin"] for ch in hub.everything()] == ["dev-a"]
         assert hub.registry.origin_owner(USER, "dev-b") is None  # a refused batch claims nothing
         # The same origin id under another user is that user's own.
@@ -204,6 +207,9 @@ class TestWhatComesIn:
         assert body["data"]["applied"] == 1
         reasons = [q["reason"] for q in body["data"]["quarantined"]]
         assert len(reasons) == 2 and any("notes" in r for r in reasons)
+        assert [{k: q[k] for k in q if k not in ("reason", "origin", "seq")} for q in body["data"]["quarantined"]] == [
+            {"code": "invalid_field", "field": "notes"},
+            {"code": "missing_keys", "keys": ["bases", "courseId", "fields", "hlc", "id", "kind", "op", "seq"]}]
         assert [ch["fields"] for ch in hub.everything() if ch["kind"] == "course"] == [device_changes[0]["fields"]]
         # Text no UTF-8 can hold, in a key, a value and an origin: refused and kept, not a crash.
         lone = b'{"changes": [{"origin": "dev-a\\udb9b", "seq": 9, "k\\ud800": "\\udfff"}]}'
@@ -324,6 +330,7 @@ class TestQuotas:
             status, body = hub.call("POST", "/push", flooder, {"changes": [noop("f3")]})
             assert (status, body["error"]["code"]) == (429, "origin_quota")
             assert "holds 3 origins of its own; the hub allows 3" in body["error"]["message"]
+            assert (body["error"]["limit"], body["error"]["retryAfterSeconds"]) == (3, 3600)
             status, body = hub.call("POST", "/push", flooder, {"changes": [noop("f0", 2)]})
             assert status == 200, "an origin it owns goes on"
             # Relays bring in unknown origins within four times the quota.
@@ -405,6 +412,7 @@ class TestQuotas:
             assert status == 200 and len(body["data"]["quarantined"]) == 6
             status, body = hub.call("POST", "/push", bad, {"changes": junk})
             assert (status, body["error"]["code"]) == (429, "refusal_quota")
+            assert (body["error"]["limit"], body["error"]["retryAfterSeconds"]) == (5, 60)
             store = hub.app.extensions["hub_stores"].for_user(USER)
             kept = store.list_quarantine()
             assert len(kept) == 3, "the hub keeps its quota of refused changes, no more"

@@ -5,7 +5,7 @@ acknowledged edit comes back, a deleted record stays deleted. Over every kind of
 from __future__ import annotations
 
 from server.core.changes import is_heal_origin
-from server.sync.engine import stored_cursor
+from server.sync.bookmark import Bookmark, load_bookmark
 from server.sync.heal import trim
 from tests.hub.test_hub_history import pending
 from tests.sync.test_compaction import compact_everything
@@ -84,8 +84,8 @@ def test_an_own_change_the_hub_refused_stays_in_the_log_to_be_written_again(worl
     world.settle(["a"])
     a.quarantine([{"id": "q3", "origin": "a", "seq": 3, "reason": "refused by the hub: hlc is 90000 s ahead of "
                    "this clock (the limit is 86400 s)", "receivedAt": "2030-01-01T00:00:00.000Z", "change": "{}"}])
-    bookmark = {"cursor": {"a": 5}, "hubFloors": {"a": 5}}
-    assert trim(a, bookmark, "hub") == 2 and world.device_seqs("a") == {"a": [3, 4, 5]}
+    bookmark = Bookmark(cursor={"a": 5}, hub_floors={"a": 5})
+    assert trim(a, bookmark) == 2 and world.device_seqs("a") == {"a": [3, 4, 5]}
 
 
 def test_a_hub_restored_from_before_what_every_log_dropped_is_healed_from_the_records(world):
@@ -107,13 +107,14 @@ def test_a_hub_restored_from_before_what_every_log_dropped_is_healed_from_the_re
     course(a, id="c3", title="c3")  # made after the restore, unsynced
     ra = world.sync("a")
     assert ra.error is None and ra.hub_rollback is not None and ra.healed == len(a.dump_records())
-    [healer] = set(stored_cursor(a)[1]) - {"a", "b"}
+    [healer] = set(load_bookmark(a).cursor) - {"a", "b"}
     assert is_heal_origin(healer) and healer not in world.hub.floors(), "a heal origin, not held"
     logged = [c for c in world.hub.changes_since({}, 100, only_origin=healer)]
-    assert [c["seq"] for c in logged] == list(range(1, len(logged) + 1)) and stored_cursor(a)[1][healer] == len(logged)
+    assert [c["seq"] for c in logged] == list(range(1, len(logged) + 1))
+    assert load_bookmark(a).cursor[healer] == len(logged)
     assert {(c["id"], c["op"]) for c in logged} >= {("b1", "upsert"), ("c1", "delete"), ("c2", "upsert")}, \
         "what the heal changed is logged, each with the stamp of the write it gives back"
-    assert world.hub.floors()["a"] == 2 and stored_cursor(a)[1]["a"] == 4, "a's own, held where its log starts"
+    assert world.hub.floors()["a"] == 2 and load_bookmark(a).cursor["a"] == 4, "a's own, held where its log starts"
     rb = world.sync("b")  # its own log lacks its first change too: it gives its records, then pulls a's heal
     assert rb.error is None and rb.healed == 3 and rb.from_snapshot == 0 and rb.pulled >= len(logged)
     world.settle(["a", "b"], rounds=3)
@@ -131,7 +132,7 @@ def test_a_hub_restored_from_before_what_every_log_dropped_is_healed_from_the_re
 
     waiting = StoreHub(world.hub)  # a device reaching the hub store directly waits for news too
     assert waiting.wait({"a": 4, "b": 2}, exclude_origin="b", seconds=0), "records it lacks are news"
-    assert not waiting.wait(stored_cursor(b)[1], exclude_origin="b", seconds=0)
+    assert not waiting.wait(load_bookmark(b).cursor, exclude_origin="b", seconds=0)
     world.settle(["a", "b", "new"])
     assert_converged(world)
 

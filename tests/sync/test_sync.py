@@ -317,11 +317,11 @@ class TestNewDevice:
 def test_status_pending_reflects_the_cursor(world):
     a = world.device("a")
     course(a)
-    from server.sync.engine import stored_cursor
+    from server.sync.bookmark import load_bookmark
 
-    assert a.pending_since(stored_cursor(a)[1])[0] == 1
+    assert a.pending_since(load_bookmark(a).cursor)[0] == 1
     world.sync("a")
-    assert a.pending_since(stored_cursor(a)[1])[0] == 0
+    assert a.pending_since(load_bookmark(a).cursor)[0] == 0
 
 
 def test_the_hub_is_unreachable_error_names_no_password():

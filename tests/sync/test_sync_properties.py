@@ -27,7 +27,7 @@ from server.core.clock import encode
 from server.core.errors import AppError, StoreUnavailable
 from server.core.records import validate
 from server.core.sequences import retention_floor
-from server.sync.engine import stored_bookmark, stored_cursor
+from server.sync.bookmark import load_bookmark
 from tests.merge_model import Replica, actual_ledger, actual_records
 from tests.synckit import USER, FlakyHub, World, assert_converged
 
@@ -325,14 +325,13 @@ class Registered(World):
 
     def owned_by_others(self, name: str) -> set[str]:
         return {o for d in DEVICES if d != name for o in [self.device(d).origin,
-                                                         *(r["from"] for r in stored_bookmark(self.device(d)).get(
-                                                             "restarts") or [])]}
+                                                         *(r["from"] for r in load_bookmark(self.device(d)).restarts)]}
 
 
 def compact(world: World, left_out: str | None) -> None:
     """What a hub drops when every device but `left_out` (or none: "all") holds it (each device's
     own origin is its own, whatever its cursor says), in small steps as its job takes them."""
-    pulled = {d: stored_cursor(world.device(d))[1] for d in DEVICES if left_out not in (d, "all")}
+    pulled = {d: load_bookmark(world.device(d)).cursor for d in DEVICES if left_out not in (d, "all")}
     tops = world.hub.tops(set(DEVICES))
     floor = retention_floor(tops, pulled, {d: d for d in DEVICES})
     dropped = 0
@@ -418,7 +417,7 @@ def check_nothing_wedged(world: World) -> None:
     must not make one), and the heal origins at the hub are one per device at most however
     many times it was restored."""
     for name in DEVICES:
-        assert stored_bookmark(world.device(name)).get("restarts") in (None, []), f"{name} restarted its origin"
+        assert load_bookmark(world.device(name)).restarts == [], f"{name} restarted its origin"
     origins = set(world.hub_seqs()) | set(world.hub.floors())
     assert len({o for o in origins if is_heal_origin(o)}) <= len(DEVICES), origins
 

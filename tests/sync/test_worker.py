@@ -97,6 +97,16 @@ def test_status_answers_every_field_and_hides_the_password(device, hub_client, t
     assert "hunter2" not in json.dumps(status)
 
 
+def test_the_status_names_the_origin_as_origin_and_keeps_device_id_for_one_release(device, hub_client, tmp_path):
+    app = make_app(device, hub_client, tmp_path)
+    api = app.test_client().get("/api/v1/sync/status").get_json()["data"]
+    cli = json.loads(app.test_cli_runner().invoke(args=["sync", "status"]).output)
+    assert (api["origin"], api["deviceId"]) == ("dev", "dev")
+    assert (cli["origin"], cli["deviceId"]) == ("dev", "dev")
+    page = app.test_client().get("/sync").get_data(as_text=True)
+    assert "<dt>This device</dt><dd>dev (user learner)</dd>" in page
+
+
 def test_a_hub_that_is_down_answers_503_in_the_envelope_and_backs_off(device, hub_client, tmp_path):
     flaky: list = []
     app = make_app(device, hub_client, tmp_path, flaky=flaky)

@@ -11,7 +11,7 @@ from typing import Any
 from server.connectors.shared.backend import Backend
 from server.connectors.shared.intake import Intake
 from server.connectors.shared.merging import Merger
-from server.core.changes import STATE_KEYS, Change, Cursor, Key, change_key, state_key
+from server.core.changes import STATE_KEYS, Change, Cursor, Key, change_key, refusal_answer, state_key
 
 COMPACT_STEP = 500  # changes dropped per write: a push or pull waits at most for one such write
 HEAL_DROP = 5000  # changes below a heal's hold dropped in its request (the hub's job drops any more)
@@ -62,7 +62,7 @@ class History:
         return {"received": len(records), "applied": len(states), "conflicts": len(conflicts), "held": held,
                 "logged": {log_as: logged[-1]["seq"]} if logged else {},
                 "skipped": sorted({w["origin"] for w in writes} - {w["origin"] for w in taken}),
-                "quarantined": [{"origin": None, "seq": None, "reason": q["reason"]} for q in refused]}
+                "quarantined": [refusal_answer(q) for q in refused]}
 
     def floors(self) -> Cursor:
         with self.backend.reader():

@@ -20,6 +20,8 @@ from server.core.changes import (
     moved_to,
     new_origin,
     quarantine_entry,
+    record_refusal,
+    refusal_answer,
     restamp_state,
     still_held,
     writes_of,
@@ -71,7 +73,7 @@ class Intake:
                                                 quarantined=stored_refusals, logged=fresh)[1]
         return {"received": len(changes), "applied": applied + len(carried), "conflicts": len(conflicts),
                 "resume": resume,
-                "quarantined": [{"origin": q["origin"], "seq": q["seq"], "reason": q["reason"]} for q in refused]}
+                "quarantined": [refusal_answer(q) for q in refused]}
 
     def _through_the_door(self, changes: list[Change], from_hub: bool) -> tuple[list, list, list, dict]:
         """(changes that passed, refusals, fillers for the refusals' slots, origin -> where the
@@ -163,7 +165,7 @@ class Intake:
         states, conflicts = self.merger.merge_and_persist(writes, own=False, bookmarks=bookmarks, quarantined=refused,
                                                     log=False)
         return {"received": len(records), "applied": len(states), "conflicts": len(conflicts),
-                "quarantined": [{"origin": None, "seq": None, "reason": q["reason"]} for q in refused]}
+                "quarantined": [refusal_answer(q) for q in refused]}
 
     def within_cap(self, refused: list[dict]) -> list[dict]:
         """Of these refusals, those the quarantine keeps: a hub keeps so many, in so many bytes; the
@@ -194,7 +196,7 @@ class Intake:
                 writes += rebuilt
             else:
                 keep = self.backend.limits.quarantine_keep
-                refused.append(quarantine_entry(state, f"{what}: {problem}", iso_from_ms(now), keep))
+                refused.append(quarantine_entry(state, record_refusal(what, problem), iso_from_ms(now), keep))
         for write in writes:
             self.backend.clock.observe(write["hlc"])
         for q in refused:
