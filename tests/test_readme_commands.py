@@ -160,7 +160,8 @@ def test_the_by_hand_hub_block_runs_as_pasted(clone):
     block = re.search(r"### By hand, on one machine\n.*?```sh\n(.*?)```", page, re.S).group(1)
     for port in ("8100", "8001", "8002"):
         block = block.replace(port, str(free_port()))
-    done = run(clone, f"bash -e -c {shlex.quote(block)}")
+    stop_on_failure = "trap 'kill $(jobs -p) 2>/dev/null' EXIT\n"  # the block stops them when it gets that far
+    done = run(clone, f"bash -e -c {shlex.quote(stop_on_failure + block)}")
     assert done.returncode == 0, done.stderr[-2000:]
     phone = json.loads(done.stdout[done.stdout.rindex('{"data":[') :])
     assert "Mine" in [course["title"] for course in phone["data"]]
