@@ -37,8 +37,7 @@ from pathlib import Path
 
 from common import pct, record
 
-from server.connectors.factory import get_db_connector
-from server.connectors.registry import registry_for
+from server.connectors.factory import get_db_connector, registry_for
 from server.core.config import Settings
 from server.sync.http_hub import HubClient
 from tests.procs import ServerProcess, started

@@ -20,7 +20,7 @@ from pathlib import Path
 from bench_sync import BATCH, USER, device, fill_own, sql_hub
 from common import record
 
-from server.connectors.registry import SqlRegistry
+from server.connectors.sqlite.registry import SqlRegistry
 from server.sync.engine import run_round
 from server.sync.http_hub import HubClient
 from tests.procs import ServerProcess, started

@@ -26,8 +26,7 @@ from pathlib import Path
 import orjson
 from common import record
 
-from server.connectors.factory import get_db_connector
-from server.connectors.registry import registry_for
+from server.connectors.factory import get_db_connector, registry_for
 from server.core.config import Settings
 from tests.procs import ServerProcess, raw_gzip_push, started
 

@@ -70,7 +70,7 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
                    testing: bool = False) -> Flask:
     """The hub server (`python -m server --hub`): the hub protocol (server/hub/routes.py) and
     health, in front of the store DB_CONNECTOR names, with its registry of device tokens."""
-    from server.connectors.registry import registry_for
+    from server.connectors.factory import registry_for
     from server.hub import bodies as hub_bodies
     from server.hub import limits as hub_limits
     from server.hub import routes as hub_routes

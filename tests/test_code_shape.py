@@ -194,3 +194,35 @@ def test_no_module_reaches_into_another_objects_private_attributes():
                     and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
     assert found == []
+
+
+BACKENDS = ("server.connectors.sqlite", "server.connectors.mongo")
+DRIVERS = ("sqlite3", "pymongo", "bson", "mongomock")
+
+
+def test_only_the_factory_knows_the_backends():
+    """Outside its own folder a backend is imported by connectors/factory.py alone: stores,
+    registries and watchers are built there, and everything else sees them by their contract."""
+    found = {}
+    for module, deps in _server_imports().items():
+        if module == "server.connectors.factory" or module.startswith(BACKENDS):
+            continue
+        bad = sorted(d for d in deps if d.startswith(BACKENDS))
+        if bad:
+            found[module] = bad
+    assert len(_server_imports()) > 40 and found == {}
+
+
+def test_only_the_backend_folders_speak_to_a_driver():
+    """sqlite3 and pymongo are imported in server/ only by the folder of their backend (the seeders,
+    the benches and the tests may use them; the server's other code may not)."""
+    found = {}
+    for path in ROOT.glob("server/**/*.py"):
+        where = str(path.relative_to(ROOT))
+        mine = {"server/connectors/sqlite/": ("sqlite3",), "server/connectors/mongo/": ("pymongo", "bson")}
+        allowed = next((drivers for folder, drivers in mine.items() if where.startswith(folder)), ())
+        bad = sorted(m for m in _imports(ast.parse(path.read_text()))
+                     if m.split(".")[0] in DRIVERS and m.split(".")[0] not in allowed)
+        if bad:
+            found[where] = bad
+    assert found == {}

@@ -18,12 +18,12 @@ from __future__ import annotations
 import functools
 import inspect
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from server.core.changes import Change, Cursor
 from server.core.errors import StoreUnavailable
 
-__all__ = ["Change", "Cursor", "DatabaseConnector"]  # the contract speaks of changes and cursors
+__all__ = ["Change", "Cursor", "DatabaseConnector", "StoreWatcher"]  # the contract speaks of changes and cursors
 
 
 def _translating(method):
@@ -339,3 +339,20 @@ class DatabaseConnector(ABC):
     def wipe(self) -> dict[str, int]:
         """Remove all records, changes, conflicts and sync state of every user, and start a new
         epoch. Returns counts removed per collection/table. Used by the seeders' reset."""
+
+
+class StoreWatcher(Protocol):
+    """What a hub's watcher reads of its store to wake the devices waiting there (the factory
+    makes the backend's: connectors/sqlite/watcher.py, connectors/mongo/watcher.py)."""
+
+    interval: float  # seconds between two looks
+
+    def marker(self) -> Any:
+        """A value that changes when the store may have changed since the last look; None when
+        the backend has no cheap one (then every look reads the tops)."""
+
+    def tops(self, users: list[str]) -> dict[str, tuple]:
+        """user -> ((origin, top), ...) sorted, for those of `users` that hold any change."""
+
+    def close(self) -> None:
+        """Release what the watcher's thread opened."""

@@ -17,7 +17,7 @@ hub_cli = AppGroup("hub", help="Manage the devices that may sync through this hu
 
 
 def _registry():
-    from server.connectors.registry import registry_for
+    from server.connectors.factory import registry_for
 
     return registry_for(current_app.extensions["store"])
 

@@ -9,7 +9,7 @@ import logging
 import time
 
 from server.connectors.base import DatabaseConnector
-from server.connectors.registry import registry_for
+from server.connectors.factory import registry_for
 from server.core.config import Settings
 from server.core.errors import AppError
 from server.hub.retention import compact_user, users

@@ -32,12 +32,13 @@ import uvicorn
 from a2wsgi import WSGIMiddleware
 from werkzeug.exceptions import HTTPException
 
+from server.connectors.factory import watcher_for
 from server.connectors.registry import Device
 from server.hub.conn import ConnectionBook, HubProtocol
 from server.hub.door import Door, Refused, door_for
 from server.hub.fair import LANE_KEY, Budget, Lanes
 from server.hub.limits import MAX_IN_FLIGHT
-from server.hub.waiters import Watcher, source_for
+from server.hub.waiters import Watcher
 from server.web.http import log_answer, refusal, too_large_message, trace_id
 from server.web.serving import THREADS, open_file_limit
 
@@ -101,7 +102,7 @@ class HubFront:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.waiters.loop = loop
         store = self.app.extensions["store"]
-        self.watcher = Watcher(self.waiters, source_for(store), self.app.extensions["registry"].revoked_among,
+        self.watcher = Watcher(self.waiters, watcher_for(store), self.app.extensions["registry"].revoked_among,
                                store.driver_errors)
         self.watcher.start()
 

@@ -7,6 +7,7 @@ import threading
 from collections import OrderedDict
 
 from server.connectors.base import DatabaseConnector
+from server.connectors.factory import user_store
 from server.core.config import Settings
 
 
@@ -38,17 +39,7 @@ class HubStores:
         return already
 
     def _open(self, user_id: str) -> DatabaseConnector:
-        from server.connectors.factory import get_db_connector
-        from server.connectors.sqlite.store import SqlConnector
-
-        if isinstance(self.base, SqlConnector):
-            # One pool of connections for every user's store on the file: open files grow with
-            # the server's threads, not with users times threads.
-            store = get_db_connector("sql", self.settings, path=self.base.path, user_id=user_id, origin=None,
-                                     connections=self.base.pool)
-        else:
-            store = get_db_connector("mongo", self.settings, user_id=user_id, origin=None,
-                                     client=self.base.client, db_name=self.base.db_name)
+        store = user_store(self.base, self.settings, user_id)
         store.connect()
         # A hub keeps of a refused change its start and digest, and so many per user: the
         # device that sent it keeps it whole in its own quarantine.

@@ -4,9 +4,9 @@ A waiter is a request the hub holds without a thread: an asyncio event that the 
 (hub_front.py) awaits. It is woken
 - by a push through this process (hub_routes calls `notify` for the pushing device's user);
 - by the watcher, for pushes through other hub processes on the same store: it looks only when
-  devices wait, reads the origins' tops of the waiting users in one indexed query (after SQLite's
-  `PRAGMA data_version` says another connection wrote, or every MONGO_WATCH_SECONDS on MongoDB),
-  and wakes the users whose tops moved; it also looks up which waiting devices were revoked;
+  devices wait, reads the origins' tops of the waiting users through the store's `StoreWatcher`
+  (connectors/base.py; the factory picks the backend's, which knows when to look again), and
+  wakes the users whose tops moved; it also looks up which waiting devices were revoked;
 - by a newer wait of the same device (at most one per device), and by the server stopping.
 
 A woken request is checked again through the door as a new one would be (token, then the
@@ -19,10 +19,9 @@ import logging
 import threading
 from typing import Any, Callable
 
+from server.connectors.base import StoreWatcher
+
 log = logging.getLogger("server.hub")
-SQLITE_WATCH_SECONDS = 0.05  # a pragma read on a connection of its own: next to free
-MONGO_WATCH_SECONDS = 0.25  # an indexed query of the waiting users' origins
-CHUNK = 500  # users or devices per query
 
 
 class Waiter:
@@ -105,69 +104,11 @@ class Waiters:
             return len(self._by_device)
 
 
-class SqliteSource:
-    """What the watcher reads of a SQLite hub file, on a connection of the watcher's thread."""
-
-    interval = SQLITE_WATCH_SECONDS
-
-    def __init__(self, store: Any):
-        self.pool = store.pool
-
-    def marker(self) -> Any:
-        # Changes whenever another connection (another process, or another thread of this one)
-        # has committed to the file since this connection last looked.
-        return self.pool.get().execute("PRAGMA data_version").fetchone()[0]
-
-    def tops(self, users: list[str]) -> dict[str, tuple]:
-        conn, out = self.pool.get(), {}
-        for i in range(0, len(users), CHUNK):
-            part = users[i:i + CHUNK]
-            rows = conn.execute(f"SELECT user_id, origin, max_seq FROM origins WHERE user_id IN "
-                                f"({','.join('?' * len(part))}) ORDER BY user_id, origin", part)
-            for user, origin, top in rows:
-                out.setdefault(user, []).append((origin, top))
-        return {u: tuple(v) for u, v in out.items()}
-
-    def close(self) -> None:
-        self.pool.close()  # the watcher thread's own connection
-
-
-class MongoSource:
-    """What the watcher reads of a MongoDB hub: the waiting users' origins, by the index on
-    (userId, origin), never a scan per waiting device."""
-
-    interval = MONGO_WATCH_SECONDS
-
-    def __init__(self, store: Any):
-        self.db = store.db
-
-    def marker(self) -> Any:
-        return None  # no cheap signal on a standalone server: look every interval
-
-    def tops(self, users: list[str]) -> dict[str, tuple]:
-        out: dict[str, list] = {}
-        for i in range(0, len(users), CHUNK):
-            docs = self.db.origins.find({"userId": {"$in": users[i:i + CHUNK]}},
-                                        {"_id": 0, "userId": 1, "origin": 1, "maxSeq": 1})
-            for d in docs:
-                out.setdefault(d.get("userId"), []).append((str(d.get("origin")), d.get("maxSeq")))
-        return {u: tuple(sorted(v)) for u, v in out.items()}
-
-    def close(self) -> None:
-        pass
-
-
-def source_for(store: Any):
-    from server.connectors.sqlite.store import SqlConnector
-
-    return SqliteSource(store) if isinstance(store, SqlConnector) else MongoSource(store)
-
-
 class Watcher:
     """A thread that wakes the waiters whose user's log moved through another process, and
     those whose device was revoked (`flask hub revoke` runs in a process of its own)."""
 
-    def __init__(self, waiters: Waiters, source: Any, revoked_among: Callable[[list[str]], set[str]],
+    def __init__(self, waiters: Waiters, source: StoreWatcher, revoked_among: Callable[[list[str]], set[str]],
                  driver_errors: tuple = ()):
         self.waiters, self.source, self.revoked_among = waiters, source, revoked_among
         self.driver_errors = driver_errors

@@ -51,7 +51,7 @@ def schemathesis_passes(document: str, *options: str) -> None:
 
 @pytest.fixture
 def live_hub(tmp_path):
-    from server.connectors.registry import SqlRegistry
+    from server.connectors.sqlite.registry import SqlRegistry
     from server.connectors.sqlite.store import SqlConnector
 
     path = str(tmp_path / "hub.sqlite3")

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from server.connectors.factory import get_db_connector
-from server.connectors.registry import registry_for
+from server.connectors.factory import get_db_connector, registry_for
 from server.core.config import Settings
 from server.core.records import validate
 from server.sync.http_hub import HubClient

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from server.api import create_hub_app
-from server.connectors.registry import SEEN_EVERY_SECONDS, Position, registry_for
+from server.connectors.factory import registry_for
+from server.connectors.registry import SEEN_EVERY_SECONDS, Position
 from server.core.config import Settings
 from tests.synckit import course
 
@@ -337,7 +338,7 @@ class TestQuotas:
     def test_claims_made_at_once_never_pass_the_quota_together(self, store_factory):
         import threading
 
-        from server.connectors.registry import registry_for
+        from server.connectors.factory import registry_for
 
         base = store_factory("hub", user_id="hub-owner")
         base.connect()

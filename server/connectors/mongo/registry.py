@@ -1,0 +1,125 @@
+"""The hub's device registry in its MongoDB database (collections hub_devices, hub_origins,
+hub_positions), held without transactions."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import asdict
+
+from pymongo import ASCENDING
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from server.connectors.registry import (
+    CLAIM_ATTEMPTS,
+    RELAYED,
+    SEEN_EVERY_SECONDS,
+    Device,
+    DeviceRegistry,
+    Position,
+    token_hash,
+)
+from server.core.times import iso_now
+
+
+class MongoRegistry(DeviceRegistry):
+    def __init__(self, db: Database):
+        self.db = db  # a connected MongoConnector's database
+        self.db.hub_devices.create_index([("tokenHash", ASCENDING)], unique=True)
+        self.db.hub_devices.create_index([("deviceId", ASCENDING)], unique=True)
+        self.db.hub_origins.create_index([("userId", ASCENDING), ("origin", ASCENDING)], unique=True)
+        self.db.hub_positions.create_index([("deviceId", ASCENDING)], unique=True)
+        self.db.hub_positions.create_index([("userId", ASCENDING)])
+
+    @staticmethod
+    def _device(doc: dict) -> Device:
+        return Device(doc["deviceId"], doc["userId"], doc["name"], doc["createdAt"], doc.get("revokedAt"))
+
+    def _insert(self, device: Device, hashed: str) -> None:
+        self.db.hub_devices.insert_one({"deviceId": device.device_id, "userId": device.user_id, "name": device.name,
+                                        "tokenHash": hashed, "createdAt": device.created_at, "revokedAt": None})
+
+    def find(self, token: str) -> Device | None:
+        doc = self.db.hub_devices.find_one({"tokenHash": token_hash(token)})
+        return self._device(doc) if doc else None
+
+    def devices(self, user_id: str | None = None) -> list[Device]:
+        docs = self.db.hub_devices.find({} if user_id is None else {"userId": user_id})
+        return sorted((self._device(d) for d in docs), key=lambda d: (d.created_at, d.device_id))
+
+    def revoke(self, token_or_device: str) -> list[Device]:
+        query = {"revokedAt": None, "$or": [{"deviceId": token_or_device}, {"tokenHash": token_hash(token_or_device)}]}
+        found = [self._device(d) for d in self.db.hub_devices.find(query)]
+        now = iso_now()
+        for device in found:
+            self.db.hub_devices.update_one({"deviceId": device.device_id, "revokedAt": None},
+                                           {"$set": {"revokedAt": now}})
+        return [Device(**{**asdict(d), "revoked_at": now}) for d in found]
+
+    def origins_held(self, user_id: str, holder: str) -> int:
+        return self.db.hub_origins.count_documents({"userId": user_id, "deviceId": holder})
+
+    def take_relayed(self, user_id: str, origin: str, device_id: str, limit: int | None = None) -> bool | None:
+        was = self.db.hub_origins.find_one_and_update(
+            {"userId": user_id, "origin": origin, "deviceId": {"$regex": "^" + re.escape(RELAYED)}},
+            {"$set": {"deviceId": device_id}})
+        if was is None:
+            return False
+        if limit is not None and self.origins_held(user_id, device_id) > limit:  # as claim_origin: give it back
+            self.db.hub_origins.update_one({"userId": user_id, "origin": origin, "deviceId": device_id},
+                                           {"$set": {"deviceId": was["deviceId"]}})
+            return None  # (rare enough, an origin relayed in and then pushed at once, not to try again)
+        return True
+
+    def revoked_among(self, device_ids: list[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(device_ids), 500):
+            docs = self.db.hub_devices.find({"deviceId": {"$in": device_ids[i:i + 500]}, "revokedAt": {"$ne": None}},
+                                            {"_id": 0, "deviceId": 1})
+            out.update(d["deviceId"] for d in docs)
+        return out
+
+    def note_pulled(self, device: Device, cursor: dict[str, int], now: float) -> None:
+        # Kept as a list of pairs: a cursor's origins never become field names of a document.
+        pulled = [[o, s] for o, s in sorted(cursor.items())]
+        doc = self.db.hub_positions.find_one({"deviceId": device.device_id}, {"_id": 0, "pulled": 1, "seenAt": 1})
+        if doc and doc.get("pulled") == pulled and doc.get("seenAt", 0) >= now - SEEN_EVERY_SECONDS:
+            return
+        self.db.hub_positions.update_one({"deviceId": device.device_id},
+                                         {"$set": {"userId": device.user_id, "pulled": pulled, "seenAt": now}},
+                                         upsert=True)
+
+    def positions(self, user_id: str) -> dict[str, Position]:
+        return {d["deviceId"]: Position({o: s for o, s in d["pulled"]}, d["seenAt"])
+                for d in self.db.hub_positions.find({"userId": user_id})}
+
+    def owners(self, user_id: str) -> dict[str, str]:
+        return {d["origin"]: d["deviceId"] for d in self.db.hub_origins.find({"userId": user_id})}
+
+    def origin_owner(self, user_id: str, origin: str) -> str | None:
+        doc = self.db.hub_origins.find_one({"userId": user_id, "origin": origin})
+        return doc["deviceId"] if doc else None
+
+    def device_counts(self, seen_since: float) -> dict[str, int]:
+        return {"active": self.db.hub_devices.count_documents({"revokedAt": None}),
+                "seen": self.db.hub_positions.count_documents({"seenAt": {"$gte": seen_since}})}
+
+    def claim_origin(self, user_id: str, origin: str, device_id: str, limit: int | None = None) -> str | None:
+        # No transaction: claim, then count, and give the claim back if it went over. No claim
+        # that stays was counted over the limit (each counts after its own insert, so it sees
+        # every claim kept before it): never over. Claims made at once may all give way: each
+        # then tries again after a random pause while the count leaves room.
+        for attempt in range(CLAIM_ATTEMPTS):
+            try:
+                self.db.hub_origins.insert_one({"userId": user_id, "origin": origin, "deviceId": device_id})
+            except DuplicateKeyError:
+                return self.origin_owner(user_id, origin) or device_id
+            if limit is None or self.origins_held(user_id, device_id) <= limit:
+                return device_id
+            self.db.hub_origins.delete_one({"userId": user_id, "origin": origin, "deviceId": device_id})
+            if self.origins_held(user_id, device_id) >= limit:
+                return None
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+        return None
