@@ -14,7 +14,7 @@ from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
 from server.core.config import Settings, load_settings
 from server.device import commands as device_commands
-from server.device import metrics, page, routes, sync_routes
+from server.device import metrics, page, pairing, routes, sync_routes
 from server.hub import commands as hub_commands
 from server.sync.wiring import build_sync
 from server.web import http
@@ -31,23 +31,25 @@ def create_app(settings: Settings | None = None, *, store: DatabaseConnector | N
     process (otherwise the settings' hub, opened where rounds run); `start_sync=False` keeps
     the background worker from starting; `sync_wait_seconds`, how long POST /api/v1/sync waits
     for a running round."""
-    settings = settings or load_settings()
+    given = settings = settings or load_settings()
     store = _connected_store(settings) if store is None else store
+    settings, hub_from = pairing.settings_in_force(given, store)  # a hub kept by pairing, unless set
     app = Flask(__name__)
     app.testing = testing
-    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SYNC_WAIT_SECONDS=sync_wait_seconds,
-                      PUBLIC_PATHS=page.PUBLIC_PATHS)
+    app.config.update(SETTINGS=settings, HUB_FROM=hub_from, MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+                      SYNC_WAIT_SECONDS=sync_wait_seconds, PUBLIC_PATHS=page.PUBLIC_PATHS)
     app.extensions["store"] = store
     service = build_sync(settings, store, hub=hub, start=start_sync)
     if service is not None:
         app.extensions["sync"] = service
-        if settings.sync_push_on_write:
-            app.after_request(_push_on_write(service))
-    app.extensions["operations"] = [*routes.OPERATIONS, *sync_routes.OPERATIONS]
+    if settings.sync_push_on_write:
+        app.after_request(_push_on_write(app))
+    app.extensions["operations"] = [*routes.OPERATIONS, *sync_routes.OPERATIONS, *pairing.OPERATIONS]
     http.install(app)
     app.register_blueprint(routes.bp)
     app.register_blueprint(sync_routes.bp)
     app.register_blueprint(page.bp)
+    pairing.install(app, given)
     metrics.install_device(app, store, service)
     device_commands.install(app)
     hub_commands.install(app)
@@ -57,10 +59,13 @@ def create_app(settings: Settings | None = None, *, store: DatabaseConnector | N
 WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
 
-def _push_on_write(service):
-    """After a write the API answered with success, ask the sync service to push it soon."""
+def _push_on_write(app: Flask):
+    """After a write the API answered with success, ask the sync service (the one there is now:
+    pairing starts one in the running app) to push it soon."""
     def after(resp):
-        if resp.status_code < 300 and request.method in WRITES and request.path != "/api/v1/sync":
+        service = app.extensions.get("sync")
+        if resp.status_code < 300 and request.method in WRITES and request.path != "/api/v1/sync" and \
+                service is not None:
             service.nudge()
         return resp
     return after
@@ -73,6 +78,7 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
     from server.connectors.factory import registry_for
     from server.hub import bodies as hub_bodies
     from server.hub import limits as hub_limits
+    from server.hub import pairing as hub_pairing
     from server.hub import routes as hub_routes
     from server.hub import waiters as hub_waiters
     from server.hub.stores import HubStores
@@ -90,6 +96,7 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
     http.install(app, browser_facing=False)
     app.add_url_rule("/api/v1/health", "health", hub_routes.health)
     app.register_blueprint(hub_routes.bp)
+    app.register_blueprint(hub_pairing.bp)
     app.after_request(hub_bodies.compress)
     metrics.install_hub(app)
     device_commands.install(app)

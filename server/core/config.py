@@ -3,8 +3,8 @@ reading those two; a bad value raises ConfigError naming the setting."""
 
 from __future__ import annotations
 
-import os
 import difflib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -63,6 +63,7 @@ class Settings:
     hub_url: str | None = None  # a hub server (`python -m server --hub`), instead of MONGO_URI
     hub_token: str | None = None
     hub_metrics_token: str | None = None
+    hub_public_url: str | None = None  # where devices reach this hub, for its invitations (`hub invite`)
     # A hub server's quotas per device (see hub_routes): going over answers 429.
     hub_max_origins: int = 16
     hub_max_quarantined: int = 1000
@@ -267,6 +268,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", "log_level", _log_level, "`INFO`", "`DEBUG`, `INFO`, `WARNING`, `ERROR`"),
     Setting("HUB_METRICS_TOKEN", "hub_metrics_token", _token, "unset",
             "a hub server: the bearer token a Prometheus scrape of its `/metrics` brings; unset, it serves none"),
+    Setting("HUB_PUBLIC_URL", "hub_public_url", _hub_url, "http://`HOST`:`PORT` when that is loopback",
+            "a hub server: the address devices reach it at, written into its invitations (`hub invite`); "
+            "`https://` unless on loopback"),
     Setting("HUB_MAX_ORIGINS", "hub_max_origins", _integer(1, 100_000), "`16`",
             "a hub server: origins one device may own (its first, its heal origin, and one per restored or moved "
             "store) and bring in by relay"),

@@ -94,7 +94,7 @@ def test_the_settings_page_lists_exactly_the_settings_the_server_reads():
     literal = [(s, s.default.strip("`")) for s in SETTINGS if s.default.startswith("`")]
     described = {s.name for s in SETTINGS if not s.default.startswith("`")}
     assert described == {"MONGO_URI", "USER_ID", "DEVICE_ID", "CORS_ORIGINS", "API_TOKEN", "HUB_URL", "HUB_TOKEN",
-                         "HUB_METRICS_TOKEN"}
+                         "HUB_METRICS_TOKEN", "HUB_PUBLIC_URL"}
     for setting, text in literal:  # a default the page spells out is the default the server uses
         assert setting.parse(setting.name, text) == getattr(Settings(), setting.attr), setting.name
 

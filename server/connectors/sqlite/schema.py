@@ -63,6 +63,13 @@ SCHEMA_STEPS: list[tuple[int, str]] = [
     # History compacted per origin: its changes up to `floor` are dropped from the log (held all
     # the same; a reader below the floor is sent the records instead, sequences.behind).
     (6, "ALTER TABLE origins ADD COLUMN floor INTEGER NOT NULL DEFAULT 0;"),
+    # A hub's invitations (`hub invite`): a device's one-time pairing code (its hash only), until
+    # when it may be exchanged for a token, and when the token it gave was first used (then spent).
+    (7, """
+        CREATE TABLE IF NOT EXISTS hub_invitations (
+            code_hash TEXT PRIMARY KEY, device_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
+            expires_at REAL NOT NULL, exchanged_at REAL, used_at REAL);
+    """),
 ]
 
 # Written into the file's header ("CoSy"), so another program's SQLite file is told apart
