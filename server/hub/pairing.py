@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import click
 from flask import Blueprint, current_app, request
+from flask.cli import with_appcontext
 
 from server.connectors.registry import CODE_PREFIX, Device, DeviceRegistry, Invitation
 from server.core.config import LOOPBACK_HOSTS, Settings
@@ -173,6 +174,7 @@ def invitation_for(address: str, code: str) -> str:
 @click.option("--name", default="", help="A name to tell the device by (a laptop, a phone).")
 @click.option("--expires-hours", default=24.0, show_default=True, type=click.FloatRange(0.01, 24 * 365),
               help="Hours the invitation may be used in; unused after that, it expires.")
+@with_appcontext
 def invite_command(user_id: str, name: str, expires_hours: float) -> None:
     """Invite a new device of USER_ID: prints the invitation (the hub's address and a one-time
     pairing code in one string) as the last line. Paste it into the device's sync page ("Connect
