@@ -238,7 +238,8 @@ def test_sync_off_says_in_steps_what_to_do():
 
     said = state_words(_status(state="disabled"), NOW)
     assert said["tone"] == "off" and len(said["steps"]) == 3
-    assert "hub invite" in said["steps"][0] and "Connect to a hub" in said["steps"][1] and "no restart" in said["steps"][2]
+    steps = said["steps"]
+    assert "hub invite" in steps[0] and "Connect to a hub" in steps[1] and "no restart" in steps[2]
 
 
 def test_the_chart_draws_a_failed_round_full_height_in_red_and_names_the_time_locally():
