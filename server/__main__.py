@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
+    for warning in settings.warnings:  # a typo'd setting is said, not silently ignored
+        print(f"warning: {warning}", file=sys.stderr)
     from server.api import configure_logging, create_app, create_hub_app
     from server.core.errors import StoreUnavailable
 

@@ -151,3 +151,15 @@ def test_only_near_misses_of_the_environment_are_named():
     settings = load_settings(env)
     assert settings.warnings == ("SYNC_LIVEE (in the environment): not a setting, ignored; did you mean SYNC_LIVE?",)
     assert settings.port == 8001 and settings.sync_live is True
+
+
+def test_a_misspelt_setting_is_said_at_start_up(tmp_path):
+    from tests.procs import ServerProcess
+
+    srv = ServerProcess(tmp_path, "typo", SYNC_LIVEE="0")
+    try:
+        srv.start()
+        said = srv.log_path.read_text()
+    finally:
+        srv.stop()
+    assert "warning: SYNC_LIVEE (in the environment): not a setting, ignored; did you mean SYNC_LIVE?" in said
