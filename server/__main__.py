@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = _listening(app, settings, as_hub)
     except OSError as exc:  # a busy port, an address this machine does not have, no permission
-        print(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}{_what_to_do(exc)}",
+              file=sys.stderr)
         return 3
     # Rounds run in a child process by default, but with SYNC_PROCESS=0 a round's CPU work shares
     # this interpreter with the request threads; a 1 ms switch interval (the default is 5 ms)
@@ -72,6 +73,16 @@ def _listening(app, settings, as_hub: bool):
     from server.web import serving
 
     return serving.create(app, settings.host, settings.port, app.config["MAX_CONTENT_LENGTH"])
+
+
+def _what_to_do(exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return "; another program holds that port: stop it, or set PORT to a free one (PORT=8010)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "; this machine has no such address: set HOST to one of its own (HOST=127.0.0.1)"
+    return ""
 
 
 def _stop(signum, frame) -> None:

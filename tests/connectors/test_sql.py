@@ -222,7 +222,8 @@ def test_an_unwritable_path_is_a_store_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     store = SqlConnector(str(blocker / "db.sqlite3"))
-    with pytest.raises(StoreUnavailable, match=r"^The SQLite store failed: (not a directory|file exists)\.$"):
+    with pytest.raises(StoreUnavailable, match=rf"^The folder {blocker} for the SQLite store {blocker}/db.sqlite3 "
+                                                r"cannot be made \(.* is a file, not a folder\): set SQLITE_PATH to "):
         store.connect()
     assert store.ping() is False
 
@@ -259,7 +260,7 @@ def test_a_full_disk_says_so_and_writes_nothing(store, tmp_path):
     resp = client.post("/api/v1/courses", json={"title": "t" * 400, "source": "https://a.b", "notes": "n" * 60000})
     assert resp.status_code == 503
     assert resp.get_json()["error"] == {"code": "store_unavailable",
-                                        "message": "The SQLite store failed: the disk is full."}
+                                        "message": f"The SQLite store {store.path} failed: the disk is full."}
     assert store.get_courses() == [] and store.changes_since({}, 10) == []
 
 

@@ -27,13 +27,24 @@ SQLITE_PROBLEMS = {
 }
 
 
-def describe(exc: BaseException) -> StoreUnavailable:
-    """A driver error as the store's failure, named when a person can do something about it."""
+# Problems a person fixes where the file is: the advice said with them.
+WHERE_THE_FILE_IS = ("SQLITE_READONLY", "SQLITE_CANTOPEN")
+
+
+def describe(exc: BaseException, path: str | None = None) -> StoreUnavailable:
+    """A driver error as the store's failure, named when a person can do something about it
+    (with the file, when given, and what to do where the file's place is the problem)."""
     name = getattr(exc, "sqlite_errorname", "")
     problem = next((text for code, text in SQLITE_PROBLEMS.items() if name.startswith(code)), None)
     if problem is None and isinstance(exc, OSError):
         problem = exc.strerror and exc.strerror.lower()
-    return StoreUnavailable(f"The SQLite store failed: {problem or exc.__class__.__name__}.")
+        if exc.filename:
+            problem = f"{problem} ({exc.filename})"
+    store = f"The SQLite store {path}" if path else "The SQLite store"
+    advice = ""
+    if path and (name.startswith(WHERE_THE_FILE_IS) or isinstance(exc, OSError)):
+        advice = "; make the file and its folder writable by this user, or set SQLITE_PATH to a file elsewhere"
+    return StoreUnavailable(f"{store} failed: {problem or exc.__class__.__name__}{advice}.")
 
 
 class StoreRefused(StoreUnavailable):

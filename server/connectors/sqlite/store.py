@@ -39,6 +39,14 @@ from server.core.sequences import run_after
 log = logging.getLogger("server.sync")
 
 
+def _why(exc: OSError) -> str:
+    if isinstance(exc, FileExistsError) and exc.filename:
+        return f"{exc.filename} is a file, not a folder"
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        return "a part of that path is a file, not a folder"
+    return (exc.strerror or exc.__class__.__name__).lower()
+
+
 class SqlConnector(SqlLedgers, SqlHistory, MergingConnector):
     driver_errors = (sqlite3.Error, OSError)
     store_kind = "sql"
@@ -62,7 +70,7 @@ class SqlConnector(SqlLedgers, SqlHistory, MergingConnector):
         return self.pool.get()
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        return describe(exc)
+        return describe(exc, self.path)
 
     def _atomic(self, immediate: bool = False) -> Transaction:
         """A transaction (BEGIN IMMEDIATE when `immediate`): `with store._atomic() as conn`."""
@@ -80,7 +88,12 @@ class SqlConnector(SqlLedgers, SqlHistory, MergingConnector):
     def connect(self) -> None:
         if not self.pool.checked:  # once per file and process: a hub opens a store per user on it
             directory = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(directory, exist_ok=True)
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as exc:  # (FileExistsError: a file where the folder would be)
+                raise StoreUnavailable(
+                    f"The folder {directory} for the SQLite store {self.path} cannot be made ({_why(exc)}): set "
+                    "SQLITE_PATH to a file in a folder this user may write.") from None
             check_store_file(self.path)  # before the first write (even switching to WAL writes)
             with self._write_lock:
                 self.migrate()
