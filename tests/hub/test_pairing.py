@@ -96,11 +96,13 @@ def test_the_code_may_be_traded_again_until_its_token_is_used_then_it_is_spent(h
     second = pair(hub, code)[1]["data"]["token"]  # the first answer lost on the way
     assert first != second
     assert hub.call("GET", "/epoch", first)[0] == 401  # replaced
-    assert hub.call("GET", "/epoch", second)[0] == 200  # used: the code is spent
+    assert hub.call("GET", "/epoch", second)[0] == 200  # the check a pairing device makes: not a use
+    third = pair(hub, code)[1]["data"]["token"]
+    assert hub.call("POST", "/pull", third, {"cursor": {}})[0] == 200  # a sync call: the code is spent
     status, body = pair(hub, code)
     assert status == 410 and body["error"]["code"] == "invitation_used"
     assert "new one" in body["error"]["message"] and "hub invite" in body["error"]["message"]
-    assert hub.call("GET", "/epoch", second)[0] == 200  # and the device keeps its token
+    assert hub.call("GET", "/epoch", third)[0] == 200  # and the device keeps its token
 
 
 def test_an_unknown_a_revoked_and_an_expired_code_are_refused_with_why(hub):
