@@ -78,7 +78,7 @@ def connect():
     with _lock:
         _stop_sync(current_app)
         try:
-            moved = link.keep(kept, move_from=store.user_id if store.user_id != user else None)
+            moved = store.guarded(link.keep, kept, store.user_id if store.user_id != user else None)
         except StoreHoldsOthers:
             raise StateConflict(f"This store holds data of user {store.user_id!r} and of {user!r} already, so the "
                                 f"one cannot take the other's: start a new store (another SQLITE_PATH) for {user!r}.",
@@ -100,13 +100,13 @@ def disconnect():
     if hub_from() == "settings":
         raise StateConflict("This device's hub is set by HUB_URL (or MONGO_URI) in its settings, which win: remove "
                             "them from .env or the environment and restart to disconnect.", code="hub_from_settings")
-    link = _link()
+    link, store = _link(), current_app.extensions["store"]
     with _lock:
-        kept = link.kept()
+        kept = store.guarded(link.kept)
         if kept is None:
             raise NotFound("This device is not paired with a hub: there is nothing to disconnect.", code="not_paired")
         _stop_sync(current_app)
-        link.forget()
+        store.guarded(link.forget)
         _start_sync(current_app)  # (none: no hub is in force now)
     return envelope({"hub": kept.url, "hubDeviceId": kept.device_id})
 
@@ -137,7 +137,7 @@ def _check_user(settings: Settings, holds: str, link: HubLink, user: str) -> Non
         raise PairingFailed(409, "user_mismatch",
                             f"The invitation is for user {user!r}, but USER_ID={settings.user_id} is set for this "
                             f"server: ask for an invitation for {settings.user_id!r}, or remove USER_ID and restart.")
-    others = sorted(link.synced_users() - {user})
+    others = sorted(current_app.extensions["store"].guarded(link.synced_users) - {user})
     if others:
         raise PairingFailed(409, "store_holds_another_user",
                             f"This store has synced as user {others[0]!r} and the invitation is for {user!r}: ask "

@@ -46,7 +46,7 @@ def in_force(settings: Settings, store: DatabaseConnector) -> tuple[Settings, st
     if settings.hub_enabled:
         return settings, "settings"
     link = hub_link_for(store)
-    kept = link.kept() if link is not None else None
+    kept = store.guarded(link.kept) if link is not None else None
     if kept is None:
         return settings, None
     return replace(settings, hub_url=kept.url, hub_token=kept.token), "store"

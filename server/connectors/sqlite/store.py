@@ -70,7 +70,7 @@ class SqlConnector(SqlLedgers, SqlHistory, MergingConnector):
         return self.pool.get()
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        return describe(exc, self.path)
+        return describe(exc)  # (no path in what the API answers: only start-up names the file)
 
     def _atomic(self, immediate: bool = False) -> Transaction:
         """A transaction (BEGIN IMMEDIATE when `immediate`): `with store._atomic() as conn`."""
@@ -86,6 +86,16 @@ class SqlConnector(SqlLedgers, SqlHistory, MergingConnector):
         return nullcontext(conn) if conn.in_transaction else self._atomic()
 
     def connect(self) -> None:
+        try:
+            self._open()
+        except self.driver_errors as exc:  # at start-up: the file named, and what to do
+            raise describe(exc, self.path) from exc
+        except StoreUnavailable as exc:  # (translated already by a public method it called)
+            if isinstance(exc.__cause__, self.driver_errors):
+                raise describe(exc.__cause__, self.path) from exc.__cause__
+            raise
+
+    def _open(self) -> None:
         if not self.pool.checked:  # once per file and process: a hub opens a store per user on it
             directory = os.path.dirname(os.path.abspath(self.path))
             try:
