@@ -17,14 +17,12 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m server [--hub]", file=sys.stderr)
         return 2
     as_hub = args == ["--hub"]
-
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
-    for warning in settings.warnings:  # a typo'd setting is said, not silently ignored
-        print(f"warning: {warning}", file=sys.stderr)
+    _warn(settings.warnings)
     from server.api import configure_logging, create_app, create_hub_app
     from server.core.errors import StoreUnavailable
 
@@ -40,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = _listening(app, settings, as_hub)
     except OSError as exc:  # a busy port, an address this machine does not have, no permission
-        print(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}{_what_to_do(exc)}",
-              file=sys.stderr)
+        print(f"error: cannot listen on {settings.host}:{settings.port}: {_what_to_do(exc)}", file=sys.stderr)
         return 3
     # Rounds run in a child process by default, but with SYNC_PROCESS=0 a round's CPU work shares
     # this interpreter with the request threads; a 1 ms switch interval (the default is 5 ms)
@@ -75,14 +72,21 @@ def _listening(app, settings, as_hub: bool):
     return serving.create(app, settings.host, settings.port, app.config["MAX_CONTENT_LENGTH"])
 
 
+def _warn(warnings: tuple[str, ...]) -> None:
+    for warning in warnings:  # a typo'd setting is said, not silently ignored
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def _what_to_do(exc: OSError) -> str:
+    """Why the port cannot be had, and what to set about it."""
     import errno
 
+    why = exc.strerror or str(exc)
     if exc.errno == errno.EADDRINUSE:
-        return "; another program holds that port: stop it, or set PORT to a free one (PORT=8010)"
+        return f"{why}; another program holds that port: stop it, or set PORT to a free one (PORT=8010)"
     if exc.errno == errno.EADDRNOTAVAIL:
-        return "; this machine has no such address: set HOST to one of its own (HOST=127.0.0.1)"
-    return ""
+        return f"{why}; this machine has no such address: set HOST to one of its own (HOST=127.0.0.1)"
+    return why
 
 
 def _stop(signum, frame) -> None:

@@ -47,6 +47,21 @@ def describe(exc: BaseException, path: str | None = None) -> StoreUnavailable:
     return StoreUnavailable(f"{store} failed: {problem or exc.__class__.__name__}{advice}.")
 
 
+def make_folder(directory: str, path: str) -> None:
+    """The store's folder, made if missing; else a sentence naming it, the store and why."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) and exc.filename:
+            why = f"{exc.filename} is a file, not a folder"
+        elif isinstance(exc, (FileExistsError, NotADirectoryError)):
+            why = "a part of that path is a file, not a folder"
+        else:
+            why = (exc.strerror or exc.__class__.__name__).lower()
+        raise StoreUnavailable(f"The folder {directory} for the SQLite store {path} cannot be made ({why}): set "
+                               "SQLITE_PATH to a file in a folder this user may write.") from None
+
+
 class StoreRefused(StoreUnavailable):
     """The store file is not one this code may open: refused before anything touches it."""
 

@@ -14,7 +14,7 @@ from typing import Any
 from server.connectors.shared.merging import MergingConnector
 from server.connectors.sqlite.atomic import Transaction
 from server.connectors.sqlite.atomic import atomic as transaction
-from server.connectors.sqlite.files import check_store_file, describe
+from server.connectors.sqlite.files import check_store_file, describe, make_folder
 from server.connectors.sqlite.history import SqlHistory
 from server.connectors.sqlite.ledgers import SqlLedgers
 from server.connectors.sqlite.pool import SYNCHRONOUS_MODES, Connections
@@ -37,14 +37,6 @@ from server.core.records import CHILD_KINDS, COURSE
 from server.core.sequences import run_after
 
 log = logging.getLogger("server.sync")
-
-
-def _why(exc: OSError) -> str:
-    if isinstance(exc, FileExistsError) and exc.filename:
-        return f"{exc.filename} is a file, not a folder"
-    if isinstance(exc, (FileExistsError, NotADirectoryError)):
-        return "a part of that path is a file, not a folder"
-    return (exc.strerror or exc.__class__.__name__).lower()
 
 
 class SqlConnector(SqlLedgers, SqlHistory, MergingConnector):
@@ -98,12 +90,7 @@ class SqlConnector(SqlLedgers, SqlHistory, MergingConnector):
     def _open(self) -> None:
         if not self.pool.checked:  # once per file and process: a hub opens a store per user on it
             directory = os.path.dirname(os.path.abspath(self.path))
-            try:
-                os.makedirs(directory, exist_ok=True)
-            except OSError as exc:  # (FileExistsError: a file where the folder would be)
-                raise StoreUnavailable(
-                    f"The folder {directory} for the SQLite store {self.path} cannot be made ({_why(exc)}): set "
-                    "SQLITE_PATH to a file in a folder this user may write.") from None
+            make_folder(directory, self.path)
             check_store_file(self.path)  # before the first write (even switching to WAL writes)
             with self._write_lock:
                 self.migrate()
