@@ -84,9 +84,9 @@ def test_a_store_path_whose_folder_cannot_be_made_is_one_line_naming_it(tmp_path
                           timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"error: cannot open the sql store: The folder {tmp_path / 'notes.txt'} for the SQLite store "
-        f"{tmp_path / 'notes.txt' / 'courses.sqlite3'} cannot be made ({tmp_path / 'notes.txt'} is a file, not a "
-        "folder): set SQLITE_PATH to a file in a folder this user may write."]
+        f"error: cannot open the sql store: The SQLite store's folder {tmp_path / 'notes.txt'} cannot be made "
+        f"({tmp_path / 'notes.txt'} is a file, not a folder): set SQLITE_PATH to a file in a folder this user may "
+        f"write. (SQLITE_PATH={tmp_path / 'notes.txt' / 'courses.sqlite3'})"]
 
 
 def test_a_store_path_that_is_a_folder_is_one_line_saying_what_to_do(tmp_path):
@@ -96,8 +96,8 @@ def test_a_store_path_that_is_a_folder_is_one_line_saying_what_to_do(tmp_path):
                           timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"error: cannot open the sql store: The SQLite store {tmp_path / 'store'} failed: the store file cannot be "
-        "opened; make the file and its folder writable by this user, or set SQLITE_PATH to a file elsewhere."]
+        "error: cannot open the sql store: The SQLite store failed: the store file cannot be opened; make the file "
+        f"and its folder writable by this user, or set SQLITE_PATH to a file elsewhere. (SQLITE_PATH={tmp_path / 'store'})"]
 
 
 def sockets_of(pid: int) -> int:

@@ -31,24 +31,22 @@ SQLITE_PROBLEMS = {
 WHERE_THE_FILE_IS = ("SQLITE_READONLY", "SQLITE_CANTOPEN")
 
 
-def describe(exc: BaseException, path: str | None = None) -> StoreUnavailable:
-    """A driver error as the store's failure, named when a person can do something about it
-    (with the file, when given, and what to do where the file's place is the problem)."""
+def describe(exc: BaseException, opening: bool = False) -> StoreUnavailable:
+    """A driver error as the store's failure, named when a person can do something about it;
+    `opening` (start-up): with what to do where the file's place is the problem. No path: the
+    caller that knows the setting names it (api.py, at start-up)."""
     name = getattr(exc, "sqlite_errorname", "")
     problem = next((text for code, text in SQLITE_PROBLEMS.items() if name.startswith(code)), None)
     if problem is None and isinstance(exc, OSError):
         problem = exc.strerror and exc.strerror.lower()
-        if exc.filename:
-            problem = f"{problem} ({exc.filename})"
-    store = f"The SQLite store {path}" if path else "The SQLite store"
     advice = ""
-    if path and (name.startswith(WHERE_THE_FILE_IS) or isinstance(exc, OSError)):
+    if opening and (name.startswith(WHERE_THE_FILE_IS) or isinstance(exc, OSError)):
         advice = "; make the file and its folder writable by this user, or set SQLITE_PATH to a file elsewhere"
-    return StoreUnavailable(f"{store} failed: {problem or exc.__class__.__name__}{advice}.")
+    return StoreUnavailable(f"The SQLite store failed: {problem or exc.__class__.__name__}{advice}.")
 
 
-def make_folder(directory: str, path: str) -> None:
-    """The store's folder, made if missing; else a sentence naming it, the store and why."""
+def make_folder(directory: str) -> None:
+    """The store's folder, made if missing; else a sentence naming it and why."""
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:
@@ -58,8 +56,8 @@ def make_folder(directory: str, path: str) -> None:
             why = "a part of that path is a file, not a folder"
         else:
             why = (exc.strerror or exc.__class__.__name__).lower()
-        raise StoreUnavailable(f"The folder {directory} for the SQLite store {path} cannot be made ({why}): set "
-                               "SQLITE_PATH to a file in a folder this user may write.") from None
+        raise StoreUnavailable(f"The SQLite store's folder {directory} cannot be made ({why}): set SQLITE_PATH to "
+                               "a file in a folder this user may write.") from None
 
 
 class StoreRefused(StoreUnavailable):

@@ -80,17 +80,17 @@ class SqlConnector(SqlLedgers, SqlHistory, MergingConnector):
     def connect(self) -> None:
         try:
             self._open()
-        except self.driver_errors as exc:  # at start-up: the file named, and what to do
-            raise describe(exc, self.path) from exc
+        except self.driver_errors as exc:  # at start-up: what to do
+            raise describe(exc, opening=True) from exc
         except StoreUnavailable as exc:  # (translated already by a public method it called)
             if isinstance(exc.__cause__, self.driver_errors):
-                raise describe(exc.__cause__, self.path) from exc.__cause__
+                raise describe(exc.__cause__, opening=True) from exc.__cause__
             raise
 
     def _open(self) -> None:
         if not self.pool.checked:  # once per file and process: a hub opens a store per user on it
             directory = os.path.dirname(os.path.abspath(self.path))
-            make_folder(directory, self.path)
+            make_folder(directory)
             check_store_file(self.path)  # before the first write (even switching to WAL writes)
             with self._write_lock:
                 self.migrate()
