@@ -72,7 +72,7 @@ def connect():
     invitation = hub_settings.parse_invitation(body["invitation"])
     paired = hub_settings.exchange(invitation, settings.hub_timeout_ms)
     user = paired["userId"]
-    _check_user(settings, store.user_id, link, user)
+    _check_user(settings, link, user)
     hub_settings.check_token(invitation, paired, settings.hub_timeout_ms)
     kept = hub_settings.kept_hub(invitation, paired, iso_now())
     with _lock:
@@ -131,7 +131,7 @@ def _link() -> HubLink:
     return link
 
 
-def _check_user(settings: Settings, holds: str, link: HubLink, user: str) -> None:
+def _check_user(settings: Settings, link: HubLink, user: str) -> None:
     """Refuse an invitation for a user this store cannot become (nothing kept, the code still good)."""
     if settings.user_id and settings.user_id != user:
         raise PairingFailed(409, "user_mismatch",

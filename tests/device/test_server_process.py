@@ -97,7 +97,8 @@ def test_a_store_path_that_is_a_folder_is_one_line_saying_what_to_do(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: cannot open the sql store: The SQLite store failed: the store file cannot be opened; make the file "
-        f"and its folder writable by this user, or set SQLITE_PATH to a file elsewhere. (SQLITE_PATH={tmp_path / 'store'})"]
+        "and its folder writable by this user, or set SQLITE_PATH to a file elsewhere. "
+        f"(SQLITE_PATH={tmp_path / 'store'})"]
 
 
 def sockets_of(pid: int) -> int:
