@@ -11,8 +11,20 @@ B_PORT=${DEMO_B_PORT:-8002}
 mkdir -p "$DIR"
 unset MONGO_URI DB_CONNECTOR HUB_URL HUB_TOKEN
 
-token() {  # a new device of the demo learner; the token is the last line the command prints
-  SQLITE_PATH="$DIR/hub.sqlite3" "$BIN/flask" --app server.api hub add-device learner --name "$1" | tail -n 1
+for port in "$HUB_PORT" "$A_PORT" "$B_PORT"; do  # an earlier demo still running, or another server
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "make demo: port $port is taken (an earlier demo still running?): stop it, or choose other ports" \
+      "with DEMO_HUB_PORT, DEMO_A_PORT and DEMO_B_PORT" >&2
+    exit 1
+  fi
+done
+
+token() {  # the demo learner's device NAME: its token, made once and kept beside its store
+  if [ ! -s "$DIR/$1.token" ]; then
+    SQLITE_PATH="$DIR/hub.sqlite3" "$BIN/flask" --app server.api hub add-device learner --name "$1" \
+      | tail -n 1 > "$DIR/$1.token"
+  fi
+  cat "$DIR/$1.token"
 }
 TOKEN_A=$(token laptop)
 TOKEN_B=$(token phone)
@@ -32,13 +44,18 @@ device() {  # name port token
 device laptop "$A_PORT" "$TOKEN_A"
 device phone "$B_PORT" "$TOKEN_B"
 
-api() {  # method port path [json body]
-  curl -sf -X "$1" "http://127.0.0.1:$2/api/v1$3" -H 'Content-Type: application/json' ${4:+-d "$4"}
+api() {  # method port path [json body]; an error answer is printed whole
+  curl -sS --fail-with-body -X "$1" "http://127.0.0.1:$2/api/v1$3" -H 'Content-Type: application/json' ${4:+-d "$4"}
 }
 up "$A_PORT"
 up "$B_PORT"
 echo "hub on :$HUB_PORT, laptop on :$A_PORT, phone on :$B_PORT"
-api POST "$A_PORT" /courses '{"id": "demo", "title": "Made on the laptop", "source": "https://ocw.mit.edu"}' >/dev/null
+# The demo course is made on the first run, and edited on every later one (the stores are kept).
+if curl -sf "http://127.0.0.1:$A_PORT/api/v1/courses/demo" >/dev/null; then
+  api PATCH "$A_PORT" /courses/demo "{\"notes\": \"edited on the laptop at $(date +%T)\"}" >/dev/null
+else
+  api POST "$A_PORT" /courses '{"id": "demo", "title": "Made on the laptop", "source": "https://ocw.mit.edu"}' >/dev/null
+fi
 api POST "$A_PORT" /sync '{}' >/dev/null
 api POST "$B_PORT" /sync '{}' >/dev/null
 echo "the phone now has: $(api GET "$B_PORT" /courses/demo)"

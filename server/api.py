@@ -14,6 +14,7 @@ from flask import Flask
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
 from server.core.config import Settings, load_settings
+from server.core.errors import StoreUnavailable
 from server.device import app as device_app
 from server.sync.hub import Hub
 from server.web.cli import InApp
@@ -54,7 +55,12 @@ def create_hub_app(settings: Settings | None = None, *, store: DatabaseConnector
 def _connected_store(settings: Settings) -> DatabaseConnector:
     """The store DB_CONNECTOR names, connected, and closed when the process exits."""
     store = get_db_connector(settings.db_connector, settings)
-    store.connect()
+    try:
+        store.connect()
+    except StoreUnavailable as exc:  # at start-up, the file is named (the store's own errors name none)
+        if settings.db_connector != "sql" or settings.sqlite_path in exc.message:
+            raise
+        raise StoreUnavailable(f"{exc.message} (SQLITE_PATH={settings.sqlite_path})") from exc
     atexit.register(store.close)
     return store
 

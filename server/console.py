@@ -4,6 +4,7 @@ of it each under their own name. `coursesync COMMAND --help` says more of each."
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 from types import ModuleType
@@ -91,6 +92,8 @@ def _serve(as_hub: bool) -> int:
     except ConfigError as exc:
         click.echo(f"error: bad setting: {exc}", err=True)
         return 2
+    for warning in settings.warnings:  # a typo'd setting is said, not silently ignored
+        click.echo(f"warning: {warning}", err=True)
     from server.api import configure_logging, create_app, create_hub_app
     from server.core.errors import StoreUnavailable
 
@@ -105,7 +108,7 @@ def _serve(as_hub: bool) -> int:
     try:
         server = role.listening(app, settings)
     except OSError as exc:  # a busy port, an address this machine does not have, no permission
-        click.echo(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", err=True)
+        click.echo(f"error: cannot listen on {settings.host}:{settings.port}: {_what_to_do(exc)}", err=True)
         return 3
     # Rounds run in a child process by default, but with SYNC_PROCESS=0 a round's CPU work shares
     # this interpreter with the request threads; a 1 ms switch interval (the default is 5 ms)
@@ -120,6 +123,16 @@ def _serve(as_hub: bool) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _what_to_do(exc: OSError) -> str:
+    """Why the port cannot be had, and what to set about it."""
+    why = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        return f"{why}; another program holds that port: stop it, or set PORT to a free one (PORT=8010)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{why}; this machine has no such address: set HOST to one of its own (HOST=127.0.0.1)"
+    return why
 
 
 def _role(as_hub: bool) -> ModuleType:

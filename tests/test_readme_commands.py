@@ -20,7 +20,7 @@ from tests.procs import ROOT, free_port, stop_process
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 README = "\n".join(page.read_text() for page in PAGES)  # all of it, as one text
-ALLOWED = ("make", "curl", "export", "cd")
+ALLOWED = ("make", "curl", "export", "cd", "kill")
 
 
 def shell_lines() -> list[str]:
@@ -151,3 +151,17 @@ def test_make_demo_as_printed(clone):
     done = run(clone, "make --no-print-directory demo", **env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Made on the laptop" in done.stdout
+
+
+def test_the_by_hand_hub_block_runs_as_pasted(clone):
+    """docs/hub-operator.md's block, pasted whole into bash in a fresh clone (on free ports): the
+    phone serves the course made on the laptop, and the block stops its servers."""
+    page = (ROOT / "docs" / "hub-operator.md").read_text()
+    block = re.search(r"### By hand, on one machine\n.*?```sh\n(.*?)```", page, re.S).group(1)
+    for port in ("8100", "8001", "8002"):
+        block = block.replace(port, str(free_port()))
+    stop_on_failure = "trap 'kill $(jobs -p) 2>/dev/null' EXIT\n"  # the block stops them when it gets that far
+    done = run(clone, f"bash -e -c {shlex.quote(stop_on_failure + block)}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    phone = json.loads(done.stdout[done.stdout.rindex('{"data":[') :])
+    assert "Mine" in [course["title"] for course in phone["data"]]

@@ -4,10 +4,12 @@ folders that knows which backends exist (a test checks)."""
 from __future__ import annotations
 
 from server.connectors.base import DatabaseConnector, StoreWatcher
+from server.connectors.hub_link import HubLink
 from server.connectors.mongo.registry import MongoRegistry
 from server.connectors.mongo.store import MongoConnector
 from server.connectors.mongo.watcher import MongoWatcher
 from server.connectors.registry import DeviceRegistry
+from server.connectors.sqlite.hub_link import SqlHubLink
 from server.connectors.sqlite.registry import SqlRegistry
 from server.connectors.sqlite.store import SqlConnector
 from server.connectors.sqlite.watcher import SqlWatcher
@@ -62,3 +64,9 @@ def watcher_for(store: DatabaseConnector) -> StoreWatcher:
     if isinstance(store, MongoConnector):
         return MongoWatcher(store.db)
     raise TypeError(f"not a hub store: {type(store).__name__}")
+
+
+def hub_link_for(store: DatabaseConnector) -> HubLink | None:
+    """Where this (connected) device store keeps the hub it was paired with; None for a store
+    that keeps none (DB_CONNECTOR=mongo writes to the hub itself)."""
+    return SqlHubLink(store) if isinstance(store, SqlConnector) else None

@@ -20,6 +20,7 @@ from typing import Any
 from server.core.times import iso_now
 
 TOKEN_PREFIX = "csh_"
+CODE_PREFIX = "csi_"  # a pairing code (`hub invite`): exchanged once for a token (hub/pairing.py)
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,23 @@ class Device:
                 "createdAt": self.created_at, "revokedAt": self.revoked_at}
 
 
+@dataclass(frozen=True)
+class Invitation:
+    """What the hub keeps of an invitation (never its code: only the code's SHA-256): until
+    when its code may be exchanged (epoch seconds), when it last was, and when the token it gave
+    was first used by a sync call (after that the code is spent)."""
+    device_id: str
+    expires_at: float
+    exchanged_at: float | None = None
+    used_at: float | None = None
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 CLAIM_ATTEMPTS = 8  # a MongoDB claim that gave way to others made at once tries again so often
@@ -56,12 +72,38 @@ class DeviceRegistry(ABC):
     def add(self, user_id: str, name: str) -> tuple[Device, str]:
         """A new device of `user_id`, and its token (returned here only)."""
         device = Device(f"hd_{secrets.token_hex(6)}", user_id, name, iso_now())
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = new_token()
         self._insert(device, token_hash(token))
         return device, token
 
     @abstractmethod
     def _insert(self, device: Device, hashed: str) -> None: ...
+
+    def invite(self, user_id: str, name: str, expires_at: float) -> tuple[Device, str]:
+        """A new device of `user_id` in state invited, and its pairing code (returned here only).
+        It has no token until the code is exchanged: its token hash is that of a secret nobody holds."""
+        device = Device(f"hd_{secrets.token_hex(6)}", user_id, name, iso_now())
+        code = CODE_PREFIX + secrets.token_urlsafe(24)
+        self._insert_invited(device, token_hash(secrets.token_urlsafe(32)), token_hash(code), expires_at)
+        return device, code
+
+    @abstractmethod
+    def _insert_invited(self, device: Device, hashed: str, code_hashed: str, expires_at: float) -> None: ...
+
+    @abstractmethod
+    def exchange(self, code: str, now: float) -> tuple[str, Device | None, str | None]:
+        """Exchange a pairing code for a new token of its device, replacing any token an earlier
+        exchange gave: ("paired", device, token); or ("unknown" | "revoked" | "used" | "expired",
+        device or None, None) with nothing written. "used": the token was used by a sync call."""
+
+    @abstractmethod
+    def note_used(self, device_id: str, now: float) -> None:
+        """The device's token was used by a sync call: its invitation's code is spent. Writes only
+        for a device whose code was exchanged and not yet marked."""
+
+    @abstractmethod
+    def invitations(self, user_id: str | None = None) -> dict[str, Invitation]:
+        """device id -> its invitation, for the devices (of `user_id`) made by `invite`."""
 
     @abstractmethod
     def find(self, token: str) -> Device | None:

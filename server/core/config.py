@@ -3,8 +3,9 @@ reading those two; a bad value raises ConfigError naming the setting."""
 
 from __future__ import annotations
 
+import difflib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,6 +63,7 @@ class Settings:
     hub_url: str | None = None  # a hub server (`python -m server --hub`), instead of MONGO_URI
     hub_token: str | None = None
     hub_metrics_token: str | None = None
+    hub_public_url: str | None = None  # where devices reach this hub, for its invitations (`hub invite`)
     # A hub server's quotas per device (see hub_routes): going over answers 429.
     hub_max_origins: int = 16
     hub_max_quarantined: int = 1000
@@ -76,6 +78,9 @@ class Settings:
     hub_body_min_bytes_per_second: int = 8192
     hub_body_grace_seconds: float = 10.0
     hub_max_connections: int = 10_000
+    # One line per name that looks like a setting and is none (a typo in .env or the environment),
+    # for the server to print at start-up: the setting is not silently ignored.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def hub_address(self) -> str:
@@ -143,7 +148,21 @@ def _hub_url(name: str, raw: str) -> str:
         raise ConfigError(f"{name} must be https://host[:port][/path] with no password, got {raw!r}")
     if parts.scheme == "http" and not (host in LOOPBACK_HOSTS or host.startswith("127.")):
         raise ConfigError(f"{name} must be https:// unless the hub is on this machine (loopback), got {raw!r}")
-    return raw.rstrip("/")
+    return without_protocol_path(raw)
+
+
+# What a person may paste after a hub's address: the protocol's own path (the hub's start-up line
+# prints it) or the API's. Either names the same hub, whose address is what comes before.
+PROTOCOL_PATHS = ("/hub/v1", "/api/v1")
+
+
+def without_protocol_path(url: str) -> str:
+    """A hub's address as given, less a trailing slash and a trailing /hub/v1 or /api/v1."""
+    url = url.rstrip("/")
+    for path in PROTOCOL_PATHS:
+        if url.endswith(path):
+            return url[: -len(path)].rstrip("/")
+    return url
 
 
 def _database(name: str, raw: str) -> str:
@@ -249,6 +268,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", "log_level", _log_level, "`INFO`", "`DEBUG`, `INFO`, `WARNING`, `ERROR`"),
     Setting("HUB_METRICS_TOKEN", "hub_metrics_token", _token, "unset",
             "a hub server: the bearer token a Prometheus scrape of its `/metrics` brings; unset, it serves none"),
+    Setting("HUB_PUBLIC_URL", "hub_public_url", _hub_url, "http://`HOST`:`PORT` when that is loopback",
+            "a hub server: the address devices reach it at, written into its invitations (`hub invite`); "
+            "`https://` unless on loopback"),
     Setting("HUB_MAX_ORIGINS", "hub_max_origins", _integer(1, 100_000), "`16`",
             "a hub server: origins one device may own (its first, its heal origin, and one per restored or moved "
             "store) and bring in by relay"),
@@ -292,14 +314,17 @@ def settings_table() -> str:
 
 def load_settings(env: dict[str, str] | None = None, dotenv_path: str | None = ".env") -> Settings:
     """Settings from `env` (default: os.environ over the values of `.env`)."""
+    file_keys: list[str] = []
     if env is None:
         env = {}
         if dotenv_path and os.path.exists(dotenv_path):
             from dotenv import dotenv_values
 
-            env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+            from_file = dotenv_values(dotenv_path)
+            file_keys = list(from_file)
+            env.update({k: v for k, v in from_file.items() if v is not None})
         env.update(os.environ)
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"warnings": unknown_settings(file_keys, env, dotenv_path or ".env")}
     for setting in SETTINGS:
         raw = (env.get(setting.name) or "").strip()
         if raw:
@@ -311,3 +336,30 @@ def load_settings(env: dict[str, str] | None = None, dotenv_path: str | None = "
     if bool(values.get("hub_url")) != bool(values.get("hub_token")):
         raise ConfigError("HUB_URL and HUB_TOKEN go together: set both or neither")
     return Settings(**values)
+
+
+def unknown_settings(file_keys: list[str], env: dict[str, str], dotenv_path: str) -> tuple[str, ...]:
+    """A warning for every name in the .env file that is not a setting, and for every name in the
+    environment that is one letter or so away from a setting (other programs' variables are none
+    of ours), each with the nearest setting when there is one."""
+    names = [s.name for s in SETTINGS]
+    found = []
+    for key in file_keys:
+        if key not in names:
+            found.append(_unknown(key, f"in {dotenv_path}", names, 0.6))
+    for key in env:
+        if key not in names and key not in file_keys and _near(key, names, 0.85):
+            found.append(_unknown(key, "in the environment", names, 0.85))
+    return tuple(found)
+
+
+def _near(key: str, names: list[str], cutoff: float) -> str | None:
+    close = difflib.get_close_matches(key.upper(), names, n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def _unknown(key: str, where: str, names: list[str], cutoff: float) -> str:
+    near = _near(key, names, cutoff)
+    hint = f"did you mean {near}?" if near else "docs/settings.md lists the settings"
+    return f"{key} ({where}): not a setting, ignored; {hint}"
+

@@ -12,7 +12,7 @@ from flask import Flask, Response, request
 
 from server.connectors.base import DatabaseConnector
 from server.core.config import Settings
-from server.device import commands, metrics, page, routes, sync_routes
+from server.device import commands, metrics, page, pairing, routes, sync_routes
 from server.sync.hub import Hub
 from server.sync.service import SyncService
 from server.sync.wiring import build_sync, start_worker
@@ -27,30 +27,36 @@ def create_app(settings: Settings, store: DatabaseConnector, *, hub: Callable[[]
     """The device app on `store`. `hub` opens a connected hub in this process (otherwise the
     settings' hub, opened where rounds run); `start_sync=False` keeps the background worker
     from starting; `sync_wait_seconds`, how long POST /api/v1/sync waits for a running round."""
+    given = settings
+    settings, hub_from = pairing.settings_in_force(given, store)  # a hub kept by pairing, unless set
     app = Flask("server.api")  # the name Flask's own log lines have always carried
     app.testing = testing
-    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SYNC_WAIT_SECONDS=sync_wait_seconds,
-                      PUBLIC_PATHS=page.PUBLIC_PATHS)
+    app.config.update(SETTINGS=settings, HUB_FROM=hub_from, MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+                      SYNC_WAIT_SECONDS=sync_wait_seconds, PUBLIC_PATHS=page.PUBLIC_PATHS)
     app.extensions["store"] = store
     service = build_sync(settings, store, hub=hub, start=start_sync)
     if service is not None:
         app.extensions["sync"] = service
-        if settings.sync_push_on_write:
-            app.after_request(push_on_write(service))
-    app.extensions["operations"] = [*routes.OPERATIONS, *sync_routes.OPERATIONS]
+    if settings.sync_push_on_write:
+        app.after_request(push_on_write(app))
+    app.extensions["operations"] = [*routes.OPERATIONS, *sync_routes.OPERATIONS, *pairing.OPERATIONS]
     http.install(app)
     app.register_blueprint(routes.bp)
     app.register_blueprint(sync_routes.bp)
     app.register_blueprint(page.bp)
+    pairing.install(app, given)
     metrics.install(app, store, service)
     commands.install(app)
     return app
 
 
-def push_on_write(service: SyncService) -> Callable[[Response], Response]:
-    """After a write the API answered with success, ask the sync service to push it soon."""
+def push_on_write(app: Flask) -> Callable[[Response], Response]:
+    """After a write the API answered with success, ask the sync service (the one there is now:
+    pairing starts one in the running app) to push it soon."""
     def after(resp: Response) -> Response:
-        if resp.status_code < 300 and request.method in WRITES and request.path != "/api/v1/sync":
+        service: SyncService | None = app.extensions.get("sync")
+        if service is not None and resp.status_code < 300 and request.method in WRITES \
+                and request.path != "/api/v1/sync":
             service.nudge()
         return resp
     return after

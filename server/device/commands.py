@@ -69,7 +69,8 @@ def sync_once() -> None:
 @sync_cli.command("status")
 def sync_status_command() -> None:
     """Print the sync status as JSON (the same shape as GET /api/v1/sync/status, sync on or off)."""
-    click.echo(json.dumps(sync_status(current_app.extensions["store"], current_app.extensions.get("sync")), indent=2))
+    status = sync_status(current_app.extensions["store"], current_app.extensions.get("sync"))
+    click.echo(json.dumps({**status, "hubFrom": current_app.config.get("HUB_FROM")}, indent=2))
 
 
 def install(app: Flask) -> None:

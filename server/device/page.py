@@ -57,7 +57,7 @@ def panel():
 
 def _panel_html() -> str:
     store = current_app.extensions["store"]
-    status = sync_status(store, current_app.extensions.get("sync"))
+    status = {**sync_status(store, current_app.extensions.get("sync")), "hubFrom": current_app.config.get("HUB_FROM")}
     now = time.time()
     listed = store.list_conflicts(CONFLICTS_SHOWN)
     names = store.conflict_names(listed) if listed else {}
@@ -121,11 +121,10 @@ def _words(s: dict[str, Any], now: float) -> dict[str, Any]:
         return {"tone": "off", "headline": "Sync is off",
                 "detail": "Everything you do is kept on this device, and nothing is sent anywhere. To share it "
                           "with your other devices:",
-                "steps": ["Ask whoever runs your hub for this device's address and token (they make one with "
-                          "“hub add-device”).",
-                          "Write them in the file named .env beside this server, as two lines: "
-                          "HUB_URL=the address and HUB_TOKEN=the token.",
-                          "Restart this server. This page then says when your devices agree."]}
+                "steps": ["Ask whoever runs your hub for an invitation for this device (they make one with "
+                          "“hub invite”): one line starting with coursesync://.",
+                          "Paste it under “Connect to a hub” below and press Connect.",
+                          "That is all: no restart. This page then says when your devices agree."]}
     if s["state"] == "running":
         return {"tone": "busy", "headline": "Syncing now…", "detail": f"{pending} of your changes waiting to go."}
     code = (s.get("lastRound") or {}).get("errorCode") or ""

@@ -23,7 +23,9 @@ def _service() -> SyncService | None:
 
 @route(Operation("get", "/sync/status", "syncStatus", "Sync state", {"200": ("SyncStatus", "Status", False)}))
 def status():
-    return envelope(sync_status(current_app.extensions["store"], _service()))
+    # hubFrom: where the hub in force comes from, "settings" (they win), "store" (a pairing) or null.
+    return envelope({**sync_status(current_app.extensions["store"], _service()),
+                     "hubFrom": current_app.config.get("HUB_FROM")})
 
 
 @route(Operation("post", "/sync", "syncNow", "Run one sync round now", {"200": ("SyncReport", "The round", False)},

@@ -12,6 +12,7 @@ from flask.cli import AppGroup
 
 from server.core.records import is_id
 from server.core.times import iso_from_seconds
+from server.hub.pairing import invite_command, state_of
 
 hub_cli = AppGroup("hub", help="Manage the devices that may sync through this hub (run against the hub's store).")
 
@@ -37,7 +38,8 @@ def hub_add_device(user_id: str, name: str) -> None:
 @hub_cli.command("list-devices")
 @click.argument("user_id", required=False)
 def hub_list_devices(user_id: str | None) -> None:
-    """The hub's devices (of USER_ID), oldest first, as JSON lines, with what each holds of its
+    """The hub's devices (of USER_ID), oldest first, as JSON lines, each with its name, deviceId,
+    state (invited, paired, revoked or expired: an invitation not used in time) and what it holds of its
     quotas (origins of its own and brought in by relay, against HUB_MAX_ORIGINS); tokens are
     never shown."""
     from server.connectors.registry import RELAYED
@@ -45,6 +47,7 @@ def hub_list_devices(user_id: str | None) -> None:
     registry = _registry()
     limit = current_app.config["SETTINGS"].hub_max_origins
     positions = {}
+    invitations, now = registry.invitations(user_id), time.time()
     for device in registry.devices(user_id):
         if device.user_id not in positions:
             positions[device.user_id] = registry.positions(device.user_id)
@@ -53,7 +56,8 @@ def hub_list_devices(user_id: str | None) -> None:
                   "relayedOriginsAllowed": 4 * limit}
         at = positions[device.user_id].get(device.device_id)
         position = None if at is None else {"pulled": at.pulled, "seenAt": iso_from_seconds(at.seen_at)}
-        click.echo(json.dumps({**device.as_dict(), "quotas": quotas, "position": position}))
+        click.echo(json.dumps({**device.as_dict(), "state": state_of(device, invitations.get(device.device_id), now),
+                               "quotas": quotas, "position": position}))
 
 
 @hub_cli.command("history")
@@ -126,12 +130,15 @@ def hub_purge(device_id: str) -> None:
 @hub_cli.command("revoke")
 @click.argument("token_or_device")
 def hub_revoke(token_or_device: str) -> None:
-    """Revoke a device by its token or its device id: it is refused at once."""
+    """Revoke a device by its token or its device id (an invitation too): it is refused at once."""
     revoked = _registry().revoke(token_or_device)
     if not revoked:
         raise click.ClickException("no device with that token or id, or it is revoked already")
     for device in revoked:
         click.echo(f"revoked {device.device_id} of {device.user_id}")
+
+
+hub_cli.add_command(invite_command)
 
 
 def install(app: Flask) -> None:

@@ -15,13 +15,19 @@ REFUSAL_CODE = {"type": "string", "description": "what code reads: " + "; ".join
 ORIGIN = {"type": "string", "minLength": 1, "maxLength": 128}
 SEQ = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
 HUB_SCHEMAS = {
+    "HubPairRequest": {"type": "object", "additionalProperties": False, "required": ["code"], "properties": {
+        "code": {"type": "string", "pattern": "^csi_", "maxLength": 200,
+                 "description": "the pairing code: the fragment of an invitation (`hub invite`)"}}},
+    "HubPaired": {"type": "object", "required": ["userId", "deviceId", "token"], "properties": {
+        "userId": {"type": "string"}, "deviceId": {"type": "string"},
+        "token": {"type": "string", "description": "the device's token, replacing any an earlier exchange gave"}}},
     "HubEpoch": {"type": "object", "required": ["epoch", "userId", "deviceId"],
                  "properties": {"epoch": {"type": "string"}, "userId": {"type": "string"},
                                 "deviceId": {"type": "string", "description": "the token's device"},
                                 "features": {"type": "array", "items": {"type": "string"},
                                              "description": "calls beyond the first protocol: shortfall, relay, "
                                                             "resume, wait, snapshot, heal, healLog (a heal's logAs, "
-                                                            "and a relay's owned)"}}},
+                                                            "and a relay's owned), pair"}}},
     "HubWaitRequest": {"type": "object", "additionalProperties": False, "properties": {
         "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
         "excludeOrigin": {**ORIGIN, "nullable": True, "description": "this device's own origin: its changes are "

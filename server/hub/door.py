@@ -19,7 +19,8 @@ KNOWN_SECONDS = 30.0  # a token found (or not) is not looked up again for this l
 UNKNOWN_SECONDS = 5.0
 MAX_REMEMBERED = 100_000
 # Paths served without a device's token: health, the protocol's document, and /metrics (its own).
-PUBLIC = frozenset(("/api/v1/health", "/hub/v1/openapi.json", "/metrics"))
+# And the door for an invitation's code (hub/pairing.py), which a device calls before it has a token.
+PUBLIC = frozenset(("/api/v1/health", "/hub/v1/openapi.json", "/metrics", "/hub/v1/pair"))
 
 
 class Refused(Exception):

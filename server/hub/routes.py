@@ -24,6 +24,8 @@ from server.hub.bodies import MAX_BATCH, cursor_of, json_object, only_keys, orig
 from server.hub.document import build_hub_document
 from server.hub.fair import in_turns
 from server.hub.limits import MAX_IN_FLIGHT
+from server.hub.pairing import OPERATIONS as PAIRING_OPERATIONS
+from server.hub.pairing import note_first_use
 from server.web.http import bearer_token, cached_document, declaring, envelope, health_answer
 from server.web.openapi import Operation
 
@@ -42,7 +44,8 @@ route = declaring(bp, OPERATIONS)
 # device's log still holds).
 # "healLog" (a heal's logAs: what it changed is logged under the healer's heal origin; a relay
 # answers `owned` for origins another device gives back itself).
-FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal", "healLog")
+# "pair" (POST /pair: an invitation's code traded for a token, hub/pairing.py).
+FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal", "healLog", "pair")
 WAIT_SECONDS, MAX_WAIT_SECONDS = 25, 60
 
 
@@ -73,6 +76,8 @@ def authenticate() -> None:
                               code="too_many_requests", detail={"limit": MAX_IN_FLIGHT})
     g.in_flight = device.device_id
     g.device = device
+    if request.endpoint != "hub.hubEpoch":  # (a pairing device checks its new token with the epoch)
+        note_first_use(device)  # an invitation's code is spent once its token syncs
     g.hub_store = current_app.extensions["hub_stores"].for_user(device.user_id)
 
 
@@ -362,6 +367,6 @@ def _not_yours(origin: str) -> None:
 @route(Operation("get", "/openapi.json", "hubOpenapi", "This document", {"200": ({"type": "object"}, "OpenAPI", False)},
                  public=True, enveloped=False))
 def hub_openapi():
-    return cached_document("hub_openapi", lambda: build_hub_document(OPERATIONS))
+    return cached_document("hub_openapi", lambda: build_hub_document(OPERATIONS + PAIRING_OPERATIONS))
 
 

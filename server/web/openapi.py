@@ -36,6 +36,7 @@ MESSAGES = {
     412: "If-Match did not match; the body carries the current record",
     413: "The body is larger than 1 MiB",
     415: "The body is not application/json",
+    502: "The hub named by an invitation cannot be reached, is not a coursesync hub, or failed the TLS check",
     503: "The store (or the hub) is unavailable",
 }
 
@@ -140,6 +141,7 @@ HUB_MESSAGES = {
     403: "Another device owns an origin of this batch, or a relay's: nothing was written",
     413: "The body is larger than 8 MiB, as sent or inflated",
     429: "This device is over one of its quotas (requests at once, refusals a minute, origins): see Retry-After",
+    410: "The invitation was used, revoked or expired: ask for a new one",
 }
 
 
@@ -269,6 +271,9 @@ DEVICE_SCHEMAS: dict[str, Any] = {
                      "properties": {"action": {"type": "string", "enum": ["restored", "dismissed", "superseded"]},
                                     "at": TIMESTAMP, "edit": {"type": "object", "nullable": True}}}}},
     "SyncRequest": {"type": "object", "additionalProperties": False, "properties": {}},
+    "HubInvitation": {"type": "object", "additionalProperties": False, "required": ["invitation"], "properties": {
+        "invitation": {"type": "string", "maxLength": 2000,
+                       "description": "as `hub invite` printed it: coursesync://host[:port][/path]#csi_..."}}},
     "Quarantined": {"type": "object", "required": ["id", "origin", "seq", "reason", "receivedAt", "change"],
                     "properties": {"id": {"type": "string"}, "origin": {"type": "string", "nullable": True},
                                    "seq": {"type": "integer", "nullable": True}, "reason": {"type": "string"},

@@ -479,12 +479,17 @@ def test_a_store_path_sqlite_cannot_open_says_so(tmp_path):
     path = tmp_path / "store"
     path.mkdir()
     conn = get_db_connector("sql", Settings(), path=str(path))
-    with pytest.raises(StoreUnavailable, match=r"^The SQLite store failed: the store file cannot be opened\.$"):
+    # What to do about its place (the path is named by whoever knows the setting: start-up).
+    with pytest.raises(StoreUnavailable, match=r"^The SQLite store failed: the store file cannot be opened; "
+                                                "make the file and its folder writable by this user, or set "
+                                                r"SQLITE_PATH to a file elsewhere\.$"):
         conn.connect()
 
 
 def test_a_store_path_under_a_file_is_unavailable_not_an_os_error(tmp_path):
     (tmp_path / "file").write_text("x")
     conn = get_db_connector("sql", Settings(), path=str(tmp_path / "file" / "store.sqlite3"))
-    with pytest.raises(StoreUnavailable, match=r"^The SQLite store failed: (not a directory|file exists)\.$"):
+    with pytest.raises(StoreUnavailable, match=rf"^The SQLite store's folder {tmp_path / 'file'} cannot be made "
+                                                r"\(.* is a file, not a folder\): set SQLITE_PATH to a file in a "
+                                                r"folder this user may write\.$"):
         conn.connect()

@@ -243,7 +243,8 @@ def test_an_unwritable_path_is_a_store_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     store = SqlConnector(str(blocker / "db.sqlite3"))
-    with pytest.raises(StoreUnavailable, match=r"^The SQLite store failed: (not a directory|file exists)\.$"):
+    with pytest.raises(StoreUnavailable, match=rf"^The SQLite store's folder {blocker} cannot be made "
+                                                r"\(.* is a file, not a folder\): set SQLITE_PATH to "):
         store.connect()
     assert store.ping() is False
 

@@ -90,11 +90,11 @@ def test_the_settings_page_lists_exactly_the_settings_the_server_reads():
     from server.core.config import SETTINGS, Settings, settings_table
 
     assert settings_table() in (ROOT / "docs" / "settings.md").read_text()
-    assert {s.attr for s in SETTINGS} == set(Settings.__dataclass_fields__)
+    assert {s.attr for s in SETTINGS} == set(Settings.__dataclass_fields__) - {"warnings"}
     literal = [(s, s.default.strip("`")) for s in SETTINGS if s.default.startswith("`")]
     described = {s.name for s in SETTINGS if not s.default.startswith("`")}
     assert described == {"MONGO_URI", "USER_ID", "DEVICE_ID", "CORS_ORIGINS", "API_TOKEN", "HUB_URL", "HUB_TOKEN",
-                         "HUB_METRICS_TOKEN"}
+                         "HUB_METRICS_TOKEN", "HUB_PUBLIC_URL"}
     for setting, text in literal:  # a default the page spells out is the default the server uses
         assert setting.parse(setting.name, text) == getattr(Settings(), setting.attr), setting.name
 
@@ -121,3 +121,45 @@ def test_a_hub_on_loopback_may_use_plain_http():
     for url in ("http://127.0.0.1:8100", "http://localhost:8100/", "http://[::1]:8100", "https://hub.example.org/x"):
         settings = load_settings({"HUB_URL": url, "HUB_TOKEN": "t" * 20})
         assert settings.hub_enabled and settings.hub_url == url.rstrip("/") and settings.hub_address == settings.hub_url
+
+
+def test_a_hub_address_with_the_protocol_path_on_it_is_understood():
+    """The hub's start-up line prints http://host:port/hub/v1; pasted as HUB_URL it names the hub."""
+    for url in ("http://127.0.0.1:8100/hub/v1", "http://127.0.0.1:8100/hub/v1/", "http://127.0.0.1:8100/api/v1"):
+        assert load_settings({"HUB_URL": url, "HUB_TOKEN": "t" * 20}).hub_url == "http://127.0.0.1:8100"
+    deep = load_settings({"HUB_URL": "https://example.org/sync/hub/v1", "HUB_TOKEN": "t" * 20})
+    assert deep.hub_url == "https://example.org/sync"
+
+
+def test_a_name_in_the_env_file_that_is_not_a_setting_is_named_with_the_nearest_one(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("PROT=8010\nSYNC_INTERVAL_SECOND=5\nport=\nPORT=8011\nCOLOUR=blue\n")
+    settings = load_settings(dotenv_path=str(env_file))
+    where = f"(in {env_file})"
+    assert settings.port == 8011 and settings.sync_interval_seconds == 30.0
+    assert settings.warnings == (f"PROT {where}: not a setting, ignored; did you mean PORT?",
+                                 f"SYNC_INTERVAL_SECOND {where}: not a setting, ignored; did you mean "
+                                 "SYNC_INTERVAL_SECONDS?",
+                                 f"port {where}: not a setting, ignored; did you mean PORT?",
+                                 f"COLOUR {where}: not a setting, ignored; docs/settings.md lists the settings")
+
+
+def test_only_near_misses_of_the_environment_are_named():
+    """The environment holds every program's variables: only one a letter or so from a setting is ours."""
+    env = {"SYNC_LIVEE": "0", "HOSTNAME": "box", "USER": "ann", "SYNC_PROPERTY_EXAMPLES": "5", "LOGNAME": "ann",
+           "HOME": "/root", "PATH": "/usr/bin", "PORT": "8001"}
+    settings = load_settings(env)
+    assert settings.warnings == ("SYNC_LIVEE (in the environment): not a setting, ignored; did you mean SYNC_LIVE?",)
+    assert settings.port == 8001 and settings.sync_live is True
+
+
+def test_a_misspelt_setting_is_said_at_start_up(tmp_path):
+    from tests.procs import ServerProcess
+
+    srv = ServerProcess(tmp_path, "typo", SYNC_LIVEE="0")
+    try:
+        srv.start()
+        said = srv.log_path.read_text()
+    finally:
+        srv.stop()
+    assert "warning: SYNC_LIVEE (in the environment): not a setting, ignored; did you mean SYNC_LIVE?" in said

@@ -71,8 +71,34 @@ def test_a_busy_port_is_one_line_and_a_non_zero_exit_before_claiming_to_serve(tm
         proc = subprocess.run([sys.executable, "-m", "server"], cwd=ROOT, env=srv.env, capture_output=True,
                               text=True, timeout=60)
     assert proc.returncode == 3
-    assert proc.stderr.strip().splitlines() == [f"error: cannot listen on 127.0.0.1:{srv.port}: Address already in use"]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{srv.port}: Address already in use; another program holds that port: "
+        "stop it, or set PORT to a free one (PORT=8010)"]
     assert "serving on" not in proc.stdout + proc.stderr
+
+
+def test_a_store_path_whose_folder_cannot_be_made_is_one_line_naming_it(tmp_path):
+    (tmp_path / "notes.txt").write_text("a file where the store's folder would be")
+    srv = ServerProcess(tmp_path, SQLITE_PATH=str(tmp_path / "notes.txt" / "courses.sqlite3"))
+    proc = subprocess.run([sys.executable, "-m", "server"], cwd=ROOT, env=srv.env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot open the sql store: The SQLite store's folder {tmp_path / 'notes.txt'} cannot be made "
+        f"({tmp_path / 'notes.txt'} is a file, not a folder): set SQLITE_PATH to a file in a folder this user may "
+        f"write. (SQLITE_PATH={tmp_path / 'notes.txt' / 'courses.sqlite3'})"]
+
+
+def test_a_store_path_that_is_a_folder_is_one_line_saying_what_to_do(tmp_path):
+    (tmp_path / "store").mkdir()
+    srv = ServerProcess(tmp_path, SQLITE_PATH=str(tmp_path / "store"))
+    proc = subprocess.run([sys.executable, "-m", "server"], cwd=ROOT, env=srv.env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: cannot open the sql store: The SQLite store failed: the store file cannot be opened; make the file "
+        "and its folder writable by this user, or set SQLITE_PATH to a file elsewhere. "
+        f"(SQLITE_PATH={tmp_path / 'store'})"]
 
 
 def sockets_of(pid: int) -> int:

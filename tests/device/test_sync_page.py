@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from tests.e2e.test_e2e_devices import courses, create
+from tests.e2e.test_e2e_devices import courses, create, wait_for
 from tests.hub.test_hub_process import Hubs
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -238,7 +238,8 @@ def test_sync_off_says_in_steps_what_to_do():
 
     said = state_words(_status(state="disabled"), NOW)
     assert said["tone"] == "off" and len(said["steps"]) == 3
-    assert "hub add-device" in said["steps"][0] and "HUB_URL=" in said["steps"][1] and "Restart" in said["steps"][2]
+    steps = said["steps"]
+    assert "hub invite" in steps[0] and "Connect to a hub" in steps[1] and "no restart" in steps[2]
 
 
 def test_the_chart_draws_a_failed_round_full_height_in_red_and_names_the_time_locally():
@@ -275,3 +276,28 @@ def test_the_chart_stacks_what_each_round_sent_and_received():
     assert bars[1]["error"] and bars[1]["got"] == 0 and "failed: hub down" in bars[1]["label"]
     assert "sent 10, received 30, 5.0 ms" in bars[0]["label"]
     assert chart([])["bars"] == []
+
+
+def test_an_invitation_pasted_into_the_page_pairs_a_fresh_device_and_it_goes_live(net, page):
+    from tests.e2e.test_pairing_process import SAMPLES, invite, make_run_device, titles
+
+    hub = net.hub()
+    fresh = make_run_device(net, "fresh")  # `make run` on a fresh clone: demo-learner's samples
+    open_page(page, fresh)
+    expect_text(page, "#state-headline", "Sync is off")
+    page.get_by_label("Invitation").fill("coursesync://not-an-invitation")
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect_text(page, "#notice", "That is not an invitation")
+    page.get_by_label("Invitation").fill(invite(net, hub, "laptop"))
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect_text(page, "#notice", f"Connected to http://127.0.0.1:{hub.port} as learner")
+    from playwright.sync_api import expect
+
+    expect(page.locator("#state-headline")).to_contain_text("live", timeout=120_000)
+    expect_text(page, "#hub", "from an invitation")
+    other = make_run_device(net, "other")
+    status, _, _ = other.request("POST", "/api/v1/sync/hub", {"invitation": invite(net, hub, "phone")})
+    assert status == 200
+    create(fresh, "/api/v1/courses", {"id": "from-page", "title": "Made after pasting", "source": "https://a.b"})
+    wait_for(lambda: "Made after pasting" in titles(other), 120, "the course on the other device")
+    assert SAMPLES <= titles(other) and SAMPLES <= titles(fresh)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -236,6 +237,26 @@ def test_make_demo_walks_an_edit_from_one_device_to_the_other(tmp_path):
     done = subprocess.run(["scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"title":"Made on the laptop"' in done.stdout.splitlines()[-1]
+    # Again on the same stores: the course is there already, so the laptop edits it, and the
+    # phone is served the edit.
+    again = subprocess.run(["scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert '"notes":"edited on the laptop at ' in again.stdout.splitlines()[-1]
+
+
+def test_make_demo_says_which_port_is_taken(tmp_path):
+    from tests.procs import free_port
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {**{k: v for k, v in os.environ.items() if k not in ("MONGO_URI", "DB_CONNECTOR")}, "DEMO_ONCE": "1",
+               "DEMO_DIR": str(tmp_path), "DEMO_HUB_PORT": str(free_port()), "DEMO_A_PORT": str(port),
+               "DEMO_B_PORT": str(free_port())}
+        done = subprocess.run(["scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(f"make demo: port {port} is taken") and "DEMO_A_PORT" in done.stderr
 
 
 @pytest.mark.wire_when_real

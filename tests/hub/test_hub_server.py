@@ -231,7 +231,7 @@ class TestTheRest:
         assert resp.status_code == 200
         doc = resp.get_json()
         assert set(doc["paths"]) == {"/epoch", "/pull", "/push", "/shortfall", "/wait", "/snapshot", "/heal",
-                                     "/openapi.json"}
+                                     "/openapi.json", "/pair"}
         assert doc["paths"]["/push"]["post"]["security"] == [{"bearer": []}]
         assert {"401", "403"} <= set(doc["paths"]["/push"]["post"]["responses"])
         assert "Change" in doc["components"]["schemas"]

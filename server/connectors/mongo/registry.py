@@ -18,7 +18,9 @@ from server.connectors.registry import (
     SEEN_EVERY_SECONDS,
     Device,
     DeviceRegistry,
+    Invitation,
     Position,
+    new_token,
     token_hash,
 )
 from server.core.times import iso_now
@@ -32,6 +34,9 @@ class MongoRegistry(DeviceRegistry):
         self.db.hub_origins.create_index([("userId", ASCENDING), ("origin", ASCENDING)], unique=True)
         self.db.hub_positions.create_index([("deviceId", ASCENDING)], unique=True)
         self.db.hub_positions.create_index([("userId", ASCENDING)])
+        self.db.hub_invitations.create_index([("codeHash", ASCENDING)], unique=True)
+        self.db.hub_invitations.create_index([("deviceId", ASCENDING)], unique=True)
+        self.db.hub_invitations.create_index([("userId", ASCENDING)])
 
     @staticmethod
     def _device(doc: dict) -> Device:
@@ -123,3 +128,42 @@ class MongoRegistry(DeviceRegistry):
                 return None
             time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
         return None
+
+    # --- invitations (hub/pairing.py) ---------------------------------------------------------
+    def _insert_invited(self, device: Device, hashed: str, code_hashed: str, expires_at: float) -> None:
+        # The invitation first: a device without one would be a device nobody can pair.
+        self.db.hub_invitations.insert_one({"codeHash": code_hashed, "deviceId": device.device_id,
+                                            "userId": device.user_id, "expiresAt": expires_at,
+                                            "exchangedAt": None, "usedAt": None})
+        self._insert(device, hashed)
+
+    def exchange(self, code: str, now: float) -> tuple[str, Device | None, str | None]:
+        invitation = self.db.hub_invitations.find_one({"codeHash": token_hash(code)})
+        doc = invitation and self.db.hub_devices.find_one({"deviceId": invitation["deviceId"]})
+        if not invitation or not doc:
+            return "unknown", None, None
+        device = self._device(doc)
+        if device.revoked_at:
+            return "revoked", device, None
+        if invitation.get("usedAt") is not None:
+            return "used", device, None
+        if invitation["expiresAt"] <= now:
+            return "expired", device, None
+        # Marked first, on the condition that the code is not spent: a token used meanwhile wins.
+        marked = self.db.hub_invitations.update_one({"codeHash": token_hash(code), "usedAt": None},
+                                                    {"$set": {"exchangedAt": now}})
+        if marked.matched_count == 0:
+            return "used", device, None
+        token = new_token()
+        self.db.hub_devices.update_one({"deviceId": device.device_id, "revokedAt": None},
+                                       {"$set": {"tokenHash": token_hash(token)}})
+        return "paired", device, token
+
+    def note_used(self, device_id: str, now: float) -> None:
+        self.db.hub_invitations.update_one({"deviceId": device_id, "usedAt": None, "exchangedAt": {"$ne": None}},
+                                           {"$set": {"usedAt": now}})
+
+    def invitations(self, user_id: str | None = None) -> dict[str, Invitation]:
+        docs = self.db.hub_invitations.find({} if user_id is None else {"userId": user_id})
+        return {d["deviceId"]: Invitation(d["deviceId"], d["expiresAt"], d.get("exchangedAt"), d.get("usedAt"))
+                for d in docs}

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from server.connectors.shared.backend import Backend, Limits
 from server.connectors.sqlite.atomic import Transaction
 from server.connectors.sqlite.atomic import atomic as transaction
-from server.connectors.sqlite.files import check_store_file, describe
+from server.connectors.sqlite.files import check_store_file, describe, make_folder
 from server.connectors.sqlite.history import SqlHistory, own_top
 from server.connectors.sqlite.ledgers import SqlLedgers
 from server.connectors.sqlite.pool import SYNCHRONOUS_MODES, Connections
@@ -83,9 +83,15 @@ class SqlBackend(Backend):
         return nullcontext(conn) if conn.in_transaction else self._atomic()
 
     def connect(self) -> list[Change]:
+        try:
+            return self._open()
+        except self.driver_errors as exc:  # at start-up: with what to do
+            raise describe(exc, opening=True) from exc
+
+    def _open(self) -> list[Change]:
         if not self.pool.checked:  # once per file and process: a hub opens a store per user on it
             directory = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(directory, exist_ok=True)
+            make_folder(directory)
             check_store_file(self.path)  # before the first write (even switching to WAL writes)
             with self._write_lock:
                 self.migrate()

@@ -27,13 +27,37 @@ SQLITE_PROBLEMS = {
 }
 
 
-def describe(exc: BaseException) -> StoreUnavailable:
-    """A driver error as the store's failure, named when a person can do something about it."""
+# Problems a person fixes where the file is: the advice said with them.
+WHERE_THE_FILE_IS = ("SQLITE_READONLY", "SQLITE_CANTOPEN")
+
+
+def describe(exc: BaseException, opening: bool = False) -> StoreUnavailable:
+    """A driver error as the store's failure, named when a person can do something about it;
+    `opening` (start-up): with what to do where the file's place is the problem. No path: the
+    caller that knows the setting names it (api.py, at start-up)."""
     name = getattr(exc, "sqlite_errorname", "")
     problem = next((text for code, text in SQLITE_PROBLEMS.items() if name.startswith(code)), None)
     if problem is None and isinstance(exc, OSError):
         problem = exc.strerror and exc.strerror.lower()
-    return StoreUnavailable(f"The SQLite store failed: {problem or exc.__class__.__name__}.")
+    advice = ""
+    if opening and (name.startswith(WHERE_THE_FILE_IS) or isinstance(exc, OSError)):
+        advice = "; make the file and its folder writable by this user, or set SQLITE_PATH to a file elsewhere"
+    return StoreUnavailable(f"The SQLite store failed: {problem or exc.__class__.__name__}{advice}.")
+
+
+def make_folder(directory: str) -> None:
+    """The store's folder, made if missing; else a sentence naming it and why."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) and exc.filename:
+            why = f"{exc.filename} is a file, not a folder"
+        elif isinstance(exc, (FileExistsError, NotADirectoryError)):
+            why = "a part of that path is a file, not a folder"
+        else:
+            why = (exc.strerror or exc.__class__.__name__).lower()
+        raise StoreUnavailable(f"The SQLite store's folder {directory} cannot be made ({why}): set SQLITE_PATH to "
+                               "a file in a folder this user may write.") from None
 
 
 class StoreRefused(StoreUnavailable):

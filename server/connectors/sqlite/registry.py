@@ -6,7 +6,16 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from server.connectors.registry import RELAYED, SEEN_EVERY_SECONDS, Device, DeviceRegistry, Position, token_hash
+from server.connectors.registry import (
+    RELAYED,
+    SEEN_EVERY_SECONDS,
+    Device,
+    DeviceRegistry,
+    Invitation,
+    Position,
+    new_token,
+    token_hash,
+)
 from server.connectors.sqlite.atomic import Transaction
 from server.connectors.sqlite.atomic import atomic as transaction
 from server.connectors.sqlite.pool import Connections
@@ -111,3 +120,46 @@ class SqlRegistry(DeviceRegistry):
                 return None
             conn.execute("INSERT INTO hub_origins VALUES (?, ?, ?)", (user_id, origin, device_id))
             return device_id
+
+    # --- invitations (hub/pairing.py) ---------------------------------------------------------
+    def _insert_invited(self, device: Device, hashed: str, code_hashed: str, expires_at: float) -> None:
+        with self._atomic() as conn:
+            conn.execute("INSERT INTO hub_devices VALUES (?, ?, ?, ?, ?, NULL)",
+                         (device.device_id, device.user_id, device.name, hashed, device.created_at))
+            conn.execute("INSERT INTO hub_invitations VALUES (?, ?, ?, ?, NULL, NULL)",
+                         (code_hashed, device.device_id, device.user_id, expires_at))
+
+    def exchange(self, code: str, now: float) -> tuple[str, Device | None, str | None]:
+        with self._atomic() as conn:  # the checks and the new token as one step
+            row = conn.execute(
+                "SELECT d.device_id, d.user_id, d.name, d.created_at, d.revoked_at, i.expires_at, i.used_at "
+                "FROM hub_invitations i JOIN hub_devices d ON d.device_id = i.device_id WHERE i.code_hash = ?",
+                (token_hash(code),)).fetchone()
+            if row is None:
+                return "unknown", None, None
+            device, expires_at, used_at = Device(*row[:5]), row[5], row[6]
+            if device.revoked_at:
+                return "revoked", device, None
+            if used_at is not None:
+                return "used", device, None
+            if expires_at <= now:
+                return "expired", device, None
+            token = new_token()
+            conn.execute("UPDATE hub_devices SET token_hash = ? WHERE device_id = ?",
+                         (token_hash(token), device.device_id))
+            conn.execute("UPDATE hub_invitations SET exchanged_at = ? WHERE device_id = ?", (now, device.device_id))
+            return "paired", device, token
+
+    def note_used(self, device_id: str, now: float) -> None:
+        if self.pool.get().execute("SELECT 1 FROM hub_invitations WHERE device_id = ? AND used_at IS NULL AND "
+                                   "exchanged_at IS NOT NULL", (device_id,)).fetchone() is None:
+            return  # most calls: no write at all
+        with self._atomic() as conn:
+            conn.execute("UPDATE hub_invitations SET used_at = ? WHERE device_id = ? AND used_at IS NULL",
+                         (now, device_id))
+
+    def invitations(self, user_id: str | None = None) -> dict[str, Invitation]:
+        rows = self.pool.get().execute(
+            "SELECT device_id, expires_at, exchanged_at, used_at FROM hub_invitations WHERE ? IS NULL OR user_id = ?",
+            (user_id, user_id))
+        return {r[0]: Invitation(*r) for r in rows}

@@ -66,6 +66,13 @@ SCHEMA_STEPS: list[tuple[int, str]] = [
     # The store's origin was kept under the meta key "device_id" (its name when the file format
     # was set): it is the origin of the store's own changes, not a hub's device, so named so.
     (7, "UPDATE meta SET key = 'origin' WHERE key = 'device_id';"),
+    # A hub's invitations (`hub invite`): a device's one-time pairing code (its hash only), until
+    # when it may be exchanged for a token, and when the token it gave was first used (then spent).
+    (8, """
+        CREATE TABLE IF NOT EXISTS hub_invitations (
+            code_hash TEXT PRIMARY KEY, device_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
+            expires_at REAL NOT NULL, exchanged_at REAL, used_at REAL);
+    """),
 ]
 
 # Written into the file's header ("CoSy"), so another program's SQLite file is told apart
