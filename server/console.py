@@ -5,6 +5,7 @@ of it each under their own name. `coursesync COMMAND --help` says more of each."
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import sys
 from types import ModuleType
@@ -40,13 +41,17 @@ def cli() -> None:
 
 @cli.command("serve")
 @click.option("--hub", "as_hub", is_flag=True, help="Serve the hub protocol instead of a device's API.")
-def serve(as_hub: bool) -> None:
+@click.option("--port", type=click.IntRange(0, 65535), help="The port to listen on (instead of PORT).")
+@click.option("--host", help="The address to listen on (instead of HOST).")
+def serve(as_hub: bool, port: int | None, host: str | None) -> None:
     """Serve the device's API, or with --hub a hub server.
 
     The device's API is served with waitress on the store the settings name; a hub server serves
     the hub protocol in front of the store DB_CONNECTOR names, and devices sync through it with
     HUB_URL and a token. Exit code 2: a bad setting, or a store that cannot be opened; 3: the
     port cannot be listened on."""
+    # As the settings they stand for, so that the sync child and every message read the same.
+    os.environ.update({name: str(value) for name, value in (("PORT", port), ("HOST", host)) if value is not None})
     raise SystemExit(_serve(as_hub))
 
 

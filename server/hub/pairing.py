@@ -17,6 +17,7 @@ the invitation expired or was revoked, the code is refused with a code and a sen
 from __future__ import annotations
 
 import ipaddress
+import sys
 import threading
 import time
 from urllib.parse import urlsplit
@@ -175,7 +176,9 @@ def invitation_for(address: str, code: str) -> str:
 @click.option("--expires-hours", default=24.0, show_default=True, type=click.FloatRange(0.01, 24 * 365),
               help="Hours the invitation may be used in; unused after that, it expires.")
 @with_appcontext
-def invite_command(user_id: str, name: str, expires_hours: float) -> None:
+@click.option("--qr/--no-qr", default=None, help="A QR code of the invitation before it (default: when the "
+              "output is a terminal).")
+def invite_command(user_id: str, name: str, expires_hours: float, qr: bool | None) -> None:
     """Invite a new device of USER_ID: prints the invitation (the hub's address and a one-time
     pairing code in one string) as the last line. Paste it into the device's sync page ("Connect
     to a hub") or POST it to the device's /api/v1/sync/hub. The address is HUB_PUBLIC_URL, else
@@ -191,4 +194,18 @@ def invite_command(user_id: str, name: str, expires_hours: float) -> None:
     click.echo(f"device {device.device_id} of {user_id} invited; the invitation expires unused in "
                f"{expires_hours:g} h (`hub revoke {device.device_id}` withdraws it). Paste it into the device's "
                "sync page, under Connect to a hub:")
-    click.echo(invitation_for(address, code))
+    invitation = invitation_for(address, code)
+    if qr if qr is not None else sys.stdout.isatty():
+        click.echo(qr_text(invitation))
+    click.echo(invitation)
+
+
+def qr_text(text: str) -> str:
+    """`text` as a QR code a phone's camera reads off a terminal (two rows of modules a line)."""
+    import io
+
+    import segno
+
+    out = io.StringIO()
+    segno.make(text, error="m").terminal(out=out, compact=True)
+    return out.getvalue().rstrip("\n")

@@ -77,6 +77,25 @@ def test_a_busy_port_is_one_line_and_a_non_zero_exit_before_claiming_to_serve(tm
     assert "serving on" not in proc.stdout + proc.stderr
 
 
+def test_serve_port_and_host_options_win_over_the_settings(tmp_path):
+    """`coursesync serve --port P --host H` (here as python -m server, the same command): the
+    server answers on P, whatever PORT says."""
+    from tests.procs import free_port
+
+    port = free_port()
+    srv = ServerProcess(tmp_path, args=("--port", str(port), "--host", "127.0.0.1"))
+    srv.env["PORT"] = "1"  # a port it must not try
+    srv.port = port
+    srv.start()
+    try:
+        assert srv.request("GET", "/api/v1/health")[0] == 200
+    finally:
+        srv.stop()
+    bad = subprocess.run([sys.executable, "-m", "server", "--port", "http"], cwd=ROOT, env=srv.env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "Invalid value for '--port'" in bad.stderr
+
+
 def test_a_store_path_whose_folder_cannot_be_made_is_one_line_naming_it(tmp_path):
     (tmp_path / "notes.txt").write_text("a file where the store's folder would be")
     srv = ServerProcess(tmp_path, SQLITE_PATH=str(tmp_path / "notes.txt" / "courses.sqlite3"))

@@ -68,6 +68,26 @@ def test_invite_prints_the_invitation_last_and_keeps_only_the_codes_hash(hub):
         assert code not in dump and token_hash(code) in dump
 
 
+def test_invite_draws_the_invitation_as_a_qr_code_before_it_when_asked(hub):
+    """--qr (the default when the output is a terminal): the QR code of the very string of the
+    last line, drawn before it; --no-qr (and a pipe, as here by default): the lines alone."""
+    import segno
+
+    from server.hub.pairing import qr_text
+
+    done = hub.app.test_cli_runner().invoke(args=["hub", "invite", USER, "--qr"])
+    assert done.exit_code == 0, done.output
+    lines = done.output.rstrip("\n").splitlines()
+    invitation = lines[-1]
+    assert INVITATION.match(invitation)
+    drawn = "\n".join(lines[1:-1])
+    assert drawn == qr_text(invitation)
+    assert len(lines[1]) >= 4 + segno.make(invitation, error="m").symbol_size(border=0)[0]  # every module drawn
+    assert set(drawn) <= set("█▀▄ \n")
+    plain = hub.app.test_cli_runner().invoke(args=["hub", "invite", USER])
+    assert len(plain.output.strip().splitlines()) == 2 and "█" not in plain.output
+
+
 def test_the_invitations_address_is_hub_public_url_else_how_the_hub_is_served(hub):
     settings = hub.app.config["SETTINGS"]
     hub.app.config["SETTINGS"] = replace(settings, hub_public_url="https://hub.example.org/sync")
