@@ -23,6 +23,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def linked_venv(clone: Path) -> None:
+    """What `make install-dev` would build, without building it: a .venv whose files are links to
+    the suite's own, but whose make markers are the clone's, newer than its requirements files (so
+    make installs nothing, and the shared .venv is not written to)."""
+    shared = ROOT / ".venv"
+    (clone / ".venv" / "bin").mkdir(parents=True)
+    for entry in shared.iterdir():
+        if entry.name != "bin":
+            (clone / ".venv" / entry.name).symlink_to(entry)
+    for entry in (shared / "bin").iterdir():
+        if not entry.name.startswith(".installed"):
+            (clone / ".venv" / "bin" / entry.name).symlink_to(entry)
+    (clone / ".venv" / "bin" / ".installed").touch()
+    (clone / ".venv" / "bin" / ".installed-dev").touch()
+
+
 def stop_process(proc: subprocess.Popen | None, timeout: float) -> None:
     """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
     if proc is not None and proc.poll() is None:
