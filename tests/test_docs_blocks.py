@@ -21,11 +21,12 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NOT_RUN = re.compile(r"^<!-- not run by the docs test: (.+\S) -->$")
 
 # What each runnable block prints when it worked, by page and the block's first line.
+HUB_COMMAND = "SQLITE_PATH=var/hub.sqlite3 .venv/bin/flask --app server.api hub "
 PROMISES = {
     ("docs/hub-operator.md", "SQLITE_PATH=var/hub.sqlite3 PORT=8100 .venv/bin/python -m server --hub &"):
         '"title":"Mine"',  # the course made on the laptop, as the phone serves it
-    ("docs/hub-operator.md", "SQLITE_PATH=var/hub.sqlite3 .venv/bin/flask --app server.api hub history learner"): '"userId": "learner"',
-    ("docs/hub-operator.md", "SQLITE_PATH=var/hub.sqlite3 .venv/bin/flask --app server.api hub compact learner"): '"dropped": 0',
+    ("docs/hub-operator.md", HUB_COMMAND + "history learner"): '"userId": "learner"',
+    ("docs/hub-operator.md", HUB_COMMAND + "compact learner"): '"dropped": 0',
     ("docs/testing.md", "make typecheck"): "Success: no issues found",
 }
 
