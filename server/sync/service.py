@@ -52,7 +52,6 @@ SCHEDULER_LOG.addFilter(_OverlapsAreDebug())
 JOIN_TIMED_OUT = ("No sync round ended within {s} s of this request: the one running is slow (a long catch-up, "
                   "or a hub that does not answer). Nothing is lost; GET /api/v1/sync/status shows the round "
                   "and its last error. Try again once it has ended.")
-PUSH_DELAY_SECONDS = 0.05  # from a local write to the round that pushes it (a burst goes in one)
 
 
 class SyncService:
@@ -75,6 +74,9 @@ class SyncService:
         self._rounds = threading.Condition()
         self._started = 0
         self._ended: tuple[int, RoundReport] | None = None  # the newest round that ended, by number
+        self._push_state = threading.Lock()
+        self._pushing = False  # a push job is scheduled or running
+        self._push_again = False  # writes came while it ran: it goes once more
         self.running = False
         self.last_attempt: float | None = None
         self.last_success: float | None = None
@@ -223,36 +225,47 @@ class SyncService:
             pass  # already logged and recorded; the job must survive to run again
 
     def nudge(self) -> None:
-        """A local write was answered: push it soon, in a round of its own, PUSH_DELAY_SECONDS
-        from the first write of a burst (the writes that follow go in the same round). Never in
-        the write's way: the answer has gone, nothing here waits for the hub, a round already
-        running is waited for rather than overlapped, and while backing off the write waits for
-        the retry like any other."""
+        """A local write was answered: push it on the leading edge. After a quiet spell the push
+        round starts at once; the writes answered while it runs set `_push_again`, and go together
+        in the round after it (a burst of a thousand writes goes in a few rounds). Never in the
+        write's way: the answer has gone, nothing here waits for the hub, a round already running
+        (the timer's, a live wake's) is waited for rather than overlapped, and while backing off
+        the write waits for the retry like any other."""
         scheduler = self.scheduler
         if scheduler is None or self._backing_off():
             return
-        from apscheduler.jobstores.base import ConflictingIdError
-
-        when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=PUSH_DELAY_SECONDS)
+        with self._push_state:
+            if self._pushing:
+                self._push_again = True  # the running push job goes once more, after its round
+                return
+            self._pushing = True
         try:
-            # Two at once: a job that fires while the round of the one before still runs must wait
-            # for it and push what was written meanwhile, not be skipped as an overlap.
-            scheduler.add_job(self._push_soon, "date", run_date=when, id="push-soon", misfire_grace_time=60,
-                              max_instances=2)
-        except ConflictingIdError:
-            pass  # one is due already: this write goes with it
+            # max_instances=2: the job before may not have returned yet, though it is done.
+            scheduler.add_job(self._push_soon, "date", run_date=dt.datetime.now(dt.timezone.utc), id="push-soon",
+                              misfire_grace_time=60, max_instances=2)
+        except Exception:
+            with self._push_state:
+                self._pushing = False  # a scheduler shutting down: the next round takes the write
+            log.debug("the push after a write could not be scheduled", exc_info=True)
 
     def _backing_off(self) -> bool:
         return self.backoff_until is not None and self.now() < self.backoff_until
 
     def _push_soon(self) -> None:
-        # Scheduled before a round failed: the write waits for the retry like the ones after it.
-        if self._backing_off():
-            return
-        try:
-            self.run_once(wait_seconds=60)
-        except Exception:
-            pass  # recorded like any round's; the next write or the timer tries again
+        """The push job: a round, and one more for as long as writes came while one ran."""
+        while not self._backing_off():  # a failed round: the writes wait for the retry
+            with self._push_state:
+                self._push_again = False  # the writes nudged so far go in this round
+            try:
+                self.run_once(wait_seconds=60)
+            except Exception:
+                pass  # recorded like any round's; the next write or the timer tries again
+            with self._push_state:
+                if not self._push_again:
+                    self._pushing = False
+                    return
+        with self._push_state:
+            self._pushing = self._push_again = False
 
     # --- worker ---------------------------------------------------------------------------
     def start(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
@@ -510,3 +511,53 @@ def test_sync_now_says_what_to_do_when_no_round_ends_by_its_deadline(device, hub
     assert resp.status_code == 409 and err["code"] == "sync_running"
     assert "GET /api/v1/sync/status" in err["message"] and "Try again" in err["message"]
 
+
+
+def test_a_write_after_a_quiet_spell_is_pushed_at_once(device, hub_client):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=3600), device, lambda: None)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.start(paused=True)  # holds the job where the test can read when it is due
+    svc.scheduler = scheduler
+    try:
+        svc.nudge()
+        due = scheduler.get_job("push-soon").next_run_time
+        assert due <= dt.datetime.now(dt.timezone.utc), "due now, not after a delay"
+        svc.nudge()
+        assert len(scheduler.get_jobs()) == 1, "one push job at a time: the next write goes with it"
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_writes_answered_while_a_push_runs_go_together_in_the_next_round(device, hub_client):
+    hub = get_db_connector("mongo", Settings(), client=hub_client, db_name="hub", user_id="learner")
+    hub.connect()
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowFirstPush:
+        def __getattr__(self, name):
+            return getattr(hub, name)
+
+        def apply_changes(self, *args, **kwargs):
+            if not entered.is_set():
+                entered.set()
+                assert release.wait(120)
+            return hub.apply_changes(*args, **kwargs)
+
+    svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=3600), device, SlowFirstPush)
+    svc.start()
+    try:
+        assert wait_until(lambda: svc.totals["rounds"] == 1, 120)  # the round at start-up
+        course(device, id="c0")
+        svc.nudge()
+        assert entered.wait(120)
+        for k in range(1, 51):
+            course(device, id=f"c{k}")
+            svc.nudge()
+        release.set()
+        assert wait_until(lambda: len(hub.get_courses()) == 51 and not svc._pushing, 120)
+        assert svc.totals["rounds"] == 3 and svc.totals["pushed"] == 51, "c0's round, then all fifty in one"
+    finally:
+        release.set()
+        svc.shutdown()
