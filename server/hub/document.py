@@ -21,7 +21,7 @@ HUB_SCHEMAS = {
                                 "features": {"type": "array", "items": {"type": "string"},
                                              "description": "calls beyond the first protocol: shortfall, relay, "
                                                             "resume, wait, snapshot, heal, healLog (a heal's logAs, "
-                                                            "and a relay's owned)"}}},
+                                                            "and a relay's owned), round (POST /round)"}}},
     "HubWaitRequest": {"type": "object", "additionalProperties": False, "properties": {
         "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
         "excludeOrigin": {**ORIGIN, "nullable": True, "description": "this device's own origin: its changes are "
@@ -110,6 +110,26 @@ HUB_SCHEMAS = {
                               "bases": {"type": "object", "additionalProperties": {"type": "string"}}}},
     "HubChanges": {"type": "object", "required": ["changes"],
                    "properties": {"changes": {"type": "array", "items": ref("Change")}}},
+    "HubRoundRequest": {"type": "object", "additionalProperties": False, "required": ["origin"], "properties": {
+        "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
+        "origin": {**ORIGIN, "description": "this device's own origin"},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 2000, "description": "of each page (default 500)"}}},
+    "HubRound": {"type": "object", "required": ["epoch", "userId", "deviceId", "features", "shortfall", "rollbacks",
+                                                "own", "changes"],
+                 "description": "HubEpoch and HubShortfall in one, with two pages: feature round",
+                 "properties": {"epoch": {"type": "string"}, "userId": {"type": "string"},
+                                "deviceId": {"type": "string"}, "features": {"type": "array",
+                                                                             "items": {"type": "string"}},
+                                "shortfall": {"type": "object", "additionalProperties": SEQ},
+                                "rollbacks": {"type": "array", "items": {"type": "object"}},
+                                "compacted": {"type": "object", "additionalProperties": SEQ},
+                                "floors": {"type": "object", "additionalProperties": SEQ},
+                                "own": {"type": "array", "items": ref("Change"),
+                                        "description": "the hub's part of `origin` past the cursor (normally "
+                                                       "none), as a pull with onlyOrigin answers it"},
+                                "changes": {"type": "array", "items": ref("Change"),
+                                            "description": "the first page of the other origins' changes past the "
+                                                           "cursor, as a pull with excludeOrigin answers it"}}},
     "HubPullRequest": {"type": "object", "additionalProperties": False, "properties": {
         "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
         "limit": {"type": "integer", "minimum": 1, "maximum": 2000},

@@ -42,7 +42,8 @@ route = declaring(bp, OPERATIONS)
 # device's log still holds).
 # "healLog" (a heal's logAs: what it changed is logged under the healer's heal origin; a relay
 # answers `owned` for origins another device gives back itself).
-FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal", "healLog")
+# "round" (POST /round: a round's opening in one call, server/hub/round.py).
+FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal", "healLog", "round")
 WAIT_SECONDS, MAX_WAIT_SECONDS = 25, 60
 
 
@@ -95,9 +96,13 @@ def _guarded(fn, *args):
 @route(Operation("get", "/epoch", "hubEpoch", "The hub's epoch (changes when the hub is wiped and re-seeded)",
                  {"200": ("HubEpoch", "The epoch", False)}, (401,)))
 def epoch():
+    return envelope(epoch_answer())
+
+
+def epoch_answer() -> dict:
     # Whose token this is, so that a device set up for another user can refuse it (HubClient).
-    return envelope({"epoch": g.hub_store.hub_epoch(), "userId": g.device.user_id, "deviceId": g.device.device_id,
-                     "features": list(FEATURES)})
+    return {"epoch": g.hub_store.hub_epoch(), "userId": g.device.user_id, "deviceId": g.device.device_id,
+            "features": list(FEATURES)}
 
 
 @route(Operation("post", "/shortfall", "hubShortfall",
@@ -127,11 +132,16 @@ def pull():
     exclude, only = origin_or_none(body, "excludeOrigin", problems), origin_or_none(body, "onlyOrigin", problems)
     if problems:
         raise ValidationError(problems)
+    return envelope({"changes": pull_page(cursor, limit, exclude, only)})
+
+
+def pull_page(cursor: dict[str, int], limit: int, exclude: str | None, only: str | None) -> list:
+    """A pull's page (POST /pull, and the first of a round's, POST /round)."""
     changes = g.hub_store.changes_since(cursor, limit, exclude_origin=exclude, only_origin=only)
     _metrics().took("pulled", len(changes))
     if only is None:  # a whole cursor: the device holds that much of each origin
         _note_position(g.device, cursor)
-    return envelope({"changes": changes})
+    return changes
 
 
 @route(Operation("post", "/snapshot", "hubSnapshot",

@@ -111,7 +111,10 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
     is simply sent again next time. Other exceptions propagate."""
     started = time.perf_counter()
     report = RoundReport()
+    opening = getattr(hub, "open_round", None)  # one call for the round's opening (feature "round")
     try:
+        if opening is not None:
+            opening(load_bookmark(local).cursor, local.origin, batch_size)
         bookmark = _begin(local, hub, report)
         compacted = _check_acknowledged(local, hub, bookmark, report)
         _check_own_log(local, hub, bookmark, batch_size, report)
@@ -129,6 +132,8 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
     except AppError as exc:
         report.error, report.error_code = exc.message, exc.code
     finally:
+        if opening is not None:  # what the opening answered is for this round only
+            getattr(hub, "end_round")()
         report.duration_ms = (time.perf_counter() - started) * 1000
     return report
 

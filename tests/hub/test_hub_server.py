@@ -230,7 +230,7 @@ class TestTheRest:
         resp = hub.client.get("/hub/v1/openapi.json")
         assert resp.status_code == 200
         doc = resp.get_json()
-        assert set(doc["paths"]) == {"/epoch", "/pull", "/push", "/shortfall", "/wait", "/snapshot", "/heal",
+        assert set(doc["paths"]) == {"/epoch", "/pull", "/push", "/shortfall", "/wait", "/snapshot", "/heal", "/round",
                                      "/openapi.json"}
         assert doc["paths"]["/push"]["post"]["security"] == [{"bearer": []}]
         assert {"401", "403"} <= set(doc["paths"]["/push"]["post"]["responses"])
