@@ -42,8 +42,9 @@ route = declaring(bp, OPERATIONS)
 # device's log still holds).
 # "healLog" (a heal's logAs: what it changed is logged under the healer's heal origin; a relay
 # answers `owned` for origins another device gives back itself).
-# "round" (POST /round: a round's opening in one call, server/hub/round.py).
-FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal", "healLog", "round")
+# "round" (POST /round: a round's opening in one call, server/hub/opening.py). "waitChanges"
+# (a wait with a `limit` is answered, when woken, with the changes past its cursor).
+FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal", "healLog", "round", "waitChanges")
 WAIT_SECONDS, MAX_WAIT_SECONDS = 25, 60
 
 
@@ -269,13 +270,17 @@ def push():
                  {"200": ("HubWait", "Whether there is something to pull", False)}, (401,), "HubWaitRequest"))
 def wait():
     body = json_object()
-    only_keys(body, {"cursor", "excludeOrigin", "seconds"})
+    only_keys(body, {"cursor", "excludeOrigin", "seconds", "limit", "epoch"})
     problems: dict[str, str] = {}
     cursor = cursor_of(body, problems)
     exclude = origin_or_none(body, "excludeOrigin", problems)
-    seconds = body.get("seconds", WAIT_SECONDS)
+    seconds, limit, known = body.get("seconds", WAIT_SECONDS), body.get("limit"), body.get("epoch")
     if type(seconds) not in (int, float) or not 0 <= seconds <= MAX_WAIT_SECONDS:
         problems["seconds"] = f"must be a number from 0 to {MAX_WAIT_SECONDS}"
+    if limit is not None and (type(limit) is not int or not 1 <= limit <= MAX_BATCH):
+        problems["limit"] = f"must be null or an integer from 1 to {MAX_BATCH}"
+    if known is not None and not isinstance(known, str):
+        problems["epoch"] = "must be null or the epoch the device holds its cursor in"
     if problems:
         raise ValidationError(problems)
     # Set by the hub's front (front.py), which can hold a request without a thread; without
@@ -286,7 +291,8 @@ def wait():
     waiter = waiters.add(g.device.user_id, g.device.device_id) if holding and not holding["final"] and seconds \
         else None
     try:
-        changed = _news(g.hub_store, cursor, exclude)
+        epoch = g.hub_store.hub_epoch() if limit is not None else None
+        changed = known is not None and known != epoch or _news(g.hub_store, cursor, exclude)
     except BaseException:
         if waiter is not None:
             waiters.remove(waiter)
@@ -297,6 +303,10 @@ def wait():
             holding["park"] = {"waiter": waiter, "seconds": held}  # the front holds it and asks again
         else:
             waiters.remove(waiter)
+    if changed and limit is not None:  # waitChanges: the news itself, as a pull's page
+        same = known is None or known == epoch
+        return envelope({"changed": True, "epoch": epoch, **({"changes": pull_page(cursor, limit, exclude, None)}
+                                                             if same else {})})
     return envelope({"changed": changed})
 
 

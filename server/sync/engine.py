@@ -336,21 +336,28 @@ def _pull(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, batch_size: in
           report: RoundReport, progress: Progress | None) -> None:
     while True:
         batch = hub.changes_since(bookmark.cursor, batch_size, exclude_origin=local.origin)
-        if not batch:
+        if not batch or not pull_batch(local, bookmark, batch, report, progress):
             break
-        moved = bookmark.replace(cursor=advance(bookmark.cursor, batch))
-        # The batch and the cursor that passes it are stored in one transaction.
-        result = local.apply_changes(batch, bookmarks=stored_with(moved), from_hub=True)
-        report.pulled += result["applied"]
-        stamps = [ch["hlc"] for ch in batch if isinstance(ch, dict) and is_stamp(ch.get("hlc"))]
-        report.newest_pulled = max([report.newest_pulled or "", *stamps]) or None
-        report.conflicts += result["conflicts"]
-        report.quarantined += len(result.get("quarantined", ()))
-        if progress:
-            progress("pull", report.pulled)
-        if moved.cursor == bookmark.cursor:
-            # Nothing in the batch could be passed by number (a hub answering garbage): asking
-            # again would get the same answer forever.
-            log.warning("the hub's batch named no change this device could move past; the pull stops here")
-            break
-        bookmark.cursor = moved.cursor
+
+
+def pull_batch(local: DatabaseConnector, bookmark: Bookmark, batch: list[Change], report: RoundReport,
+               progress: Progress | None = None) -> bool:
+    """Apply one page the hub answered (a pull's, or a live wake's) and move the cursor past it,
+    in one transaction. False when nothing in it could be passed by number."""
+    moved = bookmark.replace(cursor=advance(bookmark.cursor, batch))
+    # The batch and the cursor that passes it are stored in one transaction.
+    result = local.apply_changes(batch, bookmarks=stored_with(moved), from_hub=True)
+    report.pulled += result["applied"]
+    stamps = [ch["hlc"] for ch in batch if isinstance(ch, dict) and is_stamp(ch.get("hlc"))]
+    report.newest_pulled = max([report.newest_pulled or "", *stamps]) or None
+    report.conflicts += result["conflicts"]
+    report.quarantined += len(result.get("quarantined", ()))
+    if progress:
+        progress("pull", report.pulled)
+    if moved.cursor == bookmark.cursor:
+        # Nothing in the batch could be passed by number (a hub answering garbage): asking
+        # again would get the same answer forever.
+        log.warning("the hub's batch named no change this device could move past; the pull stops here")
+        return False
+    bookmark.cursor = moved.cursor
+    return True

@@ -205,6 +205,21 @@ class HubClient:
             raise self._garbled("a wait answer of another shape")
         return answer["changed"]
 
+    def wait_changes(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float, limit: int,
+                     epoch: str | None) -> dict[str, Any] | bool | None:
+        """Feature "waitChanges": a wait whose wake answers the hub's epoch and (when the cursor is
+        of that epoch) the first page of changes past it, at most `limit`: {"epoch", "changes"}.
+        Without the feature, what wait answers."""
+        if "waitChanges" not in self.features or not ROUND_CALL:
+            return self.wait(cursor, exclude_origin=exclude_origin, seconds=seconds)
+        answer = self._call("POST", "/wait", {"cursor": cursor, "excludeOrigin": exclude_origin, "seconds": seconds,
+                                              "limit": limit, "epoch": epoch}, timeout=seconds + self._timeout)
+        changed, woke, changes = answer.get("changed"), answer.get("epoch"), answer.get("changes")
+        if type(changed) is not bool or changed and not isinstance(woke, str) or \
+                changes is not None and not (isinstance(changes, list) and len(changes) <= limit):
+            raise self._garbled("a wait answer of another shape")
+        return {"epoch": woke, "changes": changes} if changed else False
+
     def interrupt(self) -> None:
         """End a call in progress in another thread (a wait): closing a socket does not wake a
         thread blocked reading it, shutting it down does."""

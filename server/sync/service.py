@@ -18,8 +18,9 @@ from server.core.clock import stamp_ms
 from server.core.config import Settings
 from server.core.errors import AppError, SyncBusy
 from server.core.times import iso_from_ms, iso_from_seconds
+from server.sync.bookmark import load_bookmark
 from server.sync.child import ChildRounds
-from server.sync.engine import Progress, run_round
+from server.sync.engine import Progress, pull_batch, run_round
 from server.sync.hub import Hub, WaitingHub
 from server.sync.live import LiveWait
 from server.sync.report import RoundReport
@@ -160,6 +161,32 @@ class SyncService:
                     self._rounds.wait(left)
                 if self._ended is not None and self._ended[0] > ticket:
                     return self._ended[1]
+
+    def apply_woken(self, news: dict[str, Any]) -> bool:
+        """A live wake that brought the changes (feature "waitChanges"): applied here, in this
+        process, as a pull (the store's door, one transaction with the cursor). False when a
+        round must run instead: another epoch, no page, a full one (there may be more), a
+        catch-up under way, or a round holding the lock."""
+        changes = news.get("changes")
+        if not changes or len(changes) >= self.settings.sync_batch_size:
+            return False
+        if not self._lock.acquire(timeout=60):
+            return False
+        started = time.perf_counter()
+        try:
+            bookmark = load_bookmark(self.local)
+            if bookmark.epoch != news["epoch"] or bookmark.catch_up is not None:
+                return False
+            report = RoundReport()
+            passed = pull_batch(self.local, bookmark, changes, report)
+            report.duration_ms = (time.perf_counter() - started) * 1000
+        except AppError as exc:
+            log.info("a wake's changes were not applied (%s); a round runs", exc.message)
+            return False
+        finally:
+            self._lock.release()
+        self._record(report)
+        return passed  # a page it could not pass: the round, which knows to stop asking
 
     def _record(self, report: RoundReport) -> None:
         with self._meta_lock:

@@ -12,6 +12,9 @@ from server.core.config import Settings
 from server.sync import http_hub
 from server.sync.engine import run_round
 from server.sync.http_hub import HubClient
+from server.sync.live import LiveWait
+from server.sync.service import SyncService
+from tests.e2e.test_e2e_devices import wait_for
 from tests.hub.test_hub_process import USER, Hubs
 from tests.synckit import course
 
@@ -35,16 +38,18 @@ class Counting(HubClient):
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, request):
     hubs = Hubs(tmp_path, "sql", None)
     hub = hubs.hub()
-    stores, clients = {}, {}
+    stores, clients, tokens = {}, {}, {}
     for name in ("a", "b"):
         stores[name] = get_db_connector("sql", Settings(), path=str(tmp_path / f"{name}.sqlite3"), user_id=USER,
                                         origin=name)
         stores[name].connect()
-        clients[name] = Counting(f"http://127.0.0.1:{hub.port}", hubs.token(), timeout_ms=20_000, user_id=USER)
+        tokens[name] = hubs.token()
+        clients[name] = Counting(f"http://127.0.0.1:{hub.port}", tokens[name], timeout_ms=20_000, user_id=USER)
         clients[name].connect()
+    request.node.hub, request.node.tokens = hub, tokens
     yield stores, clients
     for name in stores:
         clients[name].close()
@@ -99,3 +104,28 @@ def test_the_round_call_answers_what_the_opening_calls_answer(setup):
     assert [c["origin"] for c in opened["changes"]] == ["a"]
     with pytest.raises(Exception, match="400|refused"):
         b._call("POST", "/round", {"cursor": {"b": 0}, "limit": 10})
+
+
+def test_a_live_wake_brings_the_changes_and_they_are_applied_with_no_round(setup, request):
+    stores, clients = setup
+    a, b = clients["a"], clients["b"]
+    a.round(stores["a"])
+    b.round(stores["b"])
+    waiting = Counting(f"http://127.0.0.1:{request.node.hub.port}", request.node.tokens["b"], timeout_ms=20_000,
+                       user_id=USER)
+    waiting.connect()
+    assert "waitChanges" in waiting.features
+    b.calls = []
+    service = SyncService(Settings(sync_interval_seconds=3600), stores["b"], lambda: b)
+    live = LiveWait(service, lambda: waiting)
+    live.start()
+    try:
+        wait_for(lambda: live.state == "waiting", 120, "b to wait")
+        course(stores["a"], id="c1", title="woken with it")
+        a.round(stores["a"])
+        wait_for(lambda: [c["title"] for c in stores["b"].get_courses()] == ["woken with it"], 120, "the course on b")
+        wait_for(lambda: service.totals["pulled"] == 1, 120, "the wake recorded")
+        assert b.calls == [], "no round: the wait's answer was applied as a pull"
+        assert set(waiting.calls) == {"/epoch", "/wait"} and live.wakes >= 1
+    finally:
+        live.stop()
