@@ -22,12 +22,13 @@ from server.web.cli import InApp
 
 def create_app(settings: Settings | None = None, *, store: DatabaseConnector | None = None,
                hub: Callable[[], Hub] | None = None, start_sync: bool = True,
-               sync_wait_seconds: float = 10.0, testing: bool = False) -> Flask:
+               sync_wait_seconds: float = 30.0, testing: bool = False) -> Flask:
     """The device app. Every argument defaults to what the environment says: `settings` from
     load_settings(); `store`, a connected store of DB_CONNECTOR that closes at exit; `hub`,
     something that opens a connected hub in this process (otherwise the settings' hub, opened
     where rounds run); `start_sync=False` keeps the background worker from starting;
-    `sync_wait_seconds`, how long POST /api/v1/sync waits for a running round.
+    `sync_wait_seconds`, the deadline of POST /api/v1/sync (it
+    answers the report of a round that started after the request, or 409 sync_running when none ended in time).
 
     `flask --app server.api` loads this one app, so the hub's commands (`flask --app server.api
     hub ...`, documented for a hub's operator) come along: they run in a hub app built over the

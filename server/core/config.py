@@ -248,7 +248,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SYNC_PROCESS", "sync_process", _flag, "`1`",
             "run sync rounds in a child process of the server (`0`: in the server's own)"),
     Setting("SYNC_PUSH_ON_WRITE", "sync_push_on_write", _flag, "`1`",
-            "push a write 0.05 s after the API answered it (`0`: on the timer only)"),
+            "push a write as soon as the API answered it (`0`: on the timer only)"),
     Setting("SYNC_LIVE", "sync_live", _flag, "`1`",
             "keep one request waiting at the hub, so that other devices' changes arrive at once (`0`: on the "
             "timer only)"),

@@ -23,10 +23,11 @@ WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
 
 def create_app(settings: Settings, store: DatabaseConnector, *, hub: Callable[[], Hub] | None = None,
-               start_sync: bool = True, sync_wait_seconds: float = 10.0, testing: bool = False) -> Flask:
+               start_sync: bool = True, sync_wait_seconds: float = 30.0, testing: bool = False) -> Flask:
     """The device app on `store`. `hub` opens a connected hub in this process (otherwise the
     settings' hub, opened where rounds run); `start_sync=False` keeps the background worker
-    from starting; `sync_wait_seconds`, how long POST /api/v1/sync waits for a running round."""
+    from starting; `sync_wait_seconds`, the deadline of POST /api/v1/sync (it answers the report
+    of a round that started after the request, or 409 sync_running when none ended in time)."""
     given = settings
     settings, hub_from = pairing.settings_in_force(given, store)  # a hub kept by pairing, unless set
     app = Flask("server.api")  # the name Flask's own log lines have always carried

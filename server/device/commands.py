@@ -11,9 +11,10 @@ from flask.cli import AppGroup, with_appcontext
 from server.connectors.seeding import StoreNotEmpty, default_seed_path, load_seed_file, seed_store
 from server.core.seeding import SeedError, validate_seed
 from server.sync.bookmark import load_bookmark
-from server.sync.service import sync_status
+from server.sync.status import sync_status
 
 PROGRESS_THRESHOLD = 2000
+JOIN_SECONDS = 600.0  # `sync once` at a terminal waits longer for a running round than the API does
 sync_cli = AppGroup("sync", help="Run a sync round or show the sync status.")
 
 
@@ -58,9 +59,9 @@ def sync_once() -> None:
 
     if bar is not None:
         with bar:
-            report = service.run_once(progress=progress, here=True)
+            report = service.join(JOIN_SECONDS, progress=progress, here=True)
     else:
-        report = service.run_once(progress=progress, here=True)
+        report = service.join(JOIN_SECONDS, progress=progress, here=True)
     click.echo(json.dumps(report.as_dict(), indent=2))
     if report.error:
         raise SystemExit(1)

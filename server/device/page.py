@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, render_template
 from server.core.records import LABELS, USER
 from server.core.times import seconds_from_iso
 from server.sync.ledger import losing_value
-from server.sync.service import sync_status
+from server.sync.status import sync_status
 
 bp = Blueprint("page", __name__, template_folder="templates")
 PUBLIC_PATHS = ("/", "/sync", "/favicon.ico", "/favicon.svg")  # the shell holds no data: the panel needs the token

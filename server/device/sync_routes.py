@@ -6,7 +6,8 @@ from flask import Blueprint, current_app, request
 
 from server.core.errors import StateConflict, UnsupportedMedia, ValidationError
 from server.sync import ledger
-from server.sync.service import SyncService, sync_status
+from server.sync.service import SyncService
+from server.sync.status import sync_status
 from server.web.http import NO_BODY, declaring, envelope, error, json_body
 from server.web.openapi import Operation
 
@@ -42,7 +43,9 @@ def sync_now():
     if service is None:
         raise StateConflict("No hub is configured: set HUB_URL and HUB_TOKEN (or MONGO_URI) to enable sync.",
                        code="sync_disabled")
-    report = service.run_once(wait_seconds=current_app.config["SYNC_WAIT_SECONDS"])
+    # Joins, never refuses: a round running now (a push on write, a live wake) is waited for, and
+    # the answer is the report of a round that started after this request came.
+    report = service.join(current_app.config["SYNC_WAIT_SECONDS"])
     if report.error:
         return error(503, report.error_code or "store_unavailable",
                      f"The sync round did not finish: {report.error}", extra={"report": report.as_dict()})

@@ -14,7 +14,7 @@ from flask import Flask
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import registry_for
 from server.core.config import Settings
-from server.hub import bodies, commands, compactor, limits, metrics, pairing, routes, waiters
+from server.hub import bodies, commands, compactor, limits, metrics, opening, pairing, routes, waiters
 from server.hub.stores import HubStores
 from server.web import http
 
@@ -34,6 +34,7 @@ def create_hub_app(settings: Settings, store: DatabaseConnector, *, testing: boo
     atexit.register(stores.close)
     http.install(app, browser_facing=False)
     app.add_url_rule("/api/v1/health", "health", routes.health)
+    assert opening.round_opening  # its module put POST /round on the routes' blueprint
     app.register_blueprint(routes.bp)
     app.register_blueprint(pairing.bp)
     app.after_request(bodies.compress)

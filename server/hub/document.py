@@ -27,15 +27,26 @@ HUB_SCHEMAS = {
                                 "features": {"type": "array", "items": {"type": "string"},
                                              "description": "calls beyond the first protocol: shortfall, relay, "
                                                             "resume, wait, snapshot, heal, healLog (a heal's logAs, "
-                                                            "and a relay's owned), pair"}}},
+                                                            "and a relay's owned), pair (POST /pair), round (POST "
+                                                            "/round), waitChanges (a wait answered with the changes)"}}},
     "HubWaitRequest": {"type": "object", "additionalProperties": False, "properties": {
         "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
         "excludeOrigin": {**ORIGIN, "nullable": True, "description": "this device's own origin: its changes are "
                                                                      "no news"},
         "seconds": {"type": "number", "minimum": 0, "maximum": 60, "description": "how long to hold the request "
-                                                                                 "with no news (default 25)"}}},
+                                                                                 "with no news (default 25)"},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 2000, "nullable": True,
+                  "description": "feature waitChanges: answer a wake with at most this many changes past the "
+                                 "cursor (as a pull with excludeOrigin) and the hub's epoch"},
+        "epoch": {"type": "string", "nullable": True, "description": "feature waitChanges: the epoch the cursor "
+                                                                     "is in; another epoch wakes at once, answered "
+                                                                     "with the epoch only (run a round)"}}},
     "HubWait": {"type": "object", "required": ["changed"], "properties": {
-        "changed": {"type": "boolean", "description": "true: the user's log holds a change past the cursor; pull"}}},
+        "changed": {"type": "boolean", "description": "true: the user's log holds a change past the cursor; pull"},
+        "epoch": {"type": "string", "description": "with a limit, when changed: the hub's epoch"},
+        "changes": {"type": "array", "items": ref("Change"),
+                    "description": "with a limit, when changed in the epoch asked about: the first page past the "
+                                   "cursor (apply it as a pull; a full page or none: run a round)"}}},
     "HubShortfallRequest": {"type": "object", "additionalProperties": False, "properties": {
         "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq acknowledged"}}},
     "HubShortfall": {"type": "object", "required": ["shortfall", "rollbacks"], "properties": {
@@ -116,6 +127,26 @@ HUB_SCHEMAS = {
                               "bases": {"type": "object", "additionalProperties": {"type": "string"}}}},
     "HubChanges": {"type": "object", "required": ["changes"],
                    "properties": {"changes": {"type": "array", "items": ref("Change")}}},
+    "HubRoundRequest": {"type": "object", "additionalProperties": False, "required": ["origin"], "properties": {
+        "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
+        "origin": {**ORIGIN, "description": "this device's own origin"},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 2000, "description": "of each page (default 500)"}}},
+    "HubRound": {"type": "object", "required": ["epoch", "userId", "deviceId", "features", "shortfall", "rollbacks",
+                                                "own", "changes"],
+                 "description": "HubEpoch and HubShortfall in one, with two pages: feature round",
+                 "properties": {"epoch": {"type": "string"}, "userId": {"type": "string"},
+                                "deviceId": {"type": "string"}, "features": {"type": "array",
+                                                                             "items": {"type": "string"}},
+                                "shortfall": {"type": "object", "additionalProperties": SEQ},
+                                "rollbacks": {"type": "array", "items": {"type": "object"}},
+                                "compacted": {"type": "object", "additionalProperties": SEQ},
+                                "floors": {"type": "object", "additionalProperties": SEQ},
+                                "own": {"type": "array", "items": ref("Change"),
+                                        "description": "the hub's part of `origin` past the cursor (normally "
+                                                       "none), as a pull with onlyOrigin answers it"},
+                                "changes": {"type": "array", "items": ref("Change"),
+                                            "description": "the first page of the other origins' changes past the "
+                                                           "cursor, as a pull with excludeOrigin answers it"}}},
     "HubPullRequest": {"type": "object", "additionalProperties": False, "properties": {
         "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
         "limit": {"type": "integer", "minimum": 1, "maximum": 2000},

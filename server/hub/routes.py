@@ -44,8 +44,10 @@ route = declaring(bp, OPERATIONS)
 # device's log still holds).
 # "healLog" (a heal's logAs: what it changed is logged under the healer's heal origin; a relay
 # answers `owned` for origins another device gives back itself).
-# "pair" (POST /pair: an invitation's code traded for a token, hub/pairing.py).
-FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal", "healLog", "pair")
+# "pair" (POST /pair: an invitation's code traded for a token, hub/pairing.py). "round" (POST
+# /round: a round's opening in one call, server/hub/opening.py). "waitChanges" (a wait with a
+# `limit` is answered, when woken, with the changes past its cursor).
+FEATURES = ("shortfall", "relay", "resume", "wait", "snapshot", "heal", "healLog", "pair", "round", "waitChanges")
 WAIT_SECONDS, MAX_WAIT_SECONDS = 25, 60
 
 
@@ -100,9 +102,13 @@ def _guarded(fn, *args):
 @route(Operation("get", "/epoch", "hubEpoch", "The hub's epoch (changes when the hub is wiped and re-seeded)",
                  {"200": ("HubEpoch", "The epoch", False)}, (401,)))
 def epoch():
+    return envelope(epoch_answer())
+
+
+def epoch_answer() -> dict:
     # Whose token this is, so that a device set up for another user can refuse it (HubClient).
-    return envelope({"epoch": g.hub_store.hub_epoch(), "userId": g.device.user_id, "deviceId": g.device.device_id,
-                     "features": list(FEATURES)})
+    return {"epoch": g.hub_store.hub_epoch(), "userId": g.device.user_id, "deviceId": g.device.device_id,
+            "features": list(FEATURES)}
 
 
 @route(Operation("post", "/shortfall", "hubShortfall",
@@ -132,11 +138,16 @@ def pull():
     exclude, only = origin_or_none(body, "excludeOrigin", problems), origin_or_none(body, "onlyOrigin", problems)
     if problems:
         raise ValidationError(problems)
+    return envelope({"changes": pull_page(cursor, limit, exclude, only)})
+
+
+def pull_page(cursor: dict[str, int], limit: int, exclude: str | None, only: str | None) -> list:
+    """A pull's page (POST /pull, and the first of a round's, POST /round)."""
     changes = g.hub_store.changes_since(cursor, limit, exclude_origin=exclude, only_origin=only)
     _metrics().took("pulled", len(changes))
     if only is None:  # a whole cursor: the device holds that much of each origin
         _note_position(g.device, cursor)
-    return envelope({"changes": changes})
+    return changes
 
 
 @route(Operation("post", "/snapshot", "hubSnapshot",
@@ -264,13 +275,17 @@ def push():
                  {"200": ("HubWait", "Whether there is something to pull", False)}, (401,), "HubWaitRequest"))
 def wait():
     body = json_object()
-    only_keys(body, {"cursor", "excludeOrigin", "seconds"})
+    only_keys(body, {"cursor", "excludeOrigin", "seconds", "limit", "epoch"})
     problems: dict[str, str] = {}
     cursor = cursor_of(body, problems)
     exclude = origin_or_none(body, "excludeOrigin", problems)
-    seconds = body.get("seconds", WAIT_SECONDS)
+    seconds, limit, known = body.get("seconds", WAIT_SECONDS), body.get("limit"), body.get("epoch")
     if type(seconds) not in (int, float) or not 0 <= seconds <= MAX_WAIT_SECONDS:
         problems["seconds"] = f"must be a number from 0 to {MAX_WAIT_SECONDS}"
+    if limit is not None and (type(limit) is not int or not 1 <= limit <= MAX_BATCH):
+        problems["limit"] = f"must be null or an integer from 1 to {MAX_BATCH}"
+    if known is not None and not isinstance(known, str):
+        problems["epoch"] = "must be null or the epoch the device holds its cursor in"
     if problems:
         raise ValidationError(problems)
     # Set by the hub's front (front.py), which can hold a request without a thread; without
@@ -281,7 +296,8 @@ def wait():
     waiter = waiters.add(g.device.user_id, g.device.device_id) if holding and not holding["final"] and seconds \
         else None
     try:
-        changed = _news(g.hub_store, cursor, exclude)
+        epoch = g.hub_store.hub_epoch() if limit is not None else None
+        changed = known is not None and known != epoch or _news(g.hub_store, cursor, exclude)
     except BaseException:
         if waiter is not None:
             waiters.remove(waiter)
@@ -292,6 +308,10 @@ def wait():
             holding["park"] = {"waiter": waiter, "seconds": held}  # the front holds it and asks again
         else:
             waiters.remove(waiter)
+    if changed and limit is not None:  # waitChanges: the news itself, as a pull's page
+        same = known is None or known == epoch
+        return envelope({"changed": True, "epoch": epoch, **({"changes": pull_page(cursor, limit, exclude, None)}
+                                                             if same else {})})
     return envelope({"changed": changed})
 
 

@@ -111,7 +111,10 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
     is simply sent again next time. Other exceptions propagate."""
     started = time.perf_counter()
     report = RoundReport()
+    opening = getattr(hub, "open_round", None)  # one call for the round's opening (feature "round")
     try:
+        if opening is not None:
+            opening(load_bookmark(local).cursor, local.origin, batch_size)
         bookmark = _begin(local, hub, report)
         compacted = _check_acknowledged(local, hub, bookmark, report)
         _check_own_log(local, hub, bookmark, batch_size, report)
@@ -129,6 +132,8 @@ def run_round(local: DatabaseConnector, hub: Hub, batch_size: int = 500,
     except AppError as exc:
         report.error, report.error_code = exc.message, exc.code
     finally:
+        if opening is not None:  # what the opening answered is for this round only
+            getattr(hub, "end_round")()
         report.duration_ms = (time.perf_counter() - started) * 1000
     return report
 
@@ -331,21 +336,28 @@ def _pull(local: DatabaseConnector, hub: Hub, bookmark: Bookmark, batch_size: in
           report: RoundReport, progress: Progress | None) -> None:
     while True:
         batch = hub.changes_since(bookmark.cursor, batch_size, exclude_origin=local.origin)
-        if not batch:
+        if not batch or not pull_batch(local, bookmark, batch, report, progress):
             break
-        moved = bookmark.replace(cursor=advance(bookmark.cursor, batch))
-        # The batch and the cursor that passes it are stored in one transaction.
-        result = local.apply_changes(batch, bookmarks=stored_with(moved), from_hub=True)
-        report.pulled += result["applied"]
-        stamps = [ch["hlc"] for ch in batch if isinstance(ch, dict) and is_stamp(ch.get("hlc"))]
-        report.newest_pulled = max([report.newest_pulled or "", *stamps]) or None
-        report.conflicts += result["conflicts"]
-        report.quarantined += len(result.get("quarantined", ()))
-        if progress:
-            progress("pull", report.pulled)
-        if moved.cursor == bookmark.cursor:
-            # Nothing in the batch could be passed by number (a hub answering garbage): asking
-            # again would get the same answer forever.
-            log.warning("the hub's batch named no change this device could move past; the pull stops here")
-            break
-        bookmark.cursor = moved.cursor
+
+
+def pull_batch(local: DatabaseConnector, bookmark: Bookmark, batch: list[Change], report: RoundReport,
+               progress: Progress | None = None) -> bool:
+    """Apply one page the hub answered (a pull's, or a live wake's) and move the cursor past it,
+    in one transaction. False when nothing in it could be passed by number."""
+    moved = bookmark.replace(cursor=advance(bookmark.cursor, batch))
+    # The batch and the cursor that passes it are stored in one transaction.
+    result = local.apply_changes(batch, bookmarks=stored_with(moved), from_hub=True)
+    report.pulled += result["applied"]
+    stamps = [ch["hlc"] for ch in batch if isinstance(ch, dict) and is_stamp(ch.get("hlc"))]
+    report.newest_pulled = max([report.newest_pulled or "", *stamps]) or None
+    report.conflicts += result["conflicts"]
+    report.quarantined += len(result.get("quarantined", ()))
+    if progress:
+        progress("pull", report.pulled)
+    if moved.cursor == bookmark.cursor:
+        # Nothing in the batch could be passed by number (a hub answering garbage): asking
+        # again would get the same answer forever.
+        log.warning("the hub's batch named no change this device could move past; the pull stops here")
+        return False
+    bookmark.cursor = moved.cursor
+    return True

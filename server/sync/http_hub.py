@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import os
 import socket
 import ssl
 from typing import Any, TypeGuard, cast
@@ -20,10 +21,13 @@ import orjson
 
 from server.core.changes import Change, Cursor
 from server.core.errors import HubRefused, StoreUnavailable
+from server.core.sequences import advance
 from server.sync.answers import Finding, HealAnswer, PushAnswer, ShortfallAnswer, SnapshotPage
 from server.web.compression import NotInflated, inflate
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # inflated
+# The round call (feature "round") unless set to 0: for benches and tests that measure the old calls.
+ROUND_CALL = os.environ.get("COURSESYNC_ROUND_CALL", "1") != "0"
 STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, http.client.CannotSendRequest)
 
 
@@ -43,13 +47,47 @@ class HubClient:
         self._conn: http.client.HTTPConnection | None = None
         self.features: frozenset[str] = frozenset()  # learnt from the epoch answer
         self._interrupted = False
+        self._opened: dict[Any, Any] = {}  # the round's opening (open_round): answers by question
 
     # --- the hub-side contract ----------------------------------------------------------
     def connect(self) -> None:
         self.hub_epoch()  # fail now, as a store's connect would, if the hub cannot be used
 
+    def open_round(self, cursor: Cursor, origin: str, limit: int) -> None:
+        """Feature "round": one call (POST /round) answers what a round opens with (the epoch, the
+        shortfall of `cursor`, the hub's part of `origin` past it, the first page of the pull);
+        the calls that ask it then are answered from it, each once and only while they ask
+        exactly that. An older hub server, or one that fails the call: the calls go as before."""
+        self._opened = {}
+        if "round" not in self.features or not ROUND_CALL:
+            return
+        try:
+            answer = self._call("POST", "/round", {"cursor": cursor, "origin": origin, "limit": limit})
+        except StoreUnavailable:
+            return  # the round's own calls say whether the hub is there
+        epoch = self._epoch_of(answer)
+        own, changes = answer.get("own"), answer.get("changes")
+        if not isinstance(own, list) or not isinstance(changes, list) or len(own) > limit or len(changes) > limit:
+            raise self._garbled("a round opening whose pages are not lists of at most the changes asked for")
+        others = {o: seq for o, seq in cursor.items() if o != origin}
+        self._opened = {"epoch": epoch, ("shortfall", _key(cursor)): self._checked_shortfall(answer, cursor),
+                        ("pull", _key({origin: cursor.get(origin, 0)}), limit, None, origin): own,
+                        ("pull", _key(others), limit, origin, None): changes}
+        # A short page was all there was: the pull that asks past it is answered "nothing more"
+        # (what lands meanwhile wakes the live wait, or waits for the next round).
+        if len(changes) < limit:
+            self._opened[("pull", _key(_past(others, changes, origin)), limit, origin, None)] = []
+        if len(own) < limit:
+            self._opened[("pull", _key(_past({origin: cursor.get(origin, 0)}, own, None)), limit, None, origin)] = []
+
+    def end_round(self) -> None:
+        self._opened = {}
+
     def hub_epoch(self) -> str:
-        answer = self._call("GET", "/epoch")
+        opened = self._opened.pop("epoch", None)
+        return opened if opened is not None else self._epoch_of(self._call("GET", "/epoch"))
+
+    def _epoch_of(self, answer: dict[str, Any]) -> str:
         epoch, owner = answer.get("epoch"), answer.get("userId")
         if not isinstance(epoch, str):
             raise self._garbled("an epoch that is not a string")
@@ -63,6 +101,11 @@ class HubClient:
 
     def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,
                       only_origin: str | None = None) -> list[Change]:
+        # A round's first pull excludes this device's origin: where its cursor stands is no matter.
+        asked = {o: seq for o, seq in cursor.items() if o != exclude_origin}
+        opened = self._opened.pop(("pull", _key(asked), limit, exclude_origin, only_origin), None)
+        if opened is not None:
+            return opened
         body = {"cursor": cursor, "limit": limit, "excludeOrigin": exclude_origin, "onlyOrigin": only_origin}
         changes = self._call("POST", "/pull", body).get("changes")
         if not isinstance(changes, list) or len(changes) > limit:
@@ -94,7 +137,12 @@ class HubClient:
         which cannot say."""
         if "shortfall" not in self.features:
             return {"shortfall": {}, "rollbacks": [], "compacted": {}, "floors": {}}
-        answer = self._call("POST", "/shortfall", {"cursor": cursor})
+        opened = self._opened.pop(("shortfall", _key(cursor)), None)
+        if opened is not None:
+            return opened
+        return self._checked_shortfall(self._call("POST", "/shortfall", {"cursor": cursor}), cursor)
+
+    def _checked_shortfall(self, answer: dict[str, Any], cursor: Cursor) -> ShortfallAnswer:
         short, found, compacted = answer.get("shortfall"), answer.get("rollbacks"), answer.get("compacted", {})
         # Floors only from a hub server that can be healed from the records: a device drops
         # nothing of its log for one that could not get it back.
@@ -156,6 +204,21 @@ class HubClient:
         if type(answer.get("changed")) is not bool:
             raise self._garbled("a wait answer of another shape")
         return answer["changed"]
+
+    def wait_changes(self, cursor: Cursor, *, exclude_origin: str | None, seconds: float, limit: int,
+                     epoch: str | None) -> dict[str, Any] | bool | None:
+        """Feature "waitChanges": a wait whose wake answers the hub's epoch and (when the cursor is
+        of that epoch) the first page of changes past it, at most `limit`: {"epoch", "changes"}.
+        Without the feature, what wait answers."""
+        if "waitChanges" not in self.features or not ROUND_CALL:
+            return self.wait(cursor, exclude_origin=exclude_origin, seconds=seconds)
+        answer = self._call("POST", "/wait", {"cursor": cursor, "excludeOrigin": exclude_origin, "seconds": seconds,
+                                              "limit": limit, "epoch": epoch}, timeout=seconds + self._timeout)
+        changed, woke, changes = answer.get("changed"), answer.get("epoch"), answer.get("changes")
+        if type(changed) is not bool or changed and not isinstance(woke, str) or \
+                changes is not None and not (isinstance(changes, list) and len(changes) <= limit):
+            raise self._garbled("a wait answer of another shape")
+        return {"epoch": woke, "changes": changes} if changed else False
 
     def interrupt(self) -> None:
         """End a call in progress in another thread (a wait): closing a socket does not wake a
@@ -237,6 +300,16 @@ class HubClient:
     def _garbled(self, what: str) -> StoreUnavailable:
         self.close()
         return StoreUnavailable(f"The hub at {self.url} answered {what}.")
+
+
+def _key(cursor: Cursor) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(cursor.items()))
+
+
+def _past(cursor: Cursor, page: list[Change], drop: str | None) -> Cursor:
+    """The cursor past a page, as the engine moves it, without the origin `drop`."""
+    moved = advance(cursor, page)
+    return {o: seq for o, seq in moved.items() if o != drop}
 
 
 def _refusal(entry: Any) -> bool:

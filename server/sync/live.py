@@ -73,7 +73,7 @@ class LiveWait:
                     service.backoff_until = None
                     self._round(cursor)
                     continue
-                news = hub.wait(cursor, exclude_origin=local.origin, seconds=self.seconds)
+                news = self._wait(hub, cursor, load_bookmark(local).epoch)
                 failures = 0
                 if news is None:  # an older hub server: the timer it is
                     self.state = "timer"
@@ -81,7 +81,8 @@ class LiveWait:
                     return
                 if news and not self._stop.is_set():
                     self.wakes += 1
-                    self._round(cursor)
+                    if not (isinstance(news, dict) and service.apply_woken(news)):
+                        self._round(cursor)  # no page, another epoch: the whole round
             except (AppError, OSError) as exc:
                 if self._stop.is_set():
                     return
@@ -96,6 +97,15 @@ class LiveWait:
                 self._drop_hub()
                 self.state = "retrying"
                 self._stop.wait(RETRY_CAP_SECONDS)
+
+    def _wait(self, hub: WaitingHub, cursor: Cursor, epoch: str | None) -> Any:
+        """The hub's wait: with the changes where the hub answers them (HubClient.wait_changes)."""
+        local = self.service.local
+        with_changes = getattr(hub, "wait_changes", None)
+        if with_changes is None:
+            return hub.wait(cursor, exclude_origin=local.origin, seconds=self.seconds)
+        return with_changes(cursor, exclude_origin=local.origin, seconds=self.seconds,
+                            limit=self.service.settings.sync_batch_size, epoch=epoch)
 
     def _round(self, cursor: Cursor) -> None:
         try:

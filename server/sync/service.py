@@ -18,13 +18,13 @@ from server.core.clock import stamp_ms
 from server.core.config import Settings
 from server.core.errors import AppError, SyncBusy
 from server.core.times import iso_from_ms, iso_from_seconds
-from server.sync.bookmark import Bookmark, load_bookmark
+from server.sync.bookmark import load_bookmark
 from server.sync.child import ChildRounds
-from server.sync.engine import Progress, run_round
+from server.sync.engine import Progress, pull_batch, run_round
 from server.sync.hub import Hub, WaitingHub
 from server.sync.live import LiveWait
-from server.sync.relay import HeldForOther, held_for_others
 from server.sync.report import RoundReport
+from server.sync.status import CLOCK_AHEAD, LIVE_OFF, sync_status
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -50,7 +50,9 @@ SCHEDULER_LOG = logging.getLogger("apscheduler.scheduler")
 SCHEDULER_LOG.addFilter(_OverlapsAreDebug())
 
 
-PUSH_DELAY_SECONDS = 0.05  # from a local write to the round that pushes it (a burst goes in one)
+JOIN_TIMED_OUT = ("No sync round ended within {s} s of this request: the one running is slow (a long catch-up, "
+                  "or a hub that does not answer). Nothing is lost; GET /api/v1/sync/status shows the round "
+                  "and its last error. Try again once it has ended.")
 
 
 class SyncService:
@@ -69,6 +71,13 @@ class SyncService:
         self.now = clock  # the time source of rounds and backoff (time.time; a test's own)
         self._lock = threading.Lock()
         self._meta_lock = threading.Lock()
+        # Rounds are numbered as they start; `join` waits on this for one that started after it.
+        self._rounds = threading.Condition()
+        self._started = 0
+        self._ended: tuple[int, RoundReport] | None = None  # the newest round that ended, by number
+        self._push_state = threading.Lock()
+        self._pushing = False  # a push job is scheduled or running
+        self._push_again = False  # writes came while it ran: it goes once more
         self.running = False
         self.last_attempt: float | None = None
         self.last_success: float | None = None
@@ -100,8 +109,12 @@ class SyncService:
         got = self._lock.acquire(timeout=wait_seconds) if wait_seconds > 0 else self._lock.acquire(blocking=False)
         if not got:
             raise SyncBusy("A sync round is already running.")
+        report: RoundReport | None = None
         try:
-            self.running = True
+            with self._rounds:
+                self._started += 1
+                number = self._started
+                self.running = True
             self.last_attempt = self.now()
             try:
                 if self.child is not None and not here:
@@ -118,8 +131,62 @@ class SyncService:
             self._record(report)
             return report
         finally:
-            self.running = False
+            with self._rounds:
+                self.running = False
+                if report is not None:
+                    self._ended = (number, report)
+                self._lock.release()
+                self._rounds.notify_all()
+
+    def join(self, deadline_seconds: float, *, progress: Progress | None = None, here: bool = False) -> RoundReport:
+        """"Sync now": the report of a round that started after this call came, within
+        `deadline_seconds`. A round running now is waited for; then this runs one, or rides along
+        with one that another caller (a push, a live wake) started first. Raises SyncBusy, with
+        what to do, only when no such round ended by the deadline."""
+        end = time.monotonic() + deadline_seconds
+        with self._rounds:
+            ticket = self._started
+        while True:
+            try:
+                return self.run_once(wait_seconds=0, progress=progress, here=here)
+            except SyncBusy:
+                pass
+            with self._rounds:
+                while self.running:
+                    if self._ended is not None and self._ended[0] > ticket:
+                        return self._ended[1]
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        raise SyncBusy(JOIN_TIMED_OUT.format(s=round(deadline_seconds)))
+                    self._rounds.wait(left)
+                if self._ended is not None and self._ended[0] > ticket:
+                    return self._ended[1]
+
+    def apply_woken(self, news: dict[str, Any]) -> bool:
+        """A live wake that brought the changes (feature "waitChanges"): applied here, in this
+        process, as a pull (the store's door, one transaction with the cursor). False when a
+        round must run instead: another epoch, no page, a full one (there may be more), a
+        catch-up under way, or a round holding the lock."""
+        changes = news.get("changes")
+        if not changes or len(changes) >= self.settings.sync_batch_size:
+            return False
+        if not self._lock.acquire(timeout=60):
+            return False
+        started = time.perf_counter()
+        try:
+            bookmark = load_bookmark(self.local)
+            if bookmark.epoch != news["epoch"] or bookmark.catch_up is not None:
+                return False
+            report = RoundReport()
+            passed = pull_batch(self.local, bookmark, changes, report)
+            report.duration_ms = (time.perf_counter() - started) * 1000
+        except AppError as exc:
+            log.info("a wake's changes were not applied (%s); a round runs", exc.message)
+            return False
+        finally:
             self._lock.release()
+        self._record(report)
+        return passed  # a page it could not pass: the round, which knows to stop asking
 
     def _record(self, report: RoundReport) -> None:
         with self._meta_lock:
@@ -185,36 +252,47 @@ class SyncService:
             pass  # already logged and recorded; the job must survive to run again
 
     def nudge(self) -> None:
-        """A local write was answered: push it soon, in a round of its own, PUSH_DELAY_SECONDS
-        from the first write of a burst (the writes that follow go in the same round). Never in
-        the write's way: the answer has gone, nothing here waits for the hub, a round already
-        running is waited for rather than overlapped, and while backing off the write waits for
-        the retry like any other."""
+        """A local write was answered: push it on the leading edge. After a quiet spell the push
+        round starts at once; the writes answered while it runs set `_push_again`, and go together
+        in the round after it (a burst of a thousand writes goes in a few rounds). Never in the
+        write's way: the answer has gone, nothing here waits for the hub, a round already running
+        (the timer's, a live wake's) is waited for rather than overlapped, and while backing off
+        the write waits for the retry like any other."""
         scheduler = self.scheduler
         if scheduler is None or self._backing_off():
             return
-        from apscheduler.jobstores.base import ConflictingIdError
-
-        when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=PUSH_DELAY_SECONDS)
+        with self._push_state:
+            if self._pushing:
+                self._push_again = True  # the running push job goes once more, after its round
+                return
+            self._pushing = True
         try:
-            # Two at once: a job that fires while the round of the one before still runs must wait
-            # for it and push what was written meanwhile, not be skipped as an overlap.
-            scheduler.add_job(self._push_soon, "date", run_date=when, id="push-soon", misfire_grace_time=60,
-                              max_instances=2)
-        except ConflictingIdError:
-            pass  # one is due already: this write goes with it
+            # max_instances=2: the job before may not have returned yet, though it is done.
+            scheduler.add_job(self._push_soon, "date", run_date=dt.datetime.now(dt.timezone.utc), id="push-soon",
+                              misfire_grace_time=60, max_instances=2)
+        except Exception:
+            with self._push_state:
+                self._pushing = False  # a scheduler shutting down: the next round takes the write
+            log.debug("the push after a write could not be scheduled", exc_info=True)
 
     def _backing_off(self) -> bool:
         return self.backoff_until is not None and self.now() < self.backoff_until
 
     def _push_soon(self) -> None:
-        # Scheduled before a round failed: the write waits for the retry like the ones after it.
-        if self._backing_off():
-            return
-        try:
-            self.run_once(wait_seconds=60)
-        except Exception:
-            pass  # recorded like any round's; the next write or the timer tries again
+        """The push job: a round, and one more for as long as writes came while one ran."""
+        while not self._backing_off():  # a failed round: the writes wait for the retry
+            with self._push_state:
+                self._push_again = False  # the writes nudged so far go in this round
+            try:
+                self.run_once(wait_seconds=60)
+            except Exception:
+                pass  # recorded like any round's; the next write or the timer tries again
+            with self._push_state:
+                if not self._push_again:
+                    self._pushing = False
+                    return
+        with self._push_state:
+            self._pushing = self._push_again = False
 
     # --- worker ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -297,84 +375,3 @@ class SyncService:
     def health(self) -> dict[str, Any]:
         return {"enabled": True, "state": self.state(), "lastSuccess": iso_from_seconds(self.last_success),
                 "lastError": self.last_error}
-
-
-
-CLOCK_AHEAD = ("The hub refused {n} of this device's edits because its clock is ahead of the hub's. "
-               "Set this device's date and time right. The refused edits wait in the quarantine and are "
-               "sent again by themselves once the hub's clock has caught up with them.")
-QUARANTINE_HELD = ("{n} change{s} {verb} held in the quarantine, refused at a door and not synced "
-                   "(GET /api/v1/sync/quarantine says why); everything else syncs.")
-CATCHING_UP = ("This device is part way through catching up from the hub's records (its log no longer reaches "
-               "back here): until a round finishes it, it may lack part of what the hub holds.")
-HELD_FOR_OTHERS = ("The hub lost {n} change(s) of another of your devices (origin {origin}) that this device holds; "
-                   "only that device may give them back, at its next round. If it is gone for good, revoke its "
-                   "token at the hub (`hub revoke`): this device then gives them back within the hour.")
-LIVE_OFF = {"state": "off", "since": None, "retryAt": None, "wakes": 0, "lastRemoteLagMs": None}
-# Without a hub: the same keys, saying that nothing runs.
-DISABLED: dict[str, Any] = {
-    "hub": None, "state": "disabled", "worker": None, "lastAttempt": None, "lastSuccess": None,
-    "lastError": None, "nextRun": None, "consecutiveFailures": 0,
-    "totals": {"pushed": 0, "pulled": 0, "conflicts": 0, "rounds": 0}, "lastRound": None, "recentRounds": [],
-    "warnings": [], "live": LIVE_OFF,
-}
-
-
-def sync_status(local: DatabaseConnector, service: SyncService | None = None) -> dict[str, Any]:
-    """The one status shape (GET /api/v1/sync/status, `flask sync status`), with or without sync.
-
-    `origin` is the store's origin (what its changes are logged under). `deviceId` holds the same
-    value under its old name and stays for one release, for readers written before `origin`: a
-    hub's device id (its token's) is another thing, and read as `origin` from now on."""
-    bookmark = load_bookmark(local)
-    count, oldest = local.pending_since(bookmark.cursor)
-    now = service.now() if service else time.time()
-    oldest_s = stamp_ms(oldest) / 1000 if oldest else None
-    held = local.count_quarantine()
-    live = service.live_status() if service else DISABLED
-    warnings = list(live["warnings"])
-    if held and not warnings:
-        warnings.append(QUARANTINE_HELD.format(n=held, s="" if held == 1 else "s", verb="is" if held == 1 else "are"))
-    others = held_for_others(local, bookmark)
-    if bookmark.catch_up is not None:
-        warnings.append(CATCHING_UP)
-    warnings += [HELD_FOR_OTHERS.format(n=h["changes"], origin=h["origin"]) for h in others]
-    return {
-        "enabled": service is not None,
-        "origin": local.origin,
-        "deviceId": local.origin,  # the old name of `origin`: kept for one release (docs/learner.md)
-        "userId": local.user_id,
-        **live,
-        "warnings": warnings,
-        "pending": {
-            "count": count,
-            "oldestAt": iso_from_seconds(oldest_s),
-            "oldestAgeSeconds": round(now - oldest_s, 1) if oldest_s is not None else None,
-        },
-        "openConflicts": local.count_conflicts(),
-        "resolvedConflictsKeptDays": service.settings.conflicts_keep_resolved_days if service else None,
-        "quarantined": held,
-        "hubEpoch": bookmark.epoch,
-        **_histories(bookmark, others),
-    }
-
-
-def _histories(bookmark: Bookmark, others: list[HeldForOther]) -> dict[str, Any]:
-    """What the hub and this store went through, as the status lists it."""
-    return {
-        "hubResets": [{"from": r["from"], "to": r["to"], "at": iso_from_seconds(r["at"])}
-                      for r in bookmark.resets],
-        # The store was older than its own log on the hub (a restored backup, a copied file).
-        "originRestarts": [{"from": r["from"], "to": r["to"], "at": iso_from_seconds(r["at"]), "resent": r["resent"]}
-                           for r in bookmark.restarts],
-        # Catch-ups from the hub's records given up because the hub lost history under them.
-        "catchUpRestarts": [{"at": iso_from_seconds(r["at"]), "origins": r["origins"]}
-                            for r in bookmark.catch_up_restarts],
-        # Changes of other devices the hub lost and only their own device may give back.
-        "heldForOthers": [{**h, "since": iso_from_seconds(h["since"])} for h in others],
-        # The hub held less than it had acknowledged (restored from an older backup); what it
-        # lost was given back by the round that noticed.
-        "hubRollbacks": [{"at": iso_from_seconds(r["at"]), "origins": r["origins"], "changes": r["changes"],
-                          "foundBy": r.get("by", "this device")}
-                         for r in bookmark.rollbacks],
-    }

@@ -17,7 +17,7 @@ from server.core.changes import is_slot_filler_of, moved_to, new_origin, restamp
 from server.core.clock import decode, encode
 from server.core.config import Settings
 from server.sync.bookmark import BOOKMARK_KEY
-from server.sync.service import sync_status
+from server.sync.status import sync_status
 from tests.synckit import USER, World, assert_converged, course, lecture
 
 T0 = dt.datetime(2030, 5, 1, 12, 0, tzinfo=dt.timezone.utc)

@@ -231,7 +231,7 @@ class TestTheRest:
         assert resp.status_code == 200
         doc = resp.get_json()
         assert set(doc["paths"]) == {"/epoch", "/pull", "/push", "/shortfall", "/wait", "/snapshot", "/heal",
-                                     "/openapi.json", "/pair"}
+                                     "/round", "/openapi.json", "/pair"}
         assert doc["paths"]["/push"]["post"]["security"] == [{"bearer": []}]
         assert {"401", "403"} <= set(doc["paths"]["/push"]["post"]["responses"])
         assert "Change" in doc["components"]["schemas"]
@@ -684,3 +684,19 @@ def test_a_push_larger_than_a_turn_is_written_in_turns_and_answers_as_one(hub, m
     status, body = hub.call("POST", "/push", token, {"changes": gap})
     assert body["data"]["applied"] == 0 and body["data"]["resume"] == {"dev-a": len(batch)}
     assert [ch["seq"] for ch in hub.everything()] == list(range(1, len(batch) + 1))
+
+
+class TestWaitChanges:
+    def test_a_wait_with_a_limit_answers_the_changes_and_the_epoch(self, hub, device_changes):
+        _, a = hub.token()
+        _, b = hub.token()
+        assert hub.call("POST", "/push", a, {"changes": device_changes})[0] == 200
+        epoch = hub.call("GET", "/epoch", b)[1]["data"]["epoch"]
+        asked = {"cursor": {}, "excludeOrigin": "dev-b", "seconds": 0}
+        woke = hub.call("POST", "/wait", b, {**asked, "limit": 1, "epoch": epoch})[1]["data"]
+        assert woke["changed"] and woke["epoch"] == epoch and [c["seq"] for c in woke["changes"]] == [1]
+        other = hub.call("POST", "/wait", b, {**asked, "cursor": {"dev-a": 2}, "limit": 9, "epoch": "old"})[1]["data"]
+        assert other == {"changed": True, "epoch": epoch}, "another epoch: the epoch only, run a round"
+        assert hub.call("POST", "/wait", b, asked)[1]["data"] == {"changed": True}, "no limit: the old answer"
+        status, body = hub.call("POST", "/wait", b, {**asked, "limit": 0})
+        assert status == 400 and "limit" in json.dumps(body)

@@ -6,6 +6,7 @@ same device stands, a revoked token ends it with 401, a stopping hub answers it.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 
@@ -309,3 +310,26 @@ def test_each_kind_of_hub_is_the_declared_interface(tmp_path):
     client = HubClient("http://127.0.0.1:9", "t")
     assert isinstance(client, WaitingHub) and isinstance(StoreHub(store), WaitingHub)
     assert isinstance(store, Hub) and not isinstance(store, WaitingHub)
+
+
+def test_sync_now_with_live_sync_busy_joins_rather_than_refuses(sql_hubs):
+    """The hub stops answering mid-round (SIGSTOP) for longer than "Sync now" used to wait (10 s),
+    then comes back: the request gets the report of a round that started after it, and by then
+    everything written before it is at the hub."""
+    hub = sql_hubs.hub()
+    a = sql_hubs.device("A", hub, sql_hubs.token(), HUB_TIMEOUT_MS="60000", **LIVE)
+    wait_for(lambda: sql_hubs.status("A")["state"] == "live", 120, "A to be live")
+    hub.proc.send_signal(signal.SIGSTOP)
+    try:
+        create(a, "/api/v1/courses", {"title": "Before sync now", "source": "https://a.b"})
+        wait_for(lambda: sql_hubs.status("A")["state"] == "running", 120, "the push round to hang on the hub")
+        answers: list = []
+        asked = threading.Thread(target=lambda: answers.append(a.request("POST", "/api/v1/sync", {})))
+        asked.start()
+        time.sleep(12)  # past the old 10 s wait (a wait, not an assert: the new deadline is 30 s)
+    finally:
+        hub.proc.send_signal(signal.SIGCONT)
+    asked.join(120)
+    [(code, body, _)] = answers
+    assert code == 200, body
+    assert sql_hubs.status("A")["pending"]["count"] == 0, "all written before the request is at the hub"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server.sync.bookmark import Bookmark, load_bookmark, save_bookmark
-from server.sync.service import sync_status
+from server.sync.status import sync_status
 from tests.synckit import course
 
 # A bookmark as a store holds it from the versions before the type: every key set that any of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
@@ -15,6 +16,7 @@ from server.connectors.factory import get_db_connector
 from server.core.config import Settings
 from server.core.errors import SyncBusy
 from server.sync.hub import open_hub
+from server.sync.report import RoundReport
 from server.sync.service import SyncService
 from server.sync.wiring import should_start_worker, stop_worker
 from tests.sync.test_sync_process import wait_until
@@ -251,7 +253,8 @@ def lost_titles(device, peer, n: int) -> dict[str, str]:
 
 def test_the_scheduled_job_forgets_conflicts_resolved_long_ago_and_keeps_open_ones(device, hub_client, sql_factory):
     from server.core.times import iso_from_seconds
-    from server.sync.service import LEDGER_AGEING_SECONDS, sync_status
+    from server.sync.service import LEDGER_AGEING_SECONDS
+    from server.sync.status import sync_status
 
     peer = sql_factory("peer", user_id="learner", origin="peer")
     peer.connect()
@@ -449,3 +452,112 @@ def test_the_status_tells_the_person_to_fix_a_clock_that_runs_ahead(device, hub_
         assert (answer["pushed"], answer["quarantined"]) == (2, 0)
         assert client.get("/api/v1/sync/status").get_json()["data"]["warnings"] == []
         assert device.count_quarantine() == 0
+
+
+def test_sync_now_waits_for_the_running_round_and_answers_one_that_started_after_it(device, hub_client, tmp_path):
+    app = make_app(device, hub_client, tmp_path, sync_wait_seconds=120)
+    svc = app.extensions["sync"]
+    entered, release = threading.Event(), threading.Event()
+    original = svc._ensure_hub
+
+    def slow_hub():
+        entered.set()
+        release.wait(120)
+        return original()
+
+    svc._ensure_hub = slow_hub
+    scheduled = threading.Thread(target=svc.tick)
+    scheduled.start()
+    assert entered.wait(120)
+    answers: list = []
+    asked = threading.Thread(target=lambda: answers.append(app.test_client().post("/api/v1/sync", json={})))
+    asked.start()
+    assert wait_until(lambda: svc._rounds._waiters, 120), "the request waiting for the running round"
+    svc._ensure_hub = original
+    release.set()
+    scheduled.join(120)
+    asked.join(120)
+    [resp] = answers
+    assert resp.status_code == 200, resp.get_json()
+    assert svc.totals["rounds"] == 2, "the running round, then one that started after the request"
+
+
+def test_sync_now_rides_along_with_a_round_that_started_after_it(device, hub_client, tmp_path):
+    app = make_app(device, hub_client, tmp_path)
+    svc = app.extensions["sync"]
+    with svc._rounds:
+        svc._started, svc.running = 5, True
+    answers: list = []
+    asked = threading.Thread(target=lambda: answers.append(svc.join(120)))
+    with svc._lock:  # a round holds the lock; the request comes while it runs
+        asked.start()
+        assert wait_until(lambda: svc._rounds._waiters, 120), "the request waiting"
+        ridden = RoundReport(pushed=3)
+        with svc._rounds:
+            svc._started, svc._ended, svc.running = 6, (6, ridden), False
+            svc._rounds.notify_all()
+    asked.join(120)
+    assert answers == [ridden] and svc.totals["rounds"] == 0, "the round started after it: no round of its own"
+
+
+def test_sync_now_says_what_to_do_when_no_round_ends_by_its_deadline(device, hub_client, tmp_path):
+    app = make_app(device, hub_client, tmp_path, sync_wait_seconds=0.2)
+    svc = app.extensions["sync"]
+    with svc._lock:
+        with svc._rounds:
+            svc.running = True
+        resp = app.test_client().post("/api/v1/sync", json={})
+    err = resp.get_json()["error"]
+    assert resp.status_code == 409 and err["code"] == "sync_running"
+    assert "GET /api/v1/sync/status" in err["message"] and "Try again" in err["message"]
+
+
+
+def test_a_write_after_a_quiet_spell_is_pushed_at_once(device, hub_client):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=3600), device, lambda: None)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.start(paused=True)  # holds the job where the test can read when it is due
+    svc.scheduler = scheduler
+    try:
+        svc.nudge()
+        due = scheduler.get_job("push-soon").next_run_time
+        assert due <= dt.datetime.now(dt.timezone.utc), "due now, not after a delay"
+        svc.nudge()
+        assert len(scheduler.get_jobs()) == 1, "one push job at a time: the next write goes with it"
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_writes_answered_while_a_push_runs_go_together_in_the_next_round(device, hub_client):
+    hub = get_db_connector("mongo", Settings(), client=hub_client, db_name="hub", user_id="learner")
+    hub.connect()
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowFirstPush:
+        def __getattr__(self, name):
+            return getattr(hub, name)
+
+        def apply_changes(self, *args, **kwargs):
+            if not entered.is_set():
+                entered.set()
+                assert release.wait(120)
+            return hub.apply_changes(*args, **kwargs)
+
+    svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=3600), device, SlowFirstPush)
+    svc.start()
+    try:
+        assert wait_until(lambda: svc.totals["rounds"] == 1, 120)  # the round at start-up
+        course(device, id="c0")
+        svc.nudge()
+        assert entered.wait(120)
+        for k in range(1, 51):
+            course(device, id=f"c{k}")
+            svc.nudge()
+        release.set()
+        assert wait_until(lambda: len(hub.get_courses()) == 51 and not svc._pushing, 120)
+        assert svc.totals["rounds"] == 3 and svc.totals["pushed"] == 51, "c0's round, then all fifty in one"
+    finally:
+        release.set()
+        svc.shutdown()
