@@ -28,7 +28,7 @@ HUB_SCHEMAS = {
                                              "description": "calls beyond the first protocol: shortfall, relay, "
                                                             "resume, wait, snapshot, heal, healLog (a heal's logAs, "
                                                             "and a relay's owned), pair (POST /pair), round (POST "
-                                                            "/round), waitChanges (a wait answered with the changes)"}}},
+                                                            "/round), waitChanges (a wait answered with changes)"}}},
     "HubWaitRequest": {"type": "object", "additionalProperties": False, "properties": {
         "cursor": {"type": "object", "additionalProperties": SEQ, "description": "origin -> last seq held"},
         "excludeOrigin": {**ORIGIN, "nullable": True, "description": "this device's own origin: its changes are "
