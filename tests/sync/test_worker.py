@@ -203,10 +203,9 @@ def test_a_push_scheduled_before_a_round_failed_waits_for_the_retry(device, hub_
     assert svc.totals["rounds"] == 2 and svc.state() == "idle"
 
 
-def test_a_write_answered_while_its_push_round_runs_is_pushed_by_the_next_round(device, hub_client):
-    """Each write's push is a job that fires a moment after it. A write answered while the round
-    of an earlier one is still pushing gets a job of its own, which fires while that round runs:
-    it waits for it and then pushes, rather than being skipped until the hour's timer."""
+def slow_first_push(hub_client):
+    """A Mongo hub, and a hub opener whose first push holds until `release` is set (`entered`
+    says it has begun)."""
     hub = get_db_connector("mongo", Settings(), client=hub_client, db_name="hub", user_id="learner")
     hub.connect()
     entered, release = threading.Event(), threading.Event()
@@ -218,9 +217,17 @@ def test_a_write_answered_while_its_push_round_runs_is_pushed_by_the_next_round(
         def apply_changes(self, *args, **kwargs):
             if not entered.is_set():
                 entered.set()
-                assert release.wait(60)
+                assert release.wait(120)
             return hub.apply_changes(*args, **kwargs)
 
+    return hub, entered, release, SlowFirstPush
+
+
+def test_a_write_answered_while_its_push_round_runs_is_pushed_by_the_next_round(device, hub_client):
+    """Each write's push is a job that fires a moment after it. A write answered while the round
+    of an earlier one is still pushing gets a job of its own, which fires while that round runs:
+    it waits for it and then pushes, rather than being skipped until the hour's timer."""
+    hub, entered, release, SlowFirstPush = slow_first_push(hub_client)
     svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=3600), device, SlowFirstPush)
     svc.start()
     try:
@@ -531,20 +538,7 @@ def test_a_write_after_a_quiet_spell_is_pushed_at_once(device, hub_client):
 
 
 def test_writes_answered_while_a_push_runs_go_together_in_the_next_round(device, hub_client):
-    hub = get_db_connector("mongo", Settings(), client=hub_client, db_name="hub", user_id="learner")
-    hub.connect()
-    entered, release = threading.Event(), threading.Event()
-
-    class SlowFirstPush:
-        def __getattr__(self, name):
-            return getattr(hub, name)
-
-        def apply_changes(self, *args, **kwargs):
-            if not entered.is_set():
-                entered.set()
-                assert release.wait(120)
-            return hub.apply_changes(*args, **kwargs)
-
+    hub, entered, release, SlowFirstPush = slow_first_push(hub_client)
     svc = SyncService(Settings(mongo_uri=HUB_URI, sync_interval_seconds=3600), device, SlowFirstPush)
     svc.start()
     try:
