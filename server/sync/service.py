@@ -14,6 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from server.connectors.base import DatabaseConnector
+from server.core.changes import Cursor
 from server.core.clock import stamp_ms
 from server.core.config import Settings
 from server.core.errors import AppError, SyncBusy
@@ -177,8 +178,11 @@ class SyncService:
             bookmark = load_bookmark(self.local)
             if bookmark.epoch != news["epoch"] or bookmark.catch_up is not None:
                 return False
+            fresh = [ch for ch in changes if not _held(bookmark.cursor, ch)]
+            if not fresh:  # a round took them between the wait's asking and its answer
+                return True
             report = RoundReport()
-            passed = pull_batch(self.local, bookmark, changes, report)
+            passed = pull_batch(self.local, bookmark, fresh, report)
             report.duration_ms = (time.perf_counter() - started) * 1000
         except AppError as exc:
             log.info("a wake's changes were not applied (%s); a round runs", exc.message)
@@ -375,3 +379,12 @@ class SyncService:
     def health(self) -> dict[str, Any]:
         return {"enabled": True, "state": self.state(), "lastSuccess": iso_from_seconds(self.last_success),
                 "lastError": self.last_error}
+
+
+def _held(cursor: Cursor, change: Any) -> bool:
+    """A change the cursor has passed already (a live wake's page answered after a round pulled
+    it); anything else, well formed or not, goes to the door."""
+    if not isinstance(change, dict):
+        return False
+    origin, seq = change.get("origin"), change.get("seq")
+    return isinstance(origin, str) and isinstance(seq, int) and 0 < seq <= cursor.get(origin, 0)

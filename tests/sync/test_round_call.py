@@ -129,3 +129,28 @@ def test_a_live_wake_brings_the_changes_and_they_are_applied_with_no_round(setup
         assert set(waiting.calls) == {"/epoch", "/wait"} and live.wakes >= 1
     finally:
         live.stop()
+
+
+def test_a_wake_answered_after_a_round_took_its_changes_is_no_alarm(setup, caplog):
+    """The wait's page is read at the hub from the cursor the wait was asked with; a round may
+    have pulled the same changes meanwhile. What the cursor has passed is left out, quietly; the
+    rest of the page is applied."""
+    from server.sync.bookmark import load_bookmark
+
+    stores, clients = setup
+    a, b = clients["a"], clients["b"]
+    course(stores["a"], id="c1", title="first")
+    a.round(stores["a"])
+    b.round(stores["b"])  # b holds c1 now
+    service = SyncService(Settings(sync_interval_seconds=3600), stores["b"], lambda: b)
+    epoch = load_bookmark(stores["b"]).epoch
+    held = stores["a"].changes_since({}, 10)
+    caplog.set_level("WARNING", logger="server.sync")
+    assert service.apply_woken({"changed": True, "epoch": epoch, "changes": held}) is True
+    assert service.totals["pulled"] == 0 and caplog.records == []
+    course(stores["a"], id="c2", title="second")
+    page = stores["a"].changes_since({}, 10)  # the stale part and the new change, as one page
+    assert len(page) == len(held) + 1
+    assert service.apply_woken({"changed": True, "epoch": epoch, "changes": page}) is True
+    assert sorted(c["title"] for c in stores["b"].get_courses()) == ["first", "second"]
+    assert service.totals["pulled"] == 1 and caplog.records == []
