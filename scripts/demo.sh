@@ -19,16 +19,6 @@ for port in "$HUB_PORT" "$A_PORT" "$B_PORT"; do  # an earlier demo still running
   fi
 done
 
-token() {  # the demo learner's device NAME: its token, made once and kept beside its store
-  if [ ! -s "$DIR/$1.token" ]; then
-    SQLITE_PATH="$DIR/hub.sqlite3" "$BIN/flask" --app server.api hub add-device learner --name "$1" \
-      | tail -n 1 > "$DIR/$1.token"
-  fi
-  cat "$DIR/$1.token"
-}
-TOKEN_A=$(token laptop)
-TOKEN_B=$(token phone)
-
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
 SQLITE_PATH="$DIR/hub.sqlite3" PORT=$HUB_PORT LOG_LEVEL=WARNING "$BIN/python" -m server --hub & pids+=($!)
@@ -36,19 +26,27 @@ up() {  # wait until the server on this port answers its health check
   for _ in $(seq 150); do curl -sf "http://127.0.0.1:$1/api/v1/health" >/dev/null && return; sleep 0.1; done
   echo "nothing answers on :$1" >&2; exit 1
 }
-up "$HUB_PORT"
-device() {  # name port token
-  SQLITE_PATH="$DIR/$1.sqlite3" PORT=$2 USER_ID=learner HUB_URL="http://127.0.0.1:$HUB_PORT" HUB_TOKEN=$3 \
-    SYNC_INTERVAL_SECONDS=5 LOG_LEVEL=WARNING "$BIN/python" -m server & pids+=($!)
+device() {  # name port: a device server with no hub settings (it is paired below)
+  SQLITE_PATH="$DIR/$1.sqlite3" PORT=$2 SYNC_INTERVAL_SECONDS=5 LOG_LEVEL=WARNING "$BIN/python" -m server & pids+=($!)
 }
-device laptop "$A_PORT" "$TOKEN_A"
-device phone "$B_PORT" "$TOKEN_B"
-
+device laptop "$A_PORT"
+device phone "$B_PORT"
 api() {  # method port path [json body]; an error answer is printed whole
   curl -sS --fail-with-body -X "$1" "http://127.0.0.1:$2/api/v1$3" -H 'Content-Type: application/json' ${4:+-d "$4"}
 }
+up "$HUB_PORT"
 up "$A_PORT"
 up "$B_PORT"
+pair() {  # name port: invite the device at the hub and paste the invitation into it (once: it keeps the hub)
+  if ! curl -sf "http://127.0.0.1:$2/api/v1/sync/status" | grep -q '"hubFrom": *"store"'; then
+    invitation=$(SQLITE_PATH="$DIR/hub.sqlite3" PORT=$HUB_PORT "$BIN/flask" --app server.api hub invite learner \
+      --name "$1" | tail -n 1)
+    api POST "$2" /sync/hub "{\"invitation\": \"$invitation\"}" >/dev/null
+    echo "$1 paired with $invitation"
+  fi
+}
+pair laptop "$A_PORT"
+pair phone "$B_PORT"
 echo "hub on :$HUB_PORT, laptop on :$A_PORT, phone on :$B_PORT"
 # The demo course is made on the first run, and edited on every later one (the stores are kept).
 if curl -sf "http://127.0.0.1:$A_PORT/api/v1/courses/demo" >/dev/null; then
