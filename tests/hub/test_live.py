@@ -326,7 +326,8 @@ def test_sync_now_with_live_sync_busy_joins_rather_than_refuses(sql_hubs):
         answers: list = []
         asked = threading.Thread(target=lambda: answers.append(a.request("POST", "/api/v1/sync", {})))
         asked.start()
-        time.sleep(12)  # past the old 10 s wait (a wait, not an assert: the new deadline is 30 s)
+        asked.join(12)  # past the old 10 s wait, which answered 409 while the hub did not answer
+        assert asked.is_alive(), f"Sync now answered while the hub was stopped: {answers}"
     finally:
         hub.proc.send_signal(signal.SIGCONT)
     asked.join(120)
