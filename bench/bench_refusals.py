@@ -46,19 +46,6 @@ def heal_body(n: int) -> bytes:
     return gzip.compress(orjson.dumps({"records": [record_]}), 9)
 
 
-def raw_gzip_heal(port: int, token: str, body: bytes) -> int:
-    import socket
-
-    s = socket.create_connection(("127.0.0.1", port), timeout=120)
-    s.sendall(f"POST /hub/v1/heal HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-              f"Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n"
-              f"Connection: close\r\n\r\n".encode() + body)
-    raw = b""
-    while chunk := s.recv(65_536):
-        raw += chunk
-    s.close()
-    return int(raw.split(b" ", 2)[1])
-
 
 def store_bytes(path: Path) -> int:
     conn = sqlite3.connect(path, timeout=30)
@@ -109,7 +96,7 @@ def main() -> None:
                 while time.monotonic() < stop:
                     n += 1
                     if n % 3 == 2:
-                        what, status = "heal", raw_gzip_heal(hub.port, token, heal_body(n))
+                        what, status = "heal", raw_gzip_push(hub.port, token, heal_body(n), "heal")[0]
                     elif n % 3 == 0:  # its own origin, numbered on: each refusal takes a slot filler
                         seq += 1
                         what = "push (readable)"

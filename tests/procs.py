@@ -136,11 +136,11 @@ class ServerProcess:
             self.proc.wait()
 
 
-def raw_gzip_push(port: int, token: str, body: bytes) -> tuple[int, bytes]:
-    """POST an already gzip-compressed body to a hub's /push over a bare socket (no client that
-    could refuse to send it): (status, the answer's body)."""
+def raw_gzip_push(port: int, token: str, body: bytes, call: str = "push") -> tuple[int, bytes]:
+    """POST an already gzip-compressed body to a hub's /push (or another `call`) over a bare
+    socket (no client that could refuse to send it): (status, the answer's body)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=120)
-    s.sendall(f"POST /hub/v1/push HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+    s.sendall(f"POST /hub/v1/{call} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
               f"Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n"
               f"Connection: close\r\n\r\n".encode() + body)
     raw = b""
