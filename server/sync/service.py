@@ -162,6 +162,12 @@ class SyncService:
                     self._rounds.wait(left)
                 if self._ended is not None and self._ended[0] > ticket:
                     return self._ended[1]
+                # The lock is held by what is not a round (a live wake's page being applied):
+                # wait a moment for it, within the deadline, rather than spin.
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise SyncBusy(JOIN_TIMED_OUT.format(s=round(deadline_seconds)))
+                self._rounds.wait(min(left, 0.05))
 
     def apply_woken(self, news: dict[str, Any]) -> bool:
         """A live wake that brought the changes (feature "waitChanges"): applied here, in this
@@ -387,4 +393,4 @@ def _held(cursor: Cursor, change: Any) -> bool:
     if not isinstance(change, dict):
         return False
     origin, seq = change.get("origin"), change.get("seq")
-    return isinstance(origin, str) and isinstance(seq, int) and 0 < seq <= cursor.get(origin, 0)
+    return isinstance(origin, str) and type(seq) is int and 0 < seq <= cursor.get(origin, 0)
