@@ -20,9 +20,11 @@ from server.connectors.factory import hub_link_for
 from server.connectors.hub_link import KeptHub
 from server.core.config import ConfigError, Settings, _hub_url
 from server.core.errors import AppError, StoreUnavailable
+from server.core.records import is_id
 from server.sync.http_hub import HubClient
 
-INVITATION = re.compile(r"^(coursesync|coursesync\+http)://([^#\s]+)#(csi_[A-Za-z0-9_-]{16,200})$")
+INVITATION = re.compile(r"^(coursesync|coursesync\+http)://([!-\"$-~]+)#(csi_[A-Za-z0-9_-]{16,200})$")
+TOKEN = re.compile(r"^[A-Za-z0-9._~-]{16,512}$")  # what a hub's token may be, in a header
 HUB_CODES = ("pairing_code_unknown", "invitation_used", "invitation_revoked", "invitation_expired")
 MAX_ANSWER = 64 * 1024
 
@@ -90,7 +92,7 @@ def exchange(invitation: Invitation, timeout_ms: int) -> dict[str, str]:
         raise PairingFailed(502, "hub_tls_refused",
                             f"The hub at {url} failed this device's TLS check ({_reason(exc)}): its certificate "
                             "is not one this device trusts; ask whoever runs the hub to fix it.") from None
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: a host IDNA cannot encode
         raise PairingFailed(502, "hub_unreachable",
                             f"The hub at {url} cannot be reached ({_reason(exc)}): check that it runs and that "
                             "this device is online, then paste the invitation again.") from None
@@ -111,8 +113,8 @@ def _answer(url: str, status: int, raw: bytes) -> dict[str, str]:
         raise PairingFailed(503, "hub_busy", f"The hub at {url} took too many pairing calls from here; "
                                              "paste the invitation again in a minute.")
     data = body.get("data") if isinstance(body, dict) and status == 200 else None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data[k]
-                                             for k in ("userId", "deviceId", "token")):
+    if not isinstance(data, dict) or not (is_id(data.get("userId")) and is_id(data.get("deviceId"))
+                                          and isinstance(data.get("token"), str) and TOKEN.match(data["token"])):
         raise PairingFailed(502, "not_a_hub",
                             f"The server at {url} is not a coursesync hub that takes invitations (it answered "
                             f"{status} to /hub/v1/pair): check the address in the invitation.")
