@@ -28,6 +28,7 @@ bp = Blueprint("pairing", __name__, url_prefix="/api/v1")
 OPERATIONS: list[Operation] = []
 route = declaring(bp, OPERATIONS)
 _lock = threading.Lock()  # one pairing at a time: each stops and starts the sync service
+_pairing = threading.Lock()  # held from a pairing's exchange with the hub to its answer
 CONNECTED = {"type": "object", "required": ["hub", "userId", "hubDeviceId", "hubFrom"], "properties": {
     "hub": {"type": "string", "description": "the hub's address, now kept in this device's store"},
     "userId": {"type": "string"}, "hubDeviceId": {"type": "string", "description": "this device at the hub"},
@@ -67,9 +68,21 @@ def connect():
         if not isinstance(body.get("invitation"), str) or len(body["invitation"]) > 2000:
             fields["invitation"] = "required: the invitation `hub invite` printed (at most 2000 characters)"
         raise ValidationError(fields)
+    invitation = hub_settings.parse_invitation(body["invitation"])
+    # One pairing at a time, from the exchange on: each exchange of a code replaces the token the
+    # one before got, so a second one at once (a double click) would leave a dead token kept.
+    if not _pairing.acquire(blocking=False):
+        raise StateConflict("A pairing is under way on this device: wait for its answer, then look at the sync "
+                            "page before pasting the invitation again.", code="pairing_in_progress")
+    try:
+        return _pair(invitation)
+    finally:
+        _pairing.release()
+
+
+def _pair(invitation: hub_settings.Invitation):
     settings: Settings = current_app.config["GIVEN_SETTINGS"]
     store, link = current_app.extensions["store"], _link()
-    invitation = hub_settings.parse_invitation(body["invitation"])
     paired = hub_settings.exchange(invitation, settings.hub_timeout_ms)
     user = paired["userId"]
     _check_user(settings, link, user)
