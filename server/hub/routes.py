@@ -296,7 +296,7 @@ def wait():
     waiter = waiters.add(g.device.user_id, g.device.device_id) if holding and not holding["final"] and seconds \
         else None
     try:
-        epoch = g.hub_store.hub_epoch() if limit is not None else None
+        epoch = g.hub_store.hub_epoch() if limit is not None or known is not None else None
         changed = known is not None and known != epoch or _news(g.hub_store, cursor, exclude)
     except BaseException:
         if waiter is not None:
