@@ -79,11 +79,23 @@ class ServerProcess:
             if limit:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
+        first, tries = self.proc is None, 5
         self.proc = subprocess.Popen([sys.executable, "-m", "server", *self.args], cwd=ROOT, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=limit_files)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                # free_port() closes the port it found before the server binds it, and another
+                # process (a parallel test's) can take it between: a first start moves to another.
+                if first and tries and self.proc.returncode == 3 and "--port" not in self.args \
+                        and "Address already in use" in self.log_path.read_text()[-2000:]:
+                    tries -= 1
+                    self.port = free_port()
+                    self.env["PORT"] = str(self.port)
+                    self.proc = subprocess.Popen([sys.executable, "-m", "server", *self.args], cwd=ROOT,
+                                                 env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                                 preexec_fn=limit_files)
+                    continue
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
             try:
                 if self.request("GET", "/api/v1/health")[0] == 200:
