@@ -14,18 +14,17 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from server.connectors.base import DatabaseConnector
-from server.core.changes import Cursor
 from server.core.clock import stamp_ms
 from server.core.config import Settings
 from server.core.errors import AppError, SyncBusy
 from server.core.times import iso_from_ms, iso_from_seconds
-from server.sync.bookmark import load_bookmark
 from server.sync.child import ChildRounds
-from server.sync.engine import Progress, pull_batch, run_round
+from server.sync.engine import Progress, run_round
 from server.sync.hub import Hub, WaitingHub
 from server.sync.live import LiveWait
 from server.sync.report import RoundReport
 from server.sync.status import CLOCK_AHEAD, LIVE_OFF, sync_status
+from server.sync.wake import apply_page
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -171,31 +170,22 @@ class SyncService:
 
     def apply_woken(self, news: dict[str, Any]) -> bool:
         """A live wake that brought the changes (feature "waitChanges"): applied here, in this
-        process, as a pull (the store's door, one transaction with the cursor). False when a
-        round must run instead: another epoch, no page, a full one (there may be more), a
-        catch-up under way, or a round holding the lock."""
-        changes = news.get("changes")
-        if not changes or len(changes) >= self.settings.sync_batch_size:
-            return False
+        process, as a pull (the store's door, one transaction with the cursor; sync/wake.py).
+        False when a round must run instead, or a round holds the lock."""
         if not self._lock.acquire(timeout=60):
             return False
         started = time.perf_counter()
+        report = RoundReport()
         try:
-            bookmark = load_bookmark(self.local)
-            if bookmark.epoch != news["epoch"] or bookmark.catch_up is not None:
-                return False
-            fresh = [ch for ch in changes if not _held(bookmark.cursor, ch)]
-            if not fresh:  # a round took them between the wait's asking and its answer
-                return True
-            report = RoundReport()
-            passed = pull_batch(self.local, bookmark, fresh, report)
+            passed = apply_page(self.local, news, self.settings.sync_batch_size, report)
             report.duration_ms = (time.perf_counter() - started) * 1000
         except AppError as exc:
             log.info("a wake's changes were not applied (%s); a round runs", exc.message)
             return False
         finally:
             self._lock.release()
-        self._record(report)
+        if report.newest_pulled or report.pulled or report.quarantined:  # a page was applied
+            self._record(report)
         return passed  # a page it could not pass: the round, which knows to stop asking
 
     def _record(self, report: RoundReport) -> None:
@@ -386,11 +376,3 @@ class SyncService:
         return {"enabled": True, "state": self.state(), "lastSuccess": iso_from_seconds(self.last_success),
                 "lastError": self.last_error}
 
-
-def _held(cursor: Cursor, change: Any) -> bool:
-    """A change the cursor has passed already (a live wake's page answered after a round pulled
-    it); anything else, well formed or not, goes to the door."""
-    if not isinstance(change, dict):
-        return False
-    origin, seq = change.get("origin"), change.get("seq")
-    return isinstance(origin, str) and type(seq) is int and 0 < seq <= cursor.get(origin, 0)

@@ -154,3 +154,30 @@ def test_a_wake_answered_after_a_round_took_its_changes_is_no_alarm(setup, caplo
     assert service.apply_woken({"changed": True, "epoch": epoch, "changes": page}) is True
     assert sorted(c["title"] for c in stores["b"].get_courses()) == ["first", "second"]
     assert service.totals["pulled"] == 1 and caplog.records == []
+
+
+def test_a_wake_page_that_does_not_follow_on_from_the_cursor_is_left_to_a_round(setup):
+    """A page with a gap before it (the hub compacted or lost what lies between) or a change twice
+    is not applied at all: applied, its changes would sit past a cursor that cannot pass them,
+    and the round that must run anyway catches up from the hub's records instead."""
+    from server.sync.bookmark import load_bookmark
+
+    stores, clients = setup
+    a, b = clients["a"], clients["b"]
+    for n in range(3):
+        course(stores["a"], id=f"c{n}", title=f"t{n}")
+    a.round(stores["a"])
+    b.round(stores["b"])
+    service = SyncService(Settings(sync_interval_seconds=3600), stores["b"], lambda: b)
+    epoch = load_bookmark(stores["b"]).epoch
+    course(stores["a"], id="c3", title="after a gap")
+    course(stores["a"], id="c4", title="next")
+    newer = stores["a"].changes_since({}, 100)[-2:]
+    before = load_bookmark(stores["b"]).cursor
+    assert service.apply_woken({"changed": True, "epoch": epoch, "changes": newer[1:]}) is False  # c3's is missing
+    assert service.apply_woken({"changed": True, "epoch": epoch, "changes": [newer[0], newer[0]]}) is False
+    assert load_bookmark(stores["b"]).cursor == before
+    assert "c3" not in {c["id"] for c in stores["b"].get_courses()} and service.totals["pulled"] == 0
+    assert service.apply_woken({"changed": True, "epoch": epoch, "changes": newer}) is True
+    assert {"c3", "c4"} <= {c["id"] for c in stores["b"].get_courses()}
+    assert service.apply_woken({"changed": True, "epoch": "another", "changes": newer}) is False

@@ -28,6 +28,8 @@ from server.core.errors import AppError, StoreUnavailable
 from server.core.records import validate
 from server.core.sequences import retention_floor
 from server.sync.bookmark import load_bookmark
+from server.sync.report import RoundReport
+from server.sync.wake import apply_page
 from tests.merge_model import Replica, actual_ledger, actual_records
 from tests.synckit import USER, FlakyHub, World, assert_converged
 
@@ -73,6 +75,13 @@ step = st.one_of(
     st.tuples(st.just("restores"), st.integers(min_value=2, max_value=4)),
     # A sibling relays a change under another device's origin at its next number: never taken.
     st.tuples(st.just("sibling_relay"), dev, dev),
+    # A device's live wait answered with the changes past its cursor (feature "waitChanges"), and
+    # the page applied later, as the live thread does: maybe after rounds, restores or
+    # compactions that made it stale.
+    st.tuples(st.just("wait"), dev),
+    st.tuples(st.just("woken"), dev),
+    st.tuples(st.just("wake"), dev),
+    st.tuples(st.just("wake"), dev),
 )
 
 
@@ -221,6 +230,9 @@ def run_step(world: World, oracle: Oracle, s: tuple, acked: list, frozen, skews:
         if kind in ("sync", "failing_sync"):
             sync(world, name, s[2] if kind == "failing_sync" else None)
             return
+        if kind in WAKES:
+            WAKES[kind](world, name)
+            return
         try:
             change = write(world, oracle, s)
         except AppError:
@@ -300,6 +312,24 @@ def sibling_relay(world: World, oracle: Oracle, relayer: str, victim: str) -> No
     event("a sibling's relay refused")
 
 
+def wait(world: World, name: str) -> None:
+    """What the hub's wait answers this device now: the page past its cursor, not yet applied."""
+    device, hub = world.device(name), world.hub_for(name)
+    page = hub.changes_since(load_bookmark(device).cursor, world.batch_size, exclude_origin=device.origin)
+    world.__dict__.setdefault("pages", {})[name] = {"changed": True, "epoch": hub.hub_epoch(), "changes": page}
+
+
+def woken(world: World, name: str) -> None:
+    """The device's live thread applies the page the wait answered (sync/wake.py), or leaves it
+    to a round."""
+    news = world.__dict__.setdefault("pages", {}).pop(name, None)
+    if news is None:
+        return
+    applied = apply_page(world.device(name), news, world.batch_size, RoundReport())
+    event("a wake's page applied" if applied else "a wake's page left to a round")
+
+
+WAKES = {"wait": wait, "woken": woken, "wake": lambda world, name: (wait(world, name), woken(world, name))}
 HARDER = {"catch_up_restore": catch_up_restore, "restores": restores, "sibling_relay": sibling_relay}
 
 
@@ -439,10 +469,21 @@ RESTORED_DURING_A_CATCH_UP = [
     ("sync", "a")]
 
 
+# Always tried: a wake's page applied after the hub was put back from a backup that lacks it,
+# and one that no longer follows on from the cursor because the hub compacted past the device.
+WOKEN_LATE = [
+    ("backup",), ("update_course", "a", "c1", "title", "beta"), ("sync", "a"), ("wait", "b"), ("restore", 0),
+    ("update_course", "a", "c2", "notes", "gamma"), ("sync", "a"), ("woken", "b"), ("sync", "b"),
+    ("update_course", "a", "c1", "notes", "delta"), ("sync", "a"), ("update_course", "a", "c2", "title", "alpha"),
+    ("sync", "a"), ("sync", "c"), ("compact", "b"), ("update_course", "c", "c1", "title", "gamma"), ("sync", "c"),
+    ("update_course", "a", "c1", "title", "beta"), ("sync", "a"), ("wake", "b"), ("sync", "b")]
+
+
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(step, min_size=1, max_size=30))
 @example(steps=HEALED)
 @example(steps=RESTORED_DURING_A_CATCH_UP)
+@example(steps=WOKEN_LATE)
 def test_every_replica_matches_the_model_of_the_merge_rule(steps):
     note(f"steps: {steps!r}")
     oracle = Oracle()
