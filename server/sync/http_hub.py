@@ -264,13 +264,16 @@ class HubClient:
                 conn.sock.settimeout(conn.timeout)
             conn.request(method, self._base + path, data, headers)
             resp = conn.getresponse()
-            return self._answer(resp, resp.read())
+            raw = resp.read(MAX_ANSWER_BYTES + 1)  # a hub that never stops sending is cut off
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             # A kept-alive connection the hub closed: once more, anew (unless interrupt() did it).
             if retry and isinstance(exc, STALE) and not self._interrupted:
                 return self._send(method, path, data, headers, retry=False, timeout=timeout)
             raise self._unreachable(exc) from None
+        if len(raw) > MAX_ANSWER_BYTES:
+            raise self._garbled(f"a body of more than {MAX_ANSWER_BYTES} bytes")
+        return self._answer(resp, raw)
 
     def _unreachable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(f"The hub at {self.url} cannot be reached ({exc.__class__.__name__}).")

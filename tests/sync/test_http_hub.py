@@ -348,3 +348,15 @@ def test_an_owned_answer_of_another_shape_is_a_hub_failure(fake, owned):
     fake.says({"data": {"received": 1, "applied": 0, "conflicts": 0, "quarantined": [], "owned": owned}, "meta": {}})
     with pytest.raises(StoreUnavailable, match="answered"):
         hub.relay_changes([{"origin": "a", "seq": 1}])
+
+
+def test_an_answer_past_the_limit_before_inflating_is_refused_unread(fake, monkeypatch):
+    """A hub that sends more than the client takes (gzip or not) is cut off at the limit: the
+    client reads no further than one byte past it and the round ends as a hub failure."""
+    monkeypatch.setattr("server.sync.http_hub.MAX_ANSWER_BYTES", 1000)
+    hub = client(fake.url)
+    fake.answer = (200, b'{"data": {"epoch": "' + b"e" * 5000 + b'"}}', {})
+    with pytest.raises(StoreUnavailable, match="a body of more than 1000 bytes"):
+        hub.hub_epoch()
+    fake.says({"data": {"epoch": "e1", "features": []}})
+    assert hub.hub_epoch() == "e1", "the connection cut off is not used again"
