@@ -11,7 +11,9 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import ssl
+import threading
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
@@ -74,7 +76,9 @@ def parse_invitation(text: str) -> Invitation:
 
 
 def exchange(invitation: Invitation, timeout_ms: int) -> dict[str, str]:
-    """The hub's answer to the code: {"userId", "deviceId", "token"}."""
+    """The hub's answer to the code: {"userId", "deviceId", "token"}. The whole exchange has a
+    deadline (a person waits on it, and so does a request thread), not only each read: a server
+    that drips its answer a byte at a time is cut off."""
     url, parts = invitation.hub_url, urlsplit(invitation.hub_url)
     timeout = max(timeout_ms / 1000, 1.0) * 3
     conn: http.client.HTTPConnection
@@ -83,7 +87,11 @@ def exchange(invitation: Invitation, timeout_ms: int) -> dict[str, str]:
                                            context=ssl.create_default_context())
     else:
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    late = threading.Event()
+    watchdog = threading.Timer(timeout * 2, _cut, args=(conn, late))
     try:
+        conn.connect()  # bounded by the timeout; the watchdog bounds everything after it
+        watchdog.start()
         conn.request("POST", parts.path.rstrip("/") + "/hub/v1/pair", json.dumps({"code": invitation.code}),
                      {"Content-Type": "application/json", "User-Agent": "coursesync-device"})
         resp = conn.getresponse()
@@ -93,12 +101,30 @@ def exchange(invitation: Invitation, timeout_ms: int) -> dict[str, str]:
                             f"The hub at {url} failed this device's TLS check ({_reason(exc)}): its certificate "
                             "is not one this device trusts; ask whoever runs the hub to fix it.") from None
     except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: a host IDNA cannot encode
-        raise PairingFailed(502, "hub_unreachable",
-                            f"The hub at {url} cannot be reached ({_reason(exc)}): check that it runs and that "
-                            "this device is online, then paste the invitation again.") from None
+        raise _unreachable(url, f"no whole answer within {timeout * 2:.0f} s" if late.is_set() else _reason(exc)) \
+            from None
     finally:
+        watchdog.cancel()
         conn.close()
+    if late.is_set():  # the cut ended the read short, which http.client does not always raise for
+        raise _unreachable(url, f"no whole answer within {timeout * 2:.0f} s")
     return _answer(url, status, raw)
+
+
+def _unreachable(url: str, reason: str) -> PairingFailed:
+    return PairingFailed(502, "hub_unreachable", f"The hub at {url} cannot be reached ({reason}): check that it "
+                                                 "runs and that this device is online, then paste the invitation "
+                                                 "again.")
+
+
+def _cut(conn: http.client.HTTPConnection, late: threading.Event) -> None:
+    late.set()
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _answer(url: str, status: int, raw: bytes) -> dict[str, str]:

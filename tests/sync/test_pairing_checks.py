@@ -8,7 +8,7 @@ import json
 import pytest
 
 from server.sync.hub_settings import PairingFailed, _answer, parse_invitation
-from server.sync.service import _held
+from server.sync.wake import held as _held
 
 CODE = "csi_" + "a" * 32
 
