@@ -67,23 +67,40 @@ REFUSALS = {
 
 class Attempts:
     """Pairing calls of each client address in this process in the current minute, at most
-    `per_minute` (as limits.Refusals counts a device's refusals)."""
+    `per_minute` (as limits.Refusals counts a device's refusals). An IPv6 address counts by its
+    /64, which one subscriber usually holds whole. The table holds at most `addresses` in a
+    minute: past that, a new address is refused until the minute turns (those already counted
+    go on), so a crowd of addresses costs a bounded table, not the hub's memory."""
 
-    def __init__(self, per_minute: int = ATTEMPTS_PER_MINUTE, clock=time.monotonic):
-        self.per_minute, self._clock, self._lock = per_minute, clock, threading.Lock()
+    def __init__(self, per_minute: int = ATTEMPTS_PER_MINUTE, clock=time.monotonic, addresses: int = 100_000):
+        self.per_minute, self._clock, self._lock, self.addresses = per_minute, clock, threading.Lock(), addresses
         self._counts: dict[str, tuple[int, int]] = {}
 
     def take(self, address: str) -> bool:
-        minute = int(self._clock() // 60)
+        minute, key = int(self._clock() // 60), _bucket(address)
         with self._lock:
-            if len(self._counts) > 100_000:
+            if key not in self._counts and len(self._counts) >= self.addresses:
                 self._counts = {a: c for a, c in self._counts.items() if c[0] == minute}
-            at, n = self._counts.get(address, (minute, 0))
+                if len(self._counts) >= self.addresses:
+                    return False
+            at, n = self._counts.get(key, (minute, 0))
             n = n if at == minute else 0
             if n >= self.per_minute:
                 return False
-            self._counts[address] = (minute, n + 1)
+            self._counts[key] = (minute, n + 1)
             return True
+
+
+def _bucket(address: str) -> str:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _registry() -> DeviceRegistry:

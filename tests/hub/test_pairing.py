@@ -195,3 +195,14 @@ def test_an_old_hub_file_gets_the_invitations_table(tmp_path):
     again.close()
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "hub_invitations" in tables
+
+
+def test_pairing_attempts_count_an_ipv6_subscriber_once_and_hold_a_bounded_table():
+    now = [0.0]
+    attempts = Attempts(per_minute=2, clock=lambda: now[0], addresses=3)
+    assert [attempts.take(a) for a in ("2001:db8::1", "2001:db8::2", "2001:db8::ffff")] == [True, True, False]
+    assert attempts.take("2001:db8:0:1::1"), "another /64 is another subscriber"
+    assert attempts.take("::ffff:10.0.0.1") and attempts.take("10.0.0.1") and not attempts.take("10.0.0.1")
+    assert not attempts.take("10.0.0.2"), "a full table takes no new address this minute"
+    now[0] = 60.0
+    assert attempts.take("10.0.0.2") and attempts.take("2001:db8::3"), "the next minute starts afresh"
