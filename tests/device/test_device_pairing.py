@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -161,26 +162,55 @@ def test_a_server_that_is_not_a_hub_is_named(device, tmp_path):
     assert untouched(device)
 
 
-def test_a_hub_whose_tls_fails_is_named(device):
-    # A server that answers a TLS hello with plain text: the handshake fails as with a bad certificate.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
+@contextmanager
+def one_answer(answer):
+    """A port whose server reads the one request made to it and then runs `answer(conn, stop)`;
+    `stop` is set when the test is done with it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
 
-    def answer():
+    def serve():
         conn, _ = listener.accept()
         conn.recv(4096)
-        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        try:
+            answer(conn, stop)
+        except OSError:
+            pass
         conn.close()
 
-    threading.Thread(target=answer, daemon=True).start()
-    port = listener.getsockname()[1]
+    threading.Thread(target=serve, daemon=True).start()
     try:
-        code, body = connect(device, f"coursesync://127.0.0.1:{port}#csi_" + "a" * 30)
+        yield listener.getsockname()[1]
     finally:
+        stop.set()
         listener.close()
+
+
+def test_a_hub_whose_tls_fails_is_named(device):
+    # A server that answers a TLS hello with plain text: the handshake fails as with a bad certificate.
+    with one_answer(lambda conn, _: conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")) as port:
+        code, body = connect(device, f"coursesync://127.0.0.1:{port}#csi_" + "a" * 30)
     assert code == 502 and body["error"]["code"] == "hub_tls_refused", body
     assert f"https://127.0.0.1:{port} failed this device's TLS check" in body["error"]["message"]
+    assert untouched(device)
+
+
+def test_a_hub_that_drips_its_answer_is_cut_off_at_the_deadline(device):
+    """Each byte comes well within the read timeout, but the answer would take minutes: the
+    exchange has a deadline of its own (twice the 6 s the 2 s HUB_TIMEOUT_MS gives a read), so a
+    request thread is never held longer."""
+    def drip(conn, stop):
+        body = b'{"data": {"userId": "demo-learner", "deviceId": "d1", "token": "' + b"t" * 200 + b'"}}'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for byte in body:  # about 80 s in all: never a whole answer within the deadline
+            if stop.wait(0.3):
+                return
+            conn.sendall(bytes([byte]))
+
+    with one_answer(drip) as port:
+        code, body = connect(device, f"coursesync+http://127.0.0.1:{port}#csi_" + "a" * 30)
+    assert code == 502 and body["error"]["code"] == "hub_unreachable", body
+    assert f"http://127.0.0.1:{port} cannot be reached (no whole answer within 12 s)" in body["error"]["message"]
     assert untouched(device)
 
 
@@ -252,37 +282,3 @@ def test_a_kept_hub_is_in_force_after_a_restart(hub, tmp_path, device):
     assert s["enabled"] and s["hubFrom"] == "store" and s["userId"] == USER
     assert again.post("/api/v1/sync", json={}).status_code == 200
 
-
-def test_a_hub_that_drips_its_answer_is_cut_off_at_the_deadline(device):
-    """Each byte comes well within the read timeout, but the answer would take minutes: the
-    exchange has a deadline of its own (twice the 6 s the 2 s HUB_TIMEOUT_MS gives a read), so a
-    request thread is never held longer."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    stop = threading.Event()
-
-    def drip():
-        conn, _ = listener.accept()
-        conn.recv(4096)
-        body = b'{"data": {"userId": "demo-learner", "deviceId": "d1", "token": "' + b"t" * 200 + b'"}}'
-        try:
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
-            for byte in body:  # about 80 s in all, then garbage: never a whole answer in time
-                if stop.wait(0.3):
-                    break
-                conn.sendall(bytes([byte]))
-        except OSError:
-            pass
-        conn.close()
-
-    threading.Thread(target=drip, daemon=True).start()
-    port = listener.getsockname()[1]
-    try:
-        code, body = connect(device, f"coursesync+http://127.0.0.1:{port}#csi_" + "a" * 30)
-    finally:
-        stop.set()
-        listener.close()
-    assert code == 502 and body["error"]["code"] == "hub_unreachable", body
-    assert f"http://127.0.0.1:{port} cannot be reached (no whole answer within 12 s)" in body["error"]["message"]
-    assert untouched(device)
