@@ -23,7 +23,7 @@ from server.core.changes import Change, Cursor
 from server.core.errors import HubRefused, StoreUnavailable
 from server.core.sequences import advance
 from server.sync.answers import Finding, HealAnswer, PushAnswer, ShortfallAnswer, SnapshotPage
-from server.sync.hub import encoded
+from server.sync.sized import encoded
 from server.web.compression import NotInflated, inflate
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # inflated

@@ -12,7 +12,7 @@ import pytest
 
 from server.core.errors import HubRefused, StoreUnavailable
 from server.sync.http_hub import HubClient
-from server.sync.hub import within_bytes
+from server.sync.sized import within_bytes
 from tests.procs import free_port
 
 
