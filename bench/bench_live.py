@@ -95,6 +95,19 @@ def a_to_b(tmp: Path, kind: str, wire_uri: str | None, writes: int, burst: int, 
             "burst_rounds": burst_rounds}
 
 
+def alone(tmp: Path, n: int) -> float:
+    """Seconds a device with no hub (sync off) takes to answer n writes sent one after the other:
+    the floor under the burst's figure, as this machine answers them."""
+    a = started(tmp, "alone", {"USER_ID": "learner", **QUIET})
+    try:
+        start = time.perf_counter()
+        for k in range(n):
+            assert a.request("POST", "/api/v1/courses", {"title": f"alone{k}", "source": "https://a.b"})[0] == 201
+        return time.perf_counter() - start
+    finally:
+        a.stop()
+
+
 def write_burst(a, b, n: int) -> tuple[float, float, int]:
     """n writes on A, one after the other as fast as A answers: seconds from the first write sent
     until B serves them all, from the last one answered until then, and A's rounds meanwhile."""
@@ -135,6 +148,9 @@ def main() -> None:
                 new = a_to_b(Path(x), kind, uri, args.writes, args.burst, LIVE)
                 old = a_to_b(Path(y), kind, uri, args.writes, args.burst, OLD)
             rows += compared(kind, new, old)
+        with tempfile.TemporaryDirectory() as z:
+            rows.append({"metric": "the burst's writes answered by a device with sync off (the floor)",
+                         "ours": alone(Path(z), args.burst)})
     finally:
         if wire is not None:
             wire.stop()

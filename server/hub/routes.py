@@ -143,7 +143,10 @@ def pull():
 
 def pull_page(cursor: dict[str, int], limit: int, exclude: str | None, only: str | None) -> list:
     """A pull's page (POST /pull, and the first of a round's, POST /round)."""
-    changes = g.hub_store.changes_since(cursor, limit, exclude_origin=exclude, only_origin=only)
+    return _pulled(cursor, g.hub_store.changes_since(cursor, limit, exclude_origin=exclude, only_origin=only), only)
+
+
+def _pulled(cursor: dict[str, int], changes: list, only: str | None) -> list:  # counted, the position noted
     _metrics().took("pulled", len(changes))
     if only is None:  # a whole cursor: the device holds that much of each origin
         _note_position(g.device, cursor)
@@ -296,8 +299,7 @@ def wait():
     waiter = waiters.add(g.device.user_id, g.device.device_id) if holding and not holding["final"] and seconds \
         else None
     try:
-        epoch = g.hub_store.hub_epoch() if limit is not None or known is not None else None
-        changed = known is not None and known != epoch or _news(g.hub_store, cursor, exclude)
+        changed, epoch, page = _news(g.hub_store, cursor, exclude, limit, known)
     except BaseException:
         if waiter is not None:
             waiters.remove(waiter)
@@ -309,9 +311,8 @@ def wait():
         else:
             waiters.remove(waiter)
     if changed and limit is not None:  # waitChanges: the news itself, as a pull's page
-        same = known is None or known == epoch
-        return envelope({"changed": True, "epoch": epoch, **({"changes": pull_page(cursor, limit, exclude, None)}
-                                                             if same else {})})
+        return envelope({"changed": True, "epoch": epoch,
+                         **({"changes": _pulled(cursor, page, None)} if page is not None else {})})
     return envelope({"changed": changed})
 
 
@@ -325,11 +326,18 @@ def _refusals_allowed(device: Device):
     return limits
 
 
-def _news(store, cursor: dict[str, int], exclude: str | None) -> bool:
-    """A change of another origin past the cursor to pull, or records the cursor lacks (another
-    device healed the hub from its records, or a purge): a round then catches up."""
-    return bool(store.changes_since(cursor, 1, exclude_origin=exclude)) or \
-        bool(behind(cursor, store.floors(), but=exclude))
+def _news(store, cursor: dict[str, int], exclude: str | None, limit: int | None,
+          known: str | None) -> tuple[bool, str | None, list | None]:
+    """(changed, the hub's epoch when asked, the page when the wait answers one). News is another
+    epoch than the device's, a change of another origin past the cursor, or records the cursor
+    lacks (another device healed the hub from its records, or a purge): a round then catches up.
+    With waitChanges the page is the news, read once rather than a look for one change first."""
+    epoch = store.hub_epoch() if limit is not None or known is not None else None
+    if known is not None and known != epoch:
+        return True, epoch, None
+    page = store.changes_since(cursor, limit or 1, exclude_origin=exclude)
+    changed = bool(page) or bool(behind(cursor, store.floors(), but=exclude))
+    return changed, epoch, page if limit is not None else None
 
 
 def _check_origins(device: Device, origins: list[str]) -> None:

@@ -34,10 +34,11 @@ from server.sync.bookmark import (
 )
 from server.sync.catch_up import catch_up, needs_catch_up
 from server.sync.heal import heal_if_due, keep_floors, trim
-from server.sync.hub import PUSH_BYTES, Hub, within_bytes
+from server.sync.hub import Hub
 from server.sync.refusals import held_refusal, refused_by_hub
 from server.sync.relay import note_owned, skipped
 from server.sync.report import RoundReport
+from server.sync.sized import PUSH_BYTES, within_bytes
 
 log = logging.getLogger("server.sync")
 Progress = Callable[[str, int], None]  # (phase, changes moved so far in that phase)

@@ -26,7 +26,8 @@ from server.core.changes import Cursor, new_origin, state_key
 from server.core.errors import HubRefused
 from server.sync.answers import ShortfallAnswer
 from server.sync.bookmark import Bookmark, Healer, save_bookmark
-from server.sync.hub import PUSH_BYTES, Hub, within_bytes
+from server.sync.hub import Hub
+from server.sync.sized import PUSH_BYTES, within_bytes
 
 log = logging.getLogger("server.sync")
 TRIM_LIMIT = 5000  # changes dropped from the log per round at most

@@ -23,6 +23,7 @@ from server.core.changes import Change, Cursor
 from server.core.errors import HubRefused, StoreUnavailable
 from server.core.sequences import advance
 from server.sync.answers import Finding, HealAnswer, PushAnswer, ShortfallAnswer, SnapshotPage
+from server.sync.sized import encoded
 from server.web.compression import NotInflated, inflate
 
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # inflated
@@ -118,7 +119,7 @@ class HubClient:
             # An older hub server refuses other origins (403): they wait for one that takes them.
             return {"received": len(changes), "applied": 0, "conflicts": 0, "quarantined": [], "resume": {},
                     "unsupported": True}
-        result = self._call("POST", "/push", {"changes": changes, **({"relay": True} if relayed else {})})
+        result = self._call("POST", "/push", _listing("changes", changes, {"relay": True} if relayed else {}))
         counts_ok = all(type(result.get(k)) is int and 0 <= result[k] <= len(changes)
                         for k in ("received", "applied", "conflicts"))
         refused, resume, owned = result.get("quarantined"), result.setdefault("resume", {}), result.get("owned", {})
@@ -180,8 +181,8 @@ class HubClient:
                     "unsupported": True}
         wire = None if hold is None else [{"origin": o, "seq": seq} for o, seq in sorted(hold.items())]
         log_as = log_as if "healLog" in self.features else None
-        result = self._call("POST", "/heal", {"records": records, "hold": wire,
-                                              **({"logAs": log_as} if log_as else {})})
+        result = self._call("POST", "/heal", _listing("records", records,
+                                                      {"hold": wire, **({"logAs": log_as} if log_as else {})}))
         counts_ok = all(type(result.get(k)) is int and 0 <= result[k] <= len(records) for k in ("received", "applied"))
         refused, held, logged = result.get("quarantined"), result.get("held"), result.setdefault("logged", {})
         skipped = result.setdefault("skipped", [])
@@ -248,7 +249,10 @@ class HubClient:
         return self._conn
 
     def _call(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> dict[str, Any]:
-        data = gzip.compress(orjson.dumps(body), compresslevel=1) if body is not None else None
+        """`body`: what to send as JSON, or its JSON already (bytes)."""
+        if body is not None and not isinstance(body, bytes):
+            body = orjson.dumps(body)
+        data = gzip.compress(body, compresslevel=1) if body is not None else None
         headers = {"Authorization": f"Bearer {self._token}", "Accept-Encoding": "gzip",
                    "User-Agent": "coursesync-device"}
         if data is not None:
@@ -303,6 +307,13 @@ class HubClient:
     def _garbled(self, what: str) -> StoreUnavailable:
         self.close()
         return StoreUnavailable(f"The hub at {self.url} answered {what}.")
+
+
+def _listing(name: str, items: list[Any], rest: dict[str, Any]) -> bytes:
+    """The JSON of {name: items, **rest}, with the items' array as within_bytes measured it (a
+    push batch is serialised once, not once to size it and again to send it)."""
+    more = orjson.dumps(rest)[1:] if rest else b"}"  # rest's members, and the closing brace
+    return b'{"' + name.encode() + b'":' + encoded(items) + (b"," + more if rest else more)
 
 
 def _key(cursor: Cursor) -> tuple[tuple[str, int], ...]:

@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
-import orjson
-
 from server.connectors.base import DatabaseConnector
 from server.connectors.factory import get_db_connector
 from server.core.changes import Change, Cursor
@@ -23,21 +21,6 @@ from server.core.sequences import behind
 from server.sync.answers import HealAnswer, PushAnswer, ShortfallAnswer, SnapshotPage
 
 POLL_SECONDS = 0.5  # how often a wait on a hub store looks for news
-# A push's JSON at most (a hub server takes twice that): a batch of large notes is split.
-PUSH_BYTES = 4 * 1024 * 1024
-
-
-def within_bytes(batch: list[Any], limit: int) -> list[Any]:
-    """The longest start of `batch` (changes, or records) whose JSON fits in `limit` bytes (at
-    least one: the largest valid one is far below any hub's limit). The rest goes in the next call."""
-    total = 0
-    for n, item in enumerate(batch):
-        total += len(orjson.dumps(item)) + 1
-        if total > limit and n:
-            return batch[:n]
-    return batch
-
-
 @runtime_checkable
 class Hub(Protocol):
     def hub_epoch(self) -> str: ...

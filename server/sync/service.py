@@ -22,6 +22,7 @@ from server.sync.child import ChildRounds
 from server.sync.engine import Progress, run_round
 from server.sync.hub import Hub, WaitingHub
 from server.sync.live import LiveWait
+from server.sync.push import PushOnWrite
 from server.sync.report import RoundReport
 from server.sync.status import CLOCK_AHEAD, LIVE_OFF, sync_status
 from server.sync.wake import apply_page
@@ -59,11 +60,12 @@ class SyncService:
     def __init__(self, settings: Settings, local: DatabaseConnector,
                  open_hub: Callable[[], Hub], *, child: ChildRounds | None = None,
                  rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.time,
-                 live_hub: Callable[[], WaitingHub] | None = None):
+                 live_hub: Callable[[], WaitingHub] | None = None, pause: Callable[[float], Any] | None = None):
         """`open_hub` returns a connected hub (server/sync/hub.py's, or a test's). `child`: run
         rounds there rather than in the calling thread (the server does; tests that hand in an
         in-memory hub cannot). `live_hub` opens the hub the live wait holds (server/sync/live.py);
-        without it, sync runs on the timer and after writes only."""
+        without it, sync runs on the timer and after writes only. `pause`: how the push job waits
+        between the rounds of a burst (server/sync/push.py; a test's records instead)."""
         self.settings, self.local, self._open_hub = settings, local, open_hub
         self.child = child
         self.hub: Hub | None = None
@@ -75,9 +77,7 @@ class SyncService:
         self._rounds = threading.Condition()
         self._started = 0
         self._ended: tuple[int, RoundReport] | None = None  # the newest round that ended, by number
-        self._push_state = threading.Lock()
-        self._pushing = False  # a push job is scheduled or running
-        self._push_again = False  # writes came while it ran: it goes once more
+        self.push = PushOnWrite(self, pause=pause)
         self.running = False
         self.last_attempt: float | None = None
         self.last_success: float | None = None
@@ -242,7 +242,7 @@ class SyncService:
             self.age_ledger()
         except Exception:
             log.exception("ageing the conflict ledger failed; the next tick tries again")
-        if self._backing_off():
+        if self.backing_off():
             return
         try:
             self.run_once(wait_seconds=0)
@@ -252,47 +252,12 @@ class SyncService:
             pass  # already logged and recorded; the job must survive to run again
 
     def nudge(self) -> None:
-        """A local write was answered: push it on the leading edge. After a quiet spell the push
-        round starts at once; the writes answered while it runs set `_push_again`, and go together
-        in the round after it (a burst of a thousand writes goes in a few rounds). Never in the
-        write's way: the answer has gone, nothing here waits for the hub, a round already running
-        (the timer's, a live wake's) is waited for rather than overlapped, and while backing off
-        the write waits for the retry like any other."""
-        scheduler = self.scheduler
-        if scheduler is None or self._backing_off():
-            return
-        with self._push_state:
-            if self._pushing:
-                self._push_again = True  # the running push job goes once more, after its round
-                return
-            self._pushing = True
-        try:
-            # max_instances=2: the job before may not have returned yet, though it is done.
-            scheduler.add_job(self._push_soon, "date", run_date=dt.datetime.now(dt.timezone.utc), id="push-soon",
-                              misfire_grace_time=60, max_instances=2)
-        except Exception:
-            with self._push_state:
-                self._pushing = False  # a scheduler shutting down: the next round takes the write
-            log.debug("the push after a write could not be scheduled", exc_info=True)
+        """A local write was answered: push it on the leading edge, and pace the rounds of a
+        burst (server/sync/push.py)."""
+        self.push.nudge()
 
-    def _backing_off(self) -> bool:
+    def backing_off(self) -> bool:
         return self.backoff_until is not None and self.now() < self.backoff_until
-
-    def _push_soon(self) -> None:
-        """The push job: a round, and one more for as long as writes came while one ran."""
-        while not self._backing_off():  # a failed round: the writes wait for the retry
-            with self._push_state:
-                self._push_again = False  # the writes nudged so far go in this round
-            try:
-                self.run_once(wait_seconds=60)
-            except Exception:
-                pass  # recorded like any round's; the next write or the timer tries again
-            with self._push_state:
-                if not self._push_again:
-                    self._pushing = False
-                    return
-        with self._push_state:
-            self._pushing = self._push_again = False
 
     # --- worker ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -302,6 +267,7 @@ class SyncService:
             return
         scheduler = BackgroundScheduler(daemon=True, timezone="UTC", logger=SCHEDULER_LOG)
         self.scheduler = scheduler
+        self.push.start()
         scheduler.add_job(self.tick, "interval", id="sync-round", seconds=self.settings.sync_interval_seconds,
                           max_instances=1, coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc))
         scheduler.start()
@@ -314,6 +280,7 @@ class SyncService:
     def shutdown(self) -> None:
         if self.live is not None:
             self.live.stop()
+        self.push.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)  # let a running round finish before stores close
             self.scheduler = None
@@ -327,7 +294,7 @@ class SyncService:
     def state(self) -> str:
         if self.running:
             return "running"
-        if self._backing_off():
+        if self.backing_off():
             return "backing_off"
         if self.live is not None and self.live.state == "waiting":
             return "live"  # connected, and the hub answers as soon as there is news

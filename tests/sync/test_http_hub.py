@@ -12,6 +12,7 @@ import pytest
 
 from server.core.errors import HubRefused, StoreUnavailable
 from server.sync.http_hub import HubClient
+from server.sync.sized import within_bytes
 from tests.procs import free_port
 
 
@@ -360,3 +361,33 @@ def test_an_answer_past_the_limit_before_inflating_is_refused_unread(fake, monke
         hub.hub_epoch()
     fake.says({"data": {"epoch": "e1", "features": []}})
     assert hub.hub_epoch() == "e1", "the connection cut off is not used again"
+
+
+def test_a_batch_is_cut_to_its_bytes_and_keeps_the_json_it_was_measured_as():
+    changes = [{"origin": "me", "seq": n, "fields": {"notes": "x" * 100}} for n in range(1, 11)]
+    one = len(json.dumps(changes[0], separators=(",", ":"))) + 1
+    cut = within_bytes(changes, 3 * one)
+    assert cut == changes[:3] and json.loads(cut.json) == changes[:3]
+    assert within_bytes(changes, 1) == changes[:1], "at least one, however large"
+    assert json.loads(within_bytes([], 10).json) == []
+    whole = within_bytes(changes, 11 * one)
+    assert whole == changes and json.loads(whole.json) == changes
+
+
+def test_a_push_sends_the_json_the_batch_was_measured_as_not_a_second_serialisation(fake):
+    hub = featured(fake, "relay", "heal")
+    batch = within_bytes([{"origin": "me", "seq": 1}, {"origin": "me", "seq": 2}], 1000)
+    batch.json = b'[{"origin":"me","seq":7}]'  # what was measured is what goes, byte for byte
+    fake.says({"data": {"received": 2, "applied": 1, "conflicts": 0, "quarantined": []}, "meta": {}})
+    hub.apply_changes(batch)
+    assert fake.requests[-1][2] == {"changes": [{"origin": "me", "seq": 7}]}
+    hub.relay_changes(batch)
+    assert fake.requests[-1][2] == {"changes": [{"origin": "me", "seq": 7}], "relay": True}
+    fake.says({"data": {"received": 1, "applied": 1, "conflicts": 0, "quarantined": []}, "meta": {}})
+    hub.apply_changes([{"origin": "me", "seq": 3}])  # a list no one measured is serialised here
+    assert fake.requests[-1][2] == {"changes": [{"origin": "me", "seq": 3}]}
+    records = within_bytes([{"kind": "course"}], 1000)
+    records.json = b'[{"kind":"lecture"}]'
+    fake.says({"data": HEALED, "meta": {}})
+    hub.heal(records, hold={"h1": 1})
+    assert fake.requests[-1][2] == {"records": [{"kind": "lecture"}], "hold": [{"origin": "h1", "seq": 1}]}

@@ -195,11 +195,11 @@ def test_a_push_scheduled_before_a_round_failed_waits_for_the_retry(device, hub_
     svc, flaky, clock = down_hub_service(device, hub_client, rng=1.0)
     svc.tick()
     assert svc.totals["rounds"] == 1 and svc.state() == "backing_off"
-    svc._push_soon()  # the job fires now, scheduled before the failure
+    svc.push.job()  # the job fires now, scheduled before the failure
     assert svc.totals["rounds"] == 1
     clock.now += 25
     flaky.down = False
-    svc._push_soon()
+    svc.push.job()
     assert svc.totals["rounds"] == 2 and svc.state() == "idle"
 
 
@@ -550,7 +550,7 @@ def test_writes_answered_while_a_push_runs_go_together_in_the_next_round(device,
             course(device, id=f"c{k}")
             svc.nudge()
         release.set()
-        assert wait_until(lambda: len(hub.get_courses()) == 51 and not svc._pushing, 120)
+        assert wait_until(lambda: len(hub.get_courses()) == 51 and not svc.push.pushing, 120)
         assert svc.totals["rounds"] == 3 and svc.totals["pushed"] == 51, "c0's round, then all fifty in one"
     finally:
         release.set()

@@ -88,13 +88,16 @@ class MongoRegistry(DeviceRegistry):
 
     def note_pulled(self, device: Device, cursor: dict[str, int], now: float) -> None:
         # Kept as a list of pairs: a cursor's origins never become field names of a document.
+        # One operation: written unless it holds this position, seen lately; then the filter
+        # matches nothing, and the upsert's insert meets the unique device id.
         pulled = [[o, s] for o, s in sorted(cursor.items())]
-        doc = self.db.hub_positions.find_one({"deviceId": device.device_id}, {"_id": 0, "pulled": 1, "seenAt": 1})
-        if doc and doc.get("pulled") == pulled and doc.get("seenAt", 0) >= now - SEEN_EVERY_SECONDS:
-            return
-        self.db.hub_positions.update_one({"deviceId": device.device_id},
-                                         {"$set": {"userId": device.user_id, "pulled": pulled, "seenAt": now}},
-                                         upsert=True)
+        try:
+            self.db.hub_positions.update_one(
+                {"deviceId": device.device_id,
+                 "$or": [{"pulled": {"$ne": pulled}}, {"seenAt": {"$lt": now - SEEN_EVERY_SECONDS}}]},
+                {"$set": {"userId": device.user_id, "pulled": pulled, "seenAt": now}}, upsert=True)
+        except DuplicateKeyError:
+            pass  # the position is there already
 
     def positions(self, user_id: str) -> dict[str, Position]:
         return {d["deviceId"]: Position({o: s for o, s in d["pulled"]}, d["seenAt"])
