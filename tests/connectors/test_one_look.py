@@ -92,3 +92,13 @@ def test_a_read_in_a_look_on_a_failing_driver_is_a_store_failure(mongo_factory, 
             hub.changes_since({}, 10)
         with pytest.raises(StoreUnavailable):
             hub.shortfall({"x": 1})
+
+
+def test_a_user_of_no_origins_yet_is_read_once_too(mongo_factory):
+    hub = mongo_factory("hub", user_id="learner")
+    hub.connect()
+    counting = Counting(hub.backend.db)
+    hub.backend.use_database(counting)
+    with hub.one_look():
+        assert hub.changes_since({}, 10) == [] and hub.floors() == {} and hub.shortfall({})["shortfall"] == {}
+    assert counting.finds == 1

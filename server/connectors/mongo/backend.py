@@ -167,18 +167,19 @@ class MongoBackend(Backend):
 
     @contextmanager
     def one_look(self) -> Iterator[None]:
-        self._look.docs = []  # read at the first ask
+        self._look.on, self._look.docs = True, None  # read at the first ask
         try:
             yield
         finally:
-            self._look.docs = None
+            self._look.on, self._look.docs = False, None
 
     def looked(self) -> list[dict] | None:
         """Inside one_look: every origin document of the user, read once. Outside: None."""
-        docs = getattr(self._look, "docs", None)
-        if docs == []:
-            docs = self._look.docs = list(self.db.origins.find({"userId": self.user_id}, NO_ID))
-        return docs
+        if not getattr(self._look, "on", False):
+            return None
+        if self._look.docs is None:
+            self._look.docs = list(self.db.origins.find({"userId": self.user_id}, NO_ID))
+        return self._look.docs
 
     @staticmethod
     def _state_from_doc(doc: dict) -> dict[str, Any]:
