@@ -110,15 +110,16 @@ def alone(tmp: Path, n: int) -> float:
 
 def write_burst(a, b, n: int) -> tuple[float, float, int]:
     """n writes on A, one after the other as fast as A answers: seconds from the first write sent
-    until B serves them all, from the last one answered until then, and A's rounds meanwhile."""
+    until B serves them all, from the last one answered until then, and A's rounds meanwhile.
+    Infinite seconds: B did not serve them all within 120 s of the last."""
     before = rounds(a)
     start = time.perf_counter()
     for k in range(n):
         assert a.request("POST", "/api/v1/courses", {"title": f"burst{k}", "source": "https://a.b"})[0] == 201
     last = time.perf_counter()
     while sum(t.startswith("burst") for t in titles(b)) < n:
-        if time.perf_counter() - last > 120:
-            raise AssertionError("the burst never reached device B")
+        if time.perf_counter() - last > 120:  # said in the table, the other rows still measured
+            return float("inf"), float("inf"), rounds(a) - before
         time.sleep(0.005)
     end = time.perf_counter()
     return end - start, end - last, rounds(a) - before

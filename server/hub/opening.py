@@ -31,7 +31,8 @@ def round_opening():
     if problems:
         raise ValidationError(problems)
     assert isinstance(origin, str) and isinstance(limit, int)  # checked above; said for the type checker
-    answer = {**epoch_answer(), **g.hub_store.shortfall(cursor)}
-    answer["own"] = pull_page({origin: cursor.get(origin, 0)}, limit, None, origin)
-    answer["changes"] = pull_page(cursor, limit, origin, None)
+    with g.hub_store.one_look():  # the origins' tops and floors read once for the four parts
+        answer = {**epoch_answer(), **g.hub_store.shortfall(cursor)}
+        answer["own"] = pull_page({origin: cursor.get(origin, 0)}, limit, None, origin)
+        answer["changes"] = pull_page(cursor, limit, origin, None)
     return envelope(answer)

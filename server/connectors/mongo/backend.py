@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from contextlib import nullcontext
-from typing import Any, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterable, Iterator, Sequence
 
 from bson.errors import BSONError
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne, UpdateOne
@@ -78,6 +78,7 @@ class MongoBackend(Backend):
         self.origin = origin or new_origin(self.store_kind)
         self._pinned_origin = origin is not None
         self._write_lock = threading.RLock()
+        self._look = threading.local()  # one_look's read of the user's origins, per thread
         self._seq = 0
         self.limits = Limits()
 
@@ -164,6 +165,22 @@ class MongoBackend(Backend):
     def batch(self) -> nullcontext:
         return nullcontext()  # every save is checked against the version it loaded (RetryMerge)
 
+    @contextmanager
+    def one_look(self) -> Iterator[None]:
+        self._look.on, self._look.docs = True, None  # read at the first ask
+        try:
+            yield
+        finally:
+            self._look.on, self._look.docs = False, None
+
+    def looked(self) -> list[dict] | None:
+        """Inside one_look: every origin document of the user, read once. Outside: None."""
+        if not getattr(self._look, "on", False):
+            return None
+        if self._look.docs is None:
+            self._look.docs = list(self.db.origins.find({"userId": self.user_id}, NO_ID))
+        return self._look.docs
+
     @staticmethod
     def _state_from_doc(doc: dict) -> dict[str, Any]:
         return {k: doc.get(k) for k in STATE_FIELDS}
@@ -200,6 +217,9 @@ class MongoBackend(Backend):
     def tops_of(self, origins: set[str]) -> dict[str, int]:
         wanted = sorted(origins)
         tops: dict[str, int] = {}
+        if (looked := self.looked()) is not None:
+            return {d["origin"]: d["maxSeq"] for d in looked
+                    if d.get("origin") in origins and type(d.get("maxSeq")) is int}
         for i in range(0, len(wanted), 1000):
             docs = self.db.origins.find({"userId": self.user_id, "origin": {"$in": wanted[i:i + 1000]}}, NO_ID)
             tops.update((d["origin"], d["maxSeq"]) for d in docs
@@ -293,8 +313,12 @@ class MongoBackend(Backend):
         """The user's origins (or just `only`) and their tops. A document anyone wrote into the
         hub by hand with another shape is passed over: one broken document must not stop every
         reader."""
-        query = {"userId": self.user_id, **({"origin": only} if only is not None else {})}
-        docs = self.db.origins.find(query, NO_ID).sort("origin", ASCENDING)
+        if (looked := self.looked()) is not None:
+            docs: Iterable[dict] = sorted((d for d in looked if only is None or d.get("origin") == only
+                                           if isinstance(d.get("origin"), str)), key=lambda d: d["origin"])
+        else:
+            query = {"userId": self.user_id, **({"origin": only} if only is not None else {})}
+            docs = self.db.origins.find(query, NO_ID).sort("origin", ASCENDING)
         return [d for d in docs if isinstance(d.get("origin"), str) and type(d.get("maxSeq")) is int]
 
     def changes_since(self, cursor: Cursor, limit: int, *, exclude_origin: str | None = None,

@@ -25,7 +25,11 @@ class MongoHistory(HistoryRows):
         query: dict[str, Any] = {"userId": self.backend.user_id, "floor": {"$gt": 0}}
         if origins is not None:
             query["origin"] = {"$in": sorted(origins)}
-        return {d["origin"]: d["floor"] for d in self.db.origins.find(query, NO_ID)
+        looked = self.backend.looked()
+        docs = self.db.origins.find(query, NO_ID) if looked is None else \
+            [d for d in looked if (origins is None or d.get("origin") in origins) and type(d.get("floor")) is int
+             and d["floor"] > 0]
+        return {d["origin"]: d["floor"] for d in docs
                 if isinstance(d.get("origin"), str) and type(d.get("floor")) is int}
 
     def compact_origin(self, origin: str, floor: int, limit: int) -> int:

@@ -11,7 +11,7 @@ compaction, pages of records) and `LedgerRows` (conflicts and the quarantine).""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -155,6 +155,15 @@ class Backend(ABC):
     def batch(self) -> AbstractContextManager:
         """The section a batch from elsewhere is taken in: SQLite's writer (one transaction);
         none on MongoDB, whose saves are checked record by record."""
+
+    def one_look(self) -> AbstractContextManager:
+        """A read-only section (a round's opening at a hub) in which the user's origins are read
+        once, however many of its reads ask for them; nothing to do where that read is cheap."""
+        return nullcontext()
+
+    def looked(self) -> list[dict] | None:
+        """Inside one_look, where it reads once: the user's origins as read. Otherwise None."""
+        return None
 
     # --- records --------------------------------------------------------------------------
     @abstractmethod

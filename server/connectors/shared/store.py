@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from contextlib import AbstractContextManager
 from typing import Any, Callable
 
 from server.connectors.shared.backend import Backend, Limits
@@ -213,6 +214,10 @@ class Store:
 
     def floors(self) -> Cursor:
         return self.history.floors()
+
+    def one_look(self) -> AbstractContextManager:
+        """A read-only section whose reads of the user's origins read them once (Backend.one_look)."""
+        return self.backend.one_look()
 
     def log_sizes(self) -> dict[str, int]:
         return self.history.log_sizes()
