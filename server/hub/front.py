@@ -240,6 +240,7 @@ class HubFront:
                     for message in answer:
                         await send(message)
                     return
+                answer.clear()  # the parked pass's answer is never sent: not held while it waits
                 waiter = park["waiter"]
                 if deadline is None:
                     deadline = loop.time() + park["seconds"]

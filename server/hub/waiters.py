@@ -24,12 +24,41 @@ from server.connectors.base import StoreWatcher
 log = logging.getLogger("server.hub")
 
 
+class Wake:
+    """What a parked wait awaits: set once, on the loop. An asyncio.Event keeps a deque of its
+    waiters from the start (some 700 bytes), and ten thousand are held at once; this keeps a
+    future only while it is awaited."""
+
+    __slots__ = ("_set", "_future")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._future: asyncio.Future | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> bool:
+        if not self._set:
+            self._future = asyncio.get_running_loop().create_future()
+            try:
+                await self._future
+            finally:
+                self._future = None
+        return True
+
+
 class Waiter:
     __slots__ = ("user_id", "device_id", "event", "reason", "_loop")
 
     def __init__(self, user_id: str, device_id: str, loop: asyncio.AbstractEventLoop | None):
         self.user_id, self.device_id, self._loop = user_id, device_id, loop
-        self.event = asyncio.Event()
+        self.event = Wake()
         self.reason: str | None = None  # news, superseded, revoked, closing
 
     def fire(self, reason: str) -> None:
