@@ -75,6 +75,7 @@ class Waiters:
         self._lock = threading.Lock()
         self._by_device: dict[str, Waiter] = {}
         self._by_user: dict[str, set[str]] = {}
+        self._joined: set[str] = set()  # users come to wait since the watcher last took them
         self.loop: asyncio.AbstractEventLoop | None = None  # the front's, once it serves
         self.closing = False
 
@@ -83,7 +84,10 @@ class Waiters:
         with self._lock:
             older = self._by_device.get(device_id)
             self._by_device[device_id] = waiter
-            self._by_user.setdefault(user_id, set()).add(device_id)
+            if user_id not in self._by_user:
+                self._by_user[user_id] = set()
+                self._joined.add(user_id)
+            self._by_user[user_id].add(device_id)
         if older is not None:
             older.fire("superseded")  # one wait per device: the newer one stands
         if self.closing:
@@ -119,6 +123,12 @@ class Waiters:
             woken = list(self._by_device.values())
         for waiter in woken:
             waiter.fire("closing")
+
+    def joined(self) -> set[str]:
+        """The users come to wait since the last call (taken: the next call starts afresh)."""
+        with self._lock:
+            joined, self._joined = self._joined, set()
+            return joined
 
     def users(self) -> list[str]:
         with self._lock:
@@ -166,11 +176,21 @@ class Watcher:
 
     def look(self) -> None:
         """One look: wake whoever has news or was revoked since the last one."""
+        # The marker before the users: a wait not among the users of the last look registered,
+        # then read the store, after that look's marker was read.
+        marker = self.source.marker()
+        joined = self.waiters.joined()
+        if marker is not None and marker == self._marker:
+            # Nothing committed since that marker, so since any newcomer's read: each newcomer's
+            # tops are noted, and it is not woken (10,000 waits come in while nothing is
+            # written, and the first write woke every one of them to be checked again).
+            new = [u for u in joined if u not in self._tops]
+            if new:
+                tops = self.source.tops(new)
+                self._tops.update((u, tops.get(u, ())) for u in new)
+            return
         users = self.waiters.users()
         if not users:
-            return
-        marker = self.source.marker()
-        if marker is not None and marker == self._marker:
             return
         self._marker = marker
         tops = self.source.tops(users)

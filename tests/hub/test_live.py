@@ -302,6 +302,34 @@ def test_the_watcher_wakes_only_the_users_whose_log_moved():
     assert {u: w.reason for u, w in again.items()} == {"ann": None, "bob": "news"}
 
 
+class StillSource(FakeSource):
+    """A marker that moves only when the test says another writer committed."""
+
+    def marker(self):
+        return self.looks
+
+
+def test_waits_that_came_while_nothing_was_written_are_noted_not_woken():
+    from server.hub.waiters import Waiters, Watcher
+
+    waiters, source = Waiters(), StillSource()
+    watcher = Watcher(waiters, source, lambda devices: set())
+    source.tops_now = {"ann": (("o1", 3),)}
+    ann = waiters.add("ann", "ann-phone")
+    watcher.look()  # the first look knows no marker: ann is woken, as any user first seen
+    assert ann.reason == "news"
+    crowd = {u: waiters.add(u, f"{u}-phone") for u in ("ann", "bob", "cid")}
+    watcher.look()  # no commit since the last look's marker: they read the newest, and wait on
+    assert {u: w.reason for u, w in crowd.items()} == {"ann": None, "bob": None, "cid": None}
+    source.tops_now["cid"], source.looks = (("o2", 1),), 1  # another process writes cid's change
+    watcher.look()
+    assert {u: w.reason for u, w in crowd.items()} == {"ann": None, "bob": None, "cid": "news"}
+    dan = waiters.add("dan", "dan-phone")
+    source.looks = 2  # something committed: a newcomer may have missed it, and is woken
+    watcher.look()
+    assert dan.reason == "news" and crowd["bob"].reason is None
+
+
 def test_each_kind_of_hub_is_the_declared_interface(tmp_path):
     """The engine and the live wait see a hub only as hub.Hub / hub.WaitingHub: a hub server's
     client and a store opened as a hub are both WaitingHubs, a bare store is a Hub (a round can
