@@ -181,6 +181,16 @@ class TestTheWaitAtTheHub:
         waiting.join()
         assert waiting.answer is False and waiting.elapsed < 30
 
+    def test_a_wait_that_runs_its_time_out_answers_in_the_envelope(self, sql_hubs):
+        """Answered from its parked check (no second pass): the same envelope, its own trace id."""
+        hub = sql_hubs.hub()
+        token = sql_hubs.token()
+        headers = {"Authorization": f"Bearer {token}", "X-Request-Id": "time-is-up-1"}
+        start = time.monotonic()
+        status, answer, sent = hub.request("POST", "/hub/v1/wait", {"cursor": {}, "seconds": 1}, headers=headers)
+        assert status == 200 and answer == {"data": {"changed": False}, "meta": {"traceId": "time-is-up-1"}}, answer
+        assert sent["Content-Type"] == "application/json" and time.monotonic() - start >= 0.9
+
     def test_bad_waits_are_refused_at_the_door(self, sql_hubs):
         hub = sql_hubs.hub()
         token = sql_hubs.token()
