@@ -340,6 +340,27 @@ def test_waits_that_came_while_nothing_was_written_are_noted_not_woken():
     assert dan.reason == "news" and crowd["bob"].reason is None
 
 
+def test_revocations_are_looked_up_after_a_commit_at_most_once_a_while(monkeypatch):
+    from server.hub import waiters as module
+
+    monkeypatch.setattr(module, "REVOKED_SECONDS", 3600.0)
+    waiters, source, asked = module.Waiters(), StillSource(), []
+    revoked: set[str] = set()
+    watcher = module.Watcher(waiters, source, lambda devices: asked.append(len(devices)) or revoked & set(devices))
+    ann = waiters.add("ann", "ann-phone")
+    watcher.look()  # the first look: revocations too
+    assert asked == [1]
+    revoked.add("ann-phone")
+    source.looks = 1  # the revocation's commit, but within the hour: not looked up yet
+    watcher.look()
+    assert asked == [1] and ann.reason == "news"
+    monkeypatch.setattr(watcher, "_revoked_next", 0.0)  # the hour is up: the next look, though
+    watcher.look()  # nothing new was committed, finds it
+    assert asked == [1, 1] and ann.reason == "revoked"
+    watcher.look()
+    assert asked == [1, 1]  # once per commit
+
+
 def test_each_kind_of_hub_is_the_declared_interface(tmp_path):
     """The engine and the live wait see a hub only as hub.Hub / hub.WaitingHub: a hub server's
     client and a store opened as a hub are both WaitingHubs, a bare store is a Hub (a round can
