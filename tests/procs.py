@@ -59,9 +59,9 @@ def started(tmp_path: Path, name: str, settings: dict[str, str], **kw) -> "Serve
 
 class ServerProcess:
     def __init__(self, tmp_path: Path, name: str = "device", *, args: tuple[str, ...] = (),
-                 files: int | None = None, **env: str):
+                 files: int | tuple[int, int] | None = None, **env: str):
         self.args = args  # ("--hub",) for a hub server
-        self.files = files  # a limit on open files (soft and hard), as `ulimit -n` sets
+        self.files = files  # a limit on open files (soft and hard, or the pair), as `ulimit -n` sets
         self.port = free_port()
         self.log_path = tmp_path / f"{name}.log"
         self.env = {
@@ -77,7 +77,7 @@ class ServerProcess:
 
         def limit_files() -> None:
             if limit:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit) if isinstance(limit, int) else limit)
 
         first, tries = self.proc is None, 5
         self.proc = subprocess.Popen([sys.executable, "-m", "server", *self.args], cwd=ROOT, env=self.env,

@@ -77,7 +77,7 @@ class Settings:
     hub_idle_seconds: float = 30.0
     hub_body_min_bytes_per_second: int = 8192
     hub_body_grace_seconds: float = 10.0
-    hub_max_connections: int = 10_000
+    hub_max_connections: int = 12_000  # 10,000 waiting devices, and room for the calls that wake them
     # One line per name that looks like a setting and is none (a typo in .env or the environment),
     # for the server to print at start-up: the setting is not silently ignored.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -300,7 +300,7 @@ SETTINGS: tuple[Setting, ...] = (
             "`HUB_BODY_GRACE_SECONDS` have passed"),
     Setting("HUB_BODY_GRACE_SECONDS", "hub_body_grace_seconds", _number(0, 600), "`10`",
             "how long a body may take at a hub server before its rate counts"),
-    Setting("HUB_MAX_CONNECTIONS", "hub_max_connections", _integer(8, 1_000_000), "`10000`",
+    Setting("HUB_MAX_CONNECTIONS", "hub_max_connections", _integer(8, 1_000_000), "`12000`",
             "connections a hub server holds (at most its open-file limit less 96); past it, the one idle "
             "longest is closed for a new one"),
 )

@@ -17,6 +17,7 @@ from server.core.config import Settings
 from server.hub import bodies, commands, compactor, limits, metrics, opening, pairing, routes, waiters
 from server.hub.stores import HubStores
 from server.web import http
+from server.web.serving import open_file_limit
 
 if TYPE_CHECKING:
     from server.hub.front import HubServer
@@ -47,9 +48,24 @@ def listening(app: Flask, settings: Settings) -> HubServer:
     """The event-loop front, bound to the settings' port (OSError when it cannot be): thousands
     of devices wait at a hub, so not a thread each (front.py; imported here, as a device server
     never needs uvicorn)."""
-    from server.hub.front import HubServer
+    from server.hub.front import RESERVED_FILES, HubServer
 
-    return HubServer(app, settings.host, settings.port)
+    return HubServer(app, settings.host, settings.port, files=open_files(settings, RESERVED_FILES))
+
+
+def open_files(settings: Settings, reserved: int) -> int:
+    """The process's open-file limit, raised toward the hard limit for HUB_MAX_CONNECTIONS and
+    the store's own files; one line says so when it stays short of that (the hub then holds
+    fewer connections, and the rest wait in the kernel's queue)."""
+    needed = settings.hub_max_connections + reserved
+    files = open_file_limit(needed)
+    if files < needed:
+        logging.getLogger("server.hub").warning(
+            "open-file limit %d: this hub holds %d connections, not HUB_MAX_CONNECTIONS=%d, which needs %d open "
+            "files; raise the limit where the hub starts (`ulimit -n %d` in its shell, LimitNOFILE=%d in its "
+            "systemd unit, `--ulimit nofile=%d` for docker run) or set HUB_MAX_CONNECTIONS lower",
+            files, max(8, files - reserved), settings.hub_max_connections, needed, needed, needed, needed)
+    return files
 
 
 def started(app: Flask, settings: Settings) -> None:

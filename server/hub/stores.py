@@ -15,7 +15,10 @@ class HubStores:
     """A connected connector per user of one hub store, kept for reuse (the least recently used
     closed beyond `limit`). They hold no state the store does not: a cache, not a session."""
 
-    def __init__(self, settings: Settings, base: DatabaseConnector, limit: int = 4096):
+    # Each waiting device's wait opens its user's store again when its time is up (every 25 to
+    # 60 s): kept for more users than a hub process holds waiting devices (12,000 connections),
+    # at some 1.5 KB each, the waits find theirs open.
+    def __init__(self, settings: Settings, base: DatabaseConnector, limit: int = 16_384):
         self.settings, self.base, self.limit = settings, base, limit
         self._stores: OrderedDict[str, DatabaseConnector] = OrderedDict()
         self._lock = threading.Lock()

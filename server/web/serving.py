@@ -33,17 +33,19 @@ DRAIN_BYTES = 32 * 1024 * 1024  # dropped after a 413 while the client still sen
 RESERVED_FILES = 64 + 4 * THREADS  # store files (a WAL file pair per thread), pipes, logs, the listener
 
 
-def open_file_limit() -> int:
-    """The soft limit on open files, raised to the hard one (capped at 65,536) when it can be."""
+def open_file_limit(want: int = 65_536) -> int:
+    """The soft limit on open files, raised to the hard one (capped at `want` or 65,536, the
+    larger) when it can be."""
+    cap = max(want, 65_536)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = 65_536 if hard == resource.RLIM_INFINITY else min(hard, 65_536)
+    target = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
     if soft != resource.RLIM_INFINITY and soft < target:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
         except (ValueError, OSError):
             pass
-    return 65_536 if soft == resource.RLIM_INFINITY else soft
+    return cap if soft == resource.RLIM_INFINITY else soft
 
 
 def waitress_settings(max_body_bytes: int, files: int | None = None) -> dict[str, Any]:

@@ -59,7 +59,7 @@ class TestHub:
         assert figures[("coursesync_hub_devices", ())] == 2
         assert figures[("coursesync_hub_devices_seen_last_day", ())] == 1
         assert figures[("coursesync_hub_user_stores_cached", ())] == 1
-        assert figures[("coursesync_hub_user_stores_limit", ())] == 4096
+        assert figures[("coursesync_hub_user_stores_limit", ())] == 16_384
         assert figures[("coursesync_hub_waiting_devices", ())] == 0
         assert figures[("coursesync_hub_log_changes", ())] == 3
         assert figures[("coursesync_hub_log_compacted_changes", ())] == 0

@@ -181,6 +181,16 @@ class TestTheWaitAtTheHub:
         waiting.join()
         assert waiting.answer is False and waiting.elapsed < 30
 
+    def test_a_wait_that_runs_its_time_out_answers_in_the_envelope(self, sql_hubs):
+        """Answered from its parked check (no second pass): the same envelope, its own trace id."""
+        hub = sql_hubs.hub()
+        token = sql_hubs.token()
+        headers = {"Authorization": f"Bearer {token}", "X-Request-Id": "time-is-up-1"}
+        start = time.monotonic()
+        status, answer, sent = hub.request("POST", "/hub/v1/wait", {"cursor": {}, "seconds": 1}, headers=headers)
+        assert status == 200 and answer == {"data": {"changed": False}, "meta": {"traceId": "time-is-up-1"}}, answer
+        assert sent["Content-Type"] == "application/json" and time.monotonic() - start >= 0.9
+
     def test_bad_waits_are_refused_at_the_door(self, sql_hubs):
         hub = sql_hubs.hub()
         token = sql_hubs.token()
@@ -300,6 +310,55 @@ def test_the_watcher_wakes_only_the_users_whose_log_moved():
     source.tops_now["bob"] = (("o2", 1),)
     watcher.look()
     assert {u: w.reason for u, w in again.items()} == {"ann": None, "bob": "news"}
+
+
+class StillSource(FakeSource):
+    """A marker that moves only when the test says another writer committed."""
+
+    def marker(self):
+        return self.looks
+
+
+def test_waits_that_came_while_nothing_was_written_are_noted_not_woken():
+    from server.hub.waiters import Waiters, Watcher
+
+    waiters, source = Waiters(), StillSource()
+    watcher = Watcher(waiters, source, lambda devices: set())
+    source.tops_now = {"ann": (("o1", 3),)}
+    ann = waiters.add("ann", "ann-phone")
+    watcher.look()  # the first look knows no marker: ann is woken, as any user first seen
+    assert ann.reason == "news"
+    crowd = {u: waiters.add(u, f"{u}-phone") for u in ("ann", "bob", "cid")}
+    watcher.look()  # no commit since the last look's marker: they read the newest, and wait on
+    assert {u: w.reason for u, w in crowd.items()} == {"ann": None, "bob": None, "cid": None}
+    source.tops_now["cid"], source.looks = (("o2", 1),), 1  # another process writes cid's change
+    watcher.look()
+    assert {u: w.reason for u, w in crowd.items()} == {"ann": None, "bob": None, "cid": "news"}
+    dan = waiters.add("dan", "dan-phone")
+    source.looks = 2  # something committed: a newcomer may have missed it, and is woken
+    watcher.look()
+    assert dan.reason == "news" and crowd["bob"].reason is None
+
+
+def test_revocations_are_looked_up_after_a_commit_at_most_once_a_while(monkeypatch):
+    from server.hub import waiters as module
+
+    monkeypatch.setattr(module, "REVOKED_SECONDS", 3600.0)
+    waiters, source, asked = module.Waiters(), StillSource(), []
+    revoked: set[str] = set()
+    watcher = module.Watcher(waiters, source, lambda devices: asked.append(len(devices)) or revoked & set(devices))
+    ann = waiters.add("ann", "ann-phone")
+    watcher.look()  # the first look: revocations too
+    assert asked == [1]
+    revoked.add("ann-phone")
+    source.looks = 1  # the revocation's commit, but within the hour: not looked up yet
+    watcher.look()
+    assert asked == [1] and ann.reason == "news"
+    monkeypatch.setattr(watcher, "_revoked_next", 0.0)  # the hour is up: the next look, though
+    watcher.look()  # nothing new was committed, finds it
+    assert asked == [1, 1] and ann.reason == "revoked"
+    watcher.look()
+    assert asked == [1, 1]  # once per commit
 
 
 def test_each_kind_of_hub_is_the_declared_interface(tmp_path):
