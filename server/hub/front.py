@@ -23,7 +23,6 @@ What the front refuses itself it answers in the API's envelope, with a trace id 
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import socket
 import time
@@ -35,7 +34,7 @@ from werkzeug.exceptions import HTTPException
 
 from server.connectors.factory import watcher_for
 from server.connectors.registry import Device
-from server.hub.conn import ConnectionBook, HubProtocol
+from server.hub.conn import ConnectionBook, Doorsteps
 from server.hub.door import Door, Refused, door_for
 from server.hub.fair import LANE_KEY, Budget, Lanes
 from server.hub.limits import MAX_IN_FLIGHT
@@ -353,7 +352,7 @@ class HubServer:
         config = uvicorn.Config(
             self.front, lifespan="on", log_config=None, access_log=False, loop="asyncio",
             # uvicorn calls `http` as a factory; its annotation asks for the class itself.
-            http=functools.partial(HubProtocol, book=self.book),  # type: ignore[arg-type]
+            http=Doorsteps(self.book),  # type: ignore[arg-type]
             interface="asgi3", backlog=ACCEPT_BATCH,
             timeout_keep_alive=settings.hub_idle_seconds, timeout_graceful_shutdown=5, server_header=False,
             h11_max_incomplete_event_size=64 * 1024)
