@@ -12,7 +12,9 @@ another little: what the hub's front (front.py) hands out by user, on its event 
 - Store writes (`in_turns`): a large push is written in turns (TURN changes, BUSY_TURN while
   another user is about), each its own transaction, so that another user's write waits
   for one turn, not a whole push (the SQLite hub's writer lock hands itself over in order,
-  connectors/sqlite/pool.py, TurnLock).
+  connectors/sqlite/pool.py, TurnLock); while another user is about, the push rests after each
+  turn as long as the turn took, leaving the writer and the disk free (their commits' fsyncs
+  were what other users' pushes waited for, bench_fair).
 Waits hold no thread while parked; each pass of one through the app is a request of its user."""
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ LOOK_AHEAD = 64  # waiting lanes, from the front of the line, a freed thread cho
 RECENT = 1.0  # seconds after its last request that a lane is still about (a large push takes small turns)
 TURN, BUSY_TURN = 500, 25  # changes in one transaction of a large push, alone / while others are about
 TURN_CHARS, BUSY_TURN_CHARS = 1024 * 1024, 32 * 1024  # and their fields' text
+MAX_REST = 0.05  # seconds a large push rests after a turn while others are about, at most
 
 
 class Lanes:
@@ -249,7 +252,8 @@ class Budget:
 def in_turns(apply: Callable[[list], dict[str, Any]], changes: list) -> dict[str, Any]:
     """`apply` (a store's apply_changes or relay_changes) over the batch in turns, in order, as
     that many pushes one after another would be: the answers joined. A turn is smaller while
-    another user is about, and a heavy user gives way between turns (`pace`)."""
+    another user is about, and rested after (up to MAX_REST), and a heavy user gives way between
+    turns (`pace`)."""
     if len(changes) <= BUSY_TURN:
         return apply(changes)
     joined: dict[str, Any] = {}
@@ -261,8 +265,11 @@ def in_turns(apply: Callable[[list], dict[str, Any]], changes: list) -> dict[str
         while end < len(changes) and end - start < count and (end == start or size < chars):
             size += _chars(changes[end])
             end += 1
+        began = time.monotonic()
         joined = _joined(joined, apply(changes[start:end]))
         start = end
+        if busy and start < len(changes):  # the writer and the disk left free as long as it held them
+            time.sleep(min(time.monotonic() - began, MAX_REST))
     return joined
 
 

@@ -23,7 +23,7 @@ What the front refuses itself it answers in the API's envelope, with a trace id 
 from __future__ import annotations
 
 import asyncio
-import functools
+import gc
 import socket
 import time
 from typing import Any
@@ -34,7 +34,7 @@ from werkzeug.exceptions import HTTPException
 
 from server.connectors.factory import watcher_for
 from server.connectors.registry import Device
-from server.hub.conn import ConnectionBook, HubProtocol
+from server.hub.conn import ConnectionBook, Doorsteps
 from server.hub.door import Door, Refused, door_for
 from server.hub.fair import LANE_KEY, Budget, Lanes
 from server.hub.limits import MAX_IN_FLIGHT
@@ -45,7 +45,8 @@ from server.web.serving import THREADS, open_file_limit
 WAIT_PATH = "/hub/v1/wait"
 LARGE_BODY = 256 * 1024  # a larger body is read within its user's share of the bytes held
 RESERVED_FILES = 96
-BACKLOG = 128
+BACKLOG = 128  # connections the kernel holds for the front to accept
+ACCEPT_BATCH = 16  # connections accepted in one turn of the event loop, at most
 PUBLIC = ""  # the lane of requests without a device: health, the document, metrics, unknown paths
 USER_THREADS, PUBLIC_THREADS = 2, 2  # of THREADS
 USER_QUEUE, PUBLIC_QUEUE = 64, 512  # requests waiting for a thread, past which more are refused
@@ -315,6 +316,13 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.front = front
 
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        # asyncio listens with the backlog it is given and accepts as many in one turn of its
+        # loop: the kernel keeps its longer queue, the loop takes a few at a time.
+        for sock in sockets or ():
+            sock.listen(BACKLOG)
+
     async def shutdown(self, sockets=None) -> None:
         self.front.waiters.close_all()  # waits answer now rather than hold the shutdown up
         await super().shutdown(sockets)
@@ -347,17 +355,23 @@ class HubServer:
         # The backlog is also how many connections asyncio accepts in one turn of its loop: with
         # 2,048, a crowd reconnecting as fast as it was closed held every request's turn for
         # 80 ms and more (bench_fair); the kernel's short queue also slows such a crowd down.
+        # uvicorn is given ACCEPT_BATCH, the turn's share; startup sets the kernel's queue back
+        # to BACKLOG (each accepted connection costs the loop some 60 us, 128 of them 8 ms).
         config = uvicorn.Config(
             self.front, lifespan="on", log_config=None, access_log=False, loop="asyncio",
             # uvicorn calls `http` as a factory; its annotation asks for the class itself.
-            http=functools.partial(HubProtocol, book=self.book),  # type: ignore[arg-type]
-            interface="asgi3", backlog=BACKLOG,
+            http=Doorsteps(self.book),  # type: ignore[arg-type]
+            interface="asgi3", backlog=ACCEPT_BATCH,
             timeout_keep_alive=settings.hub_idle_seconds, timeout_graceful_shutdown=5, server_header=False,
             h11_max_incomplete_event_size=64 * 1024)
         self.server = _Server(config, self.front)
         self.port = self.sock.getsockname()[1]
 
     def run(self) -> None:
+        # What the process holds now (modules, the app) lives as long as it does: frozen, the
+        # cyclic collector no longer walks it. Unfrozen, each full collection walked it all,
+        # holding the interpreter 30 ms and more, about every 5 s beside large pushes (bench_fair).
+        gc.freeze()
         self.server.run(sockets=[self.sock])
 
     def stop(self) -> None:

@@ -133,6 +133,49 @@ def test_a_thousand_silent_sockets_leave_the_hub_to_its_users_and_are_closed(tmp
         hub.stop()
 
 
+def closed_by_hub(socks: list[socket.socket]) -> list[socket.socket]:
+    """The sockets the other end has closed (each looked at without waiting)."""
+    closed = []
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1, socket.MSG_PEEK) == b"":
+                closed.append(s)
+        except BlockingIOError:  # open, nothing to read
+            pass
+        except OSError:
+            closed.append(s)
+    return closed
+
+
+def test_past_the_connection_limit_one_idle_socket_makes_room_for_a_device(tmp_path):
+    """A connection that has sent nothing is held lightly (a doorstep, until its first byte),
+    yet is one of the front's connections as before, as is one that has sent half a head: past
+    HUB_MAX_CONNECTIONS one of them, the one idle longest, is closed for a new one."""
+    path, tokens = hub_file(tmp_path, {"learner": 1})
+    hub = start_hub(tmp_path, path, HUB_MAX_CONNECTIONS="8", HUB_HEADER_SECONDS="300")  # no head times out here
+    at_rest = open_files(hub)
+    socks = []
+    try:
+        for n in range(8):
+            socks.append(socket.create_connection(("127.0.0.1", hub.port), timeout=60))
+            if n == 0:
+                socks[0].sendall(b"GET /api/v1/health HTTP/1.1\r\nHo")  # half a head, then nothing
+        # (at rest it may still hold the connection its start was checked on: one of the eight closes it)
+        wait_for(lambda: open_files(hub) >= at_rest + 7, 60, "the hub to accept the eight")
+        learner = client(hub, tokens["learner"][0])
+        for n in range(3):  # its connection is the ninth: one of the eight idle ones goes for it
+            assert learner.apply_changes(changes("learner", "dev-a", 1, first_seq=n + 1))["applied"] == 1
+        wait_for(lambda: len(closed_by_hub(socks)) == 1, 60, "one idle connection closed for the learner's")
+        assert learner.changes_since({}, 10)  # and the learner is served on
+        learner.close()
+        assert len(closed_by_hub(socks)) == 1
+    finally:
+        for s in socks:
+            s.close()
+        hub.stop()
+
+
 def test_slow_bodies_without_a_token_hold_nothing_a_large_push_needs(tmp_path):
     """Case 2: 48 strangers declare large bodies and send them a byte at a time. Bodies over
     256 KiB were read 16 at a time before any token check, each for up to 60 s: a learner's

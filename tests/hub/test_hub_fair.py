@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from server.hub.fair import TURN, Budget, Lanes, in_turns
+from server.hub import fair
+from server.hub.fair import BUSY_TURN, MAX_REST, TURN, Budget, Lanes, in_turns
 
 
 def test_a_user_with_many_requests_waits_behind_its_own_and_users_take_turns():
@@ -99,3 +100,27 @@ def test_a_large_push_in_turns_answers_as_one_push_would():
                       "quarantined": [{"origin": "o", "seq": 7}, {"origin": "o", "seq": 107}],
                       "resume": {"o": 9}, "note": "first"}
     assert in_turns(apply, [1, 2]) == apply([1, 2])
+
+
+def test_while_another_user_is_about_a_large_push_rests_between_turns_as_long_as_each_took(monkeypatch):
+    """The writer and the disk are left free between a heavy push's turns, for as long as the
+    turn held them (at most MAX_REST): another user's commit then waits for neither."""
+    clock, rests = [0.0], []
+    monkeypatch.setattr(fair.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(fair.time, "sleep", rests.append)
+    monkeypatch.setattr(fair, "pace", lambda: True)  # another user is about
+
+    def apply(part: list) -> dict:
+        clock[0] += 0.004 * len(part) / BUSY_TURN  # a full turn holds the writer 4 ms
+        return {"received": len(part)}
+
+    assert in_turns(apply, list(range(3 * BUSY_TURN + 1)))["received"] == 3 * BUSY_TURN + 1
+    assert rests == [0.004, 0.004, 0.004]  # after each turn but the last
+    monkeypatch.setattr(fair, "pace", lambda: False)  # alone: no rest
+    rests.clear()
+    in_turns(apply, list(range(3 * TURN)))
+    assert rests == []
+    clock[0], rests[:] = 0.0, []
+    monkeypatch.setattr(fair, "pace", lambda: True)
+    in_turns(lambda part: clock.__setitem__(0, clock[0] + 1.0) or {"received": len(part)}, list(range(2 * BUSY_TURN)))
+    assert rests == [MAX_REST]
