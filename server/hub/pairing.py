@@ -77,18 +77,23 @@ class Attempts:
         self._counts: dict[str, tuple[int, int]] = {}
 
     def take(self, address: str) -> bool:
+        return self.refused(address) is None
+
+    def refused(self, address: str) -> str | None:
+        """Count one call of `address`; None when it may go on, else why not: "address" (its
+        allowance is spent) or "crowd" (the table is full this minute)."""
         minute, key = int(self._clock() // 60), _bucket(address)
         with self._lock:
             if key not in self._counts and len(self._counts) >= self.addresses:
                 self._counts = {a: c for a, c in self._counts.items() if c[0] == minute}
                 if len(self._counts) >= self.addresses:
-                    return False
+                    return "crowd"
             at, n = self._counts.get(key, (minute, 0))
             n = n if at == minute else 0
             if n >= self.per_minute:
-                return False
+                return "address"
             self._counts[key] = (minute, n + 1)
-            return True
+            return None
 
 
 def _bucket(address: str) -> str:
@@ -114,7 +119,11 @@ def _registry() -> DeviceRegistry:
                  "HubPairRequest", public=True))
 def pair():
     attempts = current_app.extensions.setdefault("pair_attempts", Attempts())
-    if not attempts.take(request.remote_addr or "unknown"):
+    refused = attempts.refused(request.remote_addr or "unknown")
+    if refused == "crowd":
+        raise TooManyRequests(f"Pairing calls came from more than {attempts.addresses} addresses in the last "
+                              "minute; try again in a minute.", code="too_many_requests", retry_after=60)
+    if refused:
         raise TooManyRequests(f"More than {attempts.per_minute} pairing calls came from this address in a minute; "
                               "try again in a minute.", code="too_many_requests", retry_after=60)
     if len(request.get_data()) > MAX_PAIR_BODY:

@@ -175,6 +175,15 @@ def test_pairing_calls_are_limited_per_client_address(hub):
     assert other.status_code == 401
 
 
+def test_a_full_table_of_addresses_says_so_not_that_this_address_called_too_often(hub):
+    hub.app.extensions["pair_attempts"] = Attempts(per_minute=3, addresses=1)
+    assert pair(hub, CODE_PREFIX + "y" * 32)[0] == 401
+    other = hub.client.post("/hub/v1/pair", json={"code": CODE_PREFIX + "y" * 32},
+                            environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert other.status_code == 429
+    assert "more than 1 addresses in the last minute" in other.get_json()["error"]["message"]
+
+
 def test_the_protocol_document_describes_pairing_as_public(hub):
     doc = hub.client.get("/hub/v1/openapi.json").get_json()
     post = doc["paths"]["/pair"]["post"]
